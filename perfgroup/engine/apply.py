@@ -1,0 +1,329 @@
+"""The one place that changes the host. Every function here is small and ordered for safety:
+
+- the privileged copy is built under a temporary name that only root can open (0700), gets owner,
+  mode and capabilities on its open descriptor (capabilities last: chown clears them), is fsynced
+  and renamed over the target, so no half-made or world-executable privileged file ever exists;
+- every path is opened with O_NOFOLLOW, so a planted symlink cannot redirect a write;
+- every change is written to syslog (authpriv) with who did it and old -> new;
+- group and member changes go through shadow-utils (groupadd/gpasswd/groupdel), which lock
+  /etc/group and /etc/gshadow; arguments are lists, never a shell string.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import grp
+import os
+import stat
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+
+from . import log
+from .capabilities import XATTR_NAME, encode
+from .desired import LOCK_PATH
+from .errors import ConvergeError, LockedError
+from .plan import COPY_MODE, DIR_MODE, FILE_MODE, Action
+
+TMP_PREFIX = ".perfgroup-tmp-"
+# A narrow test hook (see tests/integration/test_faults.py): pause before a named step so a test
+# can SIGKILL the run exactly there. It only waits; it never fakes an effect.
+PAUSE_ENV = "PERFGROUP_TEST_PAUSE_AT"
+
+
+def checkpoint(step: str) -> None:
+    wanted = os.environ.get(PAUSE_ENV)
+    if wanted and wanted == step:
+        marker = os.environ.get("PERFGROUP_TEST_PAUSE_FILE", "/run/perfgroup-paused")
+        with open(marker, "w") as handle:
+            handle.write(f"{os.getpid()} {step}\n")
+        time.sleep(3600)
+
+
+@contextlib.contextmanager
+def node_lock(wait_seconds: float, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Serialise perfgroup runs on one node (setup racing setup or remove)."""
+    fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        deadline = time.monotonic() + wait_seconds
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockedError(
+                        f"another perfgroup run holds {LOCK_PATH} (waited {wait_seconds:.0f}s); try again when it ends"
+                    ) from None
+                if not told and on_wait is not None:
+                    on_wait(f"another perfgroup run holds {LOCK_PATH}; waiting up to {wait_seconds:.0f}s")
+                    told = True
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)
+
+
+def run_tool(step: str, argv: list[str]) -> None:
+    checkpoint(step)
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
+    except OSError as error:
+        raise ConvergeError(step, f"cannot run {argv[0]}: {error.strerror}") from None
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise ConvergeError(step, f"{' '.join(argv)} failed: {detail[-1] if detail else result.returncode}")
+
+
+def group_gid(name: str, step: str) -> int:
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise ConvergeError(step, f"group {name} does not exist") from None
+
+
+def create_group(action: Action) -> None:
+    gid = action.params.get("gid")
+    argv = ["groupadd", "--system"] + (["--gid", str(gid)] if gid is not None else []) + ["--", action.target]
+    run_tool("create_group", argv)
+    log.change("create_group", action.target, "absent", f"gid {group_gid(action.target, 'create_group')}")
+
+
+def add_member(action: Action) -> None:
+    group = str(action.params["group"])
+    run_tool("add_member", ["gpasswd", "-a", action.target, group])
+    log.change("add_member", group, "", f"+{action.target}")
+
+
+def remove_member(user: str, group: str) -> None:
+    run_tool("remove_member", ["gpasswd", "-d", user, group])
+    log.change("remove_member", group, user, f"-{user}")
+
+
+def delete_group(name: str) -> None:
+    run_tool("delete_group", ["groupdel", "--", name])
+    log.change("delete_group", name, "present", "absent")
+
+
+def create_dir(action: Action) -> None:
+    checkpoint("create_dir")
+    try:
+        os.mkdir(action.target, DIR_MODE)
+        fd = os.open(action.target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        raise ConvergeError("create_dir", f"{action.target}: {error.strerror}") from None
+    try:
+        os.fchown(fd, 0, 0)
+        os.fchmod(fd, DIR_MODE)  # umask may have narrowed it
+    finally:
+        os.close(fd)
+    log.change("create_dir", action.target, "absent", "root:root 0755")
+
+
+def repair_dir(action: Action) -> None:
+    checkpoint("repair_dir")
+    mode = int(str(action.params["mode"]))
+    try:
+        fd = os.open(action.target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        raise ConvergeError("repair_dir", f"{action.target}: {error.strerror}") from None
+    try:
+        os.fchmod(fd, mode)  # close the write hole before anything else
+        os.fchown(fd, 0, 0)
+    finally:
+        os.close(fd)
+    log.change("repair_dir", action.target, action.before, action.after)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _open_temp(directory: str, name: str) -> tuple[int, str]:
+    """A new file only root can open, in the destination's directory (so rename is atomic)."""
+    temp = os.path.join(directory, f"{TMP_PREFIX}{name}.{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temp)  # left by a killed run of this very pid number
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    return fd, temp
+
+
+def _copy_data(source: str, fd: int) -> None:
+    src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        while os.sendfile(fd, src, None, 1 << 24):
+            pass
+    finally:
+        os.close(src)
+
+
+def retire(path: str, step: str) -> None:
+    """Strip capabilities and exec bits from an old copy before it goes, so a hard link elsewhere
+    (which keeps the inode alive) does not stay privileged."""
+    checkpoint(step)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno in (errno.ENOENT, errno.ELOOP):
+            return
+        raise ConvergeError(step, f"{path}: {error.strerror}") from None
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            with contextlib.suppress(OSError):
+                os.removexattr(fd, XATTR_NAME)
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def _set_copy_metadata(fd: int, gid: int, caps: list[str]) -> None:
+    os.fchmod(fd, 0o700)  # no group/other access while the owner changes
+    checkpoint("chown_copy")
+    os.fchown(fd, 0, gid)  # clears capabilities and setuid bits, so it comes first
+    checkpoint("chmod_copy")
+    os.fchmod(fd, COPY_MODE)
+    checkpoint("setcap_copy")
+    os.setxattr(fd, XATTR_NAME, encode(frozenset(caps)))
+
+
+def install_copy(action: Action) -> None:
+    source = str(action.params["source"])
+    caps = list(action.params["caps"])  # type: ignore[call-overload]
+    gid = group_gid(str(action.params["group"]), "install_copy")
+    directory, name = os.path.split(action.target)
+    checkpoint("write_copy")
+    try:
+        fd, temp = _open_temp(directory, name)
+    except OSError as error:
+        raise ConvergeError("install_copy", f"cannot create a file in {directory}: {error.strerror}") from None
+    try:
+        try:
+            _copy_data(source, fd)
+            os.fsync(fd)
+            _set_copy_metadata(fd, gid, caps)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        retire(action.target, "retire_old_copy")
+        checkpoint("rename_copy")
+        os.rename(temp, action.target)
+        _fsync_dir(directory)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise ConvergeError("install_copy", f"{action.target}: {error.strerror}") from None
+    log.change("install_copy", action.target, action.before, action.after)
+
+
+def fix_copy(action: Action) -> None:
+    caps = list(action.params["caps"])  # type: ignore[call-overload]
+    gid = group_gid(str(action.params["group"]), "fix_copy")
+    try:
+        fd = os.open(action.target, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        raise ConvergeError("fix_copy", f"{action.target}: {error.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != 0 or info.st_nlink != 1:
+            raise ConvergeError("fix_copy", f"{action.target} changed while setup ran; run setup again")
+        _set_copy_metadata(fd, gid, caps)
+        os.fsync(fd)
+    except OSError as error:
+        raise ConvergeError("fix_copy", f"{action.target}: {error.strerror}") from None
+    finally:
+        os.close(fd)
+    log.change("fix_copy", action.target, action.before, action.after)
+
+
+def write_file(path: str, content: str, step: str = "write_file", mode: int = FILE_MODE) -> None:
+    """Atomically replace path with content (root-owned, mode), never following a symlink."""
+    directory, name = os.path.split(path)
+    checkpoint(step)
+    try:
+        os.makedirs(directory, 0o755, exist_ok=True)
+        fd, temp = _open_temp(directory, name)
+    except OSError as error:
+        raise ConvergeError(step, f"cannot write in {directory}: {error.strerror}") from None
+    try:
+        try:
+            data = content.encode()
+            if os.write(fd, data) != len(data):
+                raise OSError(errno.ENOSPC, "short write")
+            os.fchmod(fd, mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temp, path)
+        _fsync_dir(directory)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise ConvergeError(step, f"{path}: {error.strerror}") from None
+
+
+def write_file_action(action: Action) -> None:
+    write_file(action.target, str(action.params["content"]))
+    log.change("write_file", action.target, "absent" if not action.before else "old content", "perfgroup content")
+
+
+def set_paranoid(action: Action) -> None:
+    checkpoint("set_paranoid")
+    try:
+        with open(action.target, "w") as handle:
+            handle.write(f"{action.params['value']}\n")
+    except OSError as error:
+        raise ConvergeError("set_paranoid", f"cannot write {action.target}: {error.strerror}") from None
+    log.change("set_paranoid", "kernel.perf_event_paranoid", action.before, action.after)
+
+
+def remove_path(path: str, step: str) -> bool:
+    checkpoint(step)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    except OSError as error:
+        raise ConvergeError(step, f"cannot delete {path}: {error.strerror}") from None
+    log.change(step, path, "present", "absent")
+    return True
+
+
+def remove_dir(path: str) -> bool:
+    checkpoint("remove_dir")
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        return False
+    except OSError as error:
+        if error.errno == errno.ENOTEMPTY:
+            return False  # something else lives there now: keep it
+        raise ConvergeError("remove_dir", f"cannot delete {path}: {error.strerror}") from None
+    log.change("remove_dir", path, "present", "absent")
+    return True
+
+
+HANDLERS: dict[str, Callable[[Action], None]] = {
+    "create_group": create_group,
+    "create_dir": create_dir,
+    "repair_dir": repair_dir,
+    "install_copy": install_copy,
+    "fix_copy": fix_copy,
+    "write_file": write_file_action,
+    "set_paranoid": set_paranoid,
+    "add_member": add_member,
+    "write_state": lambda action: None,  # written by converge once everything else is done
+}
+
+
+def execute(actions: tuple[Action, ...], on_done: Callable[[Action], None] | None = None) -> None:
+    for action in actions:
+        HANDLERS[action.kind](action)
+        if on_done is not None:
+            on_done(action)

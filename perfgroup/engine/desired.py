@@ -1,0 +1,64 @@
+"""What the administrator asked for, with the defaults filled in."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+STATE_DIR = "/var/lib/perfgroup"
+LIBEXEC_ROOT = "/usr/local/libexec/perfgroup"
+PROFILE_DIR = "/etc/profile.d"
+SYSCTL_DIR = "/etc/sysctl.d"
+LOCK_PATH = "/run/perfgroup.lock"
+MIN_PARANOID = 2
+
+
+def default_dest(group: str) -> str:
+    """One directory per group, outside anything a package manager owns."""
+    return f"{LIBEXEC_ROOT}/{group}/perf"
+
+
+def state_path(group: str) -> str:
+    return f"{STATE_DIR}/{group}.json"
+
+
+def profile_path(group: str) -> str:
+    return f"{PROFILE_DIR}/perfgroup-{group}.sh"
+
+
+def sysctl_path(group: str) -> str:
+    # 90- sorts after distribution defaults (10-, 50-) so the raised value wins at boot.
+    return f"{SYSCTL_DIR}/90-perfgroup-{group}.conf"
+
+
+@dataclass(frozen=True)
+class Desired:
+    """The target state of one node for one perf group."""
+
+    group: str
+    dest: str
+    members: tuple[str, ...] = ()
+    gid: int | None = None
+    source: str | None = None  # None: find the system perf
+    caps_override: frozenset[str] | None = None  # None: keep what setup recorded, else auto
+    caps_auto: bool = False  # --caps auto given explicitly: drop a recorded override
+    keep_paranoid: bool = False
+    install_perf: bool = False
+    allow_privileged_group: bool = False
+    allow_escalation_caps: bool = False
+
+    @property
+    def dest_dir(self) -> str:
+        return os.path.dirname(self.dest)
+
+    @property
+    def state_path(self) -> str:
+        return state_path(self.group)
+
+    @property
+    def profile_path(self) -> str:
+        return profile_path(self.group)
+
+    @property
+    def sysctl_path(self) -> str:
+        return sysctl_path(self.group)

@@ -1,0 +1,308 @@
+"""Reading the host. Nothing here changes anything, spawns a process or needs root.
+
+Everything the decisions (plan.py, findings.py) need is gathered into one NodeFacts value, so
+those decisions are pure functions that tests feed with plain data.
+"""
+
+from __future__ import annotations
+
+import errno
+import grp
+import hashlib
+import os
+import pwd
+import stat
+from dataclasses import dataclass, field
+
+from . import perfsource, sysctl
+from .capabilities import XATTR_NAME, CapabilityError, FileCaps, decode
+from .desired import Desired
+from .errors import RefusedError
+from .state import State, StateError, StatKey, parse
+
+
+@dataclass(frozen=True)
+class PathFacts:
+    """lstat of one path; kind is file, dir, symlink, other or missing."""
+
+    path: str
+    kind: str
+    uid: int = 0
+    gid: int = 0
+    mode: int = 0  # permission bits incl. setuid/setgid/sticky
+    nlink: int = 0
+    key: StatKey | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.kind != "missing"
+
+
+@dataclass(frozen=True)
+class CopyFacts:
+    node: PathFacts
+    is_elf: bool = False
+    caps: FileCaps | None = None
+    caps_error: str | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class TextFacts:
+    path: str
+    content: str | None  # None: missing or unreadable
+
+
+@dataclass(frozen=True)
+class GroupFacts:
+    name: str
+    gid: int | None  # None: no such group
+    members: tuple[str, ...] = ()
+    local: bool = False  # defined in /etc/group (else it comes from the directory)
+
+
+@dataclass(frozen=True)
+class SourceFacts:
+    requested: str | None = None
+    path: str | None = None
+    sha256: str | None = None
+    key: StatKey | None = None
+    error: str | None = None
+    install_command: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    kernel_release: str
+    cap_last_cap: int | None
+    paranoid: int | None
+    kptr_restrict: int | None
+    lockdown: str | None
+    selinux: str | None
+    group: GroupFacts
+    copy: CopyFacts
+    dirs: tuple[PathFacts, ...]  # dest's parents, nearest first, up to /
+    nosuid: bool | None
+    source: SourceFacts
+    profile: TextFacts
+    sysctl_dropin: TextFacts
+    persisted_paranoid: int | None
+    persisted_in: str | None
+    state: State | None
+    state_error: str | None
+    gid_owner: str | None = None  # group already holding Desired.gid, if any
+    users: dict[str, bool] = field(default_factory=dict)  # Desired.members -> exists
+    os_release: str = ""
+
+
+def read_text(path: str, limit: int = 1 << 20) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read(limit)
+    except OSError:
+        return None
+
+
+def read_int(path: str) -> int | None:
+    text = read_text(path, 64)
+    try:
+        return int(text.strip()) if text is not None else None
+    except ValueError:
+        return None
+
+
+def key_of(info: os.stat_result) -> StatKey:
+    return StatKey(info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def path_facts(path: str) -> PathFacts:
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return PathFacts(path=path, kind="missing")
+    mode = info.st_mode
+    kind = (
+        "file" if stat.S_ISREG(mode) else "dir" if stat.S_ISDIR(mode)
+        else "symlink" if stat.S_ISLNK(mode) else "other"
+    )
+    return PathFacts(path, kind, info.st_uid, info.st_gid, stat.S_IMODE(mode), info.st_nlink, key_of(info))
+
+
+def sha256_file(path: str) -> str | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def digest(path: str, key: StatKey | None, known_key: StatKey | None, known_sha: str | None) -> str | None:
+    """sha256 of path, reusing the recorded one when the stat identity is unchanged (cheap audits)."""
+    if key is not None and known_key is not None and key == known_key and known_sha:
+        return known_sha
+    return sha256_file(path)
+
+
+def read_caps(path: str) -> tuple[FileCaps | None, str | None]:
+    try:
+        raw = os.getxattr(path, XATTR_NAME, follow_symlinks=False)
+    except OSError as error:
+        if error.errno in (errno.ENODATA, errno.ENOTSUP, errno.ENOENT):
+            return None, None
+        return None, f"cannot read {XATTR_NAME}: {error.strerror}"
+    try:
+        return decode(raw), None
+    except CapabilityError as error:
+        return None, str(error)
+
+
+def copy_facts(path: str, state: State | None) -> CopyFacts:
+    node = path_facts(path)
+    if node.kind != "file":
+        return CopyFacts(node=node)
+    caps, caps_error = read_caps(path)
+    recorded = state if state is not None and state.dest == path else None
+    sha = digest(path, node.key, recorded.copy_stat if recorded else None, recorded.copy_sha256 if recorded else None)
+    return CopyFacts(node=node, is_elf=perfsource.is_elf(path), caps=caps, caps_error=caps_error, sha256=sha)
+
+
+def parent_chain(path: str) -> tuple[PathFacts, ...]:
+    chain = []
+    current = os.path.dirname(path)
+    while True:
+        chain.append(path_facts(current))
+        if current == "/":
+            return tuple(chain)
+        current = os.path.dirname(current)
+
+
+def nosuid_at(path: str) -> bool | None:
+    """ST_NOSUID of the filesystem holding path (or its nearest existing ancestor)."""
+    current = path
+    while True:
+        try:
+            return bool(os.statvfs(current).f_flag & os.ST_NOSUID)
+        except OSError:
+            if current == "/":
+                return None
+            current = os.path.dirname(current)
+
+
+def lockdown_mode() -> str | None:
+    text = read_text("/sys/kernel/security/lockdown", 256)
+    if text is None or "[" not in text:
+        return None
+    return text.split("[", 1)[1].split("]", 1)[0]
+
+
+def selinux_mode() -> str | None:
+    value = read_int("/sys/fs/selinux/enforce")
+    return None if value is None else "enforcing" if value == 1 else "permissive"
+
+
+def local_group_names(text: str | None) -> set[str]:
+    return {line.split(":", 1)[0] for line in (text or "").splitlines() if ":" in line}
+
+
+def group_facts(name: str) -> GroupFacts:
+    try:
+        entry = grp.getgrnam(name)
+    except KeyError:
+        return GroupFacts(name=name, gid=None)
+    local = name in local_group_names(read_text("/etc/group", 16 << 20))
+    return GroupFacts(name=name, gid=entry.gr_gid, members=tuple(entry.gr_mem), local=local)
+
+
+def gid_owner(gid: int | None) -> str | None:
+    if gid is None:
+        return None
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return None
+
+
+def user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def load_state(path: str) -> tuple[State | None, str | None]:
+    text = read_text(path)
+    if text is None:
+        return None, "missing" if not os.path.lexists(path) else "unreadable"
+    try:
+        return parse(text), None
+    except StateError as error:
+        return None, f"unusable ({error})"
+
+
+def source_facts(desired: Desired, state: State | None, kernel_release: str, os_release: str) -> SourceFacts:
+    requested = desired.source or (state.source if state else None)
+    try:
+        if requested:
+            resolved = perfsource.resolve(requested, kernel_release)
+        else:
+            resolved = perfsource.find_system_perf(kernel_release, os_release)
+    except perfsource.PerfNotInstalled as missing:
+        return SourceFacts(error=str(missing), install_command=missing.install_command)
+    except RefusedError as refused:
+        return SourceFacts(requested=requested, error=str(refused))
+    info = path_facts(resolved.path)
+    same = state is not None and state.source == resolved.path
+    sha = digest(
+        resolved.path, info.key, state.source_stat if same and state else None,
+        state.source_sha256 if same and state else None,
+    )
+    return SourceFacts(requested=resolved.requested, path=resolved.path, sha256=sha, key=info.key)
+
+
+def persisted_paranoid() -> tuple[int | None, str | None]:
+    listing: dict[str, list[str]] = {}
+    for directory in sysctl.CONFIG_DIRS:
+        try:
+            listing[directory] = os.listdir(directory)
+        except OSError:
+            continue
+    files = sysctl.boot_order(listing)
+    if sysctl.LEGACY_CONF not in {os.path.realpath(f) for f in files}:
+        files.append(sysctl.LEGACY_CONF)
+    return sysctl.persisted_value([(path, read_text(path) or "") for path in files])
+
+
+def read(desired: Desired) -> NodeFacts:
+    """Everything about this node that setup and audit decide from."""
+    state, state_error = load_state(desired.state_path)
+    release = os.uname().release
+    os_release = read_text("/etc/os-release") or ""
+    value, where = persisted_paranoid()
+    return NodeFacts(
+        kernel_release=release,
+        cap_last_cap=read_int("/proc/sys/kernel/cap_last_cap"),
+        paranoid=read_int(sysctl.PROC_PATH),
+        kptr_restrict=read_int("/proc/sys/kernel/kptr_restrict"),
+        lockdown=lockdown_mode(),
+        selinux=selinux_mode(),
+        group=group_facts(desired.group),
+        copy=copy_facts(desired.dest, state),
+        dirs=parent_chain(desired.dest),
+        nosuid=nosuid_at(desired.dest_dir),
+        source=source_facts(desired, state, release, os_release),
+        profile=TextFacts(desired.profile_path, read_text(desired.profile_path)),
+        sysctl_dropin=TextFacts(desired.sysctl_path, read_text(desired.sysctl_path)),
+        persisted_paranoid=value,
+        persisted_in=where,
+        state=state,
+        state_error=state_error,
+        gid_owner=gid_owner(desired.gid),
+        users={name: user_exists(name) for name in desired.members},
+        os_release=os_release,
+    )

@@ -1,0 +1,311 @@
+"""Audit rules: from NodeFacts to findings. Pure; every rule is a small function tested with data.
+
+Each finding has a stable id (monitoring keys on it), a severity, a message and the command that
+fixes it. Severities follow the Nagios plugin convention so `audit` exits 0/1/2/3.
+"""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+
+from . import profile, sysctl
+from .capabilities import ESCALATION_CAPS, CapChoice, choice_from_override, choose_caps, sort_caps
+from .desired import MIN_PARANOID, Desired
+from .facts import NodeFacts, PathFacts, sha256_text
+
+OK, WARNING, CRITICAL, UNKNOWN = "ok", "warning", "critical", "unknown"
+EXIT_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
+RANK = {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}
+
+
+@dataclass(frozen=True)
+class Finding:
+    id: str
+    severity: str
+    message: str
+    fix: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def worst(findings: list[Finding]) -> str:
+    return max((f.severity for f in findings), key=RANK.__getitem__, default=OK)
+
+
+def exit_code(findings: list[Finding]) -> int:
+    return EXIT_CODES[worst(findings)]
+
+
+def expected_caps(facts: NodeFacts, desired: Desired) -> CapChoice:
+    """What the copy should carry: the recorded override, the asked override, or the kernel's need."""
+    if desired.caps_override is not None:
+        return choice_from_override(desired.caps_override)
+    if facts.state is not None and facts.state.caps_override and not desired.caps_auto:
+        return choice_from_override(frozenset(facts.state.caps))
+    return choose_caps(facts.cap_last_cap, facts.kernel_release, facts.kptr_restrict)
+
+
+def _setup(desired: Desired) -> str:
+    return f"perfgroup setup --group {desired.group}"
+
+
+Rule = Callable[[NodeFacts, Desired], Iterator[Finding]]
+
+
+def check_state(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+    if facts.state is not None:
+        yield Finding("state.present", OK, f"setup record {desired.state_path} read")
+    elif facts.state_error == "missing":
+        yield Finding(
+            "state.missing", WARNING,
+            f"no setup record at {desired.state_path}: drift against the source perf cannot be judged",
+            _setup(desired),
+        )
+    else:
+        yield Finding(
+            "state.unusable", WARNING,
+            f"setup record {desired.state_path} is {facts.state_error}: judged from the host alone",
+            _setup(desired),
+        )
+
+
+def check_group(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+    group = facts.group
+    if group.gid is None:
+        yield Finding("group.missing", CRITICAL, f"group {desired.group} does not exist", _setup(desired))
+        return
+    where = "/etc/group" if group.local else "the directory (NSS), not /etc/group"
+    members = ", ".join(group.members) or "none listed"
+    yield Finding("group.present", OK, f"group {group.name} gid {group.gid} from {where}; members: {members}")
+    if facts.state is not None and facts.state.gid != group.gid:
+        yield Finding(
+            "group.gid_changed", WARNING,
+            f"group {group.name} now has gid {group.gid}, setup recorded {facts.state.gid}",
+            _setup(desired),
+        )
+
+
+def _mode_findings(node: PathFacts, desired: Desired) -> Iterator[Finding]:
+    mode = node.mode
+    fix = f"chmod 0750 {desired.dest}  # or: {_setup(desired)}"
+    if mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX):
+        yield Finding("copy.setid", CRITICAL, f"{desired.dest} has setuid/setgid/sticky bits (mode {mode:04o})", fix)
+    if mode & 0o007:
+        yield Finding(
+            "copy.world_access", CRITICAL,
+            f"{desired.dest} is accessible to non-members (mode {mode:04o}): everyone gets its capabilities",
+            fix,
+        )
+    if mode & stat.S_IWGRP:
+        yield Finding(
+            "copy.group_writable", CRITICAL,
+            f"{desired.dest} is writable by group members (mode {mode:04o}): a member can replace privileged code",
+            fix,
+        )
+    if mode != 0o750 and not mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | 0o007 | stat.S_IWGRP):
+        yield Finding("copy.mode", WARNING, f"{desired.dest} mode {mode:04o} is not 0750: members may be unable to run it", fix)
+
+
+def check_copy_file(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+    node = facts.copy.node
+    if not node.exists:
+        yield Finding("copy.missing", CRITICAL, f"privileged perf {desired.dest} does not exist", _setup(desired))
+        return
+    if node.kind != "file":
+        yield Finding("copy.not_file", CRITICAL, f"{desired.dest} is a {node.kind}, not a regular file", _setup(desired))
+        return
+    if not facts.copy.is_elf:
+        yield Finding("copy.not_elf", CRITICAL, f"{desired.dest} is not an ELF executable", _setup(desired))
+    if node.uid != 0:
+        yield Finding("copy.owner", CRITICAL, f"{desired.dest} is owned by uid {node.uid}, not root", _setup(desired))
+    if facts.group.gid is not None and node.gid != facts.group.gid:
+        yield Finding(
+            "copy.group", CRITICAL,
+            f"{desired.dest} belongs to gid {node.gid}, not {desired.group} ({facts.group.gid})", _setup(desired),
+        )
+    yield from _mode_findings(node, desired)
+    if node.nlink > 1:
+        yield Finding(
+            "copy.hardlinked", WARNING,
+            f"{desired.dest} has {node.nlink} hard links: another name carries the same capabilities",
+            _setup(desired),
+        )
+    if node.mode == 0o750 and node.uid == 0 and node.nlink == 1 and node.gid == facts.group.gid:
+        yield Finding("copy.ok", OK, f"{desired.dest} root:{desired.group} 0750, one link")
+
+
+def check_caps(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+    copy = facts.copy
+    if copy.node.kind != "file":
+        return
+    choice = expected_caps(facts, desired)
+    fix = _setup(desired)
+    if copy.caps_error:
+        yield Finding("caps.unreadable", CRITICAL, f"{desired.dest}: {copy.caps_error}", fix)
+        return
+    caps = copy.caps
+    if caps is None or not caps.permitted:
+        yield Finding("caps.missing", CRITICAL, f"{desired.dest} has no file capabilities (expected {choice.text()})", fix)
+        return
+    if caps.namespaced:
+        yield Finding(
+            "caps.namespaced", CRITICAL,
+            f"{desired.dest} carries v3 capabilities for namespace root uid {caps.rootid}: ineffective on the host",
+            fix,
+        )
+    if not caps.effective:
+        yield Finding("caps.not_effective", CRITICAL, f"{desired.dest} capabilities lack the effective bit ({caps.text()})", fix)
+    if caps.inheritable:
+        yield Finding("caps.inheritable", WARNING, f"{desired.dest} has inheritable capabilities ({caps.text()})", fix)
+    have = caps.permitted
+    missing = choice.caps - have
+    extra = have - choice.caps
+    if choice.core and choice.core in missing:
+        yield Finding("caps.missing", CRITICAL, f"{desired.dest} lacks {choice.core} (has {caps.text()}, expected {choice.text()})", fix)
+    elif missing:
+        yield Finding("caps.incomplete", WARNING, f"{desired.dest} lacks {','.join(sort_caps(missing))} ({choice.reason})", fix)
+    excessive = extra & (ESCALATION_CAPS | ({"cap_sys_admin"} if choice.core == "cap_perfmon" else set()))
+    if excessive:
+        yield Finding(
+            "caps.excessive", CRITICAL,
+            f"{desired.dest} carries {','.join(sort_caps(excessive))}: more power than profiling needs",
+            fix,
+        )
+    elif extra:
+        yield Finding("caps.extra", WARNING, f"{desired.dest} carries unexpected {','.join(sort_caps(extra))}", fix)
+    if not missing and not extra and caps.effective and not caps.namespaced:
+        yield Finding("caps.ok", OK, f"{desired.dest} has {choice.text()} ({choice.reason})")
+
+
+def check_path(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+    unsafe = False
+    for node in facts.dirs:
+        if not node.exists:
+            continue
+        if node.kind == "symlink":
+            unsafe = True
+            yield Finding("path.symlink", WARNING, f"{node.path} (above {desired.dest}) is a symlink", "use a --dest without symlinks")
+        elif node.uid != 0 or node.mode & (stat.S_IWGRP | stat.S_IWOTH):
+            unsafe = True
+            yield Finding(
+                "path.unsafe", CRITICAL,
+                f"{node.path} (above {desired.dest}) is owned by uid {node.uid} mode {node.mode:04o}: "
+                "a non-root user can swap the privileged perf",
+                f"chown root:root {node.path} && chmod go-w {node.path}",
+            )
+    if not unsafe:
+        yield Finding("path.ok", OK, f"every directory above {desired.dest} is root-owned and not group/other-writable")
+    if facts.nosuid:
+        yield Finding(
+            "mount.nosuid", CRITICAL,
+            f"{desired.dest_dir} is on a nosuid mount: the kernel ignores the file capabilities",
+            "choose a --dest on a filesystem mounted without nosuid",
+        )
+
+
+def check_drift(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+    copy, source, state = facts.copy, facts.source, facts.state
+    if copy.node.kind != "file" or copy.sha256 is None:
+        return
+    fix = _setup(desired)
+    if source.error:
+        yield Finding("source.unusable", WARNING, f"source perf: {source.error}", fix)
+    if state is not None and state.dest == desired.dest:
+        if copy.sha256 != state.copy_sha256:
+            yield Finding(
+                "copy.modified", CRITICAL,
+                f"{desired.dest} content changed since setup (sha256 {copy.sha256[:12]}, recorded {state.copy_sha256[:12]})",
+                fix,
+            )
+        elif source.sha256 and source.path == state.source and source.sha256 != state.source_sha256:
+            yield Finding(
+                "copy.stale", WARNING,
+                f"source {state.source} changed since setup (upgraded?): {desired.dest} is an old perf",
+                fix,
+            )
+        elif source.path and source.path != state.source:
+            yield Finding("copy.stale", WARNING, f"the system perf is now {source.path}, the copy was made from {state.source}", fix)
+        else:
+            yield Finding("copy.current", OK, f"{desired.dest} matches what setup installed from {state.source}")
+    elif source.sha256 and copy.sha256 != source.sha256:
+        yield Finding("copy.differs", WARNING, f"{desired.dest} differs from {source.path} and no setup record explains it", fix)
+
+
+def check_paranoid(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+    kept = desired.keep_paranoid or (facts.state is not None and facts.state.keep_paranoid)
+    fix = _setup(desired)
+    if facts.paranoid is None:
+        yield Finding("paranoid.unknown", WARNING, f"cannot read {sysctl.PROC_PATH}")
+    elif facts.paranoid < MIN_PARANOID:
+        yield Finding(
+            "paranoid.low", WARNING if kept else CRITICAL,
+            f"perf_event_paranoid is {facts.paranoid}: every user can profile beyond their own processes"
+            + (" (kept on purpose: --keep-paranoid)" if kept else ""),
+            fix,
+        )
+    else:
+        yield Finding("paranoid.ok", OK, f"perf_event_paranoid is {facts.paranoid}: non-members are locked out")
+    if kept:
+        return
+    if facts.persisted_paranoid is None:
+        yield Finding("paranoid.not_persisted", WARNING, "no sysctl configuration sets kernel.perf_event_paranoid", fix)
+    elif facts.persisted_paranoid < MIN_PARANOID:
+        yield Finding(
+            "paranoid.not_persisted", WARNING,
+            f"{facts.persisted_in} sets perf_event_paranoid={facts.persisted_paranoid} at boot", fix,
+        )
+    state = facts.state
+    if state is not None and state.sysctl_path == desired.sysctl_path and state.sysctl_sha256:
+        content = facts.sysctl_dropin.content
+        if content is None:
+            yield Finding("sysctl.missing", WARNING, f"{desired.sysctl_path} was deleted", fix)
+        elif sha256_text(content) != state.sysctl_sha256:
+            yield Finding("sysctl.modified", WARNING, f"{desired.sysctl_path} was edited by hand", fix)
+
+
+def check_profile(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+    wanted = profile.render(desired.group, desired.dest_dir)
+    if facts.profile.content is None:
+        yield Finding(
+            "profile.missing", WARNING,
+            f"{desired.profile_path} is missing: members do not get the privileged perf first on PATH", _setup(desired),
+        )
+    elif facts.profile.content != wanted:
+        yield Finding("profile.modified", WARNING, f"{desired.profile_path} differs from what perfgroup writes", _setup(desired))
+
+
+def check_kernel(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+    choice = expected_caps(facts, desired)
+    if facts.kptr_restrict == 2:
+        yield Finding(
+            "kptr_restrict.hidden", WARNING,
+            "kptr_restrict=2 hides kernel addresses from everyone: members get no kernel symbols",
+            "sysctl -w kernel.kptr_restrict=1 (and persist it), with cap_syslog granted",
+        )
+    elif facts.kptr_restrict == 1 and "cap_syslog" not in choice.caps:
+        yield Finding("kptr_restrict.no_syslog", WARNING, "kptr_restrict=1 and no cap_syslog: kernel symbols unresolved", _setup(desired))
+    if facts.lockdown == "confidentiality":
+        yield Finding(
+            "lockdown.confidentiality", WARNING,
+            "kernel lockdown is in confidentiality mode: kernel profiling and tracing are blocked for everyone",
+            "boot with lockdown=integrity or none if kernel profiling is required",
+        )
+    if facts.selinux == "enforcing":
+        yield Finding(
+            "selinux.enforcing", WARNING,
+            "SELinux is enforcing: members' perf needs perf_event and capability2 { perfmon } allowed",
+            "ausearch -m avc -c perf  # then allow the denied permissions in local policy",
+        )
+
+
+RULES: tuple[Rule, ...] = (
+    check_state, check_group, check_copy_file, check_caps, check_path,
+    check_drift, check_paranoid, check_profile, check_kernel,
+)
+
+
+def audit(facts: NodeFacts, desired: Desired) -> list[Finding]:
+    return [finding for rule in RULES for finding in rule(facts, desired)]

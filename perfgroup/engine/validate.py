@@ -1,0 +1,91 @@
+"""Rules for administrator input: names, paths and capability lists. Pure functions."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from .capabilities import ESCALATION_CAPS, CapabilityError, parse_cap_list
+from .errors import RefusedError
+
+# shadow-utils accepts at most 32 characters; the portable set keeps names safe in
+# /etc/group, sudoers, shell snippets and file names alike.
+NAME_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")
+
+# Groups whose members already hold root-equivalent or broad system powers: turning one of them
+# into the perf group silently widens who can profile the kernel.
+PRIVILEGED_GROUPS: frozenset[str] = frozenset(
+    {
+        "root", "wheel", "sudo", "admin", "adm", "shadow", "disk", "docker", "lxd", "libvirt",
+        "kvm", "staff", "systemd-journal", "video", "kmem", "tty", "lp", "dialout", "audio",
+        "operator", "sys", "bin", "daemon", "users", "nogroup", "nobody", "utmp", "src",
+    }
+)
+
+
+def _describe(value: str) -> str:
+    return repr(value) if value else "an empty name"
+
+
+def check_name(kind: str, value: str) -> str:
+    """Return value if it is a safe user or group name, else raise RefusedError."""
+    if not value:
+        raise RefusedError(f"{kind} name is empty")
+    if len(value) > 32:
+        raise RefusedError(f"{kind} name {value[:40]!r}... is longer than 32 characters")
+    if value.startswith("-"):
+        raise RefusedError(f"{kind} name {value!r} starts with '-' (it would be read as an option)")
+    if not NAME_RE.match(value):
+        raise RefusedError(
+            f"{kind} name {_describe(value)} has characters outside a-z, 0-9, '_' and '-' "
+            "(or does not start with a letter or '_')"
+        )
+    return value
+
+
+def check_group(name: str, allow_privileged: bool) -> str:
+    check_name("group", name)
+    if name in PRIVILEGED_GROUPS and not allow_privileged:
+        raise RefusedError(
+            f"group {name!r} already grants system powers; refusing to make it the perf group "
+            "(use --adopt-privileged-group to give every member of it kernel profiling rights)"
+        )
+    return name
+
+
+def check_member(name: str) -> str:
+    check_name("member", name)
+    if name == "root":
+        raise RefusedError("member 'root' is pointless: root can already profile everything")
+    return name
+
+
+def check_gid(gid: int | None) -> int | None:
+    if gid is not None and not 1 <= gid < 2**32 - 1:
+        raise RefusedError(f"gid {gid} is out of range (1 to 4294967294)")
+    return gid
+
+
+def check_abs_path(kind: str, path: str) -> str:
+    if not path or not os.path.isabs(path):
+        raise RefusedError(f"{kind} {path!r} must be an absolute path")
+    if "\n" in path or "\0" in path:
+        raise RefusedError(f"{kind} {path!r} contains a newline or NUL")
+    if os.path.normpath(path) != path:
+        raise RefusedError(f"{kind} {path!r} is not normalised (use {os.path.normpath(path)!r})")
+    return path
+
+
+def check_caps(text: str, allow_escalation: bool) -> frozenset[str]:
+    """Parse an explicit --caps list and refuse escalation paths unless explicitly forced."""
+    try:
+        caps = parse_cap_list(text)
+    except CapabilityError as error:
+        raise RefusedError(f"--caps: {error}") from None
+    dangerous = sorted(caps & ESCALATION_CAPS)
+    if dangerous and not allow_escalation:
+        raise RefusedError(
+            f"--caps: {','.join(dangerous)} would let members become root; refusing "
+            "(--allow-escalation-caps overrides, and hands root to the group)"
+        )
+    return caps
