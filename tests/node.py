@@ -91,7 +91,11 @@ class Node:
     def argv(self, argv: list[str], user: str | None = None) -> list[str]:
         prefix = ["nsenter", f"--mount=/proc/{self.pid}/ns/mnt", "--", "chroot", str(self.root)]
         if user is not None:
-            prefix += ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--"]
+            # setpriv keeps root's effective capabilities until the exec it performs, so exec'ing
+            # the target directly would pass the permission check with CAP_DAC_OVERRIDE; a shell
+            # in between execs it as a plain user, as a login would.
+            prefix += ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--",
+                       "/bin/sh", "-c", 'exec "$0" "$@"']
         return prefix + argv
 
     def run(self, argv: list[str], user: str | None = None, env: dict[str, str] | None = None,

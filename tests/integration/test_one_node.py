@@ -1,0 +1,282 @@
+"""One node, for real: setup, audit, verify, drift and repair, remove, inside throwaway nodes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from conftest import PERFGROUP
+
+from node import Node
+
+pytestmark = pytest.mark.integration
+
+DEST = "/usr/local/libexec/perfgroup/perf_users/perf"
+PROFILE = "/etc/profile.d/perfgroup-perf_users.sh"
+SYSCTL = "/etc/sysctl.d/90-perfgroup-perf_users.conf"
+STATE = "/var/lib/perfgroup/perf_users.json"
+PERF_A = ["stat", "-a", "-e", "cpu-clock", "--", "true"]
+
+
+def perfgroup(node: Node, *args: str) -> Any:
+    return node.run([PERFGROUP, *args])
+
+
+def audit_json(node: Node) -> tuple[int, dict[str, Any]]:
+    result = perfgroup(node, "audit", "--json")
+    return result.returncode, json.loads(result.stdout)
+
+
+def ids(report: dict[str, Any], severity: str | None = None) -> set[str]:
+    return {f["id"] for f in report["findings"] if severity is None or f["severity"] == severity}
+
+
+def users(node: Node) -> None:
+    node.ok("useradd -M -s /bin/sh alice && useradd -M -s /bin/sh bob")
+
+
+def converged(node: Node, *extra: str) -> Any:
+    users(node)
+    result = perfgroup(node, "setup", "--group", "perf_users", "--member", "alice", *extra)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def test_setup_converges_verifies_and_audits_clean(node: Node) -> None:
+    result = converged(node)
+    assert "verified" in result.stdout
+    assert "cap_perfmon" in result.stdout
+    code, report = audit_json(node)
+    assert code == 0, report
+    assert report["status"] == "ok"
+    assert {"group.present", "copy.ok", "caps.ok", "path.ok", "paranoid.ok", "copy.current"} <= ids(report, "ok")
+    getcap = node.ok(f"getcap {DEST}")
+    assert "cap_perfmon=ep" in getcap
+    assert node.ok(f"stat -c '%U %G %a %h' {DEST}").split() == ["root", "perf_users", "750", "1"]
+    assert "kernel.perf_event_paranoid = 2" in node.ok(f"cat {SYSCTL}")
+    state = json.loads(node.ok(f"cat {STATE}"))
+    assert state["group_created"] is True and state["caps"] == ["cap_perfmon"]
+
+
+def test_member_profiles_non_member_cannot_stock_perf_still_refuses(node: Node) -> None:
+    converged(node)
+    member = node.run([DEST, *PERF_A], user="alice")
+    assert member.returncode == 0, member.stderr
+    assert "cpu-clock" in member.stderr
+    outsider = node.run([DEST, *PERF_A], user="bob")
+    assert outsider.returncode != 0
+    assert "Permission denied" in outsider.stderr
+    stock = node.run(["/usr/bin/perf", *PERF_A], user="alice")
+    assert stock.returncode != 0
+    assert "perf_event_paranoid" in stock.stderr
+    # The profile.d snippet puts the privileged perf first on PATH for members only.
+    which = f". {PROFILE}; command -v perf"
+    assert node.sh(which, user="alice").stdout.strip() == DEST
+    assert node.sh(which, user="bob").stdout.strip() == "/usr/bin/perf"
+
+
+def test_second_setup_changes_nothing(node: Node) -> None:
+    converged(node)
+    before = node.snapshot()
+    again = perfgroup(node, "setup", "--group", "perf_users", "--member", "alice")
+    assert again.returncode == 0, again.stderr
+    assert "nothing to change" in again.stdout
+    assert "unchanged" in again.stdout
+    assert node.snapshot() == before
+
+
+def test_dry_run_changes_nothing(node: Node) -> None:
+    users(node)
+    before = node.snapshot()
+    result = perfgroup(node, "setup", "--member", "alice", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "would change" in result.stdout and "create group perf_users" in result.stdout
+    assert node.snapshot() == before
+    report = json.loads(perfgroup(node, "setup", "--dry-run", "--json").stdout)
+    assert report["dry_run"] is True and report["changed"] is False and report["plan"]
+    assert node.snapshot() == before
+
+
+DRIFTS = [
+    # (what is done to a converged node, finding id, audit exit code)
+    (f"chmod o+x {DEST}", "copy.world_access", 2),
+    (f"chmod g+w {DEST}", "copy.group_writable", 2),
+    (f"chmod u+s {DEST}", "copy.setid", 2),
+    (f"setcap cap_perfmon,cap_sys_admin=ep {DEST}", "caps.excessive", 2),
+    (f"setcap cap_perfmon,cap_ipc_lock=ep {DEST}", "caps.extra", 1),
+    (f"setcap -r {DEST}", "caps.missing", 2),
+    (f"setcap cap_perfmon=p {DEST}", "caps.not_effective", 2),
+    (f"cat /bin/ls > {DEST}", "copy.modified", 2),
+    (f"cp /bin/ls {DEST}.new && chgrp perf_users {DEST}.new && chmod 0750 {DEST}.new && mv {DEST}.new {DEST}",
+     "copy.modified", 2),
+    ("chmod o+w /usr/local/libexec/perfgroup/perf_users", "path.unsafe", 2),
+    ("chown nobody /usr/local/libexec/perfgroup", "path.unsafe", 2),
+    (f"ln {DEST} /usr/local/libexec/perfgroup/other-name", "copy.hardlinked", 1),
+    (f"chgrp root {DEST}", "copy.group", 2),
+    (f"rm {PROFILE}", "profile.missing", 1),
+    (f"echo 'PATH=/tmp:$PATH' >> {PROFILE}", "profile.modified", 1),
+    (f"sed -i 's/= 2/= 0/' {SYSCTL}", "paranoid.not_persisted", 1),
+    (f"rm {DEST}", "copy.missing", 2),
+]
+
+
+@pytest.mark.parametrize(("drift", "finding", "code"), DRIFTS, ids=[d[1] + ":" + d[0][:30] for d in DRIFTS])
+def test_drift_is_found_and_repaired(node: Node, drift: str, finding: str, code: int) -> None:
+    converged(node)
+    node.ok(drift)
+    got, report = audit_json(node)
+    assert finding in ids(report), report
+    assert got == code, report
+    repair = perfgroup(node, "setup", "--group", "perf_users")
+    assert repair.returncode == 0, repair.stdout + repair.stderr
+    got, report = audit_json(node)
+    assert got == 0, [f for f in report["findings"] if f["severity"] != "ok"]
+    assert node.run([DEST, *PERF_A], user="alice").returncode == 0
+
+
+def test_hard_link_left_behind_loses_its_privilege(node: Node) -> None:
+    converged(node)
+    node.ok(f"ln {DEST} /usr/local/libexec/perfgroup/stray")
+    assert perfgroup(node, "setup").returncode == 0
+    # The old inode lives on under the stray name, but without capabilities or exec bits.
+    assert node.ok("getcap /usr/local/libexec/perfgroup/stray").strip() == ""
+    assert node.ok("stat -c %a /usr/local/libexec/perfgroup/stray").strip() == "600"
+
+
+def test_remove_leaves_no_trace(node: Node) -> None:
+    users(node)
+    group_before = node.ok("cat /etc/group")
+    converged_result = perfgroup(node, "setup", "--member", "alice")
+    assert converged_result.returncode == 0
+    result = perfgroup(node, "remove", "--group", "perf_users")
+    assert result.returncode == 0, result.stderr
+    for path in (DEST, "/usr/local/libexec/perfgroup", PROFILE, SYSCTL, STATE):
+        assert node.sh(f"test -e {path}").returncode != 0, f"{path} survived remove"
+    assert node.sh("getent group perf_users").returncode != 0
+    assert node.ok("cat /etc/group") == group_before
+    again = perfgroup(node, "remove", "--group", "perf_users")
+    assert again.returncode == 2
+    assert "no usable setup record" in again.stderr
+
+
+def test_remove_keeps_an_adopted_group_and_its_other_members(node: Node) -> None:
+    users(node)
+    node.ok("groupadd --gid 4242 perf_users && gpasswd -a bob perf_users")
+    assert perfgroup(node, "setup", "--member", "alice").returncode == 0
+    assert perfgroup(node, "remove").returncode == 0
+    entry = node.ok("getent group perf_users").strip()
+    assert entry == "perf_users:x:4242:bob"
+
+
+def test_kernel_without_perfmon_gets_the_sys_admin_fallback(make_node: Any) -> None:
+    node = make_node(sysctls={"kernel/cap_last_cap": "37"})
+    result = converged(node)
+    assert "kernel has no CAP_PERFMON" in result.stdout
+    caps = node.ok(f"getcap {DEST}")
+    assert "cap_sys_ptrace,cap_sys_admin,cap_syslog=ep" in caps
+    code, report = audit_json(node)
+    assert code == 0, report
+    assert "caps.ok" in ids(report, "ok")
+
+
+def test_low_paranoid_is_raised_live_and_persisted(make_node: Any) -> None:
+    node = make_node(sysctls={"kernel/perf_event_paranoid": "1"})
+    users(node)
+    code, report = audit_json(node)
+    assert "paranoid.low" in ids(report, "critical")
+    result = perfgroup(node, "setup", "--member", "alice")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "raise kernel.perf_event_paranoid 1 -> 2" in result.stdout
+    assert node.ok("cat /proc/sys/kernel/perf_event_paranoid").strip() == "2"
+    assert audit_json(node)[0] == 0
+
+
+def test_keep_paranoid_leaves_it_alone(make_node: Any) -> None:
+    node = make_node(sysctls={"kernel/perf_event_paranoid": "1"})
+    users(node)
+    result = perfgroup(node, "setup", "--member", "alice", "--keep-paranoid")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert node.ok("cat /proc/sys/kernel/perf_event_paranoid").strip() == "1"
+    assert node.sh(f"test -e {SYSCTL}").returncode != 0
+    code, report = audit_json(node)
+    assert code == 1 and "paranoid.low" in ids(report, "warning")
+
+
+def test_nosuid_destination_is_refused_and_nothing_changes(make_node: Any) -> None:
+    node = make_node(nosuid_dirs=("/opt/nosuid",))
+    users(node)
+    before = node.snapshot()
+    result = perfgroup(node, "setup", "--dest", "/opt/nosuid/perf")
+    assert result.returncode == 2
+    assert "nosuid" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert node.snapshot() == before
+
+
+def test_nosuid_is_a_critical_audit_finding(make_node: Any) -> None:
+    node = make_node(nosuid_dirs=("/usr/local/libexec/perfgroup",))
+    converged_result = perfgroup(node, "setup", "--dest", "/usr/local/libexec/perfgroup/perf_users/perf")
+    assert converged_result.returncode == 2  # refused: caps would be ignored
+    code, report = audit_json(node)
+    assert "mount.nosuid" in ids(report, "critical") and code == 2
+
+
+def test_missing_perf_names_the_package(make_node: Any) -> None:
+    node = make_node(without_perf=True)
+    before = node.snapshot()
+    result = perfgroup(node, "setup")
+    assert result.returncode == 2
+    assert "apt-get install -y linux-perf" in result.stderr
+    assert node.snapshot() == before
+
+
+def test_explicit_caps_override_is_kept_until_auto(node: Node) -> None:
+    converged(node, "--caps", "cap_perfmon,cap_ipc_lock")
+    assert "cap_ipc_lock,cap_perfmon=ep" in node.ok(f"getcap {DEST}")
+    assert audit_json(node)[0] == 0
+    assert perfgroup(node, "setup").returncode == 0  # no --caps: the recorded override stays
+    assert "cap_ipc_lock" in node.ok(f"getcap {DEST}")
+    assert perfgroup(node, "setup", "--caps", "auto").returncode == 0
+    assert node.ok(f"getcap {DEST}").split()[-1] == "cap_perfmon=ep"
+
+
+def test_bad_input_is_refused_with_one_line_and_no_change(node: Node) -> None:
+    before = node.snapshot()
+    cases = [
+        (["setup", "--group", "root"], 2),
+        (["setup", "--group", "bad:name"], 2),
+        (["setup", "--member", "nosuchuser"], 2),
+        (["setup", "--caps", "all"], 2),
+        (["setup", "--caps", "cap_setuid"], 2),
+        (["setup", "--dest", "/tmp/perf"], 2),
+        (["setup", "--dest", "/usr/bin/perf"], 2),
+        (["setup", "--perf", "/bin/sh"], 2),
+        (["audit", "--nonsense"], 3),
+        (["audit", "--group", "bad/name"], 3),
+    ]
+    for args, code in cases:
+        result = perfgroup(node, *args)
+        assert result.returncode == code, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) >= 1
+        assert node.snapshot() == before, args
+
+
+def test_members_add_list_remove(node: Node) -> None:
+    converged(node)
+    assert perfgroup(node, "members", "add", "bob").returncode == 0
+    listing = json.loads(perfgroup(node, "members", "list", "--json").stdout)
+    assert listing["members"] == ["alice", "bob"]
+    assert perfgroup(node, "members", "remove", "alice").returncode == 0
+    assert json.loads(perfgroup(node, "members", "list", "--json").stdout)["members"] == ["bob"]
+    assert perfgroup(node, "members", "add", "ghost").returncode == 2
+
+
+def test_functional_audit_and_verify(node: Node) -> None:
+    converged(node)
+    result = perfgroup(node, "audit", "--functional", "--json")
+    report = json.loads(result.stdout)
+    assert {"verify.member", "verify.non_member"} <= ids(report, "ok"), report
+    node.ok(f"chmod o+x {DEST}")
+    verify = perfgroup(node, "verify")
+    assert verify.returncode == 1
+    assert "ALLOWED" in verify.stdout
