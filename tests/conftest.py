@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from node import Node, NodeOptions  # noqa: E402
+from node import Node, NodeOptions
 
 # The CLI installed in the venv running the tests; the overlay's lower layer is `/`, so the
 # very same path works inside every node.

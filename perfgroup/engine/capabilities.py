@@ -5,6 +5,7 @@ Standard library only: this package is shipped to nodes by Ansible as module_uti
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 
@@ -209,13 +210,8 @@ class CapChoice:
 
 def kernel_version(release: str) -> tuple[int, int]:
     """(major, minor) from a `uname -r` string such as `6.1.0-18-amd64`; (0, 0) if unreadable."""
-    parts = release.split(".")
-    try:
-        major = int(parts[0])
-        minor = int("".join(ch for ch in parts[1] if ch.isdigit()) or "0") if len(parts) > 1 else 0
-    except (ValueError, IndexError):
-        return (0, 0)
-    return (major, minor)
+    match = re.match(r"(\d+)\.(\d+)", release)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
 
 
 def choose_caps(cap_last_cap: int | None, kernel_release: str, kptr_restrict: int | None) -> CapChoice:

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 from conftest import PERFGROUP
-
 from node import Node
 
 pytestmark = pytest.mark.integration
@@ -183,7 +182,7 @@ def test_kernel_without_perfmon_gets_the_sys_admin_fallback(make_node: Any) -> N
 def test_low_paranoid_is_raised_live_and_persisted(make_node: Any) -> None:
     node = make_node(sysctls={"kernel/perf_event_paranoid": "1"})
     users(node)
-    code, report = audit_json(node)
+    _code, report = audit_json(node)
     assert "paranoid.low" in ids(report, "critical")
     result = perfgroup(node, "setup", "--member", "alice")
     assert result.returncode == 0, result.stdout + result.stderr

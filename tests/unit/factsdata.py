@@ -1,0 +1,72 @@
+"""Plain-data NodeFacts for unit tests: a converged node, and helpers to bend it."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from perfgroup.engine import profile, sysctl
+from perfgroup.engine.capabilities import decode, encode
+from perfgroup.engine.desired import Desired, default_dest
+from perfgroup.engine.facts import CopyFacts, GroupFacts, NodeFacts, PathFacts, SourceFacts, TextFacts, sha256_text
+from perfgroup.engine.state import State, StatKey
+
+GID = 995
+SHA = "5" * 64
+DEST = default_dest("perf_users")
+KEY = StatKey(1, 2, 3, 4, 5)
+
+
+def desired(**changes: Any) -> Desired:
+    return dataclasses.replace(Desired(group="perf_users", dest=DEST), **changes)
+
+
+def dirs(**overrides: PathFacts) -> tuple[PathFacts, ...]:
+    chain = []
+    for path in ("/usr/local/libexec/perfgroup/perf_users", "/usr/local/libexec/perfgroup",
+                 "/usr/local/libexec", "/usr/local", "/usr", "/"):
+        chain.append(overrides.get(path, PathFacts(path, "dir", 0, 0, 0o755, 2)))
+    return tuple(chain)
+
+
+def state(**changes: Any) -> State:
+    want = desired()
+    base = State(
+        group="perf_users", gid=GID, group_created=True, group_source="local", dest=DEST,
+        created_dirs=("/usr/local/libexec/perfgroup", "/usr/local/libexec/perfgroup/perf_users"),
+        source="/usr/bin/perf", source_sha256=SHA, source_stat=KEY, copy_sha256=SHA, copy_stat=KEY,
+        caps=("cap_perfmon",), caps_reason="r", caps_override=False, keep_paranoid=False, paranoid_before=2,
+        profile_path=want.profile_path, profile_sha256="x", sysctl_path=want.sysctl_path,
+        sysctl_sha256=sha256_text(sysctl.render_dropin("perf_users", 2)),
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def converged(**changes: Any) -> NodeFacts:
+    want = desired()
+    base = NodeFacts(
+        kernel_release="6.1.0-18-amd64", cap_last_cap=40, paranoid=2, kptr_restrict=0, lockdown=None, selinux=None,
+        group=GroupFacts("perf_users", GID, ("alice",), local=True),
+        copy=CopyFacts(
+            node=PathFacts(DEST, "file", 0, GID, 0o750, 1, KEY), is_elf=True,
+            caps=decode(encode(frozenset({"cap_perfmon"}))), sha256=SHA,
+        ),
+        dirs=dirs(), nosuid=False,
+        source=SourceFacts(requested="/usr/bin/perf", path="/usr/bin/perf", sha256=SHA, key=KEY),
+        profile=TextFacts(want.profile_path, profile.render("perf_users", want.dest_dir)),
+        sysctl_dropin=TextFacts(want.sysctl_path, sysctl.render_dropin("perf_users", 2)),
+        persisted_paranoid=2, persisted_in=want.sysctl_path, state=state(), state_error=None,
+        users={"alice": True, "bob": True},
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def with_copy(facts: NodeFacts, **changes: Any) -> NodeFacts:
+    node_changes = {k: v for k, v in changes.items() if k in {"kind", "uid", "gid", "mode", "nlink"}}
+    copy_changes = {k: v for k, v in changes.items() if k not in node_changes}
+    node = dataclasses.replace(facts.copy.node, **node_changes)
+    return dataclasses.replace(facts, copy=dataclasses.replace(facts.copy, node=node, **copy_changes))
+
+
+def caps(*names: str, effective: bool = True) -> Any:
+    return decode(encode(frozenset(names), effective=effective))

@@ -1,0 +1,54 @@
+"""The CLI's surface through click's CliRunner: help, exit codes for bad input, JSON shape.
+Nothing here changes the host: only read-only commands and refusals are exercised."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from perfgroup.cli import main
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner(env={"NO_COLOR": "1"})
+
+
+def test_help_documents_exit_codes(runner: CliRunner) -> None:
+    setup_help = runner.invoke(main, ["setup", "--help"]).output
+    assert "Exit codes" in setup_help and "refused bad input" in setup_help
+    audit_help = runner.invoke(main, ["audit", "--help"]).output
+    assert "Nagios" in audit_help and "UNKNOWN" in audit_help
+
+
+@pytest.mark.parametrize(("args", "code"), [
+    (["audit", "--bogus"], 3),
+    (["audit", "--group", "a:b"], 3),
+    (["setup", "--bogus"], 2),
+    (["setup", "--group", "a b"], 2),
+    (["setup", "--group", "sudo"], 2),
+    (["setup", "--caps", "cap_setfcap"], 2),
+    (["setup", "--dest", "relative/perf"], 2),
+    (["remove", "--group", "-x"], 2),
+])
+def test_bad_input_exit_codes(runner: CliRunner, args: list[str], code: int) -> None:
+    result = runner.invoke(main, args)
+    assert result.exit_code == code, result.output
+
+
+def test_refusal_is_one_line_on_stderr(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["setup", "--group", "wheel"])
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("perfgroup: error:")
+    assert "\x1b[" not in result.stderr  # NO_COLOR
+
+
+def test_audit_json_is_machine_readable(runner: CliRunner) -> None:
+    # Audit is read-only, so it may run against the real host; a group that cannot exist here.
+    result = runner.invoke(main, ["audit", "--group", "pg_test_absent_group", "--json"])
+    report = json.loads(result.stdout)
+    assert result.exit_code == report["exit_code"] == 2
+    assert {"id", "severity", "message", "fix"} <= set(report["findings"][0])
+    assert "group.missing" in {f["id"] for f in report["findings"]}

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import pytest
+
+from perfgroup.engine.errors import RefusedError
+from perfgroup.engine.validate import check_abs_path, check_caps, check_group, check_member
+
+BAD_GROUPS = [
+    ("", "empty"), ("x" * 33, "longer than 32"), ("-rf", "starts with '-'"), ("perf:users", "characters"),
+    ("perf/users", "characters"), ("perf users", "characters"), ("perf\nusers", "characters"),
+    ("pérf", "characters"), ("Perf", "characters"), ("9perf", "characters"),
+    ("root", "system powers"), ("wheel", "system powers"), ("sudo", "system powers"), ("docker", "system powers"),
+    ("adm", "system powers"), ("shadow", "system powers"), ("disk", "system powers"),
+]
+
+
+@pytest.mark.parametrize(("name", "reason"), BAD_GROUPS)
+def test_bad_group_names_are_refused(name: str, reason: str) -> None:
+    with pytest.raises(RefusedError, match=reason):
+        check_group(name, allow_privileged=False)
+
+
+@pytest.mark.parametrize("name", ["perf_users", "perf-users", "_perf", "p" * 32])
+def test_good_group_names(name: str) -> None:
+    assert check_group(name, allow_privileged=False) == name
+
+
+def test_privileged_group_can_be_adopted_explicitly() -> None:
+    assert check_group("wheel", allow_privileged=True) == "wheel"
+
+
+@pytest.mark.parametrize("name", ["root", "a:b", "a\nb", "", "-x"])
+def test_bad_members(name: str) -> None:
+    with pytest.raises(RefusedError):
+        check_member(name)
+
+
+@pytest.mark.parametrize("caps", ["cap_setuid", "cap_perfmon,cap_dac_override", "cap_setfcap", "cap_sys_module", "cap_chown"])
+def test_escalation_caps_need_the_loud_flag(caps: str) -> None:
+    with pytest.raises(RefusedError, match="become root"):
+        check_caps(caps, allow_escalation=False)
+    assert check_caps(caps, allow_escalation=True)
+
+
+@pytest.mark.parametrize("path", ["relative/perf", "", "/a/../b", "/a//b", "/a/b\n"])
+def test_paths_must_be_absolute_and_normal(path: str) -> None:
+    with pytest.raises(RefusedError):
+        check_abs_path("--dest", path)
