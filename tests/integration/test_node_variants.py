@@ -1,0 +1,84 @@
+"""Node variants: a directory (non-/etc/group) group, a node without perf, the cost of audit."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from conftest import PERFGROUP, PYTHON
+from node import Node
+
+pytestmark = pytest.mark.integration
+
+DEST = "/usr/local/libexec/perfgroup/perf_users/perf"
+PERF_A = ["stat", "-a", "-e", "cpu-clock", "--", "true"]
+
+# libnss-extrausers is a real NSS source outside /etc/group: it stands in for LDAP/SSSD.
+DIRECTORY_GROUP = (
+    "sed -i 's/^group:.*/group: files extrausers/' $R/etc/nsswitch.conf && "
+    "mkdir -p $R/var/lib/extrausers && echo 'perf_users:x:5000:alice' > $R/var/lib/extrausers/group && "
+    "touch $R/var/lib/extrausers/passwd $R/var/lib/extrausers/shadow"
+)
+
+
+def test_directory_group_is_adopted_never_shadowed(make_node: Any) -> None:
+    node: Node = make_node(extra_setup=DIRECTORY_GROUP)
+    node.ok("useradd -M -s /bin/sh alice && useradd -M -s /bin/sh bob")
+    assert node.ok("getent group perf_users").strip() == "perf_users:x:5000:alice"
+    result = node.run([PERFGROUP, "setup", "--member", "alice"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "comes from the directory" in result.stdout
+    assert "perf_users" not in node.ok("cat /etc/group")  # no local shadow copy
+    assert node.ok(f"stat -c %g {DEST}").strip() == "5000"
+    assert node.run([DEST, *PERF_A], user="alice").returncode == 0
+    refused = node.run([PERFGROUP, "setup", "--member", "bob"])
+    assert refused.returncode == 2 and "managed by the directory" in refused.stderr
+    assert node.run([PERFGROUP, "remove"]).returncode == 0
+    assert node.ok("getent group perf_users").strip() == "perf_users:x:5000:alice"
+
+
+def test_install_perf_installs_the_distribution_package(make_node: Any) -> None:
+    node: Node = make_node(extra_setup="chroot $R dpkg --purge --force-depends linux-perf >/dev/null")
+    assert node.sh("test -e /usr/bin/perf").returncode != 0
+    dry = node.run([PERFGROUP, "setup", "--install-perf", "--dry-run"])
+    assert dry.returncode == 0 and "would install perf with: apt-get install -y linux-perf" in dry.stdout
+    result = node.run([PERFGROUP, "setup", "--install-perf", "--json"], timeout=300)
+    report = json.loads(result.stdout)
+    assert result.returncode == 0, result.stderr
+    assert report["verify"]["ok"] is True
+    assert node.sh("dpkg -s linux-perf").returncode == 0
+
+
+AUDIT_PROBE = """
+import sys
+spawned = []
+def hook(event, args):
+    if event in ("subprocess.Popen", "os.exec", "os.posix_spawn", "os.spawn", "os.system", "os.fork"):
+        spawned.append(event)
+sys.addaudithook(hook)
+from perfgroup.cli import main
+try:
+    main(["audit", "--json"])
+except SystemExit as exit:
+    code = exit.code
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("jinja2", "ansible", "ansible_runner"))
+sys.stderr.write(repr((code, spawned, heavy)) + "\\n")
+"""
+
+
+def test_static_audit_spawns_nothing_and_stays_light(node: Node) -> None:
+    node.ok("useradd -M alice")
+    assert node.run([PERFGROUP, "setup", "--member", "alice"]).returncode == 0
+    result = node.run([PYTHON, "-c", AUDIT_PROBE])
+    code, spawned, heavy = eval(result.stderr.strip().splitlines()[-1])
+    assert code == 0, result.stdout
+    assert spawned == [] and heavy == []
+
+
+def test_static_audit_execs_nothing_under_strace(node: Node) -> None:
+    """The same claim measured from outside the interpreter: one execve, the interpreter's own."""
+    trace = node.run(["strace", "-f", "-qq", "-e", "trace=execve,fork,vfork", "-o", "/dev/stderr",
+                      PERFGROUP, "audit", "--json"])
+    calls = [line for line in trace.stderr.splitlines() if "execve(" in line or "fork(" in line]
+    assert len(calls) == 1, calls
