@@ -139,7 +139,25 @@ class Node:
                                 digest, xattrs)
         return entries
 
+    def processes(self) -> list[int]:
+        """PIDs of every process living inside this node (started by this test, e.g. sshd and
+        its sessions): their root directory is the node's root."""
+        pids = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) != self.pid:
+                try:
+                    if os.readlink(f"/proc/{entry}/root") == str(self.root):
+                        pids.append(int(entry))
+                except OSError:
+                    continue
+        return pids
+
     def close(self) -> None:
+        for pid in self.processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self._proc.poll() is None:
             os.killpg(self.pid, signal.SIGKILL)
             self._proc.wait(timeout=30)

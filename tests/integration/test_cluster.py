@@ -1,0 +1,126 @@
+"""Across a simulated cluster: the perf_users role over real SSH with the real ansible-playbook."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from cluster import REPO, Cluster
+from conftest import PERFGROUP, integration_possible
+
+from node import NodeOptions
+
+pytestmark = pytest.mark.integration
+
+DEST = "/usr/local/libexec/perfgroup/perf_users/perf"
+PERF_A = ["stat", "-a", "-e", "cpu-clock", "--", "true"]
+STANDARD = ("std1", "std2", "old")
+ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(PERFGROUP), "ansible-playbook")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    reason = integration_possible()
+    if reason:
+        pytest.fail(reason)
+    variants = {
+        "std1": NodeOptions(),
+        "std2": NodeOptions(),
+        "old": NodeOptions(sysctls={"kernel/cap_last_cap": "37"}),
+        "nosuid": NodeOptions(nosuid_dirs=("/usr/local/libexec/perfgroup",)),
+        "noperf": NodeOptions(without_perf=True),
+        "login": NodeOptions(),
+    }
+    made = Cluster(variants, group_of={"login": "login_nodes"})
+    try:
+        for ssh in made.nodes.values():
+            ssh.node.ok("useradd -M -s /bin/sh alice && useradd -M -s /bin/sh bob")
+        yield made
+    finally:
+        made.close()
+    assert not any(ssh.node.processes() for ssh in made.nodes.values())
+    leftover = subprocess.run(["pgrep", "-f", "perfgroup_test_sshd_config"], capture_output=True, text=True, check=False)
+    assert leftover.stdout.strip() == "", "sshd left running"
+
+
+def playbook(cluster: Cluster, *args: str) -> tuple[int, dict[str, Any]]:
+    env_args = ["-e", json.dumps({"perf_users_members": ["alice"]})]
+    result = subprocess.run(
+        [ANSIBLE_PLAYBOOK, "-i", str(cluster.inventory), "playbooks/perf_users.yml", *env_args, *args],
+        env=cluster.env(),
+        capture_output=True, text=True, timeout=600, check=False, cwd=REPO,
+    )
+    return result.returncode, json.loads(result.stdout)
+
+
+def task_results(report: dict[str, Any], task_name: str) -> dict[str, Any]:
+    for play in report["plays"]:
+        for task in play["tasks"]:
+            if task["task"]["name"].split(" : ")[-1] == task_name:
+                return dict(task["hosts"])
+    return {}
+
+
+CONVERGE = "Converge the privileged perf users group"
+
+
+def test_deploy_converges_standard_nodes_and_fails_clearly_elsewhere(cluster: Cluster) -> None:
+    code, report = playbook(cluster)
+    assert code != 0  # two nodes cannot converge
+    hosts = task_results(report, CONVERGE)
+    for name in STANDARD:
+        assert not hosts[name].get("failed"), hosts[name]
+        assert hosts[name]["changed"] is True and hosts[name]["verified"] is True
+    assert "nosuid" in hosts["nosuid"]["msg"] and hosts["nosuid"].get("refused")
+    assert "apt-get install -y linux-perf" in hosts["noperf"]["msg"]
+    assert "login" not in hosts  # login nodes get no access
+    assert hosts["old"]["caps"] == ["cap_sys_admin", "cap_sys_ptrace", "cap_syslog"]
+    assert hosts["std1"]["caps"] == ["cap_perfmon"]
+    for name in STANDARD:
+        node = cluster.nodes[name].node
+        assert node.run([DEST, *PERF_A], user="alice").returncode == 0, name
+        assert node.run([DEST, *PERF_A], user="bob").returncode != 0, name
+    login = cluster.nodes["login"].node
+    assert login.sh(f"test -e {DEST}").returncode != 0
+
+
+def test_second_deploy_changes_nothing(cluster: Cluster) -> None:
+    _, report = playbook(cluster, "--limit", ",".join(STANDARD))
+    stats = report["stats"]
+    for name in STANDARD:
+        assert stats[name]["changed"] == 0 and stats[name]["failures"] == 0, stats[name]
+
+
+def test_check_mode_changes_nothing_and_reports_the_drift(cluster: Cluster) -> None:
+    node = cluster.nodes["std2"].node
+    node.ok(f"chmod o+x {DEST}")
+    before = {name: cluster.nodes[name].node.snapshot() for name in STANDARD}
+    _, report = playbook(cluster, "--limit", ",".join(STANDARD), "--check", "--diff")
+    hosts = task_results(report, CONVERGE)
+    assert hosts["std2"]["changed"] is True and hosts["std1"]["changed"] is False
+    assert any("fix_copy" in d.get("before_header", "") for d in hosts["std2"]["diff"])
+    after = {name: cluster.nodes[name].node.snapshot() for name in STANDARD}
+    assert after == before
+    _, report = playbook(cluster, "--limit", "std2")
+    assert task_results(report, CONVERGE)["std2"]["changed"] is True
+    assert json.loads(node.run([PERFGROUP, "audit", "--json"]).stdout)["status"] == "ok"
+
+
+def test_role_audit_equals_cli_audit(cluster: Cluster) -> None:
+    result = subprocess.run(
+        [ANSIBLE_PLAYBOOK, "-i", str(cluster.inventory), "playbooks/audit.yml", "--limit", "std1,old,nosuid"],
+        env=cluster.env(),
+        capture_output=True, text=True, timeout=600, check=False,
+        cwd=REPO,
+    )
+    hosts = task_results(json.loads(result.stdout), "Read the perfgroup audit of this node")
+    for name in ("std1", "old", "nosuid"):
+        role_view = hosts[name]["ansible_facts"]["perf_users_audit"]
+        cli_view = json.loads(cluster.nodes[name].node.run([PERFGROUP, "audit", "--json"]).stdout)
+        assert role_view["findings"] == cli_view["findings"], name
+        assert role_view["status"] == cli_view["status"]
+    assert hosts["nosuid"]["ansible_facts"]["perf_users_audit"]["status"] == "critical"
