@@ -236,13 +236,22 @@ def _print_outcome(result: Any) -> None:
 @click.option("--group", default="perf_users", show_default=True, help="The perf group to audit.")
 @click.option("--dest", metavar="PATH", help="Privileged perf path [default: from the setup record, else the default].")
 @click.option("--functional", is_flag=True, help="Also run perf as a member and as a non-member (needs root).")
+@click.option("-i", "--inventory", metavar="INVENTORY", help="Audit every host of an Ansible inventory instead of this node.")
+@click.option("--limit", metavar="PATTERN", help="With -i: only these hosts.")
 @click.option("--json", "as_json", is_flag=True, help="Findings as JSON for monitoring.")
-def audit(group: str, dest: str | None, functional: bool, as_json: bool) -> None:
+def audit(group: str, dest: str | None, functional: bool, inventory: str | None, limit: str | None, as_json: bool) -> None:
     """Check this node, read-only: group, copy, mode, capabilities, paths, sysctls.
 
     Each finding has a stable id, a severity (ok/warning/critical), a message and the command that
     fixes it. Without --functional it starts no process and needs no root.
+
+    With -i INVENTORY it audits every host over Ansible (one module call per host) and adds fleet
+    checks: same gid everywhere, same perf build per OS, same capabilities per kernel, same local
+    members. An unreachable host is UNKNOWN.
     """
+    if inventory is not None:
+        _fleet_audit(group, inventory, limit, as_json)
+        return
     from .engine import facts as facts_mod
     from .engine import findings as findings_mod
 
@@ -271,6 +280,44 @@ def audit(group: str, dest: str | None, functional: bool, as_json: bool) -> None
                 output.say(f"{'':35}fix: {finding.fix}")
         output.say(f"status: {findings_mod.worst(found).upper()}")
     sys.exit(code)
+
+
+def _fleet_audit(group: str, inventory: str, limit: str | None, as_json: bool) -> None:
+    from . import deploy as deploy_mod
+    from . import fleet
+
+    try:
+        check_group(group, allow_privileged=True)
+        report = deploy_mod.run("audit.yml", inventory, limit, ["-e", f"perf_users_group={group}"], None)
+    except (RefusedError, deploy_mod.DeployError) as error:
+        fail(3, str(error))
+    results = deploy_mod.host_results(report, "Read the perfgroup audit of this node")
+    reports: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for host, data in results.items():
+        audit_data = data.get("ansible_facts", {}).get("perf_users_audit")
+        reports[host] = audit_data
+        if audit_data is None:
+            errors[host] = "unreachable" if data.get("unreachable") else str(data.get("msg", "failed"))[:300]
+    fleet_found = fleet.fleet_findings(reports, errors)
+    severities = [f.severity for f in fleet_found] + [r["status"] for r in reports.values() if r]
+    status = fleet.worst(severities)
+    if as_json:
+        output.emit_json({
+            "status": status, "exit_code": fleet.EXIT[status], "fleet": [f.as_dict() for f in fleet_found],
+            "hosts": {h: r if r else {"status": "unknown", "error": errors.get(h)} for h, r in sorted(reports.items())},
+        })
+    else:
+        for host, host_report in sorted(reports.items()):
+            host_status = host_report["status"] if host_report else "unknown"
+            output.say(f"{output.severity_tag(host_status)} {host}")
+            for finding in (host_report or {}).get("findings", []):
+                if finding["severity"] != "ok":
+                    output.say(f"    {finding['severity']:8} {finding['id']:26} {finding['message']}")
+        for finding in fleet_found:
+            output.say(f"{output.severity_tag(finding.severity)} {finding.id:26} {finding.message}")
+        output.say(f"status: {status.upper()}")
+    sys.exit(fleet.EXIT[status])
 
 
 def _functional_findings(desired: Desired) -> list[Any]:
@@ -359,6 +406,50 @@ def remove(group: str, dry_run: bool, as_json: bool) -> None:
         output.say(f"  {mark:5} {step.summary}")
     for note in result.notes:
         output.say(f"note: {note}")
+
+
+@main.command(epilog="\b\nExit codes:\n  0  every targeted host converged and verified\n  1  some host failed, was unreachable or did not verify\n  2  bad arguments, no inventory, no ansible-playbook")
+@click.option("-i", "--inventory", required=True, metavar="INVENTORY", help="Ansible inventory (see inventory.example).")
+@click.option("--limit", metavar="PATTERN", help="Only these hosts or groups.")
+@click.option("--check", is_flag=True, help="Ansible check mode: report what would change, change nothing.")
+@click.option("--diff", is_flag=True, help="Show what changes on each host.")
+@click.option("--forks", type=click.IntRange(1, 1000), help="Hosts in parallel (Ansible --forks).")
+@click.option("-e", "--extra-vars", "extra_vars", multiple=True, metavar="VARS",
+              help="Passed to ansible-playbook -e (e.g. 'perf_users_members=[\"alice\"]').")
+@click.option("--json", "as_json", is_flag=True, help="Result table as JSON.")
+def deploy(inventory: str, limit: str | None, check: bool, diff: bool, forks: int | None,
+           extra_vars: tuple[str, ...], as_json: bool) -> None:
+    """Run the perf_users role across an inventory: progress per host, then a table.
+
+    Uses ansible-playbook over SSH; nodes need only python3 (the engine travels as module_utils).
+    """
+    from . import deploy as deploy_mod
+
+    extra = [arg for value in extra_vars for arg in ("-e", value)]
+    extra += ["--check"] if check else []
+    extra += ["--diff"] if diff else []
+    try:
+        report = deploy_mod.run("perf_users.yml", inventory, limit, extra, forks)
+    except deploy_mod.DeployError as error:
+        fail(EXIT_REFUSED, str(error))
+    rows = []
+    for host, data in sorted(deploy_mod.host_results(report, "Converge the privileged perf users group").items()):
+        failed = bool(data.get("failed"))
+        rows.append({
+            "host": host, "changed": bool(data.get("changed")), "caps": ",".join(data.get("caps") or []),
+            "verified": bool(data.get("verified")) if not check else None,
+            "error": ("unreachable: " if data.get("unreachable") else "") + str(data.get("msg", "")) if failed else "",
+        })
+    good = bool(rows) and all(not r["error"] and (check or r["verified"]) for r in rows)
+    if as_json:
+        output.emit_json({"ok": good, "check": check, "hosts": rows})
+    else:
+        output.say(f"{'host':20} {'changed':8} {'caps':40} {'verified':9} error")
+        for r in rows:
+            verified = "-" if r["verified"] is None else "yes" if r["verified"] else "NO"
+            output.say(f"{r['host']:20} {'yes' if r['changed'] else 'no':8} {r['caps']:40} {verified:9} {r['error']}")
+    if not good:
+        sys.exit(EXIT_FAILED)
 
 
 @main.group()

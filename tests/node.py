@@ -9,6 +9,7 @@ Processes are stopped by the PID the node started, nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shlex
@@ -154,10 +155,8 @@ class Node:
 
     def close(self) -> None:
         for pid in self.processes():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if self._proc.poll() is None:
             os.killpg(self.pid, signal.SIGKILL)
             self._proc.wait(timeout=30)

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from cluster import REPO, Cluster
 from conftest import PERFGROUP, integration_possible
-
 from node import NodeOptions
 
 pytestmark = pytest.mark.integration
@@ -124,3 +123,47 @@ def test_role_audit_equals_cli_audit(cluster: Cluster) -> None:
         assert role_view["findings"] == cli_view["findings"], name
         assert role_view["status"] == cli_view["status"]
     assert hosts["nosuid"]["ansible_facts"]["perf_users_audit"]["status"] == "critical"
+
+
+def perfgroup_cli(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PERFGROUP, *args], env=cluster.env(), capture_output=True, text=True,
+                          timeout=600, check=False, cwd=REPO)
+
+
+def test_deploy_cli_table_and_exit_code(cluster: Cluster) -> None:
+    members = ["-e", json.dumps({"perf_users_members": ["alice"]})]
+    good = perfgroup_cli(cluster, "deploy", "-i", str(cluster.inventory), "--limit", ",".join(STANDARD), *members, "--json")
+    assert good.returncode == 0, good.stdout + good.stderr
+    table = json.loads(good.stdout)
+    assert {r["host"] for r in table["hosts"]} == set(STANDARD)
+    assert all(r["verified"] and not r["changed"] for r in table["hosts"])
+    assert "std1: ok" in good.stderr  # progress per host while it runs
+    bad = perfgroup_cli(cluster, "deploy", "-i", str(cluster.inventory), *members)
+    assert bad.returncode == 1
+    assert "nosuid" in bad.stdout and "linux-perf" in bad.stdout
+
+
+def test_fleet_audit_reports_gid_mismatch_fallback_caps_and_unknown(cluster: Cluster) -> None:
+    std2 = cluster.nodes["std2"].node
+    std2.ok("groupmod --gid 4711 perf_users")
+    try:
+        result = perfgroup_cli(cluster, "audit", "-i", str(cluster.inventory), "--limit", "std1,std2,old,nosuid", "--json")
+        report = json.loads(result.stdout)
+        fleet = {f["id"]: f for f in report["fleet"]}
+        assert fleet["fleet.gid_mismatch"]["severity"] == "critical"
+        assert "std2=4711" in fleet["fleet.gid_mismatch"]["message"]
+        assert any("cap_sys_admin" in f["message"] for f in report["fleet"] if f["id"] == "fleet.caps")
+        assert result.returncode == 2
+    finally:
+        std2.ok("groupmod --gid $(stat -c %g /usr/local/libexec/perfgroup/perf_users/perf) perf_users")
+
+
+def test_unreachable_host_is_unknown(cluster: Cluster) -> None:
+    inventory = cluster.dir / "with_dead_host.ini"
+    dead_port = 1  # loopback port 1: nothing listens there
+    inventory.write_text(cluster.inventory.read_text().replace(
+        "[login_nodes]", f"[perf_nodes]\ndead ansible_host=127.0.0.1 ansible_port={dead_port}\n\n[login_nodes]"))
+    result = perfgroup_cli(cluster, "audit", "-i", str(inventory), "--limit", "std1,dead", "--json")
+    report = json.loads(result.stdout)
+    assert report["hosts"]["dead"]["status"] == "unknown"
+    assert result.returncode == 3

@@ -1,0 +1,95 @@
+"""Fleet-level checks that no single node can see, from every node's audit report. Pure.
+
+A host whose audit could not be read (unreachable, module failure) is UNKNOWN, never OK.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from .engine.findings import CRITICAL, OK, RANK, UNKNOWN, WARNING
+
+EXIT = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
+
+
+@dataclass(frozen=True)
+class FleetFinding:
+    id: str
+    severity: str
+    message: str
+    hosts: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "severity": self.severity, "message": self.message, "hosts": list(self.hosts)}
+
+
+def _split(values: dict[str, Any]) -> dict[Any, list[str]]:
+    groups: dict[Any, list[str]] = defaultdict(list)
+    for host, value in values.items():
+        groups[value].append(host)
+    return groups
+
+
+def _majority_outliers(values: dict[str, Any]) -> tuple[Any, list[str]]:
+    groups = _split(values)
+    common = max(groups, key=lambda v: (len(groups[v]), str(v)))
+    outliers = sorted(h for v, hs in groups.items() if v != common for h in hs)
+    return common, outliers
+
+
+def fleet_findings(reports: dict[str, dict[str, Any] | None], errors: dict[str, str]) -> list[FleetFinding]:
+    found: list[FleetFinding] = []
+    for host in sorted(set(reports) | set(errors)):
+        if reports.get(host) is None:
+            found.append(FleetFinding("host.unknown", UNKNOWN, f"{host}: no audit ({errors.get(host, 'no result')})", (host,)))
+    good = {h: r for h, r in reports.items() if r is not None}
+    gids = {h: r.get("gid") for h, r in good.items() if r.get("gid") is not None}
+    if len(set(gids.values())) > 1:
+        common, outliers = _majority_outliers(gids)
+        found.append(FleetFinding(
+            "fleet.gid_mismatch", CRITICAL,
+            f"group gid differs between nodes (most have {common}): "
+            + ", ".join(f"{h}={gids[h]}" for h in outliers), tuple(outliers),
+        ))
+    elif gids:
+        found.append(FleetFinding("fleet.gid_consistent", OK, f"group gid {next(iter(gids.values()))} on every node"))
+    by_os: dict[str, dict[str, Any]] = defaultdict(dict)
+    for host, report in good.items():
+        if report.get("copy_sha256"):
+            by_os[report.get("os_release", "?")][host] = report["copy_sha256"]
+    for os_id, shas in sorted(by_os.items()):
+        if len(set(shas.values())) > 1:
+            _, outliers = _majority_outliers(shas)
+            found.append(FleetFinding(
+                "fleet.build_mismatch", WARNING,
+                f"privileged perf differs between {os_id} nodes: {', '.join(outliers)} run another build",
+                tuple(outliers),
+            ))
+    by_kernel: dict[Any, dict[str, Any]] = defaultdict(dict)
+    for host, report in good.items():
+        if report.get("caps"):
+            by_kernel[(report.get("kernel_release"), report.get("cap_last_cap"))][host] = tuple(report["caps"])
+    for (release, last_cap), caps in sorted(by_kernel.items(), key=str):
+        if len(set(caps.values())) > 1:
+            _, outliers = _majority_outliers(caps)
+            found.append(FleetFinding(
+                "fleet.caps_mismatch", WARNING,
+                f"nodes with kernel {release} (cap_last_cap {last_cap}) carry different capabilities: {', '.join(outliers)}",
+                tuple(outliers),
+            ))
+    for (release, last_cap), caps in sorted(by_kernel.items(), key=str):
+        sets = sorted({",".join(c) for c in caps.values()})
+        found.append(FleetFinding("fleet.caps", OK, f"kernel {release} (cap_last_cap {last_cap}): {' | '.join(sets)}",
+                                  tuple(sorted(caps))))
+    members = {h: tuple(sorted(r.get("members", []))) for h, r in good.items() if r.get("group_local")}
+    if len(set(members.values())) > 1:
+        _, outliers = _majority_outliers(members)
+        found.append(FleetFinding("fleet.members_mismatch", WARNING,
+                                  f"local group members differ on: {', '.join(outliers)}", tuple(outliers)))
+    return found
+
+
+def worst(severities: list[str]) -> str:
+    return max(severities, key=RANK.__getitem__, default=OK)
