@@ -83,6 +83,17 @@ def _desired(group: str, dest: str | None, **kwargs: Any) -> Desired:
     return Desired(group=group, dest=dest or default_dest(group), **kwargs)
 
 
+def _desired_to_read(group: str, dest: str | None) -> Desired:
+    """For read commands: an existing (even privileged) group; dest from the setup record."""
+    from .engine.facts import load_state
+
+    check_group(group, allow_privileged=True)
+    if dest is None:
+        state, _ = load_state(state_path(group))
+        dest = state.dest if state is not None else default_dest(group)
+    return _desired(group, dest, allow_privileged_group=True)
+
+
 def _caps_option(caps: str, allow_escalation: bool) -> tuple[frozenset[str] | None, bool]:
     if caps.strip().lower() == "auto":
         return None, True
@@ -256,11 +267,7 @@ def audit(group: str, dest: str | None, functional: bool, inventory: str | None,
     from .engine import findings as findings_mod
 
     try:
-        check_group(group, allow_privileged=True)
-        if dest is None:
-            state, _ = facts_mod.load_state(state_path(group))
-            dest = state.dest if state is not None else default_dest(group)
-        desired = _desired(group, dest, allow_privileged_group=True)
+        desired = _desired_to_read(group, dest)
     except RefusedError as error:
         fail(3, str(error))
     facts = facts_mod.read(desired)
@@ -344,14 +351,9 @@ def _functional_findings(desired: Desired) -> list[Any]:
 def verify(group: str, dest: str | None, as_json: bool) -> None:
     """Prove it works: run `perf stat -a` through the copy as uid nobody with and without the group."""
     from .engine import converge
-    from .engine import facts as facts_mod
 
     try:
-        check_group(group, allow_privileged=True)
-        if dest is None:
-            state, _ = facts_mod.load_state(state_path(group))
-            dest = state.dest if state is not None else default_dest(group)
-        desired = _desired(group, dest, allow_privileged_group=True)
+        desired = _desired_to_read(group, dest)
     except RefusedError as error:
         fail(EXIT_REFUSED, str(error))
     require_root("verify")

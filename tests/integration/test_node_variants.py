@@ -82,3 +82,23 @@ def test_static_audit_execs_nothing_under_strace(node: Node) -> None:
                       PERFGROUP, "audit", "--json"])
     calls = [line for line in trace.stderr.splitlines() if "execve(" in line or "fork(" in line]
     assert len(calls) == 1, calls
+
+
+# Ubuntu's layout: /usr/bin/perf is a shell script that execs the per-kernel ELF.
+UBUNTU_WRAPPER = (
+    'mkdir -p "$R/usr/lib/linux-tools/$(uname -r)" && mv $R/usr/bin/perf "$R/usr/lib/linux-tools/$(uname -r)/perf" && '
+    "printf '#!/bin/bash\\nfull_version=`uname -r`\\nexec \"/usr/lib/linux-tools/$full_version/perf\" \"$@\"\\n' "
+    "> $R/usr/bin/perf && chmod 755 $R/usr/bin/perf"
+)
+
+
+def test_wrapper_script_is_followed_to_the_elf(make_node: Any) -> None:
+    node: Node = make_node(extra_setup=UBUNTU_WRAPPER)
+    assert node.ok("head -c 2 /usr/bin/perf") == "#!"
+    node.ok("useradd -M alice")
+    result = node.run([PERFGROUP, "setup", "--member", "alice"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    release = node.ok("uname -r").strip()
+    assert f"/usr/bin/perf is a wrapper; the ELF it runs is /usr/lib/linux-tools/{release}/perf" in result.stdout
+    assert node.ok(f"head -c 4 {DEST} | od -An -c").split()[1:4] == ["E", "L", "F"]
+    assert node.run([DEST, *PERF_A], user="alice").returncode == 0
