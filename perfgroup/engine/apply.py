@@ -23,17 +23,22 @@ from collections.abc import Callable, Iterator
 
 from . import log
 from .capabilities import XATTR_NAME, encode
-from .desired import LOCK_PATH
+from .desired import LOCK_PATH, TMP_PREFIX
 from .errors import ConvergeError, LockedError
 from .plan import COPY_MODE, DIR_MODE, FILE_MODE, Action
 
-TMP_PREFIX = ".perfgroup-tmp-"
-# A narrow test hook (see tests/integration/test_faults.py): pause before a named step so a test
-# can SIGKILL the run exactly there. It only waits; it never fakes an effect.
+# A narrow test hook (see tests/integration/test_faults.py): record each step reached, and pause
+# before a named one so a test can SIGKILL the run exactly there. It only waits or writes a line to
+# a file the test names; it never fakes or skips an effect.
 PAUSE_ENV = "PERFGROUP_TEST_PAUSE_AT"
+TRACE_ENV = "PERFGROUP_TEST_TRACE"
 
 
 def checkpoint(step: str) -> None:
+    trace = os.environ.get(TRACE_ENV)
+    if trace:
+        with open(trace, "a") as handle:
+            handle.write(step + "\n")
     wanted = os.environ.get(PAUSE_ENV)
     if wanted and wanted == step:
         marker = os.environ.get("PERFGROUP_TEST_PAUSE_FILE", "/run/perfgroup-paused")
@@ -149,8 +154,6 @@ def _fsync_dir(path: str) -> None:
 def _open_temp(directory: str, name: str) -> tuple[int, str]:
     """A new file only root can open, in the destination's directory (so rename is atomic)."""
     temp = os.path.join(directory, f"{TMP_PREFIX}{name}.{os.getpid()}")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(temp)  # left by a killed run of this very pid number
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     return fd, temp
 
@@ -164,26 +167,57 @@ def _copy_data(source: str, fd: int) -> None:
         os.close(src)
 
 
+def _neutralise(fd: int) -> None:
+    """Strip capabilities and every access bit but root's from an open regular file."""
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        with contextlib.suppress(OSError):
+            os.removexattr(fd, XATTR_NAME)
+        os.fchmod(fd, 0o600)
+
+
+def _open_existing(path: str) -> int | None:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as error:
+        if error.errno in (errno.ENOENT, errno.ELOOP, errno.ENXIO):
+            return None
+        raise
+
+
 def retire(path: str, step: str) -> None:
-    """Strip capabilities and exec bits from an old copy before it goes, so a hard link elsewhere
-    (which keeps the inode alive) does not stay privileged."""
+    """Neutralise a file in place (used for leftovers, never for the live copy)."""
     checkpoint(step)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = _open_existing(path)
     except OSError as error:
-        if error.errno in (errno.ENOENT, errno.ELOOP):
-            return
         raise ConvergeError(step, f"{path}: {error.strerror}") from None
+    if fd is not None:
+        try:
+            _neutralise(fd)
+        finally:
+            os.close(fd)
+
+
+def clean_leftovers(directory: str) -> list[str]:
+    """Delete temp files a killed perfgroup run left in directory (neutralised first: one may
+    already carry capabilities). Only names with perfgroup's own prefix are touched."""
+    removed = []
     try:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            with contextlib.suppress(OSError):
-                os.removexattr(fd, XATTR_NAME)
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
+        names = [n for n in os.listdir(directory) if n.startswith(TMP_PREFIX)]
+    except OSError:
+        return removed
+    for name in names:
+        path = os.path.join(directory, name)
+        retire(path, "clean_leftover")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+            removed.append(path)
+            log.change("clean_leftover", path, "present", "absent")
+    return removed
 
 
 def _set_copy_metadata(fd: int, gid: int, caps: list[str]) -> None:
+    checkpoint("chmod_private")
     os.fchmod(fd, 0o700)  # no group/other access while the owner changes
     checkpoint("chown_copy")
     os.fchown(fd, 0, gid)  # clears capabilities and setuid bits, so it comes first
@@ -194,31 +228,44 @@ def _set_copy_metadata(fd: int, gid: int, caps: list[str]) -> None:
 
 
 def install_copy(action: Action) -> None:
+    """Build the new copy beside the target and rename it over; only then neutralise the old
+    inode (through a descriptor opened before the rename), so the target path always names
+    either the old complete copy or the new complete copy, and a hard link elsewhere that keeps
+    the old inode alive does not keep its capabilities."""
     source = str(action.params["source"])
     caps = list(action.params["caps"])  # type: ignore[call-overload]
     gid = group_gid(str(action.params["group"]), "install_copy")
     directory, name = os.path.split(action.target)
+    clean_leftovers(directory)
     checkpoint("write_copy")
     try:
         fd, temp = _open_temp(directory, name)
     except OSError as error:
         raise ConvergeError("install_copy", f"cannot create a file in {directory}: {error.strerror}") from None
+    old = None
     try:
         try:
             _copy_data(source, fd)
+            checkpoint("fsync_copy")
             os.fsync(fd)
             _set_copy_metadata(fd, gid, caps)
             os.fsync(fd)
         finally:
             os.close(fd)
-        retire(action.target, "retire_old_copy")
+        old = _open_existing(action.target)
         checkpoint("rename_copy")
         os.rename(temp, action.target)
         _fsync_dir(directory)
+        if old is not None:
+            checkpoint("retire_old_copy")
+            _neutralise(old)
     except OSError as error:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise ConvergeError("install_copy", f"{action.target}: {error.strerror}") from None
+    finally:
+        if old is not None:
+            os.close(old)
     log.change("install_copy", action.target, action.before, action.after)
 
 
@@ -248,6 +295,7 @@ def write_file(path: str, content: str, step: str = "write_file", mode: int = FI
     checkpoint(step)
     try:
         os.makedirs(directory, 0o755, exist_ok=True)
+        clean_leftovers(directory)
         fd, temp = _open_temp(directory, name)
     except OSError as error:
         raise ConvergeError(step, f"cannot write in {directory}: {error.strerror}") from None
@@ -260,6 +308,7 @@ def write_file(path: str, content: str, step: str = "write_file", mode: int = FI
             os.fsync(fd)
         finally:
             os.close(fd)
+        checkpoint(f"rename_{step}")
         os.rename(temp, path)
         _fsync_dir(directory)
     except OSError as error:
@@ -269,7 +318,7 @@ def write_file(path: str, content: str, step: str = "write_file", mode: int = FI
 
 
 def write_file_action(action: Action) -> None:
-    write_file(action.target, str(action.params["content"]))
+    write_file(action.target, str(action.params["content"]), step=str(action.params.get("step", "write_file")))
     log.change("write_file", action.target, "absent" if not action.before else "old content", "perfgroup content")
 
 
@@ -281,6 +330,33 @@ def set_paranoid(action: Action) -> None:
     except OSError as error:
         raise ConvergeError("set_paranoid", f"cannot write {action.target}: {error.strerror}") from None
     log.change("set_paranoid", "kernel.perf_event_paranoid", action.before, action.after)
+
+
+def delete_copy(path: str) -> bool:
+    """Take the copy's name away atomically, then neutralise and delete the inode."""
+    directory, name = os.path.split(path)
+    checkpoint("delete_copy")
+    try:
+        fd = _open_existing(path)
+        if fd is None:
+            if not os.path.lexists(path):
+                return False
+            os.unlink(path)  # a symlink planted at the copy's path: remove the name only
+            log.change("delete_copy", path, "symlink", "absent")
+            return True
+        try:
+            temp = os.path.join(directory, f"{TMP_PREFIX}{name}.removed.{os.getpid()}")
+            os.rename(path, temp)
+            checkpoint("retire_removed_copy")
+            _neutralise(fd)
+        finally:
+            os.close(fd)
+        checkpoint("unlink_removed_copy")
+        os.unlink(temp)
+    except OSError as error:
+        raise ConvergeError("delete_copy", f"{path}: {error.strerror}") from None
+    log.change("delete_copy", path, "present", "absent")
+    return True
 
 
 def remove_path(path: str, step: str) -> bool:
@@ -309,6 +385,13 @@ def remove_dir(path: str) -> bool:
     return True
 
 
+def clean_leftovers_action(action: Action) -> None:
+    paths = action.params["paths"]
+    assert isinstance(paths, list)
+    for directory in sorted({os.path.dirname(str(path)) for path in paths}):
+        clean_leftovers(directory)
+
+
 HANDLERS: dict[str, Callable[[Action], None]] = {
     "create_group": create_group,
     "create_dir": create_dir,
@@ -318,6 +401,7 @@ HANDLERS: dict[str, Callable[[Action], None]] = {
     "write_file": write_file_action,
     "set_paranoid": set_paranoid,
     "add_member": add_member,
+    "clean_leftovers": clean_leftovers_action,
     "write_state": lambda action: None,  # written by converge once everything else is done
 }
 

@@ -11,6 +11,8 @@ PROFILE_DIR = "/etc/profile.d"
 SYSCTL_DIR = "/etc/sysctl.d"
 LOCK_PATH = "/run/perfgroup.lock"
 MIN_PARANOID = 2
+# Prefix of the temporary files perfgroup writes before renaming them into place.
+TMP_PREFIX = ".perfgroup-tmp-"
 
 
 def default_dest(group: str) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from . import perfsource, sysctl
 from .capabilities import XATTR_NAME, CapabilityError, FileCaps, decode
-from .desired import Desired
+from .desired import STATE_DIR, TMP_PREFIX, Desired
 from .errors import RefusedError
 from .state import State, StateError, StatKey, parse
 
@@ -90,6 +90,7 @@ class NodeFacts:
     persisted_in: str | None
     state: State | None
     state_error: str | None
+    leftovers: tuple[str, ...] = ()  # temp files a killed perfgroup run left behind
     gid_owner: str | None = None  # group already holding Desired.gid, if any
     users: dict[str, bool] = field(default_factory=dict)  # Desired.members -> exists
     os_release: str = ""
@@ -278,6 +279,16 @@ def persisted_paranoid() -> tuple[int | None, str | None]:
     return sysctl.persisted_value([(path, read_text(path) or "") for path in files])
 
 
+def leftovers(directories: list[str]) -> tuple[str, ...]:
+    found = []
+    for directory in directories:
+        try:
+            found += [f"{directory}/{n}" for n in os.listdir(directory) if n.startswith(TMP_PREFIX)]
+        except OSError:
+            continue
+    return tuple(sorted(found))
+
+
 def read(desired: Desired) -> NodeFacts:
     """Everything about this node that setup and audit decide from."""
     state, state_error = load_state(desired.state_path)
@@ -302,6 +313,8 @@ def read(desired: Desired) -> NodeFacts:
         persisted_in=where,
         state=state,
         state_error=state_error,
+        leftovers=leftovers([desired.dest_dir, os.path.dirname(desired.profile_path),
+                             os.path.dirname(desired.sysctl_path), STATE_DIR]),
         gid_owner=gid_owner(desired.gid),
         users={name: user_exists(name) for name in desired.members},
         os_release=os_release,

@@ -301,9 +301,17 @@ def check_kernel(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
         )
 
 
+def check_leftovers(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+    if facts.leftovers:
+        yield Finding(
+            "leftover.temp", WARNING,
+            f"an interrupted perfgroup run left {', '.join(facts.leftovers)}", _setup(desired),
+        )
+
+
 RULES: tuple[Rule, ...] = (
     check_state, check_group, check_copy_file, check_caps, check_path,
-    check_drift, check_paranoid, check_profile, check_kernel,
+    check_drift, check_paranoid, check_profile, check_kernel, check_leftovers,
 )
 
 

@@ -242,20 +242,21 @@ def plan_paranoid(facts: NodeFacts, desired: Desired) -> list[Action]:
             before=str(facts.paranoid), after=str(value), params={"value": value},
         ))
     if facts.sysctl_dropin.content != text:
-        actions.append(write_file_action(desired.sysctl_path, facts.sysctl_dropin.content, text, "persist perf_event_paranoid across reboots"))
+        actions.append(write_file_action(desired.sysctl_path, facts.sysctl_dropin.content, text, "persist perf_event_paranoid across reboots", "write_sysctl"))
     return actions
 
 
-def write_file_action(path: str, before: str | None, text: str, why: str) -> Action:
+def write_file_action(path: str, before: str | None, text: str, why: str, step: str) -> Action:
     verb = "create" if before is None else "rewrite"
-    return Action("write_file", path, f"{verb} {path}", why, before=before or "", after=text, params={"content": text})
+    return Action("write_file", path, f"{verb} {path}", why, before=before or "", after=text,
+                  params={"content": text, "step": step})
 
 
 def plan_profile(facts: NodeFacts, desired: Desired) -> list[Action]:
     text = profile.render(desired.group, desired.dest_dir)
     if facts.profile.content == text:
         return []
-    return [write_file_action(desired.profile_path, facts.profile.content, text, "members find the privileged perf first on PATH")]
+    return [write_file_action(desired.profile_path, facts.profile.content, text, "members find the privileged perf first on PATH", "write_profile")]
 
 
 def make(facts: NodeFacts, desired: Desired) -> Plan:
@@ -276,6 +277,9 @@ def make(facts: NodeFacts, desired: Desired) -> Plan:
         *plan_copy(facts, desired, choice, gid_known=facts.group.gid is not None),
         *plan_profile(facts, desired), *plan_paranoid(facts, desired), *member_actions,
     ]
+    if facts.leftovers:
+        actions.append(Action("clean_leftovers", desired.dest_dir, f"delete {len(facts.leftovers)} leftover temp files",
+                              "an interrupted run left them", params={"paths": list(facts.leftovers)}))
     if facts.state is None:
         notes.append(f"no usable setup record ({facts.state_error}): one will be written")
         actions.append(Action("write_state", desired.state_path, f"record this setup in {desired.state_path}",

@@ -66,12 +66,11 @@ def _member_of(user: str, group: str) -> bool:
 def run_step(step: Step, state: State) -> bool:
     """Perform one step; False when there was nothing left to do."""
     if step.kind == "delete_copy":
-        if not os.path.lexists(step.target):
-            return False
-        apply.retire(step.target, "retire_copy")
-        return apply.remove_path(step.target, "delete_copy")
+        found = apply.delete_copy(step.target)
+        apply.clean_leftovers(os.path.dirname(step.target))
+        return found
     if step.kind in ("delete_file", "delete_state"):
-        return apply.remove_path(step.target, step.kind)
+        return apply.remove_path(step.target, f"{step.kind}:{os.path.basename(step.target)}")
     if step.kind == "delete_dir":
         return apply.remove_dir(step.target)
     if step.kind == "delete_group":
