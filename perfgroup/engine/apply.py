@@ -201,7 +201,7 @@ def retire(path: str, step: str) -> None:
 def clean_leftovers(directory: str) -> list[str]:
     """Delete temp files a killed perfgroup run left in directory (neutralised first: one may
     already carry capabilities). Only names with perfgroup's own prefix are touched."""
-    removed = []
+    removed: list[str] = []
     try:
         names = [n for n in os.listdir(directory) if n.startswith(TMP_PREFIX)]
     except OSError:
