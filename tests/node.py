@@ -36,6 +36,7 @@ class NodeOptions:
     nosuid_dirs: tuple[str, ...] = ()  # directories inside the node to bind-mount nosuid
     without_perf: bool = False  # delete the distribution perf inside the node
     extra_setup: str = ""  # shell run in the namespace before the node starts, $R = node root
+    own_dev: bool = False  # a private /dev (tmpfs + the few device nodes needed), e.g. for /dev/log
 
 
 class Node:
@@ -56,7 +57,7 @@ class Node:
             f"workdir={shlex.quote(str(self.work))} {r}",
             f"mount --rbind /proc {r}/proc",
             f"mount --rbind /sys {r}/sys",
-            f"mount --rbind /dev {r}/dev",
+            *(self._own_dev(r) if self.options.own_dev else [f"mount --rbind /dev {r}/dev"]),
             f"mount --bind {r}/proc/sys {r}/proc/sys",
             f"mount -o remount,bind,ro {r}/proc/sys",
         ]
@@ -73,6 +74,15 @@ class Node:
             lines.append(f"R={r}; {self.options.extra_setup}")
         lines += ["echo ready", "exec sleep infinity"]
         return "\n".join(lines)
+
+    @staticmethod
+    def _own_dev(r: str) -> list[str]:
+        lines = [f"mount -t tmpfs -o mode=755,nosuid tmpfs {r}/dev"]
+        for device in ("null", "zero", "full", "random", "urandom", "tty"):
+            lines += [f"touch {r}/dev/{device}", f"mount --bind /dev/{device} {r}/dev/{device}"]
+        lines += [f"mkdir {r}/dev/pts {r}/dev/shm", f"mount --bind /dev/pts {r}/dev/pts",
+                  f"mount -t tmpfs tmpfs {r}/dev/shm", f"ln -s /proc/self/fd {r}/dev/fd"]
+        return lines
 
     def _start(self) -> int:
         proc = subprocess.Popen(

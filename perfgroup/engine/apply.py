@@ -41,10 +41,13 @@ def checkpoint(step: str) -> None:
             handle.write(step + "\n")
     wanted = os.environ.get(PAUSE_ENV)
     if wanted and wanted == step:
+        # The test kills us here, or deletes the marker to let us go on.
         marker = os.environ.get("PERFGROUP_TEST_PAUSE_FILE", "/run/perfgroup-paused")
         with open(marker, "w") as handle:
             handle.write(f"{os.getpid()} {step}\n")
-        time.sleep(3600)
+        deadline = time.monotonic() + 600
+        while os.path.exists(marker) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
 
 @contextlib.contextmanager
@@ -227,11 +230,20 @@ def _set_copy_metadata(fd: int, gid: int, caps: list[str]) -> None:
     os.setxattr(fd, XATTR_NAME, encode(frozenset(caps)))
 
 
+def _exposed(fd: int) -> bool:
+    """An old copy that others can reach: extra names, open modes or a non-root owner."""
+    info = os.fstat(fd)
+    return (
+        info.st_nlink > 1 or info.st_uid != 0
+        or bool(info.st_mode & (stat.S_IWGRP | 0o007 | stat.S_ISUID | stat.S_ISGID))
+    )
+
+
 def install_copy(action: Action) -> None:
-    """Build the new copy beside the target and rename it over; only then neutralise the old
-    inode (through a descriptor opened before the rename), so the target path always names
-    either the old complete copy or the new complete copy, and a hard link elsewhere that keeps
-    the old inode alive does not keep its capabilities."""
+    """Build the new copy beside the target and rename it over, so the target path names either
+    the old complete copy or the new complete copy. An old copy that others can reach (hard links
+    elsewhere keep its inode alive, or its mode is open) is neutralised first, through a
+    descriptor: a kill in between then leaves a harmless file, never a privileged open one."""
     source = str(action.params["source"])
     caps = list(action.params["caps"])  # type: ignore[call-overload]
     gid = group_gid(str(action.params["group"]), "install_copy")
@@ -253,12 +265,12 @@ def install_copy(action: Action) -> None:
         finally:
             os.close(fd)
         old = _open_existing(action.target)
+        if old is not None and _exposed(old):
+            checkpoint("retire_old_copy")
+            _neutralise(old)
         checkpoint("rename_copy")
         os.rename(temp, action.target)
         _fsync_dir(directory)
-        if old is not None:
-            checkpoint("retire_old_copy")
-            _neutralise(old)
     except OSError as error:
         with contextlib.suppress(OSError):
             os.unlink(temp)
