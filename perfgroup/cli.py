@@ -389,8 +389,12 @@ def remove(group: str, dry_run: bool, as_json: bool) -> None:
         fail(EXIT_REFUSED, str(error))
     require_root("remove")
     try:
-        with node_lock(LOCK_WAIT, on_wait):
-            result = remove_mod.remove(group, dry_run)
+        remove_mod.load(group)  # refuse before taking the lock, so a refusal writes nothing
+        if dry_run:
+            result = remove_mod.remove(group, dry_run=True)
+        else:
+            with node_lock(LOCK_WAIT, on_wait):
+                result = remove_mod.remove(group, dry_run=False)
     except LockedError as error:
         fail(EXIT_BUSY, str(error))
     except RefusedError as error:
@@ -486,6 +490,7 @@ def _change_members(group: str, users: tuple[str, ...], add: bool) -> None:
 
     require_root("members")
     try:
+        members_mod.check(group, list(users))  # refuse before taking the lock
         with node_lock(LOCK_WAIT, on_wait):
             changed = members_mod.change(group, list(users), add)
     except LockedError as error:

@@ -31,13 +31,18 @@ def _local_group(group: str) -> None:
         raise RefusedError(f"group {group} is managed by the directory (LDAP/SSSD); change its members there")
 
 
-def change(group: str, users: list[str], add: bool) -> list[str]:
-    """Add or remove users; returns those actually changed. Validates everything first."""
+def check(group: str, users: list[str]) -> None:
+    """Refuse a directory or missing group, and bad or unknown user names."""
     _local_group(group)
     for user in users:
         check_member(user)
         if not user_exists(user):
             raise RefusedError(f"no such user {user!r}")
+
+
+def change(group: str, users: list[str], add: bool) -> list[str]:
+    """Add or remove users; returns those actually changed. Validates everything first."""
+    check(group, users)
     current = set(grp.getgrnam(group).gr_mem)
     changed = []
     for user in dict.fromkeys(users):

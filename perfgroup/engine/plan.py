@@ -267,8 +267,8 @@ def make(facts: NodeFacts, desired: Desired) -> Plan:
         check_member(member)
     if facts.source.error or not facts.source.path or not facts.source.sha256:
         raise RefusedError(facts.source.error or "source perf could not be read")
+    dir_actions = plan_dirs(facts, desired)  # first: a symlinked path must be named as such
     check_dest(facts, desired)
-    dir_actions = plan_dirs(facts, desired)
     group_actions, origin, notes = plan_group(facts, desired)
     member_actions = plan_members(facts, desired, origin)
     choice = expected_caps(facts, desired)

@@ -117,6 +117,12 @@ DRIFTS = [
     (f"echo 'PATH=/tmp:$PATH' >> {PROFILE}", "profile.modified", 1),
     (f"sed -i 's/= 2/= 0/' {SYSCTL}", "paranoid.not_persisted", 1),
     (f"rm {DEST}", "copy.missing", 2),
+    ("/usr/bin/python3 -c \"import os, struct; os.setxattr('" + DEST + "', 'security.capability', "
+     "struct.pack('<6I', 0x03000001, 0, 0, 1 << 6, 0, 100000))\"", "caps.namespaced", 2),
+    ("groupmod -g 4444 perf_users", "copy.group", 2),
+    ("groupmod -n perf_old perf_users", "group.missing", 2),
+    ("printf x >> /usr/bin/perf", "copy.stale", 1),
+    (f"chmod g+s {DEST}", "copy.setid", 2),
 ]
 
 
@@ -127,11 +133,23 @@ def test_drift_is_found_and_repaired(node: Node, drift: str, finding: str, code:
     got, report = audit_json(node)
     assert finding in ids(report), report
     assert got == code, report
-    repair = perfgroup(node, "setup", "--group", "perf_users")
+    # --member: after a rename the re-created group starts empty; everywhere else it is a no-op.
+    repair = perfgroup(node, "setup", "--group", "perf_users", "--member", "alice")
     assert repair.returncode == 0, repair.stdout + repair.stderr
     got, report = audit_json(node)
     assert got == 0, [f for f in report["findings"] if f["severity"] != "ok"]
     assert node.run([DEST, *PERF_A], user="alice").returncode == 0
+
+
+def test_paranoid_lowered_at_runtime_is_found_and_raised(make_node: Any) -> None:
+    node = make_node(sysctls={"kernel/perf_event_paranoid": "2"})
+    converged(node)
+    (node.fake / "kernel_perf_event_paranoid").write_text("-1\n")  # someone ran sysctl -w ...=-1
+    code, report = audit_json(node)
+    assert "paranoid.low" in ids(report, "critical") and code == 2
+    assert perfgroup(node, "setup").returncode == 0
+    assert node.ok("cat /proc/sys/kernel/perf_event_paranoid").strip() == "2"
+    assert audit_json(node)[0] == 0
 
 
 def test_hard_link_left_behind_loses_its_privilege(node: Node) -> None:

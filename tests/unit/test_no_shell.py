@@ -1,0 +1,47 @@
+"""perfgroup runs as root: no shell ever sees user input, and the engine reaches no network."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "perfgroup"
+FORBIDDEN_CALLS = {"system", "popen", "getoutput", "getstatusoutput"}
+FORBIDDEN_IMPORTS = {"socket", "urllib", "http", "requests", "ssl", "ftplib"}
+
+
+def sources() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_no_shell_true_and_no_shell_helpers() -> None:
+    for path in sources():
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.keyword) and node.arg == "shell":
+                raise AssertionError(f"{path}:{node.value.lineno} passes shell=")
+            if isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_CALLS:
+                raise AssertionError(f"{path}:{node.lineno} uses {node.attr}")
+
+
+def test_engine_imports_no_network_module() -> None:
+    for path in sorted((PACKAGE / "engine").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert name.split(".")[0] not in FORBIDDEN_IMPORTS, f"{path} imports {name}"
+
+
+def test_engine_imports_only_stdlib_and_itself() -> None:
+    import sys
+
+    for path in sorted((PACKAGE / "engine").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    assert alias.name.split(".")[0] in sys.stdlib_module_names, f"{path}: {alias.name}"
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                assert (node.module or "").split(".")[0] in sys.stdlib_module_names | {"__future__"}, f"{path}: {node.module}"
