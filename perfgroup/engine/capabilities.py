@@ -3,11 +3,10 @@
 Standard library only: this package is shipped to nodes by Ansible as module_utils.
 """
 
-from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # Numbers from linux/capability.h. Kept complete so a decoded attribute never loses a bit.
 CAP_NUMBERS: dict[str, int] = {
@@ -94,8 +93,7 @@ class CapabilityError(ValueError):
     """A capability name or attribute that cannot be understood."""
 
 
-@dataclass(frozen=True)
-class FileCaps:
+class FileCaps(NamedTuple):
     """The decoded content of a `security.capability` attribute."""
 
     permitted: frozenset[str]
@@ -196,8 +194,7 @@ def decode(data: bytes) -> FileCaps:
     )
 
 
-@dataclass(frozen=True)
-class CapChoice:
+class CapChoice(NamedTuple):
     """The capability set chosen for a kernel, with the reason in words."""
 
     caps: frozenset[str]

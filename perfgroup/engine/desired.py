@@ -1,9 +1,8 @@
 """What the administrator asked for, with the defaults filled in."""
 
-from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 STATE_DIR = "/var/lib/perfgroup"
 LIBEXEC_ROOT = "/usr/local/libexec/perfgroup"
@@ -33,8 +32,7 @@ def sysctl_path(group: str) -> str:
     return f"{SYSCTL_DIR}/90-perfgroup-{group}.conf"
 
 
-@dataclass(frozen=True)
-class Desired:
+class Desired(NamedTuple):
     """The target state of one node for one perf group."""
 
     group: str

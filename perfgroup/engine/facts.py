@@ -4,15 +4,15 @@ Everything the decisions (plan.py, findings.py) need is gathered into one NodeFa
 those decisions are pure functions that tests feed with plain data.
 """
 
-from __future__ import annotations
 
 import errno
 import grp
-import hashlib
 import os
 import pwd
 import stat
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import NamedTuple
 
 from . import perfsource, sysctl
 from .capabilities import XATTR_NAME, CapabilityError, FileCaps, decode
@@ -21,8 +21,7 @@ from .errors import RefusedError
 from .state import State, StateError, StatKey, parse
 
 
-@dataclass(frozen=True)
-class PathFacts:
+class PathFacts(NamedTuple):
     """lstat of one path; kind is file, dir, symlink, other or missing."""
 
     path: str
@@ -38,8 +37,7 @@ class PathFacts:
         return self.kind != "missing"
 
 
-@dataclass(frozen=True)
-class CopyFacts:
+class CopyFacts(NamedTuple):
     node: PathFacts
     is_elf: bool = False
     caps: FileCaps | None = None
@@ -47,22 +45,19 @@ class CopyFacts:
     sha256: str | None = None
 
 
-@dataclass(frozen=True)
-class TextFacts:
+class TextFacts(NamedTuple):
     path: str
     content: str | None  # None: missing or unreadable
 
 
-@dataclass(frozen=True)
-class GroupFacts:
+class GroupFacts(NamedTuple):
     name: str
     gid: int | None  # None: no such group
     members: tuple[str, ...] = ()
     local: bool = False  # defined in /etc/group (else it comes from the directory)
 
 
-@dataclass(frozen=True)
-class SourceFacts:
+class SourceFacts(NamedTuple):
     requested: str | None = None
     path: str | None = None
     sha256: str | None = None
@@ -71,8 +66,7 @@ class SourceFacts:
     install_command: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True)
-class NodeFacts:
+class NodeFacts(NamedTuple):
     kernel_release: str
     cap_last_cap: int | None
     paranoid: int | None
@@ -92,7 +86,7 @@ class NodeFacts:
     state_error: str | None
     leftovers: tuple[str, ...] = ()  # temp files a killed perfgroup run left behind
     gid_owner: str | None = None  # group already holding Desired.gid, if any
-    users: dict[str, bool] = field(default_factory=dict)  # Desired.members -> exists
+    users: Mapping[str, bool] = MappingProxyType({})  # Desired.members -> exists
     os_release: str = ""
 
 
@@ -130,15 +124,22 @@ def path_facts(path: str) -> PathFacts:
 
 
 def sha256_file(path: str) -> str | None:
+    import hashlib  # lazily: a converged node's audit never hashes
+
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
+    digest = hashlib.sha256()
     with os.fdopen(fd, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def sha256_text(text: str) -> str:
+    import hashlib
+
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -248,11 +249,15 @@ def load_state(path: str) -> tuple[State | None, str | None]:
 
 def source_facts(desired: Desired, state: State | None, kernel_release: str, os_release: str) -> SourceFacts:
     requested = desired.source or (state.source if state else None)
+
+    def trusted(path: str, info: os.stat_result) -> bool:
+        return state is not None and state.source == path and state.source_stat == key_of(info)
+
     try:
         if requested:
-            resolved = perfsource.resolve(requested, kernel_release)
+            resolved = perfsource.resolve(requested, kernel_release, trusted=trusted)
         else:
-            resolved = perfsource.find_system_perf(kernel_release, os_release)
+            resolved = perfsource.find_system_perf(kernel_release, os_release, trusted=trusted)
     except perfsource.PerfNotInstalled as missing:
         return SourceFacts(error=str(missing), install_command=missing.install_command)
     except RefusedError as refused:

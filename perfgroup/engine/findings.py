@@ -4,31 +4,29 @@ Each finding has a stable id (monitoring keys on it), a severity, a message and 
 fixes it. Severities follow the Nagios plugin convention so `audit` exits 0/1/2/3.
 """
 
-from __future__ import annotations
 
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 from . import profile, sysctl
 from .capabilities import ESCALATION_CAPS, CapChoice, choice_from_override, choose_caps, sort_caps
 from .desired import MIN_PARANOID, Desired
-from .facts import NodeFacts, PathFacts, sha256_text
+from .facts import NodeFacts, PathFacts
 
 OK, WARNING, CRITICAL, UNKNOWN = "ok", "warning", "critical", "unknown"
 EXIT_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
 RANK = {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(NamedTuple):
     id: str
     severity: str
     message: str
     fix: str = ""
 
     def as_dict(self) -> dict[str, str]:
-        return asdict(self)
+        return dict(self._asdict())
 
 
 def worst(findings: list[Finding]) -> str:
@@ -258,11 +256,12 @@ def check_paranoid(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
             f"{facts.persisted_in} sets perf_event_paranoid={facts.persisted_paranoid} at boot", fix,
         )
     state = facts.state
-    if state is not None and state.sysctl_path == desired.sysctl_path and state.sysctl_sha256:
+    if state is not None and state.sysctl_path == desired.sysctl_path:
         content = facts.sysctl_dropin.content
+        values = [v for v in sysctl.assignments(content or "") if v is not None]
         if content is None:
             yield Finding("sysctl.missing", WARNING, f"{desired.sysctl_path} was deleted", fix)
-        elif sha256_text(content) != state.sysctl_sha256:
+        elif not values or content != sysctl.render_dropin(desired.group, values[-1]):
             yield Finding("sysctl.modified", WARNING, f"{desired.sysctl_path} was edited by hand", fix)
 
 

@@ -5,13 +5,12 @@ per-kernel ELF (Ubuntu: /usr/lib/linux-tools/<release>/perf; older Debian: perf_
 Capabilities on a script do nothing, so wrappers are followed to the ELF they run.
 """
 
-from __future__ import annotations
 
-import glob
 import os
 import re
 import stat
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import NamedTuple
 
 from .errors import RefusedError
 
@@ -47,8 +46,7 @@ class PerfNotInstalled(RefusedError):
         self.install_command = install_command
 
 
-@dataclass(frozen=True)
-class ResolvedSource:
+class ResolvedSource(NamedTuple):
     requested: str  # what was asked for or found on PATH
     path: str  # the ELF that will be copied
     via_wrapper: bool
@@ -106,18 +104,20 @@ def is_perf_elf(path: str) -> bool:
         os.close(fd)
 
 
-_EXEC_RE = re.compile(r"""\bexec\s+(?:-a\s+\S+\s+)?("[^"]+"|'[^']+'|\S+)""")
-_VAR_RE = re.compile(r"\$\([^)]*\)|`[^`]*`|\$\{[^}]*\}|\$\w+")
+_EXEC_PATTERN = r"""\bexec\s+(?:-a\s+\S+\s+)?("[^"]+"|'[^']+'|\S+)"""
+_VAR_PATTERN = r"\$\([^)]*\)|`[^`]*`|\$\{[^}]*\}|\$\w+"
 
 
 def wrapper_targets(script: str, kernel_release: str) -> list[str]:
     """Candidate paths a wrapper script execs, most likely first (pure)."""
+    import glob  # only wrappers need it; keep the audit path light
+
     found: list[str] = []
-    for match in _EXEC_RE.finditer(script):
+    for match in re.finditer(_EXEC_PATTERN, script):
         target = match.group(1).strip("\"'")
         if "perf" not in target:
             continue
-        pattern = _VAR_RE.sub("*", target)
+        pattern = re.sub(_VAR_PATTERN, "*", target)
         heads = [pattern] if pattern.startswith("/") else [f"{d}/{pattern}" for d in SYSTEM_DIRS]
         for head in heads:
             found.extend(sorted(glob.glob(head)))
@@ -154,16 +154,22 @@ def check_source_file(path: str) -> os.stat_result:
     return info
 
 
-def resolve(requested: str, kernel_release: str, depth: int = 0) -> ResolvedSource:
-    """Follow symlinks and wrapper scripts from `requested` to a perf ELF, or refuse."""
+Trust = Callable[[str, os.stat_result], bool]
+
+
+def resolve(requested: str, kernel_release: str, depth: int = 0, trusted: Trust | None = None) -> ResolvedSource:
+    """Follow symlinks and wrapper scripts from `requested` to a perf ELF, or refuse.
+
+    `trusted(path, stat)` may vouch for a file already proven to be perf (same inode, size and
+    times as when setup recorded it), which spares reading the whole binary again."""
     try:
         real = os.path.realpath(requested, strict=True)
     except OSError as error:
         raise RefusedError(f"source perf {requested}: {error.strerror or error}") from None
-    check_source_file(real)
+    info = check_source_file(real)
     head = read_head(real, MAX_SCRIPT_BYTES)
     if head.startswith(ELF_MAGIC):
-        if not is_perf_elf(real):
+        if not (trusted is not None and trusted(real, info)) and not is_perf_elf(real):
             raise RefusedError(f"source perf {requested} is an ELF but not perf (no perf version banner)")
         return ResolvedSource(requested=requested, path=real, via_wrapper=depth > 0)
     if head.startswith(b"#!") and depth < MAX_WRAPPER_DEPTH:
@@ -172,7 +178,7 @@ def resolve(requested: str, kernel_release: str, depth: int = 0) -> ResolvedSour
             if os.path.realpath(candidate) == real:
                 continue
             try:
-                found = resolve(candidate, kernel_release, depth + 1)
+                found = resolve(candidate, kernel_release, depth + 1, trusted)
             except RefusedError:
                 continue
             return ResolvedSource(requested=requested, path=found.path, via_wrapper=True)
@@ -183,12 +189,12 @@ def resolve(requested: str, kernel_release: str, depth: int = 0) -> ResolvedSour
     raise RefusedError(f"source perf {requested} is neither an ELF executable nor a wrapper script")
 
 
-def find_system_perf(kernel_release: str, os_release_text: str) -> ResolvedSource:
+def find_system_perf(kernel_release: str, os_release_text: str, trusted: Trust | None = None) -> ResolvedSource:
     """The distribution's perf, or PerfNotInstalled naming the package for this distribution."""
     for directory in SYSTEM_DIRS:
         candidate = f"{directory}/perf"
         if os.path.lexists(candidate):
-            return resolve(candidate, kernel_release)
+            return resolve(candidate, kernel_release, trusted=trusted)
     command = install_command(os_release_text)
     hint = f" (install it: {' '.join(command)}, or pass --install-perf)" if command else ""
     raise PerfNotInstalled(f"no perf executable found in {', '.join(SYSTEM_DIRS)}{hint}", command)

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-import shlex
+import re
+
+_SAFE = re.compile(r"[A-Za-z0-9_./-]+\Z")
+
+
+def _quote(text: str) -> str:
+    if _SAFE.match(text):
+        return text
+    import shlex  # unusual paths only
+
+    return shlex.quote(text)
 
 
 def render(group: str, directory: str) -> str:
     # `id -Gn` asks NSS, so directory (LDAP/SSSD) memberships count too; the case test keeps the
     # snippet POSIX sh, and the PATH check keeps re-sourcing idempotent.
-    quoted_dir = shlex.quote(directory)
+    quoted_dir = _quote(directory)
     return (
         f"# Managed by perfgroup for group {group}: do not edit, run `perfgroup setup` instead.\n"
         f"# Members of {group} get the privileged perf ({directory}/perf) first on PATH;\n"

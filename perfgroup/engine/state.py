@@ -1,16 +1,14 @@
 """The record setup leaves under /var/lib/perfgroup: what it made, so audit sees drift and remove
 can undo exactly that and nothing else."""
 
-from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from typing import NamedTuple
 
 SCHEMA = 1
 
 
-@dataclass(frozen=True)
-class StatKey:
+class StatKey(NamedTuple):
     """Identity of a file's content without reading it: any write or chmod changes ctime."""
 
     dev: int
@@ -20,8 +18,7 @@ class StatKey:
     ctime_ns: int
 
 
-@dataclass(frozen=True)
-class State:
+class State(NamedTuple):
     group: str
     gid: int
     group_created: bool
@@ -45,16 +42,23 @@ class State:
     members_added: tuple[str, ...] = ()
     updated_at: str = ""
     schema: int = SCHEMA
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        data = self._asdict()
+        for key in ("source_stat", "copy_stat"):
+            value = data[key]
+            data[key] = value._asdict() if value is not None else None
+        return data
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        return json.dumps(self.as_dict(), indent=2, sort_keys=True) + "\n"
 
-    def same_as(self, other: State | None) -> bool:
+    def same_as(self, other: "State | None") -> bool:
         """Equal in everything but the time stamp (so a no-op run does not rewrite it)."""
         if other is None:
             return False
-        return asdict(self) | {"updated_at": ""} == asdict(other) | {"updated_at": ""}
+        return self._replace(updated_at="") == other._replace(updated_at="")
 
 
 class StateError(ValueError):
@@ -79,7 +83,7 @@ def parse(text: str) -> State:
         raise StateError("not a JSON object")
     if raw.get("schema") != SCHEMA:
         raise StateError(f"unknown schema {raw.get('schema')!r}")
-    known = {f.name for f in fields(State)}
+    known = set(State._fields)
     missing = sorted(name for name in known if name not in raw and name not in ("members_added", "notes", "updated_at"))
     if missing:
         raise StateError(f"missing {', '.join(missing)}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from perfgroup.engine import profile, sysctl
@@ -17,8 +16,13 @@ DEST = default_dest("perf_users")
 KEY = StatKey(1, 2, 3, 4, 5)
 
 
+def replace(value: Any, **changes: Any) -> Any:
+    """dataclasses.replace for the engine's NamedTuples."""
+    return value._replace(**changes)
+
+
 def desired(**changes: Any) -> Desired:
-    return dataclasses.replace(Desired(group="perf_users", dest=DEST), **changes)
+    return replace(Desired(group="perf_users", dest=DEST), **changes)
 
 
 def dirs(**overrides: PathFacts) -> tuple[PathFacts, ...]:
@@ -39,7 +43,7 @@ def state(**changes: Any) -> State:
         profile_path=want.profile_path, profile_sha256="x", sysctl_path=want.sysctl_path,
         sysctl_sha256=sha256_text(sysctl.render_dropin("perf_users", 2)),
     )
-    return dataclasses.replace(base, **changes)
+    return replace(base, **changes)
 
 
 def converged(**changes: Any) -> NodeFacts:
@@ -58,14 +62,14 @@ def converged(**changes: Any) -> NodeFacts:
         persisted_paranoid=2, persisted_in=want.sysctl_path, state=state(), state_error=None,
         users={"alice": True, "bob": True},
     )
-    return dataclasses.replace(base, **changes)
+    return replace(base, **changes)
 
 
 def with_copy(facts: NodeFacts, **changes: Any) -> NodeFacts:
     node_changes = {k: v for k, v in changes.items() if k in {"kind", "uid", "gid", "mode", "nlink"}}
     copy_changes = {k: v for k, v in changes.items() if k not in node_changes}
-    node = dataclasses.replace(facts.copy.node, **node_changes)
-    return dataclasses.replace(facts, copy=dataclasses.replace(facts.copy, node=node, **copy_changes))
+    node = replace(facts.copy.node, **node_changes)
+    return replace(facts, copy=replace(facts.copy, node=node, **copy_changes))
 
 
 def caps(*names: str, effective: bool = True) -> Any:

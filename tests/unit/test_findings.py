@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-import dataclasses
 import struct
 from typing import Any
 
 import pytest
-from factsdata import GID, caps, converged, desired, dirs, state, with_copy
+from factsdata import GID, caps, converged, desired, dirs, replace, state, with_copy
 
 from perfgroup.engine.capabilities import decode
 from perfgroup.engine.facts import GroupFacts, NodeFacts, PathFacts, SourceFacts, TextFacts
@@ -42,31 +41,31 @@ CASES: list[tuple[str, NodeFacts, str, str]] = [
     ("ipc_lock extra", with_copy(converged(), caps=caps("cap_perfmon", "cap_ipc_lock")), "caps.extra", "warning"),
     ("not effective", with_copy(converged(), caps=caps("cap_perfmon", effective=False)), "caps.not_effective", "critical"),
     ("v3 namespaced", with_copy(converged(), caps=V3), "caps.namespaced", "critical"),
-    ("syslog missing under kptr 1", dataclasses.replace(converged(), kptr_restrict=1), "caps.incomplete", "warning"),
-    ("kptr 2", dataclasses.replace(converged(), kptr_restrict=2), "kptr_restrict.hidden", "warning"),
+    ("syslog missing under kptr 1", replace(converged(), kptr_restrict=1), "caps.incomplete", "warning"),
+    ("kptr 2", replace(converged(), kptr_restrict=2), "kptr_restrict.hidden", "warning"),
     ("modified", with_copy(converged(), sha256="6" * 64), "copy.modified", "critical"),
-    ("stale", dataclasses.replace(converged(), source=SourceFacts("/usr/bin/perf", "/usr/bin/perf", "7" * 64)),
+    ("stale", replace(converged(), source=SourceFacts("/usr/bin/perf", "/usr/bin/perf", "7" * 64)),
      "copy.stale", "warning"),
-    ("world-writable dir", dataclasses.replace(converged(), dirs=dirs(**{
+    ("world-writable dir", replace(converged(), dirs=dirs(**{
         "/usr/local/libexec/perfgroup": PathFacts("/usr/local/libexec/perfgroup", "dir", 0, 0, 0o777, 2)})),
      "path.unsafe", "critical"),
-    ("user-owned dir", dataclasses.replace(converged(), dirs=dirs(**{
+    ("user-owned dir", replace(converged(), dirs=dirs(**{
         "/usr/local": PathFacts("/usr/local", "dir", 1000, 1000, 0o755, 2)})), "path.unsafe", "critical"),
-    ("nosuid", dataclasses.replace(converged(), nosuid=True), "mount.nosuid", "critical"),
-    ("paranoid 1", dataclasses.replace(converged(), paranoid=1), "paranoid.low", "critical"),
-    ("paranoid -1", dataclasses.replace(converged(), paranoid=-1), "paranoid.low", "critical"),
-    ("not persisted", dataclasses.replace(converged(), persisted_paranoid=None), "paranoid.not_persisted", "warning"),
-    ("persisted low", dataclasses.replace(converged(), persisted_paranoid=0, persisted_in="/etc/sysctl.conf"),
+    ("nosuid", replace(converged(), nosuid=True), "mount.nosuid", "critical"),
+    ("paranoid 1", replace(converged(), paranoid=1), "paranoid.low", "critical"),
+    ("paranoid -1", replace(converged(), paranoid=-1), "paranoid.low", "critical"),
+    ("not persisted", replace(converged(), persisted_paranoid=None), "paranoid.not_persisted", "warning"),
+    ("persisted low", replace(converged(), persisted_paranoid=0, persisted_in="/etc/sysctl.conf"),
      "paranoid.not_persisted", "warning"),
-    ("dropin edited", dataclasses.replace(converged(), sysctl_dropin=TextFacts("x", "# mine\n")), "sysctl.modified", "warning"),
-    ("profile gone", dataclasses.replace(converged(), profile=TextFacts("x", None)), "profile.missing", "warning"),
-    ("profile edited", dataclasses.replace(converged(), profile=TextFacts("x", "PATH=/tmp:$PATH")), "profile.modified", "warning"),
-    ("group gone", dataclasses.replace(converged(), group=GroupFacts("perf_users", None)), "group.missing", "critical"),
-    ("gid changed", dataclasses.replace(converged(), state=state(gid=GID + 1)), "group.gid_changed", "warning"),
-    ("lockdown", dataclasses.replace(converged(), lockdown="confidentiality"), "lockdown.confidentiality", "warning"),
-    ("selinux", dataclasses.replace(converged(), selinux="enforcing"), "selinux.enforcing", "warning"),
-    ("no state", dataclasses.replace(converged(), state=None, state_error="missing"), "state.missing", "warning"),
-    ("bad state", dataclasses.replace(converged(), state=None, state_error="unusable (not JSON)"), "state.unusable", "warning"),
+    ("dropin edited", replace(converged(), sysctl_dropin=TextFacts("x", "# mine\n")), "sysctl.modified", "warning"),
+    ("profile gone", replace(converged(), profile=TextFacts("x", None)), "profile.missing", "warning"),
+    ("profile edited", replace(converged(), profile=TextFacts("x", "PATH=/tmp:$PATH")), "profile.modified", "warning"),
+    ("group gone", replace(converged(), group=GroupFacts("perf_users", None)), "group.missing", "critical"),
+    ("gid changed", replace(converged(), state=state(gid=GID + 1)), "group.gid_changed", "warning"),
+    ("lockdown", replace(converged(), lockdown="confidentiality"), "lockdown.confidentiality", "warning"),
+    ("selinux", replace(converged(), selinux="enforcing"), "selinux.enforcing", "warning"),
+    ("no state", replace(converged(), state=None, state_error="missing"), "state.missing", "warning"),
+    ("bad state", replace(converged(), state=None, state_error="unusable (not JSON)"), "state.unusable", "warning"),
 ]
 
 
@@ -77,18 +76,18 @@ def test_each_problem_has_its_finding(facts: NodeFacts, finding: str, severity: 
 
 
 def test_fallback_kernel_expects_sys_admin_and_does_not_call_it_excessive() -> None:
-    facts = with_copy(dataclasses.replace(converged(), cap_last_cap=37),
+    facts = with_copy(replace(converged(), cap_last_cap=37),
                       caps=caps("cap_sys_admin", "cap_sys_ptrace", "cap_syslog"))
     assert non_ok(facts) == {}
 
 
 def test_keep_paranoid_makes_low_paranoid_a_warning_and_skips_persistence() -> None:
-    facts = dataclasses.replace(converged(), paranoid=1, persisted_paranoid=None, state=state(keep_paranoid=True))
+    facts = replace(converged(), paranoid=1, persisted_paranoid=None, state=state(keep_paranoid=True))
     assert non_ok(facts) == {"paranoid.low": "warning"}
 
 
 def test_recorded_override_is_expected_until_auto() -> None:
-    facts = with_copy(dataclasses.replace(converged(), state=state(caps=("cap_ipc_lock", "cap_perfmon"), caps_override=True)),
+    facts = with_copy(replace(converged(), state=state(caps=("cap_ipc_lock", "cap_perfmon"), caps_override=True)),
                       caps=caps("cap_perfmon", "cap_ipc_lock"))
     assert non_ok(facts) == {}
     assert non_ok(facts, caps_auto=True) == {"caps.extra": "warning"}

@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
-from factsdata import caps, converged, desired, dirs, with_copy
+from factsdata import caps, converged, desired, dirs, replace, with_copy
 
 from perfgroup.engine.errors import RefusedError
 from perfgroup.engine.facts import GroupFacts, NodeFacts, PathFacts, SourceFacts, TextFacts
@@ -15,7 +13,7 @@ def kinds(facts: NodeFacts, **want: object) -> list[str]:
 
 
 def fresh() -> NodeFacts:
-    return dataclasses.replace(
+    return replace(
         with_copy(converged(), kind="missing"), group=GroupFacts("perf_users", None), state=None, state_error="missing",
         dirs=tuple(d if d.path in ("/usr/local", "/usr", "/") else PathFacts(d.path, "missing") for d in dirs()),
         profile=TextFacts("p", None), sysctl_dropin=TextFacts("s", None), persisted_paranoid=None,
@@ -40,9 +38,9 @@ def test_fresh_node_plan_in_safe_order() -> None:
     (with_copy(converged(), nlink=2), ["install_copy"]),
     (with_copy(converged(), uid=1000), ["install_copy"]),
     (with_copy(converged(), sha256="6" * 64), ["install_copy"]),
-    (dataclasses.replace(converged(), paranoid=1), ["set_paranoid"]),
-    (dataclasses.replace(converged(), sysctl_dropin=TextFacts("s", "kernel.perf_event_paranoid = 0\n")), ["write_file"]),
-    (dataclasses.replace(converged(), dirs=dirs(**{
+    (replace(converged(), paranoid=1), ["set_paranoid"]),
+    (replace(converged(), sysctl_dropin=TextFacts("s", "kernel.perf_event_paranoid = 0\n")), ["write_file"]),
+    (replace(converged(), dirs=dirs(**{
         "/usr/local/libexec/perfgroup": PathFacts("/usr/local/libexec/perfgroup", "dir", 0, 0, 0o777, 2)})), ["repair_dir"]),
 ])
 def test_repairs(facts: NodeFacts, expected: list[str]) -> None:
@@ -50,7 +48,7 @@ def test_repairs(facts: NodeFacts, expected: list[str]) -> None:
 
 
 def test_paranoid_above_two_is_kept_not_lowered() -> None:
-    facts = dataclasses.replace(fresh(), paranoid=3)
+    facts = replace(fresh(), paranoid=3)
     plan = make(facts, desired())
     dropin = next(a for a in plan.actions if a.target.startswith("/etc/sysctl.d"))
     assert "= 3" in str(dropin.params["content"])
@@ -58,23 +56,23 @@ def test_paranoid_above_two_is_kept_not_lowered() -> None:
 
 
 REFUSALS = [
-    ("nosuid", dataclasses.replace(fresh(), nosuid=True), {}, "nosuid"),
-    ("world-writable parent", dataclasses.replace(fresh(), dirs=(PathFacts("/tmp", "dir", 0, 0, 0o1777, 2), PathFacts("/", "dir", 0, 0, 0o755, 2))),
+    ("nosuid", replace(fresh(), nosuid=True), {}, "nosuid"),
+    ("world-writable parent", replace(fresh(), dirs=(PathFacts("/tmp", "dir", 0, 0, 0o1777, 2), PathFacts("/", "dir", 0, 0, 0o755, 2))),
      {"dest": "/tmp/perf"}, "non-root user can write"),
-    ("home", dataclasses.replace(fresh(), dirs=(PathFacts("/home/alice", "dir", 1000, 1000, 0o755, 2),
+    ("home", replace(fresh(), dirs=(PathFacts("/home/alice", "dir", 1000, 1000, 0o755, 2),
                                                 PathFacts("/home", "dir", 0, 0, 0o755, 2), PathFacts("/", "dir", 0, 0, 0o755, 2))),
      {"dest": "/home/alice/perf"}, "non-root user can write"),
-    ("symlink in path", dataclasses.replace(fresh(), dirs=(PathFacts("/opt/link", "symlink", 0, 0, 0o777, 1), PathFacts("/opt", "dir", 0, 0, 0o755, 2), PathFacts("/", "dir", 0, 0, 0o755, 2))),
+    ("symlink in path", replace(fresh(), dirs=(PathFacts("/opt/link", "symlink", 0, 0, 0o777, 1), PathFacts("/opt", "dir", 0, 0, 0o755, 2), PathFacts("/", "dir", 0, 0, 0o755, 2))),
      {"dest": "/opt/link/perf"}, "symlink"),
     ("packaged perf", fresh(), {"dest": "/usr/bin/perf"}, "packaged perf"),
-    ("foreign existing file", dataclasses.replace(with_copy(fresh(), kind="file"), dirs=(PathFacts("/opt/tools", "dir", 0, 0, 0o755, 2), PathFacts("/opt", "dir", 0, 0, 0o755, 2), PathFacts("/", "dir", 0, 0, 0o755, 2))),
+    ("foreign existing file", replace(with_copy(fresh(), kind="file"), dirs=(PathFacts("/opt/tools", "dir", 0, 0, 0o755, 2), PathFacts("/opt", "dir", 0, 0, 0o755, 2), PathFacts("/", "dir", 0, 0, 0o755, 2))),
      {"dest": "/opt/tools/perf"}, "did not create"),
-    ("gid taken", dataclasses.replace(fresh(), gid_owner="video"), {"gid": 44}, "already belongs to group video"),
+    ("gid taken", replace(fresh(), gid_owner="video"), {"gid": 44}, "already belongs to group video"),
     ("gid differs", converged(), {"gid": 4000}, "will not renumber"),
     ("unknown member", converged(), {"members": ("ghost",)}, "no such user"),
-    ("directory group member", dataclasses.replace(converged(), group=GroupFacts("perf_users", 5000, (), local=False), state=None, state_error="missing"),
+    ("directory group member", replace(converged(), group=GroupFacts("perf_users", 5000, (), local=False), state=None, state_error="missing"),
      {"members": ("bob",)}, "managed by the directory"),
-    ("no perf", dataclasses.replace(fresh(), source=SourceFacts(error="no perf executable found (install it: apt-get install -y linux-perf)")), {}, "linux-perf"),
+    ("no perf", replace(fresh(), source=SourceFacts(error="no perf executable found (install it: apt-get install -y linux-perf)")), {}, "linux-perf"),
     ("privileged group", fresh(), {"group": "wheel"}, "system powers"),
 ]
 
@@ -86,7 +84,7 @@ def test_refusals(facts: NodeFacts, want: dict[str, object], message: str) -> No
 
 
 def test_directory_group_is_adopted_without_local_copy() -> None:
-    facts = dataclasses.replace(converged(), group=GroupFacts("perf_users", 5000, ("alice",), local=False),
+    facts = replace(converged(), group=GroupFacts("perf_users", 5000, ("alice",), local=False),
                                 state=None, state_error="missing")
     facts = with_copy(facts, gid=5000)
     plan = make(facts, desired(members=("alice",)))

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
+from factsdata import replace
 
 from perfgroup.engine import profile, sysctl
 from perfgroup.engine.state import State, StateError, StatKey, parse
@@ -54,8 +53,8 @@ def sample_state() -> State:
 def test_state_round_trip() -> None:
     state = sample_state()
     assert parse(state.to_json()) == state
-    assert state.same_as(dataclasses.replace(state, updated_at="later"))
-    assert not state.same_as(dataclasses.replace(state, gid=7))
+    assert state.same_as(replace(state, updated_at="later"))
+    assert not state.same_as(replace(state, gid=7))
 
 
 @pytest.mark.parametrize("text", ["", "{", "[]", '{"schema": 99}', '{"schema": 1}', sample_state().to_json()[:200]])

@@ -1,0 +1,181 @@
+"""perfgroup benchmarks: one command, everything side by side, ratios against a baseline.
+
+    .venv/bin/python bench/run.py [--runs 7] [--fleet-runs 5] [--sizes 1,2,4,8,16] [--skip-fleet]
+
+Needs root (it builds throwaway overlay-root nodes and a loopback SSH cluster, exactly like the
+integration tests) and the bench extra (pytest-testinfra). Medians of several runs; the claims are
+the ratios, not the absolute seconds. Nothing on the machine is changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from cluster import Cluster  # noqa: E402
+from node import Node, NodeOptions  # noqa: E402
+
+BIN = Path(sys.executable).parent
+PY = sys.executable
+PERFGROUP = str(BIN / "perfgroup")
+SSH_ENV = {
+    "ANSIBLE_PIPELINING": "True",
+    "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s",
+    "ANSIBLE_GATHERING": "explicit",
+}
+MEMBERS = ["-e", json.dumps({"perf_users_members": ["alice"]})]
+
+
+def median(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def line(label: str, seconds: float, base: float, note: str = "") -> None:
+    print(f"  {label:44} {seconds:8.3f} s  {seconds / base:6.2f}x  {note}")
+
+
+def compile_bytecode() -> None:
+    # An installed package ships .pyc files; an editable checkout would otherwise recompile
+    # every module on every run (PYTHONDONTWRITEBYTECODE is set in the nodes).
+    subprocess.run([PY, "-m", "compileall", "-q", str(REPO / "perfgroup")], check=True, stdout=subprocess.DEVNULL)
+
+
+def local(runs: int) -> dict[str, float]:
+    print(f"\n1. Static local audit on one converged node (median of {runs}, timed inside the node)")
+    with Node(NodeOptions()) as node:
+        node.ok("useradd -M alice")
+        assert node.run([PERFGROUP, "setup", "--member", "alice"]).returncode == 0
+        commands = {
+            "floor": [PY, "-c", "import click"],
+            "audit": [PERFGROUP, "audit", "--json"],
+            "shell": ["/bin/sh", str(REPO / "bench" / "audit.sh")],
+        }
+        result = node.run([PY, str(REPO / "bench" / "timeit_cmds.py"), str(runs), json.dumps(commands)], timeout=900)
+        samples = json.loads(result.stdout)
+        m = {name: median(values) for name, values in samples.items()}
+        line('python -c "import click" (floor)', m["floor"], m["floor"])
+        line("perfgroup audit --json", m["audit"], m["floor"], f"target <= 1.25x: {verdict(m['audit'] <= 1.25 * m['floor'])}")
+        line("shell script (getent/stat/getcap/cat)", m["shell"], m["floor"])
+        for name, argv in (("perfgroup audit --json", commands["audit"]), ("shell script", commands["shell"])):
+            trace = node.run(["strace", "-f", "-qq", "-e", "trace=execve,clone,clone3,fork,vfork", "-o", "/dev/stderr", *argv])
+            execs = sum("execve(" in x for x in trace.stderr.splitlines())
+            forks = sum(any(f"{c}(" in x for c in ("clone", "fork", "vfork")) for x in trace.stderr.splitlines())
+            print(f"  {name:44} execve {execs} (itself included), new processes/threads {forks}")
+        probe = node.run([PY, "-c", "import sys\nfrom perfgroup.cli import main\ntry:\n    main(['audit','--json'])\n"
+                          "except SystemExit:\n    pass\nprint(sorted(m for m in sys.modules if m.split('.')[0] in ('jinja2','ansible')), file=sys.stderr)"])
+        print(f"  jinja2/ansible modules imported by the audit: {probe.stderr.strip().splitlines()[-1]}")
+        return m
+
+
+def timed(cluster: Cluster, argv: list[str], runs: int) -> list[float]:
+    samples = []
+    env = {**cluster.env(), **SSH_ENV}
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, check=False)
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def make_cluster(size: int) -> Cluster:
+    cluster = Cluster({f"n{i:02d}": NodeOptions() for i in range(size)})
+    for ssh in cluster.nodes.values():
+        ssh.node.ok("useradd -M alice")
+    return cluster
+
+
+def fleet_commands(cluster: Cluster, forks: int) -> dict[str, list[str]]:
+    inv = str(cluster.inventory)
+    return {
+        "ping": [str(BIN / "ansible"), "all", "-i", inv, "-m", "ansible.builtin.ping", "--forks", str(forks)],
+        "audit": [PERFGROUP, "audit", "-i", inv, "--json"],
+        "deploy": [PERFGROUP, "deploy", "-i", inv, "--forks", str(forks), *MEMBERS, "--json"],
+        "testinfra": [PY, "-m", "pytest", "-q", "-c", "/dev/null", "-p", "no:cacheprovider", "--hosts=ansible://all",
+                      f"--ansible-inventory={inv}", str(REPO / "bench" / "testinfra_audit.py")],
+        "builtin": [str(BIN / "ansible-playbook"), "-i", inv, str(REPO / "bench" / "audit_builtin.yml"), "--forks", str(forks)],
+    }
+
+
+def fleet(runs: int) -> None:
+    size = 8
+    print(f"\n2. Fleet audit, {size} nodes on loopback SSH (median of {runs}; testinfra median of {max(2, runs // 2)})")
+    cluster = make_cluster(size)
+    try:
+        commands = fleet_commands(cluster, size)
+        first = timed(cluster, commands["deploy"], 1)[0]
+        ping = median(timed(cluster, commands["ping"], runs))
+        audit = median(timed(cluster, commands["audit"], runs))
+        builtin = median(timed(cluster, commands["builtin"], runs))
+        testinfra = median(timed(cluster, commands["testinfra"], max(2, runs // 2)))
+        line("ansible all -m ansible.builtin.ping (floor)", ping, ping)
+        line("perfgroup audit -i", audit, ping, f"target <= 1.5x: {verdict(audit <= 1.5 * ping)}")
+        line("pytest-testinfra suite (ansible://all)", testinfra, ping,
+             f"perfgroup is {testinfra / audit:.1f}x faster, target >= 5x: {verdict(testinfra >= 5 * audit)}")
+        line("playbook of builtin modules, task by task", builtin, ping, f"perfgroup is {builtin / audit:.1f}x faster")
+        print(f"\n3. Converge, {size} nodes (first run once on fresh nodes, second run median of {runs})")
+        second = median(timed(cluster, commands["deploy"], runs))
+        line("perfgroup deploy, first run", first, ping)
+        line("perfgroup deploy, second run (changed=0)", second, ping, f"target <= 2x ping: {verdict(second <= 2 * ping)}")
+    finally:
+        cluster.close()
+
+
+def scaling(sizes: list[int], runs: int) -> None:
+    print(f"\n4. Scaling (forks = nodes; median of {runs})")
+    print(f"  {'nodes':>5} {'ping s':>8} {'audit -i s':>11} {'deploy 2nd s':>13} {'audit s/node':>13}")
+    results: dict[int, float] = {}
+    for size in sizes:
+        cluster = make_cluster(size)
+        try:
+            commands = fleet_commands(cluster, size)
+            timed(cluster, commands["deploy"], 1)
+            ping = median(timed(cluster, commands["ping"], runs))
+            audit = median(timed(cluster, commands["audit"], runs))
+            deploy = median(timed(cluster, commands["deploy"], runs))
+            results[size] = audit
+            print(f"  {size:5d} {ping:8.3f} {audit:11.3f} {deploy:13.3f} {audit / size:13.3f}")
+        finally:
+            cluster.close()
+    if 8 in results and 16 in results:
+        ratio = results[16] / results[8]
+        print(f"  audit -i, 16 nodes / 8 nodes: {ratio:.2f}x  target <= 1.3x: {verdict(ratio <= 1.3)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=9, help="runs per local measurement")
+    parser.add_argument("--fleet-runs", type=int, default=5, help="runs per fleet measurement")
+    parser.add_argument("--sizes", default="1,2,4,8,16", help="cluster sizes for the scaling table")
+    parser.add_argument("--skip-fleet", action="store_true", help="only the local audit")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/run.py needs root (throwaway nodes and a loopback SSH cluster)")
+    if shutil.which("strace") is None:
+        sys.exit("bench/run.py needs strace (apt-get install strace)")
+    compile_bytecode()
+    ansible = subprocess.run([str(BIN / "ansible"), "--version"], capture_output=True, text=True, check=False).stdout.split("\n")[0]
+    print(f"perfgroup benchmarks, {time.strftime('%Y-%m-%d')}: {platform.node()}, Linux {platform.release()}, "
+          f"{os.cpu_count()} cores, Python {platform.python_version()}, {ansible}")
+    local(args.runs)
+    if not args.skip_fleet:
+        fleet(args.fleet_runs)
+        scaling([int(x) for x in args.sizes.split(",")], args.fleet_runs)
+
+
+if __name__ == "__main__":
+    main()

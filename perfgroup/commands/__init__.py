@@ -1,0 +1,1 @@
+"""One module per command; perfgroup.cli loads only the one being run."""
