@@ -13,7 +13,7 @@ def main() -> None:
     runs = int(sys.argv[1])
     commands: dict[str, list[str]] = json.loads(sys.argv[2])
     samples: dict[str, list[float]] = {name: [] for name in commands}
-    for name, argv in commands.items():  # warm caches once
+    for argv in commands.values():  # warm caches once
         subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     for _ in range(runs):
         for name, argv in commands.items():

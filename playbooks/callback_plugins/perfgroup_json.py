@@ -35,6 +35,9 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_task_start(self, task: Any, is_conditional: bool) -> None:
         self.plays[-1]["tasks"].append({"task": {"name": task.get_name()}, "hosts": {}})
 
+    def v2_playbook_on_handler_task_start(self, task: Any) -> None:
+        self.plays[-1]["tasks"].append({"task": {"name": task.get_name(), "handler": True}, "hosts": {}})
+
     def _record(self, result: Any, **extra: Any) -> None:
         data = dict(result._result)
         data.update(extra)

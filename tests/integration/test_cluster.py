@@ -85,6 +85,9 @@ def test_deploy_converges_standard_nodes_and_fails_clearly_elsewhere(cluster: Cl
         assert node.run([DEST, *PERF_A], user="bob").returncode != 0, name
     login = cluster.nodes["login"].node
     assert login.sh(f"test -e {DEST}").returncode != 0
+    post = task_results(report, "Audit the node after the change")  # the handler, on changed hosts only
+    assert set(post) == set(STANDARD)
+    assert all(post[name]["ansible_facts"]["perf_users_audit"]["status"] == "ok" for name in STANDARD)
 
 
 def test_second_deploy_changes_nothing(cluster: Cluster) -> None:
