@@ -6,8 +6,9 @@ import grp
 import pwd
 
 from . import apply
+from .desired import state_path
 from .errors import RefusedError
-from .facts import group_facts, user_exists
+from .facts import group_facts, load_state, user_exists
 from .plan import Action
 from .validate import check_member, check_name
 
@@ -44,7 +45,7 @@ def change(group: str, users: list[str], add: bool) -> list[str]:
     """Add or remove users; returns those actually changed. Validates everything first."""
     check(group, users)
     current = set(grp.getgrnam(group).gr_mem)
-    changed = []
+    changed: list[str] = []
     for user in dict.fromkeys(users):
         if add and user not in current:
             apply.add_member(Action("add_member", user, "", "", params={"group": group}))
@@ -52,4 +53,17 @@ def change(group: str, users: list[str], add: bool) -> list[str]:
         elif not add and user in current:
             apply.remove_member(user, group)
             changed.append(user)
+    if changed:
+        record(group, changed, add)
     return changed
+
+
+def record(group: str, users: list[str], add: bool) -> None:
+    """Keep the setup record's members_added in step, so `remove` undoes these additions too."""
+    path = state_path(group)
+    state, _ = load_state(path)
+    if state is None:
+        return
+    members = set(state.members_added)
+    members = members | set(users) if add else members - set(users)
+    apply.write_file(path, state._replace(members_added=tuple(sorted(members))).to_json(), step="write_state")

@@ -186,6 +186,17 @@ def test_remove_keeps_an_adopted_group_and_its_other_members(node: Node) -> None
     assert entry == "perf_users:x:4242:bob"
 
 
+def test_remove_undoes_members_added_later_to_an_adopted_group(node: Node) -> None:
+    users(node)
+    node.ok("groupadd --gid 4242 perf_users")
+    assert perfgroup(node, "setup").returncode == 0
+    assert perfgroup(node, "members", "add", "alice", "bob").returncode == 0
+    assert perfgroup(node, "members", "remove", "bob").returncode == 0
+    assert json.loads(node.ok(f"cat {STATE}"))["members_added"] == ["alice"]
+    assert perfgroup(node, "remove").returncode == 0
+    assert node.ok("getent group perf_users").strip() == "perf_users:x:4242:"
+
+
 def test_kernel_without_perfmon_gets_the_sys_admin_fallback(make_node: Any) -> None:
     node = make_node(sysctls={"kernel/cap_last_cap": "37"})
     result = converged(node)
