@@ -274,6 +274,12 @@ def install_copy(action: Action) -> None:
     except OSError as error:
         with contextlib.suppress(OSError):
             os.unlink(temp)
+        if error.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise ConvergeError(
+                "install_copy",
+                f"the filesystem holding {directory} cannot store file capabilities (no security xattrs); "
+                "choose a --dest on a local filesystem",
+            ) from None
         raise ConvergeError("install_copy", f"{action.target}: {error.strerror}") from None
     finally:
         if old is not None:

@@ -272,3 +272,14 @@ def test_read_only_etc_while_writing(make_node: Any) -> None:
     # What came before is complete, and the copy is safe.
     assert "cap_perfmon=ep" in node.ok(f"getcap {DEST}")
     assert_nothing_opened(node)
+
+
+def test_filesystem_without_xattrs_is_named(make_node: Any) -> None:
+    node: Node = make_node(extra_setup="mkdir -p $R/usr/local/libexec/perfgroup/perf_users && "
+                                       "mount -t ramfs ramfs $R/usr/local/libexec/perfgroup/perf_users")
+    node.ok("useradd -M alice")
+    result = node.run([PERFGROUP, "setup", "--member", "alice"])
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "cannot store file capabilities" in result.stderr
+    assert node.ok("ls -A /usr/local/libexec/perfgroup/perf_users").strip() == ""
+    assert_nothing_opened(node)
