@@ -39,7 +39,7 @@ class PathFacts(NamedTuple):
 
 class CopyFacts(NamedTuple):
     node: PathFacts
-    is_elf: bool = False
+    is_elf: bool | None = False  # None: unreadable for this user
     caps: FileCaps | None = None
     caps_error: str | None = None
     sha256: str | None = None
@@ -170,7 +170,11 @@ def copy_facts(path: str, state: State | None) -> CopyFacts:
     caps, caps_error = read_caps(path)
     recorded = state if state is not None and state.dest == path else None
     sha = digest(path, node.key, recorded.copy_stat if recorded else None, recorded.copy_sha256 if recorded else None)
-    return CopyFacts(node=node, is_elf=perfsource.is_elf(path), caps=caps, caps_error=caps_error, sha256=sha)
+    # Unchanged since setup checked it (same inode, size, times): no need to read it again,
+    # which also lets a non-root monitoring account audit a copy it may not read.
+    unchanged = recorded is not None and node.key == recorded.copy_stat
+    elf = True if unchanged else perfsource.is_elf(path)
+    return CopyFacts(node=node, is_elf=elf, caps=caps, caps_error=caps_error, sha256=sha)
 
 
 def parent_chain(path: str) -> tuple[PathFacts, ...]:

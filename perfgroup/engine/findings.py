@@ -115,7 +115,13 @@ def check_copy_file(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
     if node.kind != "file":
         yield Finding("copy.not_file", CRITICAL, f"{desired.dest} is a {node.kind}, not a regular file", _setup(desired))
         return
-    if not facts.copy.is_elf:
+    if facts.copy.is_elf is None:
+        yield Finding(
+            "copy.unverifiable", WARNING,
+            f"{desired.dest} changed since setup and this user cannot read it to check its content",
+            f"perfgroup audit --group {desired.group}  # as root",
+        )
+    elif not facts.copy.is_elf:
         yield Finding("copy.not_elf", CRITICAL, f"{desired.dest} is not an ELF executable", _setup(desired))
     if node.uid != 0:
         yield Finding("copy.owner", CRITICAL, f"{desired.dest} is owned by uid {node.uid}, not root", _setup(desired))

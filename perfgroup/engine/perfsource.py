@@ -77,9 +77,12 @@ def read_head(path: str, size: int) -> bytes:
         os.close(fd)
 
 
-def is_elf(path: str) -> bool:
+def is_elf(path: str) -> bool | None:
+    """True or False; None when this user may not read the file (a non-root audit)."""
     try:
         return read_head(path, 4) == ELF_MAGIC
+    except PermissionError:
+        return None
     except OSError:
         return False
 

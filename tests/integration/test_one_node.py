@@ -75,6 +75,20 @@ def test_member_profiles_non_member_cannot_stock_perf_still_refuses(node: Node) 
     assert node.sh(which, user="bob").stdout.strip() == "/usr/bin/perf"
 
 
+def test_audit_needs_no_root(node: Node) -> None:
+    converged(node)
+    # The test interpreter may live under /root (pyenv): let users reach it, inside this node only.
+    node.ok("chmod o+x /root")
+    result = node.run([PERFGROUP, "audit", "--json"], user="bob")  # e.g. the monitoring account
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["status"] == "ok"
+    refused = node.run([PERFGROUP, "setup"], user="bob")
+    assert refused.returncode == 2 and "run it as root" in refused.stderr
+    node.ok(f"cat /bin/ls > {DEST}")  # tampered: bob may not read it, but sees that it changed
+    tampered = json.loads(node.run([PERFGROUP, "audit", "--json"], user="bob").stdout)
+    assert "copy.unverifiable" in ids(tampered, "warning") and "caps.missing" in ids(tampered, "critical")
+
+
 def test_second_setup_changes_nothing(node: Node) -> None:
     converged(node)
     before = node.snapshot()

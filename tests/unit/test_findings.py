@@ -33,6 +33,7 @@ CASES: list[tuple[str, NodeFacts, str, str]] = [
     ("wrong group", with_copy(converged(), gid=0), "copy.group", "critical"),
     ("hard link", with_copy(converged(), nlink=2), "copy.hardlinked", "warning"),
     ("not elf", with_copy(converged(), is_elf=False), "copy.not_elf", "critical"),
+    ("unreadable and changed", with_copy(converged(), is_elf=None, sha256=None), "copy.unverifiable", "warning"),
     ("symlink", with_copy(converged(), kind="symlink"), "copy.not_file", "critical"),
     ("missing", with_copy(converged(), kind="missing"), "copy.missing", "critical"),
     ("no caps", with_copy(converged(), caps=None), "caps.missing", "critical"),
