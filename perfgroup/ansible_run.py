@@ -2,7 +2,8 @@
 
 ansible-playbook, not ansible-runner: it is already what admins run, it streams per-host progress
 through our stdout callback, and it adds no dependency (ansible-runner would add pexpect and a
-private-data-dir layout). The playbooks live in the checkout beside this package."""
+private-data-dir layout). The playbooks and the role come from PERFGROUP_PLAYBOOKS, the checkout
+beside this package, or the copy an installed wheel puts under <prefix>/share/perfgroup."""
 
 from __future__ import annotations
 
@@ -14,7 +15,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PLAYBOOKS = Path(os.environ.get("PERFGROUP_PLAYBOOKS", Path(__file__).resolve().parent.parent / "playbooks"))
+
+
+def playbooks_dir() -> Path:
+    """Where playbooks/ (and roles/ beside it) are: explicit, checkout, or installed data."""
+    if os.environ.get("PERFGROUP_PLAYBOOKS"):
+        return Path(os.environ["PERFGROUP_PLAYBOOKS"])
+    checkout = Path(__file__).resolve().parent.parent / "playbooks"
+    if checkout.is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "perfgroup" / "playbooks"
+
+
+PLAYBOOKS = playbooks_dir()
 
 
 class DeployError(Exception):
@@ -44,6 +57,7 @@ def run(playbook: str, inventory: str, limit: str | None, extra: list[str], fork
     env = {
         **os.environ,
         "ANSIBLE_CALLBACK_PLUGINS": str(PLAYBOOKS / "callback_plugins"),
+        "ANSIBLE_ROLES_PATH": str(PLAYBOOKS.parent / "roles"),
         "ANSIBLE_STDOUT_CALLBACK": "perfgroup_json",
         "ANSIBLE_PIPELINING": os.environ.get("ANSIBLE_PIPELINING", "True"),
         "ANSIBLE_SSH_ARGS": os.environ.get("ANSIBLE_SSH_ARGS", "-o ControlMaster=auto -o ControlPersist=60s"),

@@ -170,3 +170,29 @@ def test_unreachable_host_is_unknown(cluster: Cluster) -> None:
     report = json.loads(result.stdout)
     assert report["hosts"]["dead"]["status"] == "unknown"
     assert result.returncode == 3
+
+
+def test_deploy_from_a_plain_wheel_install(cluster: Cluster, tmp_path: Any) -> None:
+    """Not editable, not from the checkout: the wheel carries the playbooks and the role."""
+    import site
+    import sys
+
+    wheels = tmp_path / "wheels"
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO)],
+                           capture_output=True, text=True, check=False)
+    assert built.returncode == 0, built.stderr
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    wheel = next(wheels.glob("perfgroup-*.whl"))
+    installed = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--prefix", str(venv), str(wheel)],
+                               capture_output=True, text=True, check=False)
+    assert installed.returncode == 0, installed.stderr
+    assert (venv / "share/perfgroup/roles/perf_users/module_utils/perfgroup_engine/facts.py").is_file()
+    # click and ansible-core come from the test environment; perfgroup itself from the wheel.
+    env = {**cluster.env(), "PYTHONPATH": ":".join(site.getsitepackages())}
+    # --prefix wrote the script with the test interpreter's shebang: run it with the new venv's.
+    result = subprocess.run([str(venv / "bin" / "python"), str(venv / "bin" / "perfgroup"), "deploy", "-i", str(cluster.inventory), "--limit", "std1",
+                             "-e", json.dumps({"perf_users_members": ["alice"]}), "--json"],
+                            env=env, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["hosts"][0]["verified"] is True
