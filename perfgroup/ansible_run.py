@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 def playbooks_dir() -> Path:
     """Where playbooks/ (and roles/ beside it) are: explicit, checkout, or installed data."""
     if os.environ.get("PERFGROUP_PLAYBOOKS"):
