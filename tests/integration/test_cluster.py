@@ -177,14 +177,20 @@ def test_deploy_from_a_plain_wheel_install(cluster: Cluster, tmp_path: Any) -> N
     import site
     import sys
 
-    wheels = tmp_path / "wheels"
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO)],
+    wheels, source = tmp_path / "wheels", tmp_path / "src"
+    source.mkdir()
+    # Build from a copy: pip builds in place, and the checkout is not the test's to write.
+    subprocess.run(f"tar -C {REPO} --exclude=./.venv --exclude=./build -cf - . | tar -C {source} -xf -",
+                   shell=True, check=True)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(source)],
                            capture_output=True, text=True, check=False)
     assert built.returncode == 0, built.stderr
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     wheel = next(wheels.glob("perfgroup-*.whl"))
-    installed = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--prefix", str(venv), str(wheel)],
+    # --ignore-installed: never touch (uninstall) the perfgroup of the environment running the tests.
+    installed = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--ignore-installed",
+                                "--prefix", str(venv), str(wheel)],
                                capture_output=True, text=True, check=False)
     assert installed.returncode == 0, installed.stderr
     assert (venv / "share/perfgroup/roles/perf_users/module_utils/perfgroup_engine/facts.py").is_file()
