@@ -15,7 +15,6 @@ from ..engine.validate import check_group
 from .common import (
     AUDIT_EPILOG,
     NagiosCommand,
-    desired_to_read,
     fail,
 )
 
@@ -44,7 +43,7 @@ def audit(group: str, dest: str | None, functional: bool, inventory: str | None,
     from ..engine import findings as findings_mod
 
     try:
-        desired = desired_to_read(group, dest)
+        desired = facts_mod.audit_target(group, dest)
     except RefusedError as error:
         fail(3, str(error))
     facts = facts_mod.read(desired)
@@ -53,10 +52,7 @@ def audit(group: str, dest: str | None, functional: bool, inventory: str | None,
         found.extend(_functional_findings(desired))
     code = findings_mod.exit_code(found)
     if as_json:
-        output.emit_json({
-            "group": group, "dest": desired.dest, "status": findings_mod.worst(found), "exit_code": code,
-            "findings": [f.as_dict() for f in found],
-        })
+        output.emit_json(findings_mod.report(facts, desired, found))
     else:
         for finding in found:
             output.say(f"{output.severity_tag(finding.severity)} {finding.id:26} {finding.message}")

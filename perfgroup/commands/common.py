@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import click
 
 from .. import output
-from ..engine.desired import Desired, default_dest, state_path
-from ..engine.validate import check_abs_path, check_group
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_BUSY = 0, 1, 2, 3
 LOCK_WAIT = 120.0
@@ -55,23 +53,3 @@ class NagiosCommand(click.Command):
             return super().parse_args(ctx, args)
         except click.UsageError as error:
             raise NagiosUsageError(error.message, error.ctx) from None
-
-
-def desired_from(group: str, dest: str | None, **kwargs: Any) -> Desired:
-    check_group(group, kwargs.get("allow_privileged_group", False))
-    if dest is not None:
-        check_abs_path("--dest", dest)
-    return Desired(group=group, dest=dest or default_dest(group), **kwargs)
-
-
-def desired_to_read(group: str, dest: str | None) -> Desired:
-    """For read commands: an existing (even privileged) group; dest from the setup record."""
-    from ..engine.facts import load_state
-
-    check_group(group, allow_privileged=True)
-    if dest is None:
-        state, _ = load_state(state_path(group))
-        dest = state.dest if state is not None else default_dest(group)
-    return desired_from(group, dest, allow_privileged_group=True)
-
-

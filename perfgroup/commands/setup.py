@@ -8,7 +8,7 @@ import click
 
 from .. import output
 from ..engine.errors import ConvergeError, LockedError, RefusedError
-from ..engine.validate import check_abs_path, check_caps
+from ..engine.validate import desired_from_input
 from .common import (
     EXIT_BUSY,
     EXIT_FAILED,
@@ -16,17 +16,10 @@ from .common import (
     EXIT_REFUSED,
     LOCK_WAIT,
     SETUP_EPILOG,
-    desired_from,
     fail,
     on_wait,
     require_root,
 )
-
-
-def _caps_option(caps: str, allow_escalation: bool) -> tuple[frozenset[str] | None, bool]:
-    if caps.strip().lower() == "auto":
-        return None, True
-    return check_caps(caps, allow_escalation), False
 
 
 def _print_plan(plan: Any, dry_run: bool) -> None:
@@ -78,50 +71,20 @@ def setup(group: str, members: tuple[str, ...], gid: int | None, source: str | N
     from ..engine import converge
 
     try:
-        override, auto = _caps_option(caps, allow_escalation_caps) if caps else (None, False)
-        desired = desired_from(
-            group, dest, members=members, gid=gid, source=source, caps_override=override, caps_auto=auto,
-            keep_paranoid=keep_paranoid, install_perf=install_perf, allow_privileged_group=allow_privileged_group,
-            allow_escalation_caps=allow_escalation_caps,
+        desired = desired_from_input(
+            group, dest, members, gid, source, caps, keep_paranoid, install_perf,
+            allow_privileged_group, allow_escalation_caps,
         )
-        if source is not None:
-            check_abs_path("--perf", source)
     except RefusedError as error:
         fail(EXIT_REFUSED, str(error))
     require_root("setup")
     result = converge.SetupResult()
-    from ..engine.apply import node_lock
-
-    code = EXIT_OK
-    error_text = None
+    code, error_text = EXIT_OK, None
     try:
-        # Planning reads only, so a refusal or a converged node takes no lock and writes nothing.
-        facts, plan = converge.prepare(desired, dry_run=True, result=result)
-        if plan is None:  # no perf on the node, and --install-perf
-            command = " ".join(facts.source.install_command or ())
-            if dry_run:
-                if as_json:
-                    output.emit_json({"changed": False, "dry_run": True, "would_install_perf": command})
-                else:
-                    output.say(f"would install perf with: {command}, then plan the rest")
-                return
-        if plan is not None and not as_json:
-            _print_plan(plan, dry_run)
-        if dry_run:
-            result.plan = plan
-            if as_json:
-                output.emit_json(_setup_json(result, dry_run, None))
-            return
-        if plan is not None and not plan.actions:
-            result.plan = plan
-            converge.execute(desired, facts, plan, result, run_checks=not no_verify)
-        else:
-            with node_lock(LOCK_WAIT, on_wait):
-                # Facts again under the lock: another run may have changed the node meanwhile.
-                facts, plan = converge.prepare(desired, dry_run=False, result=result)
-                assert plan is not None
-                result.plan = plan
-                converge.execute(desired, facts, plan, result, run_checks=not no_verify)
+        converge.setup(
+            desired, dry_run, run_checks=not no_verify, lock_wait=LOCK_WAIT, result=result,
+            on_plan=None if as_json else _print_plan, on_wait=on_wait,
+        )
     except LockedError as error:
         fail(EXIT_BUSY, str(error))
     except RefusedError as error:
@@ -130,11 +93,18 @@ def setup(group: str, members: tuple[str, ...], gid: int | None, source: str | N
         fail(EXIT_REFUSED, str(error))
     except ConvergeError as error:
         code, error_text = EXIT_FAILED, f"could not converge at step {error}"
+    if dry_run and result.would_install:
+        command = " ".join(result.would_install)
+        if as_json:
+            output.emit_json({"changed": False, "dry_run": True, "would_install_perf": command})
+        else:
+            output.say(f"would install perf with: {command}, then plan the rest")
+        return
     if result.verify is not None and not result.verify.ok and code == EXIT_OK:
         code, error_text = EXIT_FAILED, "verification failed: " + "; ".join(result.verify.lines())
     if as_json:
         output.emit_json(_setup_json(result, dry_run, error_text))
-    else:
+    elif not dry_run:
         _print_outcome(result)
     if error_text:
         fail(code, error_text)

@@ -9,7 +9,6 @@ from ..engine.errors import PerfgroupError, RefusedError
 from .common import (
     EXIT_FAILED,
     EXIT_REFUSED,
-    desired_to_read,
     fail,
     require_root,
 )
@@ -22,9 +21,10 @@ from .common import (
 def verify(group: str, dest: str | None, as_json: bool) -> None:
     """Prove it works: run `perf stat -a` through the copy as uid nobody with and without the group."""
     from ..engine import converge
+    from ..engine import facts as facts_mod
 
     try:
-        desired = desired_to_read(group, dest)
+        desired = facts_mod.audit_target(group, dest)
     except RefusedError as error:
         fail(EXIT_REFUSED, str(error))
     require_root("verify")

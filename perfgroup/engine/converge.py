@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import apply, profile, verify
@@ -26,6 +27,7 @@ class SetupResult:
     state_written: bool = False
     verify: verify.VerifyResult | None = None
     installed_perf: tuple[str, ...] | None = None
+    would_install: tuple[str, ...] | None = None  # dry run on a node without perf, --install-perf
 
     @property
     def changed(self) -> bool:
@@ -117,6 +119,36 @@ def run_verify(desired: Desired) -> verify.VerifyResult:
     if facts.group.gid is None:
         raise ConvergeError("verify", f"group {desired.group} does not exist")
     return verify.run(desired.dest, facts.group.gid, stock_perf(facts))
+
+
+def setup(
+    desired: Desired, dry_run: bool, run_checks: bool, lock_wait: float, result: SetupResult,
+    on_plan: Callable[[Plan, bool], None] | None = None, on_wait: Callable[[str], None] | None = None,
+) -> None:
+    """The whole of `perfgroup setup` and of the Ansible module, check mode included.
+
+    Planning reads only, so a refusal or a converged node takes no lock and writes nothing; a
+    plan with changes is made again under the node lock, since another run may have acted.
+    `result` is filled as it goes, so a caller still has what was applied when a step fails."""
+    facts, plan = prepare(desired, dry_run=True, result=result)
+    if plan is None:
+        result.would_install = facts.source.install_command
+        if dry_run:
+            return
+    else:
+        result.plan = plan
+        if on_plan is not None:
+            on_plan(plan, dry_run)
+        if dry_run:
+            return
+        if not plan.actions:
+            execute(desired, facts, plan, result, run_checks)
+            return
+    with apply.node_lock(lock_wait, on_wait):
+        facts, plan = prepare(desired, dry_run=False, result=result)
+        assert plan is not None
+        result.plan = plan
+        execute(desired, facts, plan, result, run_checks)
 
 
 def execute(desired: Desired, facts: NodeFacts, plan: Plan, result: SetupResult, run_checks: bool = True) -> None:

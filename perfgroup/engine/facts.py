@@ -16,9 +16,10 @@ from typing import NamedTuple
 
 from . import perfsource, sysctl
 from .capabilities import XATTR_NAME, CapabilityError, FileCaps, decode
-from .desired import STATE_DIR, TMP_PREFIX, Desired
+from .desired import STATE_DIR, TMP_PREFIX, Desired, default_dest, state_path
 from .errors import RefusedError
 from .state import State, StateError, StatKey, parse
+from .validate import check_abs_path, check_group
 
 
 class PathFacts(NamedTuple):
@@ -296,6 +297,17 @@ def leftovers(directories: list[str]) -> tuple[str, ...]:
         except OSError:
             continue
     return tuple(sorted(found))
+
+
+def audit_target(group: str, dest: str | None) -> Desired:
+    """What a read command (audit, verify) looks at: any existing group, privileged ones too,
+    and the copy where the setup record says it is unless dest is given."""
+    check_group(group, allow_privileged=True)
+    if dest is None:
+        state, _ = load_state(state_path(group))
+        dest = state.dest if state is not None else default_dest(group)
+    check_abs_path("--dest", dest)
+    return Desired(group=group, dest=dest, allow_privileged_group=True)
 
 
 def read(desired: Desired) -> NodeFacts:

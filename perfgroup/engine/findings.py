@@ -13,6 +13,7 @@ from . import profile, sysctl
 from .capabilities import ESCALATION_CAPS, CapChoice, choice_from_override, choose_caps, sort_caps
 from .desired import MIN_PARANOID, Desired
 from .facts import NodeFacts, PathFacts
+from .perfsource import os_label
 
 OK, WARNING, CRITICAL, UNKNOWN = "ok", "warning", "critical", "unknown"
 EXIT_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
@@ -322,3 +323,16 @@ RULES: tuple[Rule, ...] = (
 
 def audit(facts: NodeFacts, desired: Desired) -> list[Finding]:
     return [finding for rule in RULES for finding in rule(facts, desired)]
+
+
+def report(facts: NodeFacts, desired: Desired, found: list[Finding]) -> dict[str, object]:
+    """The audit as data: the same document from `perfgroup audit --json` and from the Ansible
+    audit module, with what the fleet checks compare across nodes."""
+    return {
+        "group": desired.group, "dest": desired.dest, "status": worst(found), "exit_code": exit_code(found),
+        "findings": [f.as_dict() for f in found],
+        "gid": facts.group.gid, "group_local": facts.group.local, "members": sorted(facts.group.members),
+        "copy_sha256": facts.copy.sha256, "caps": sort_caps(facts.copy.caps.permitted) if facts.copy.caps else [],
+        "kernel_release": facts.kernel_release, "cap_last_cap": facts.cap_last_cap,
+        "os_release": os_label(facts.os_release),
+    }

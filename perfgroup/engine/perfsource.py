@@ -52,14 +52,25 @@ class ResolvedSource(NamedTuple):
     via_wrapper: bool
 
 
-def os_ids(os_release_text: str) -> list[str]:
-    """ID then ID_LIKE entries from /etc/os-release text."""
+def os_release_values(os_release_text: str) -> dict[str, str]:
     values: dict[str, str] = {}
     for line in os_release_text.splitlines():
         key, sep, value = line.partition("=")
         if sep:
             values[key.strip()] = value.strip().strip('"').strip("'")
+    return values
+
+
+def os_ids(os_release_text: str) -> list[str]:
+    """ID then ID_LIKE entries from /etc/os-release text."""
+    values = os_release_values(os_release_text)
     return [values.get("ID", ""), *values.get("ID_LIKE", "").split()]
+
+
+def os_label(os_release_text: str) -> str:
+    """e.g. `debian-12`: nodes with the same label should carry the same perf build."""
+    values = os_release_values(os_release_text)
+    return f"{values.get('ID', '')}-{values.get('VERSION_ID', '')}"
 
 
 def install_command(os_release_text: str) -> tuple[str, ...] | None:

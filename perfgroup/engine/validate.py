@@ -6,6 +6,7 @@ import os
 import re
 
 from .capabilities import ESCALATION_CAPS, CapabilityError, parse_cap_list
+from .desired import Desired, default_dest
 from .errors import RefusedError
 
 # shadow-utils accepts at most 32 characters; the portable set keeps names safe in
@@ -89,3 +90,27 @@ def check_caps(text: str, allow_escalation: bool) -> frozenset[str]:
             "(--allow-escalation-caps overrides, and hands root to the group)"
         )
     return caps
+
+
+def desired_from_input(
+    group: str, dest: str | None = None, members: tuple[str, ...] = (), gid: int | None = None,
+    source: str | None = None, caps: str | None = None, keep_paranoid: bool = False, install_perf: bool = False,
+    allow_privileged_group: bool = False, allow_escalation_caps: bool = False,
+) -> Desired:
+    """Every check of what an administrator typed, in one place for the CLI and the Ansible
+    module; nothing here looks at the host, so a bad input is refused before anything else."""
+    check_group(group, allow_privileged_group)
+    check_gid(gid)
+    for member in members:
+        check_member(member)
+    if dest is not None:
+        check_abs_path("--dest", dest)
+    if source is not None:
+        check_abs_path("--perf", source)
+    auto = caps is not None and caps.strip().lower() == "auto"
+    override = check_caps(caps, allow_escalation_caps) if caps is not None and not auto else None
+    return Desired(
+        group=group, dest=dest or default_dest(group), members=tuple(members), gid=gid, source=source,
+        caps_override=override, caps_auto=auto, keep_paranoid=keep_paranoid, install_perf=install_perf,
+        allow_privileged_group=allow_privileged_group, allow_escalation_caps=allow_escalation_caps,
+    )

@@ -27,10 +27,9 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.perfgroup_engine import converge
-from ansible.module_utils.perfgroup_engine.apply import node_lock
-from ansible.module_utils.perfgroup_engine.desired import Desired, default_dest
+from ansible.module_utils.perfgroup_engine.desired import Desired
 from ansible.module_utils.perfgroup_engine.errors import ConvergeError, LockedError, RefusedError
-from ansible.module_utils.perfgroup_engine.validate import check_abs_path, check_caps, check_group
+from ansible.module_utils.perfgroup_engine.validate import desired_from_input
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "group": {"type": "str", "default": "perf_users"},
@@ -45,14 +44,9 @@ ARGUMENT_SPEC: dict[str, Any] = {
 
 
 def desired_from(params: dict[str, Any]) -> Desired:
-    group = check_group(params["group"], allow_privileged=False)
-    dest = params["dest"] or default_dest(group)
-    check_abs_path("dest", dest)
-    auto = params["caps"].strip().lower() == "auto"
-    return Desired(
-        group=group, dest=dest, members=tuple(params["members"]), gid=params["gid"],
-        caps_override=None if auto else check_caps(params["caps"], allow_escalation=False), caps_auto=auto,
-        keep_paranoid=params["keep_paranoid"], install_perf=params["install_perf"],
+    return desired_from_input(
+        params["group"], params["dest"] or None, tuple(params["members"]), params["gid"], None, params["caps"],
+        params["keep_paranoid"], params["install_perf"],
     )
 
 
@@ -79,24 +73,21 @@ def summary(plan: Any, result: Any) -> dict[str, Any]:
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     result = converge.SetupResult()
-    plan = None
     try:
         desired = desired_from(module.params)
-        facts, plan = converge.prepare(desired, dry_run=True, result=result)
-        if module.check_mode:
-            changed = plan is None or bool(plan.actions)
-            module.exit_json(changed=changed, diff=diff_of(plan) if plan else [], **summary(plan, result))
-        with node_lock(120.0):
-            facts, plan = converge.prepare(desired, dry_run=False, result=result)
-            assert plan is not None
-            converge.execute(desired, facts, plan, result, run_checks=module.params["verify"])
+        converge.setup(desired, dry_run=module.check_mode, run_checks=module.params["verify"], lock_wait=120.0,
+                       result=result)
     except RefusedError as error:
         module.fail_json(msg=str(error), refused=True, changed=False)
     except LockedError as error:
         module.fail_json(msg=str(error), changed=False)
     except ConvergeError as error:
         module.fail_json(msg=f"could not converge at step {error}", step=error.step, changed=result.changed,
-                         **summary(plan, result))
+                         **summary(result.plan, result))
+    plan = result.plan
+    if module.check_mode:
+        changed = result.would_install is not None or bool(plan and plan.actions)
+        module.exit_json(changed=changed, diff=diff_of(plan) if plan else [], **summary(plan, result))
     out = summary(plan, result)
     if result.verify is not None and not result.verify.ok:
         module.fail_json(msg="verification failed: " + "; ".join(result.verify.lines()), changed=result.changed, **out)
