@@ -86,6 +86,21 @@ def run_tool(step: str, argv: list[str]) -> None:
         raise ConvergeError(step, f"{' '.join(argv)} failed: {detail[-1] if detail else result.returncode}")
 
 
+def install_package(command: tuple[str, ...]) -> None:
+    """Install the distribution's perf package (only when --install-perf asked for it)."""
+    checkpoint("install_perf")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    try:
+        result = subprocess.run(list(command), capture_output=True, text=True, env=env, check=False,
+                                stdin=subprocess.DEVNULL)
+    except OSError as error:
+        raise ConvergeError("install_perf", f"cannot run {command[0]}: {error.strerror}") from None
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip().splitlines()
+        raise ConvergeError("install_perf", f"{' '.join(command)} failed: {tail[-1] if tail else result.returncode}")
+    log.change("install_perf", command[-1], "absent", "installed")
+
+
 def group_gid(name: str, step: str) -> int:
     try:
         return grp.getgrnam(name).gr_gid

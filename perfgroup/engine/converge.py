@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -34,28 +33,15 @@ class SetupResult:
         return bool(self.applied) or self.state_written or self.installed_perf is not None
 
 
-def install_perf(command: tuple[str, ...]) -> None:
-    """Install the distribution's perf package (only when --install-perf asked for it)."""
-    apply.checkpoint("install_perf")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    try:
-        result = subprocess.run(list(command), capture_output=True, text=True, env=env, check=False, stdin=subprocess.DEVNULL)
-    except OSError as error:
-        raise ConvergeError("install_perf", f"cannot run {command[0]}: {error.strerror}") from None
-    if result.returncode != 0:
-        tail = (result.stderr or result.stdout).strip().splitlines()
-        raise ConvergeError("install_perf", f"{' '.join(command)} failed: {tail[-1] if tail else result.returncode}")
-
-
 def prepare(desired: Desired, dry_run: bool, result: SetupResult) -> tuple[NodeFacts, Plan | None]:
     """Facts and plan; with --install-perf on a node without perf, install it first (not in dry run)."""
     facts = facts_mod.read(desired)
     command = facts.source.install_command
     if command is not None and desired.install_perf and desired.source is None:
+        plan_mod.preflight(facts, desired)
         if dry_run:
-            result.installed_perf = None
             return facts, None
-        install_perf(command)
+        apply.install_package(command)
         result.installed_perf = command
         facts = facts_mod.read(desired)
     return facts, plan_mod.make(facts, desired)

@@ -259,16 +259,24 @@ def plan_profile(facts: NodeFacts, desired: Desired) -> list[Action]:
     return [write_file_action(desired.profile_path, facts.profile.content, text, "members find the privileged perf first on PATH", "write_profile")]
 
 
-def make(facts: NodeFacts, desired: Desired) -> Plan:
-    """The ordered changes that converge this node, or RefusedError explaining why not."""
+def preflight(facts: NodeFacts, desired: Desired) -> None:
+    """Every refusal that does not need the source perf: run before --install-perf touches the
+    node, so bad input or an unsafe destination never gets a package installed."""
     check_group(desired.group, desired.allow_privileged_group)
     check_gid(desired.gid)
     for member in desired.members:
         check_member(member)
+    plan_dirs(facts, desired)
+    check_dest(facts, desired)
+    plan_members(facts, desired, plan_group(facts, desired)[1])
+
+
+def make(facts: NodeFacts, desired: Desired) -> Plan:
+    """The ordered changes that converge this node, or RefusedError explaining why not."""
+    preflight(facts, desired)
     if facts.source.error or not facts.source.path or not facts.source.sha256:
         raise RefusedError(facts.source.error or "source perf could not be read")
-    dir_actions = plan_dirs(facts, desired)  # first: a symlinked path must be named as such
-    check_dest(facts, desired)
+    dir_actions = plan_dirs(facts, desired)
     group_actions, origin, notes = plan_group(facts, desired)
     member_actions = plan_members(facts, desired, origin)
     choice = expected_caps(facts, desired)

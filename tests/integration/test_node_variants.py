@@ -41,6 +41,11 @@ def test_directory_group_is_adopted_never_shadowed(make_node: Any) -> None:
 def test_install_perf_installs_the_distribution_package(make_node: Any) -> None:
     node: Node = make_node(extra_setup="chroot $R dpkg --purge --force-depends linux-perf >/dev/null")
     assert node.sh("test -e /usr/bin/perf").returncode != 0
+    before = node.snapshot()
+    for bad in (["--member", "ghost"], ["--group", "wheel"], ["--dest", "/tmp/perf"]):
+        refused = node.run([PERFGROUP, "setup", "--install-perf", *bad])
+        assert refused.returncode == 2, refused.stderr
+    assert node.snapshot() == before  # refused before any package was installed
     dry = node.run([PERFGROUP, "setup", "--install-perf", "--dry-run"])
     assert dry.returncode == 0 and "would install perf with: apt-get install -y linux-perf" in dry.stdout
     result = node.run([PERFGROUP, "setup", "--install-perf", "--json"], timeout=300)
