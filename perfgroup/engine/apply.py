@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterator
 
 from . import log
 from .capabilities import XATTR_NAME, encode
-from .desired import LOCK_PATH, TMP_PREFIX
+from .desired import COPY_MODE, LOCK_PATH, TMP_PREFIX
 from .errors import ConvergeError, LockedError
-from .plan import COPY_MODE, DIR_MODE, FILE_MODE, Action
+from .plan import DIR_MODE, FILE_MODE, Action
 
 # A narrow test hook (see tests/integration/test_faults.py): record each step reached, and pause
 # before a named one so a test can SIGKILL the run exactly there. It only waits or writes a line to

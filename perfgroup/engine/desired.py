@@ -10,6 +10,8 @@ PROFILE_DIR = "/etc/profile.d"
 SYSCTL_DIR = "/etc/sysctl.d"
 LOCK_PATH = "/run/perfgroup.lock"
 MIN_PARANOID = 2
+# The privileged copy: root-owned, group = the perf group, no access for others.
+COPY_MODE = 0o750
 # Prefix of the temporary files perfgroup writes before renaming them into place.
 TMP_PREFIX = ".perfgroup-tmp-"
 

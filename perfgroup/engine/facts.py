@@ -86,6 +86,8 @@ class NodeFacts(NamedTuple):
     state: State | None
     state_error: str | None
     leftovers: tuple[str, ...] = ()  # temp files a killed perfgroup run left behind
+    dest_realpath: str = ""  # Desired.dest with every symlink resolved
+    packaged_realpaths: tuple[str, ...] = ()  # the distribution's perf, resolved (never the dest)
     gid_owner: str | None = None  # group already holding Desired.gid, if any
     users: Mapping[str, bool] = MappingProxyType({})  # Desired.members -> exists
     os_release: str = ""
@@ -310,12 +312,18 @@ def audit_target(group: str, dest: str | None) -> Desired:
     return Desired(group=group, dest=dest, allow_privileged_group=True)
 
 
+def packaged_realpaths(source: SourceFacts) -> tuple[str, ...]:
+    names = {f"{d}/perf" for d in perfsource.SYSTEM_DIRS} | {p for p in (source.path, source.requested) if p}
+    return tuple(sorted({os.path.realpath(name) for name in names}))
+
+
 def read(desired: Desired) -> NodeFacts:
     """Everything about this node that setup and audit decide from."""
     state, state_error = load_state(desired.state_path)
     release = os.uname().release
     os_release = read_text("/etc/os-release") or ""
     value, where = persisted_paranoid()
+    source = source_facts(desired, state, release, os_release)
     return NodeFacts(
         kernel_release=release,
         cap_last_cap=read_int("/proc/sys/kernel/cap_last_cap"),
@@ -327,7 +335,7 @@ def read(desired: Desired) -> NodeFacts:
         copy=copy_facts(desired.dest, state),
         dirs=parent_chain(desired.dest),
         nosuid=nosuid_at(desired.dest_dir),
-        source=source_facts(desired, state, release, os_release),
+        source=source,
         profile=TextFacts(desired.profile_path, read_text(desired.profile_path)),
         sysctl_dropin=TextFacts(desired.sysctl_path, read_text(desired.sysctl_path)),
         persisted_paranoid=value,
@@ -336,6 +344,8 @@ def read(desired: Desired) -> NodeFacts:
         state_error=state_error,
         leftovers=leftovers([desired.dest_dir, os.path.dirname(desired.profile_path),
                              os.path.dirname(desired.sysctl_path), STATE_DIR]),
+        dest_realpath=os.path.realpath(desired.dest),
+        packaged_realpaths=packaged_realpaths(source),
         gid_owner=gid_owner(desired.gid),
         users={name: user_exists(name) for name in desired.members},
         os_release=os_release,

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from . import profile, sysctl
 from .capabilities import ESCALATION_CAPS, CapChoice, choice_from_override, choose_caps, sort_caps
-from .desired import MIN_PARANOID, Desired
+from .desired import COPY_MODE, MIN_PARANOID, Desired
 from .facts import NodeFacts, PathFacts
 from .perfsource import os_label
 
@@ -104,7 +104,7 @@ def _mode_findings(node: PathFacts, desired: Desired) -> Iterator[Finding]:
             f"{desired.dest} is writable by group members (mode {mode:04o}): a member can replace privileged code",
             fix,
         )
-    if mode != 0o750 and not mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | 0o007 | stat.S_IWGRP):
+    if mode != COPY_MODE and not mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | 0o007 | stat.S_IWGRP):
         yield Finding("copy.mode", WARNING, f"{desired.dest} mode {mode:04o} is not 0750: members may be unable to run it", fix)
 
 
@@ -138,7 +138,7 @@ def check_copy_file(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
             f"{desired.dest} has {node.nlink} hard links: another name carries the same capabilities",
             _setup(desired),
         )
-    if node.mode == 0o750 and node.uid == 0 and node.nlink == 1 and node.gid == facts.group.gid:
+    if node.mode == COPY_MODE and node.uid == 0 and node.nlink == 1 and node.gid == facts.group.gid:
         yield Finding("copy.ok", OK, f"{desired.dest} root:{desired.group} 0750, one link")
 
 
@@ -185,6 +185,11 @@ def check_caps(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
         yield Finding("caps.ok", OK, f"{desired.dest} has {choice.text()} ({choice.reason})")
 
 
+def dir_is_safe(node: PathFacts) -> bool:
+    """A directory above the copy that only root can change."""
+    return node.kind == "dir" and node.uid == 0 and not node.mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
 def check_path(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
     unsafe = False
     for node in facts.dirs:
@@ -193,7 +198,7 @@ def check_path(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
         if node.kind == "symlink":
             unsafe = True
             yield Finding("path.symlink", WARNING, f"{node.path} (above {desired.dest}) is a symlink", "use a --dest without symlinks")
-        elif node.uid != 0 or node.mode & (stat.S_IWGRP | stat.S_IWOTH):
+        elif not dir_is_safe(node):
             unsafe = True
             yield Finding(
                 "path.unsafe", CRITICAL,
@@ -265,10 +270,9 @@ def check_paranoid(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
     state = facts.state
     if state is not None and state.sysctl_path == desired.sysctl_path:
         content = facts.sysctl_dropin.content
-        values = [v for v in sysctl.assignments(content or "") if v is not None]
         if content is None:
             yield Finding("sysctl.missing", WARNING, f"{desired.sysctl_path} was deleted", fix)
-        elif not values or content != sysctl.render_dropin(desired.group, values[-1]):
+        elif sysctl.intact_value(content, desired.group) is None:
             yield Finding("sysctl.modified", WARNING, f"{desired.sysctl_path} was edited by hand", fix)
 
 

@@ -5,20 +5,17 @@ Pure. Everything that makes setup refuse (exit 2) is decided here, before anythi
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass, field
 
 from . import profile, sysctl
 from .capabilities import CapChoice, FileCaps
-from .desired import LIBEXEC_ROOT, MIN_PARANOID, Desired
+from .desired import COPY_MODE, LIBEXEC_ROOT, MIN_PARANOID, Desired
 from .errors import RefusedError
-from .facts import NodeFacts, PathFacts
-from .findings import expected_caps
+from .facts import NodeFacts
+from .findings import dir_is_safe, expected_caps
 from .perfsource import SYSTEM_DIRS
 from .validate import check_abs_path, check_gid, check_group, check_member
 
-COPY_MODE = 0o750
 DIR_MODE = 0o755
 FILE_MODE = 0o644
 
@@ -58,10 +55,6 @@ def managed_dir(path: str, facts: NodeFacts) -> bool:
     if path == LIBEXEC_ROOT or path.startswith(LIBEXEC_ROOT + "/"):
         return True
     return facts.state is not None and path in facts.state.created_dirs
-
-
-def dir_is_safe(node: PathFacts) -> bool:
-    return node.kind == "dir" and node.uid == 0 and not node.mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 def plan_dirs(facts: NodeFacts, desired: Desired) -> list[Action]:
@@ -104,8 +97,7 @@ def check_dest(facts: NodeFacts, desired: Desired) -> None:
     for path in (facts.source.path, facts.source.requested):
         if path:
             packaged.add(path)
-    real_dest = os.path.realpath(desired.dest)
-    if desired.dest in packaged or real_dest in {os.path.realpath(p) for p in packaged}:
+    if desired.dest in packaged or facts.dest_realpath in facts.packaged_realpaths:
         raise RefusedError(f"--dest {desired.dest} is the packaged perf; perfgroup never modifies it in place")
     if facts.nosuid:
         raise RefusedError(
@@ -221,10 +213,9 @@ def plan_copy(facts: NodeFacts, desired: Desired, choice: CapChoice, gid_known: 
 
 def paranoid_targets(facts: NodeFacts, desired: Desired) -> tuple[int, str]:
     """(value to persist, rendered drop-in). An intact drop-in's value (>= 2) is kept as is."""
-    content = facts.sysctl_dropin.content or ""
-    values = [v for v in sysctl.assignments(content) if v is not None]
-    if values and values[-1] >= MIN_PARANOID and content == sysctl.render_dropin(desired.group, values[-1]):
-        value = values[-1]
+    kept = sysctl.intact_value(facts.sysctl_dropin.content, desired.group)
+    if kept is not None and kept >= MIN_PARANOID:
+        value = kept
     else:
         value = max(facts.paranoid if facts.paranoid is not None else MIN_PARANOID, MIN_PARANOID)
     return value, sysctl.render_dropin(desired.group, value)
