@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .engine.errors import RefusedError
+
 
 def playbooks_dir() -> Path:
     """Where playbooks/ (and roles/ beside it) are: explicit, checkout, or installed data."""
@@ -29,8 +31,8 @@ def playbooks_dir() -> Path:
 PLAYBOOKS = playbooks_dir()
 
 
-class DeployError(Exception):
-    pass
+class DeployError(RefusedError):
+    """Ansible could not be run as asked (missing tool, inventory or playbook)."""
 
 
 def ansible_playbook() -> str:

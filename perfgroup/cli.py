@@ -33,9 +33,11 @@ class LazyGroup(click.Group):
         return command
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(VERSION, prog_name="perfgroup")
-def main() -> None:
+@click.group(cls=LazyGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(VERSION, "-V", "--version", prog_name="perfgroup")
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Give a group of users perf (system-wide and kernel profiling) without root.
 
     perfgroup installs a dedicated copy of perf that only members of one group may run, carrying
@@ -47,6 +49,10 @@ def main() -> None:
       perfgroup setup --group perf_users --member alice --member bob
       perfgroup audit                       # read-only, Nagios exit codes, --json
       perfgroup remove --group perf_users   # undo exactly what setup did
+
+    Without a command it prints this help and exits 0. Each command's --help lists its exit codes.
     """
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
 
 

@@ -15,6 +15,14 @@ from pathlib import Path
 from node import Node, NodeOptions
 
 REPO = Path(__file__).resolve().parent.parent
+# The node Pythons perfgroup supports (ansible-core's oldest target, RHEL 9, Ubuntu 22.04, newer):
+# a cluster node runs the modules and the engine with one of them.
+PYENV = Path("/root/.pyenv/versions")
+NODE_PYTHONS = {"3.8": "3.8.18", "3.9": "3.9.18", "3.10": "3.10.13", "3.12": "3.12.1", "3.13": "3.13.0"}
+
+
+def node_python(version: str) -> str:
+    return str(PYENV / NODE_PYTHONS[version] / "bin" / "python")
 BIN = Path(sys.executable).parent
 
 
@@ -75,7 +83,8 @@ class SshNode:
 
 
 class Cluster:
-    def __init__(self, variants: dict[str, NodeOptions], group_of: dict[str, str] | None = None) -> None:
+    def __init__(self, variants: dict[str, NodeOptions], group_of: dict[str, str] | None = None,
+                 host_vars: dict[str, str] | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="perfgroup-cluster-"))
         self.key = self.dir / "id_ed25519"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True)
@@ -88,13 +97,13 @@ class Cluster:
             self.close()
             raise
         self.inventory = self.dir / "inventory.ini"
-        self.inventory.write_text(self._inventory(group_of or {}))
+        self.inventory.write_text(self._inventory(group_of or {}, host_vars or {}))
 
-    def _inventory(self, group_of: dict[str, str]) -> str:
+    def _inventory(self, group_of: dict[str, str], host_vars: dict[str, str]) -> str:
         groups: dict[str, list[str]] = {}
         for name, ssh in self.nodes.items():
             groups.setdefault(group_of.get(name, "perf_nodes"), []).append(
-                f"{name} ansible_host=127.0.0.1 ansible_port={ssh.port}")
+                f"{name} ansible_host=127.0.0.1 ansible_port={ssh.port} {host_vars.get(name, '')}".rstrip())
         lines = []
         for group, hosts in groups.items():
             lines += [f"[{group}]", *hosts, ""]

@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
 import click
 
 from .. import output
-from ..engine.desired import Desired
-from ..engine.errors import PerfgroupError, RefusedError
+from ..engine import errors
 from ..engine.validate import check_group
-from .common import (
-    AUDIT_EPILOG,
-    NagiosCommand,
-    fail,
-)
+from .common import Exit, command, engine_options, json_option
 
 
-@click.command(cls=NagiosCommand, epilog=AUDIT_EPILOG)
-@click.option("--group", default="perf_users", show_default=True, help="The perf group to audit.")
-@click.option("--dest", metavar="PATH", help="Privileged perf path [default: from the setup record, else the default].")
-@click.option("--functional", is_flag=True, help="Also run perf as a member and as a non-member (needs root).")
+@command("audit")
+@engine_options("audit")
 @click.option("-i", "--inventory", metavar="INVENTORY", help="Audit every host of an Ansible inventory instead of this node.")
 @click.option("--limit", metavar="PATTERN", help="With -i: only these hosts.")
-@click.option("--json", "as_json", is_flag=True, help="Findings as JSON for monitoring.")
+@json_option
 def audit(group: str, dest: str | None, functional: bool, inventory: str | None, limit: str | None, as_json: bool) -> None:
     """Check this node, read-only: group, copy, mode, capabilities, paths, sysctls.
 
@@ -39,53 +30,47 @@ def audit(group: str, dest: str | None, functional: bool, inventory: str | None,
     if inventory is not None:
         _fleet_audit(group, inventory, limit, as_json)
         return
+    from ..engine import converge
     from ..engine import facts as facts_mod
     from ..engine import findings as findings_mod
 
-    try:
-        desired = facts_mod.audit_target(group, dest)
-    except RefusedError as error:
-        fail(3, str(error))
+    desired = facts_mod.audit_target(group, dest)
     facts = facts_mod.read(desired)
     found = findings_mod.audit(facts, desired)
     if functional:
-        found.extend(_functional_findings(desired))
-    code = findings_mod.exit_code(found)
+        found.extend(converge.functional_findings(desired))
     if as_json:
         output.emit_json(findings_mod.report(facts, desired, found))
     else:
         for finding in found:
-            output.say(f"{output.severity_tag(finding.severity)} {finding.id:26} {finding.message}")
+            output.say(f"{output.severity_tag(finding.severity)} {finding.id:26} {output.escape(finding.message)}")
             if finding.severity != "ok" and finding.fix:
-                output.say(f"{'':35}fix: {finding.fix}")
+                output.say(f"{'':35}fix: {output.escape(finding.fix)}")
         output.say(f"status: {findings_mod.worst(found).upper()}")
-    sys.exit(code)
+    raise Exit(findings_mod.worst(found))
 
 
 def _fleet_audit(group: str, inventory: str, limit: str | None, as_json: bool) -> None:
     from .. import ansible_run as deploy_mod
     from .. import fleet
 
-    try:
-        check_group(group, allow_privileged=True)
-        report = deploy_mod.run("audit.yml", inventory, limit, ["-e", f"perf_users_group={group}"], None)
-    except (RefusedError, deploy_mod.DeployError) as error:
-        fail(3, str(error))
+    check_group(group, allow_privileged=True)
+    report = deploy_mod.run("audit.yml", inventory, limit, ["-e", f"perf_users_group={group}"], None)
     results = deploy_mod.host_results(report, "Read the perfgroup audit of this node")
     reports: dict[str, Any] = {}
-    errors: dict[str, str] = {}
+    failures: dict[str, str] = {}
     for host, data in results.items():
         audit_data = data.get("ansible_facts", {}).get("perf_users_audit")
         reports[host] = audit_data
         if audit_data is None:
-            errors[host] = "unreachable" if data.get("unreachable") else str(data.get("msg", "failed"))[:300]
-    fleet_found = fleet.fleet_findings(reports, errors)
+            failures[host] = "unreachable" if data.get("unreachable") else str(data.get("msg", "failed"))[:300]
+    fleet_found = fleet.fleet_findings(reports, failures)
     severities = [f.severity for f in fleet_found] + [r["status"] for r in reports.values() if r]
     status = fleet.worst(severities)
     if as_json:
         output.emit_json({
-            "status": status, "exit_code": fleet.EXIT[status], "fleet": [f.as_dict() for f in fleet_found],
-            "hosts": {h: r if r else {"status": "unknown", "error": errors.get(h)} for h, r in sorted(reports.items())},
+            "status": status, "exit_code": errors.exit_code("audit", status), "fleet": [f.as_dict() for f in fleet_found],
+            "hosts": {h: r if r else {"status": "unknown", "error": failures.get(h)} for h, r in sorted(reports.items())},
         })
     else:
         for host, host_report in sorted(reports.items()):
@@ -97,23 +82,4 @@ def _fleet_audit(group: str, inventory: str, limit: str | None, as_json: bool) -
         for finding in fleet_found:
             output.say(f"{output.severity_tag(finding.severity)} {finding.id:26} {finding.message}")
         output.say(f"status: {status.upper()}")
-    sys.exit(fleet.EXIT[status])
-
-
-def _functional_findings(desired: Desired) -> list[Any]:
-    from ..engine import converge
-    from ..engine.findings import CRITICAL, OK, UNKNOWN, Finding
-
-    if os.geteuid() != 0:
-        return [Finding("verify.skipped", UNKNOWN, "--functional needs root to switch to an unprivileged identity")]
-    try:
-        result = converge.run_verify(desired)
-    except PerfgroupError as error:
-        return [Finding("verify.member", CRITICAL, str(error), f"perfgroup setup --group {desired.group}")]
-    lines = result.lines()
-    return [
-        Finding("verify.member", OK if result.member_ok else CRITICAL, lines[0], f"perfgroup setup --group {desired.group}"),
-        Finding("verify.non_member", OK if result.non_member_refused else CRITICAL, lines[1], f"chmod o-rwx {desired.dest}"),
-    ]
-
-
+    raise Exit(status)

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from .. import output
-from .common import (
-    EXIT_FAILED,
-    EXIT_REFUSED,
-    fail,
-)
+from .common import Exit, command
 
 
-@click.command(epilog="\b\nExit codes:\n  0  every targeted host converged and verified\n  1  some host failed, was unreachable or did not verify\n  2  bad arguments, no inventory, no ansible-playbook")
+@command("deploy")
 @click.option("-i", "--inventory", required=True, metavar="INVENTORY", help="Ansible inventory (see inventory.example).")
 @click.option("--limit", metavar="PATTERN", help="Only these hosts or groups.")
 @click.option("--check", is_flag=True, help="Ansible check mode: report what would change, change nothing.")
@@ -34,10 +28,7 @@ def deploy(inventory: str, limit: str | None, check: bool, diff: bool, forks: in
     extra = [arg for value in extra_vars for arg in ("-e", value)]
     extra += ["--check"] if check else []
     extra += ["--diff"] if diff else []
-    try:
-        report = deploy_mod.run("perf_users.yml", inventory, limit, extra, forks)
-    except deploy_mod.DeployError as error:
-        fail(EXIT_REFUSED, str(error))
+    report = deploy_mod.run("perf_users.yml", inventory, limit, extra, forks)
     rows = []
     for host, data in sorted(deploy_mod.host_results(report, "Converge the privileged perf users group").items()):
         failed = bool(data.get("failed"))
@@ -55,6 +46,6 @@ def deploy(inventory: str, limit: str | None, check: bool, diff: bool, forks: in
             verified = "-" if r["verified"] is None else "yes" if r["verified"] else "NO"
             output.say(f"{r['host']:20} {'yes' if r['changed'] else 'no':8} {r['caps']:40} {verified:9} {r['error']}")
     if not good:
-        sys.exit(EXIT_FAILED)
+        raise Exit("failed")
 
 

@@ -2,80 +2,88 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import click
 
 from .. import output
-from ..engine.errors import ConvergeError, LockedError, RefusedError
 from .common import (
-    EXIT_BUSY,
-    EXIT_FAILED,
-    EXIT_REFUSED,
     LOCK_WAIT,
-    fail,
+    PerfgroupCommand,
+    dry_run_option,
+    engine_options,
+    json_option,
     on_wait,
     require_root,
 )
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def members() -> None:
-    """List, add or remove members of the perf group (local groups; directory groups are read-only)."""
+    """List, add or remove members of the perf group (local groups; directory groups are read-only).
+
+    A new membership applies from the member's next login, or in a shell started with
+    `newgrp perf_users`.
+    """
 
 
-@members.command("list")
-@click.option("--group", default="perf_users", show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+def subcommand(name: str) -> Callable[[Callable[..., Any]], click.Command]:
+    return members.command(name, cls=PerfgroupCommand, exit_table="members")
+
+
+@subcommand("list")
+@engine_options("members")
+@json_option
 def members_list(group: str, as_json: bool) -> None:
     """Members of the group (explicit and by primary gid)."""
     from ..engine import members as members_mod
 
-    try:
-        data = members_mod.listing(group)
-    except RefusedError as error:
-        fail(EXIT_REFUSED, str(error))
+    data = members_mod.listing(group)
     if as_json:
         output.emit_json(data)
         return
-    output.say(f"{group} (gid {data['gid']}, {data['source']}):")
+    output.say(f"{output.escape(group)} (gid {data['gid']}, {data['source']}):")
     for name in data["members"]:  # type: ignore[attr-defined]
-        output.say(f"  {name}")
+        output.say(f"  {output.escape(name)}")
     for name in data["primary_members"]:  # type: ignore[attr-defined]
-        output.say(f"  {name} (primary group)")
+        output.say(f"  {output.escape(name)} (primary group)")
 
 
-def _change_members(group: str, users: tuple[str, ...], add: bool) -> None:
+def _change_members(group: str, users: tuple[str, ...], add: bool, dry_run: bool) -> None:
+    from ..engine import apply
     from ..engine import members as members_mod
-    from ..engine.apply import node_lock
 
     require_root("members")
-    try:
-        members_mod.check(group, list(users))  # refuse before taking the lock
-        with node_lock(LOCK_WAIT, on_wait):
+    planned = members_mod.read_and_plan(group, list(users), add)  # refuse before taking the lock
+    if dry_run:
+        for action in planned:
+            output.say(f"  would {output.escape(action.summary)}")
+        if not planned:
+            output.say("nothing to change")
+        return
+    changed: list[str] = []
+    if planned:
+        with apply.node_lock(LOCK_WAIT, on_wait):
             changed = members_mod.change(group, list(users), add)
-    except LockedError as error:
-        fail(EXIT_BUSY, str(error))
-    except RefusedError as error:
-        fail(EXIT_REFUSED, str(error))
-    except ConvergeError as error:
-        fail(EXIT_FAILED, str(error))
     verb = "added" if add else "removed"
     output.say(f"{verb}: {', '.join(changed)}" if changed else "unchanged")
     if add and changed:
         output.say("note: a membership applies from the member's next login (or `newgrp`)")
 
 
-@members.command("add")
-@click.option("--group", default="perf_users", show_default=True)
+@subcommand("add")
+@engine_options("members")
+@dry_run_option
 @click.argument("users", nargs=-1, required=True)
-def members_add(group: str, users: tuple[str, ...]) -> None:
+def members_add(group: str, users: tuple[str, ...], dry_run: bool) -> None:
     """Add USERS to the group."""
-    _change_members(group, users, add=True)
+    _change_members(group, users, add=True, dry_run=dry_run)
 
 
-@members.command("remove")
-@click.option("--group", default="perf_users", show_default=True)
+@subcommand("remove")
+@engine_options("members")
+@dry_run_option
 @click.argument("users", nargs=-1, required=True)
-def members_remove(group: str, users: tuple[str, ...]) -> None:
+def members_remove(group: str, users: tuple[str, ...], dry_run: bool) -> None:
     """Remove USERS from the group."""
-    _change_members(group, users, add=False)
-
+    _change_members(group, users, add=False, dry_run=dry_run)

@@ -2,64 +2,43 @@
 
 from __future__ import annotations
 
-import click
-
 from .. import output
-from ..engine.errors import ConvergeError, LockedError, RefusedError
-from ..engine.validate import check_group
-from .common import (
-    EXIT_BUSY,
-    EXIT_FAILED,
-    EXIT_REFUSED,
-    LOCK_WAIT,
-    SETUP_EPILOG,
-    fail,
-    on_wait,
-    require_root,
-)
+from .common import LOCK_WAIT, command, dry_run_option, engine_options, json_option, on_wait, require_root
 
 
-@click.command(epilog=SETUP_EPILOG.replace("converged and verified (a member profiled system-wide, a non-member was refused)", "removed (or nothing left to remove)"))
-@click.option("--group", default="perf_users", show_default=True)
-@click.option("--dry-run", is_flag=True, help="Print what would be removed.")
-@click.option("--json", "as_json", is_flag=True)
+@command("remove")
+@engine_options("remove")
+@dry_run_option
+@json_option
 def remove(group: str, dry_run: bool, as_json: bool) -> None:
     """Undo what setup recorded: the copy, its drop-ins, members it added, the group if it made it.
 
     Everything setup did not create is kept (an adopted group, the live perf_event_paranoid).
-    Without a usable setup record it refuses rather than guess.
+    Without a usable setup record it refuses rather than guess, unless nothing of perfgroup's is
+    left (then there is nothing to remove: exit 0).
     """
+    from ..engine import apply
     from ..engine import remove as remove_mod
-    from ..engine.apply import node_lock
+    from ..engine.validate import check_group
 
-    try:
-        check_group(group, allow_privileged=True)
-    except RefusedError as error:
-        fail(EXIT_REFUSED, str(error))
+    check_group(group, allow_privileged=True)
     require_root("remove")
-    try:
-        remove_mod.load(group)  # refuse before taking the lock, so a refusal writes nothing
-        if dry_run:
-            result = remove_mod.remove(group, dry_run=True)
-        else:
-            with node_lock(LOCK_WAIT, on_wait):
-                result = remove_mod.remove(group, dry_run=False)
-    except LockedError as error:
-        fail(EXIT_BUSY, str(error))
-    except RefusedError as error:
-        fail(EXIT_REFUSED, str(error))
-    except ConvergeError as error:
-        fail(EXIT_FAILED, f"could not finish removing at step {error}")
+    facts = remove_mod.read(group)
+    steps = remove_mod.plan(facts)  # refuses before the lock: a refusal writes nothing
+    notes = remove_mod.notes(facts)
+    done: list[object] = []
+    if steps and not dry_run:
+        with apply.node_lock(LOCK_WAIT, on_wait):
+            steps = remove_mod.plan(remove_mod.read(group))
+            apply.perform(steps, on_done=done.append)
     if as_json:
         output.emit_json({
-            "dry_run": dry_run, "changed": bool(result.done),
-            "steps": [s.summary for s in result.steps], "done": [s.summary for s in result.done], "notes": result.notes,
+            "dry_run": dry_run, "changed": bool(done),
+            "steps": [s.summary for s in steps], "done": [s.summary for s in steps if s in done], "notes": notes,
         })
         return
-    for step in result.steps:
-        mark = "would" if dry_run else ("done" if step in result.done else "skip")
-        output.say(f"  {mark:5} {step.summary}")
-    for note in result.notes:
+    for step in steps:
+        mark = "would" if dry_run else ("done" if step in done else "skip")
+        output.say(f"  {mark:5} {output.escape(step.summary)}")
+    for note in notes:
         output.say(f"note: {note}")
-
-

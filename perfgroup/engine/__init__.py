@@ -4,4 +4,6 @@ Standard library only, with relative imports only: Ansible ships this package to
 module_utils, so the CLI and the Ansible module run the very same files.
 """
 
+from __future__ import annotations
+
 VERSION = "0.1.0"

@@ -19,13 +19,14 @@ import os
 import stat
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
+from . import actions as act
 from . import log
 from .capabilities import XATTR_NAME, encode
-from .desired import COPY_MODE, LOCK_PATH, TMP_PREFIX
+from .desired import LOCK_PATH, TMP_PREFIX
 from .errors import ConvergeError, LockedError
-from .plan import DIR_MODE, FILE_MODE, Action
+from .policy import COPY_MODE, DIR_MODE, FILE_MODE
 
 # A narrow test hook (see tests/integration/test_faults.py): record each step reached, and pause
 # before a named one so a test can SIGKILL the run exactly there. It only waits or writes a line to
@@ -108,17 +109,21 @@ def group_gid(name: str, step: str) -> int:
         raise ConvergeError(step, f"group {name} does not exist") from None
 
 
-def create_group(action: Action) -> None:
-    gid = action.params.get("gid")
+def create_group(action: act.CreateGroup) -> None:
+    gid = action.gid
     argv = ["groupadd", "--system"] + (["--gid", str(gid)] if gid is not None else []) + ["--", action.target]
     run_tool("create_group", argv)
     log.change("create_group", action.target, "absent", f"gid {group_gid(action.target, 'create_group')}")
 
 
-def add_member(action: Action) -> None:
-    group = str(action.params["group"])
-    run_tool("add_member", ["gpasswd", "-a", action.target, group])
-    log.change("add_member", group, "", f"+{action.target}")
+def lock_group_password(action: act.LockGroupPassword) -> None:
+    run_tool("lock_group_password", ["gpasswd", "-R", action.target])
+    log.change("lock_group_password", action.target, "password set", "locked")
+
+
+def add_member(user: str, group: str) -> None:
+    run_tool("add_member", ["gpasswd", "-a", user, group])
+    log.change("add_member", group, "", f"+{user}")
 
 
 def remove_member(user: str, group: str) -> None:
@@ -131,7 +136,7 @@ def delete_group(name: str) -> None:
     log.change("delete_group", name, "present", "absent")
 
 
-def create_dir(action: Action) -> None:
+def create_dir(action: act.CreateDir) -> None:
     checkpoint("create_dir")
     try:
         os.mkdir(action.target, DIR_MODE)
@@ -146,9 +151,9 @@ def create_dir(action: Action) -> None:
     log.change("create_dir", action.target, "absent", "root:root 0755")
 
 
-def repair_dir(action: Action) -> None:
+def repair_dir(action: act.RepairDir) -> None:
     checkpoint("repair_dir")
-    mode = int(str(action.params["mode"]))
+    mode = action.mode
     try:
         fd = os.open(action.target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as error:
@@ -254,14 +259,14 @@ def _exposed(fd: int) -> bool:
     )
 
 
-def install_copy(action: Action) -> None:
+def install_copy(action: act.InstallCopy) -> None:
     """Build the new copy beside the target and rename it over, so the target path names either
     the old complete copy or the new complete copy. An old copy that others can reach (hard links
     elsewhere keep its inode alive, or its mode is open) is neutralised first, through a
     descriptor: a kill in between then leaves a harmless file, never a privileged open one."""
-    source = str(action.params["source"])
-    caps = list(action.params["caps"])  # type: ignore[call-overload]
-    gid = group_gid(str(action.params["group"]), "install_copy")
+    source = action.source
+    caps = list(action.caps)
+    gid = group_gid(action.group, "install_copy")
     directory, name = os.path.split(action.target)
     clean_leftovers(directory)
     checkpoint("write_copy")
@@ -302,9 +307,9 @@ def install_copy(action: Action) -> None:
     log.change("install_copy", action.target, action.before, action.after)
 
 
-def fix_copy(action: Action) -> None:
-    caps = list(action.params["caps"])  # type: ignore[call-overload]
-    gid = group_gid(str(action.params["group"]), "fix_copy")
+def fix_copy(action: act.FixCopy) -> None:
+    caps = list(action.caps)
+    gid = group_gid(action.group, "fix_copy")
     try:
         fd = os.open(action.target, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as error:
@@ -350,16 +355,16 @@ def write_file(path: str, content: str, step: str = "write_file", mode: int = FI
         raise ConvergeError(step, f"{path}: {error.strerror}") from None
 
 
-def write_file_action(action: Action) -> None:
-    write_file(action.target, str(action.params["content"]), step=str(action.params.get("step", "write_file")))
-    log.change("write_file", action.target, "absent" if not action.before else "old content", "perfgroup content")
+def write_file_action(action: act.WriteFile) -> None:
+    write_file(action.target, action.content, step=action.step, mode=action.mode)
+    log.change("write_file", action.target, "absent" if action.old is None else "old content", "perfgroup content")
 
 
-def set_paranoid(action: Action) -> None:
+def set_paranoid(action: act.SetParanoid) -> None:
     checkpoint("set_paranoid")
     try:
         with open(action.target, "w") as handle:
-            handle.write(f"{action.params['value']}\n")
+            handle.write(f"{action.value}\n")
     except OSError as error:
         raise ConvergeError("set_paranoid", f"cannot write {action.target}: {error.strerror}") from None
     log.change("set_paranoid", "kernel.perf_event_paranoid", action.before, action.after)
@@ -418,29 +423,77 @@ def remove_dir(path: str) -> bool:
     return True
 
 
-def clean_leftovers_action(action: Action) -> None:
-    paths = action.params["paths"]
-    assert isinstance(paths, list)
-    for directory in sorted({os.path.dirname(str(path)) for path in paths}):
-        clean_leftovers(directory)
+class HostWriter:
+    """Performs each kind of action on this host. Tests substitute a writer with the same methods."""
+
+    def create_group(self, action: act.CreateGroup) -> bool:
+        create_group(action)
+        return True
+
+    def lock_group_password(self, action: act.LockGroupPassword) -> bool:
+        lock_group_password(action)
+        return True
+
+    def create_dir(self, action: act.CreateDir) -> bool:
+        create_dir(action)
+        return True
+
+    def repair_dir(self, action: act.RepairDir) -> bool:
+        repair_dir(action)
+        return True
+
+    def install_copy(self, action: act.InstallCopy) -> bool:
+        install_copy(action)
+        return True
+
+    def fix_copy(self, action: act.FixCopy) -> bool:
+        fix_copy(action)
+        return True
+
+    def write_file(self, action: act.WriteFile) -> bool:
+        write_file_action(action)
+        return True
+
+    def set_paranoid(self, action: act.SetParanoid) -> bool:
+        set_paranoid(action)
+        return True
+
+    def add_member(self, action: act.AddMember) -> bool:
+        add_member(action.target, action.group)
+        return True
+
+    def remove_member(self, action: act.RemoveMember) -> bool:
+        remove_member(action.target, action.group)
+        return True
+
+    def clean_leftovers(self, action: act.CleanLeftovers) -> bool:
+        for directory in sorted({os.path.dirname(path) for path in action.paths}):
+            clean_leftovers(directory)
+        return True
+
+    def delete_copy(self, action: act.DeleteCopy) -> bool:
+        found = delete_copy(action.target)
+        clean_leftovers(os.path.dirname(action.target))
+        return found
+
+    def delete_file(self, action: act.DeleteFile) -> bool:
+        return remove_path(action.target, action.step)
+
+    def delete_dir(self, action: act.DeleteDir) -> bool:
+        clean_leftovers(action.target)  # a killed remove may have left the renamed-away copy here
+        return remove_dir(action.target)
+
+    def delete_group(self, action: act.DeleteGroup) -> bool:
+        delete_group(action.target)
+        return True
 
 
-HANDLERS: dict[str, Callable[[Action], None]] = {
-    "create_group": create_group,
-    "create_dir": create_dir,
-    "repair_dir": repair_dir,
-    "install_copy": install_copy,
-    "fix_copy": fix_copy,
-    "write_file": write_file_action,
-    "set_paranoid": set_paranoid,
-    "add_member": add_member,
-    "clean_leftovers": clean_leftovers_action,
-    "write_state": lambda action: None,  # written by converge once everything else is done
-}
-
-
-def execute(actions: tuple[Action, ...], on_done: Callable[[Action], None] | None = None) -> None:
+def perform(actions: Iterable[act.Action], writer: object = None,
+            on_done: Callable[[act.Action], None] | None = None) -> None:
+    """Perform actions in order: the one dispatch from an action's type to the code that does it.
+    `on_done` hears of each action that changed something (a delete with nothing left is silent)."""
+    writer = writer if writer is not None else HostWriter()
     for action in actions:
-        HANDLERS[action.kind](action)
-        if on_done is not None:
+        if getattr(writer, action.kind)(action) and on_done is not None:
             on_done(action)
+

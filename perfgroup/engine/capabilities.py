@@ -3,6 +3,7 @@
 Standard library only: this package is shipped to nodes by Ansible as module_utils.
 """
 
+from __future__ import annotations
 
 import re
 import struct
@@ -56,31 +57,19 @@ CAP_NAMES: dict[int, str] = {number: name for name, number in CAP_NUMBERS.items(
 
 CAP_PERFMON = CAP_NUMBERS["cap_perfmon"]
 
-# Capabilities that hand a member a way to become root or to own the machine outright.
-# Granting one to a perf binary turns "may profile" into "may do anything".
-ESCALATION_CAPS: frozenset[str] = frozenset(
-    {
-        "cap_chown",
-        "cap_dac_override",
-        "cap_dac_read_search",
-        "cap_fowner",
-        "cap_fsetid",
-        "cap_setgid",
-        "cap_setuid",
-        "cap_setpcap",
-        "cap_setfcap",
-        "cap_sys_module",
-        "cap_sys_rawio",
-        "cap_sys_boot",
-        "cap_mknod",
-        "cap_net_admin",
-        "cap_mac_override",
-        "cap_mac_admin",
-        "cap_linux_immutable",
-        "cap_bpf",
-        "cap_checkpoint_restore",
-    }
-)
+# Capabilities that let a member become root or own the machine. perf runs member code inside
+# the privileged process (`perf script -s x.py`, Perl too), so a capability on the copy is every
+# member's to use as they like: CAP_SYS_ADMIN mounts over /etc/pam.d/su, CAP_SYS_PTRACE writes
+# into a root process (both shown), the others are well-known routes to uid 0.
+ROOT_EQUIVALENT_CAPS: frozenset[str] = frozenset({
+    "cap_sys_admin", "cap_sys_ptrace", "cap_dac_override", "cap_dac_read_search", "cap_setuid",
+    "cap_setgid", "cap_setfcap", "cap_setpcap", "cap_sys_module", "cap_sys_rawio", "cap_chown",
+    "cap_fowner", "cap_fsetid", "cap_sys_chroot", "cap_mknod", "cap_bpf", "cap_net_admin",
+    "cap_sys_boot", "cap_mac_override", "cap_mac_admin", "cap_linux_immutable", "cap_ipc_owner",
+    "cap_checkpoint_restore",
+})
+# What profiling can use. Anything else on the copy is power beyond profiling, handed to every member.
+PROFILING_CAPS: frozenset[str] = frozenset({"cap_perfmon", "cap_syslog", "cap_ipc_lock"})
 
 XATTR_NAME = "security.capability"
 VFS_CAP_REVISION_2 = 0x02000000
@@ -204,38 +193,58 @@ class CapChoice(NamedTuple):
     def text(self) -> str:
         return ",".join(sort_caps(self.caps)) + "=ep"
 
+    @property
+    def root_equivalent(self) -> frozenset[str]:
+        return self.caps & ROOT_EQUIVALENT_CAPS
+
+    @property
+    def beyond_profiling(self) -> frozenset[str]:
+        return self.caps - PROFILING_CAPS
+
 
 def kernel_version(release: str) -> tuple[int, int]:
     """(major, minor) from a `uname -r` string such as `6.1.0-18-amd64`; (0, 0) if unreadable."""
-    match = re.match(r"(\d+)\.(\d+)", release)
-    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+    found = re.match(r"(\d+)\.(\d+)", release)
+    return (int(found.group(1)), int(found.group(2))) if found else (0, 0)
 
 
-def choose_caps(cap_last_cap: int | None, kernel_release: str, kptr_restrict: int | None) -> CapChoice:
-    """The least capability set that lets a member profile system-wide on this kernel.
+def has_perfmon(cap_last_cap: int | None, kernel_release: str) -> bool:
+    """cap_last_cap is trusted over the version: distribution kernels backport CAP_PERFMON."""
+    if cap_last_cap is not None:
+        return cap_last_cap >= CAP_PERFMON
+    return kernel_version(kernel_release) >= (5, 8)
 
-    cap_last_cap decides whether CAP_PERFMON exists (distribution kernels backport it, so it is
-    trusted over the version); the version only decides the 5.8-era CAP_SYS_PTRACE need.
-    """
+
+# perf_event_paranoid >= 2 (always, with a perf group) shows kallsyms addresses only to CAP_SYSLOG
+# holders (kallsyms_show_value), and CAP_IPC_LOCK lifts the per-user mlock budget that `perf top -a`
+# and `perf record -m` exceed; neither leads to root.
+PERFMON_SET = frozenset({"cap_perfmon", "cap_syslog", "cap_ipc_lock"})
+LEGACY_SET = frozenset({"cap_sys_admin", "cap_sys_ptrace", "cap_syslog"})
+
+
+def choose_caps(cap_last_cap: int | None, kernel_release: str, allow_root_equivalent: bool = False) -> CapChoice:
+    """The least capability set that lets a member profile system-wide on this kernel."""
     version = kernel_version(kernel_release)
-    has_perfmon = cap_last_cap >= CAP_PERFMON if cap_last_cap is not None else version >= (5, 8)
-    if not has_perfmon:
+    if not has_perfmon(cap_last_cap, kernel_release):
         return CapChoice(
-            caps=frozenset({"cap_sys_admin", "cap_sys_ptrace", "cap_syslog"}),
-            core="cap_sys_admin",
+            caps=LEGACY_SET, core="cap_sys_admin",
             reason=(
-                f"kernel has no CAP_PERFMON (cap_last_cap={cap_last_cap}): "
-                "the documented pre-5.8 set cap_sys_admin,cap_sys_ptrace,cap_syslog"
+                f"kernel has no CAP_PERFMON (cap_last_cap={cap_last_cap}): only the documented pre-5.8 set "
+                "cap_sys_admin,cap_sys_ptrace,cap_syslog works, and with it members can become root"
             ),
         )
-    caps = {"cap_perfmon"}
-    why = [f"CAP_PERFMON exists (cap_last_cap={cap_last_cap})"]
-    if version < (5, 9):
+    caps = set(PERFMON_SET)
+    why = [
+        f"CAP_PERFMON exists (cap_last_cap={cap_last_cap})",
+        "cap_syslog: kernel symbols at perf_event_paranoid >= 2",
+        "cap_ipc_lock: perf top/record -m beyond the mlock budget",
+    ]
+    if version < (5, 9) and allow_root_equivalent:
         caps.add("cap_sys_ptrace")
-        why.append(f"kernel {version[0]}.{version[1]} < 5.9 also needs cap_sys_ptrace to watch other users")
-    if kptr_restrict == 1:
-        caps.add("cap_syslog")
-        why.append("kptr_restrict=1: cap_syslog lets perf resolve kernel symbols")
+        why.append(f"kernel {version[0]}.{version[1]} < 5.9: cap_sys_ptrace (root-equivalent, allowed) to watch other users' processes")
+    elif version < (5, 9):
+        why.append(f"kernel {version[0]}.{version[1]} < 5.9: watching other users' processes by pid would need "
+                   "cap_sys_ptrace, which is root-equivalent and not granted")
     return CapChoice(caps=frozenset(caps), core="cap_perfmon", reason="; ".join(why))
 
 

@@ -1,21 +1,24 @@
-"""Setup as one flow shared by the CLI and the Ansible module: read facts, plan, apply, record,
-verify. The callers only render what this returns."""
+"""Setup as one flow shared by the CLI, the Ansible module and the node entry point: read facts,
+plan, apply, record, verify. The callers only render what this returns."""
 
 from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Callable
 
-from . import apply, profile, verify
+from . import apply, verify
 from . import facts as facts_mod
 from . import plan as plan_mod
+from .actions import Action, AddMember, CreateDir, InstallCopy
 from .desired import Desired
-from .errors import ConvergeError
-from .facts import NodeFacts, sha256_text
+from .errors import ConvergeError, PerfgroupError
+from .facts import NodeFacts
+from .findings import CRITICAL, OK, UNKNOWN, Finding
 from .perfsource import SYSTEM_DIRS
-from .plan import Action, Plan
+from .plan import Plan
+from .policy import dir_is_safe
 from .state import State
 
 
@@ -27,15 +30,18 @@ class SetupResult:
     verify: verify.VerifyResult | None = None
     installed_perf: tuple[str, ...] | None = None
     would_install: tuple[str, ...] | None = None  # dry run on a node without perf, --install-perf
+    failed_step: str | None = None
 
     @property
     def changed(self) -> bool:
         return bool(self.applied) or self.state_written or self.installed_perf is not None
 
+    def applied_summary(self) -> str:
+        return "; ".join(action.summary for action in self.applied) or "nothing"
 
-def prepare(desired: Desired, dry_run: bool, result: SetupResult) -> tuple[NodeFacts, Plan | None]:
-    """Facts and plan; with --install-perf on a node without perf, install it first (not in dry run)."""
-    facts = facts_mod.read(desired)
+
+def plan_for(desired: Desired, facts: NodeFacts, dry_run: bool, result: SetupResult) -> tuple[NodeFacts, Plan | None]:
+    """The plan; with --install-perf on a node without perf, install it first (not in a dry run)."""
     command = facts.source.install_command
     if command is not None and desired.install_perf and desired.source is None:
         plan_mod.preflight(facts, desired)
@@ -50,19 +56,20 @@ def prepare(desired: Desired, dry_run: bool, result: SetupResult) -> tuple[NodeF
 def build_state(desired: Desired, before: NodeFacts, after: NodeFacts, plan: Plan, applied: list[Action]) -> State:
     previous = before.state
     created_dirs = set(previous.created_dirs if previous else ())
-    created_dirs |= {a.target for a in applied if a.kind == "create_dir"}
+    created_dirs |= {a.target for a in applied if isinstance(a, CreateDir)}
     added = set(previous.members_added if previous else ())
-    added |= {a.target for a in applied if a.kind == "add_member"}
+    added |= {a.target for a in applied if isinstance(a, AddMember)}
+    copies = list(previous.copies if previous else ())
+    copies += [a.target for a in applied if isinstance(a, InstallCopy)]
     override = desired.caps_override is not None or (
         previous is not None and previous.caps_override and not desired.caps_auto
     )
-    sysctl_text = None if desired.keep_paranoid else plan_mod.paranoid_targets(after, desired)[1]
     return State(
         group=desired.group,
         gid=after.group.gid if after.group.gid is not None else -1,
         group_created=plan.group_origin == "created",
-        group_source="directory" if plan.group_origin == "directory" else "local",
         dest=desired.dest,
+        copies=tuple(dict.fromkeys([*copies, desired.dest])),
         created_dirs=tuple(sorted(created_dirs)),
         source=plan.source_path,
         source_sha256=plan.source_sha256,
@@ -70,22 +77,18 @@ def build_state(desired: Desired, before: NodeFacts, after: NodeFacts, plan: Pla
         copy_sha256=after.copy.sha256 or "",
         copy_stat=after.copy.node.key,
         caps=tuple(sorted(plan.caps.caps)),
-        caps_reason=plan.caps.reason,
         caps_override=override,
+        root_equivalent_allowed=desired.allow_root_equivalent or bool(previous and previous.root_equivalent_allowed),
         keep_paranoid=desired.keep_paranoid,
         paranoid_before=previous.paranoid_before if previous else before.paranoid,
-        profile_path=desired.profile_path,
-        profile_sha256=sha256_text(profile.render(desired.group, desired.dest_dir)),
-        sysctl_path=None if desired.keep_paranoid else desired.sysctl_path,
-        sysctl_sha256=sha256_text(sysctl_text) if sysctl_text else None,
+        files=plan_mod.planned_files(desired),
         members_added=tuple(sorted(added)),
-        updated_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        updated_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     )
 
 
-def record(desired: Desired, before: NodeFacts, plan: Plan, applied: list[Action]) -> bool:
+def record(desired: Desired, before: NodeFacts, after: NodeFacts, plan: Plan, applied: list[Action]) -> bool:
     """Write the state file if what it would say differs from what it says. True if written."""
-    after = facts_mod.read(desired)
     state = build_state(desired, before, after, plan, applied)
     if state.same_as(before.state):
         return False
@@ -100,8 +103,8 @@ def stock_perf(facts: NodeFacts) -> str | None:
     return facts.source.path
 
 
-def run_verify(desired: Desired) -> verify.VerifyResult:
-    facts = facts_mod.read(desired)
+def run_verify(desired: Desired, facts: NodeFacts | None = None) -> verify.VerifyResult:
+    facts = facts if facts is not None else facts_mod.read(desired)
     if facts.group.gid is None:
         raise ConvergeError("verify", f"group {desired.group} does not exist")
     return verify.run(desired.dest, facts.group.gid, stock_perf(facts))
@@ -113,10 +116,13 @@ def setup(
 ) -> None:
     """The whole of `perfgroup setup` and of the Ansible module, check mode included.
 
-    Planning reads only, so a refusal or a converged node takes no lock and writes nothing; a
-    plan with changes is made again under the node lock, since another run may have acted.
-    `result` is filled as it goes, so a caller still has what was applied when a step fails."""
-    facts, plan = prepare(desired, dry_run=True, result=result)
+    The host is read once before planning: a refusal or a converged node takes no lock and writes
+    nothing. With changes to make, the lock is taken and the facts are read again only if another
+    run changed something meanwhile (their fingerprint differs). `result` is filled as it goes, so
+    a caller still has what was applied when a step fails."""
+    mark = facts_mod.fingerprint(desired)
+    facts = facts_mod.read(desired)
+    facts, plan = plan_for(desired, facts, dry_run=True, result=result)
     if plan is None:
         result.would_install = facts.source.install_command
         if dry_run:
@@ -127,21 +133,46 @@ def setup(
             on_plan(plan, dry_run)
         if dry_run:
             return
-        if not plan.actions:
-            execute(desired, facts, plan, result, run_checks)
+        if not plan.actions and not plan.record_missing:
+            finish(desired, facts, plan, result, run_checks)
             return
     with apply.node_lock(lock_wait, on_wait):
-        facts, plan = prepare(desired, dry_run=False, result=result)
-        assert plan is not None
-        result.plan = plan
-        execute(desired, facts, plan, result, run_checks)
+        if plan is None or facts_mod.fingerprint(desired) != mark:
+            facts = facts_mod.read(desired, known_source=facts.source)
+            facts, plan = plan_for(desired, facts, dry_run=False, result=result)
+            assert plan is not None
+            result.plan = plan
+        finish(desired, facts, plan, result, run_checks)
 
 
-def execute(desired: Desired, facts: NodeFacts, plan: Plan, result: SetupResult, run_checks: bool = True) -> None:
-    """Apply the plan, record it, verify. Raises ConvergeError naming the failed step."""
-    apply.execute(plan.actions, on_done=result.applied.append)
-    result.state_written = record(desired, facts, plan, result.applied)
+def finish(desired: Desired, facts: NodeFacts, plan: Plan, result: SetupResult, run_checks: bool = True) -> None:
+    """Apply the plan, read the host once more, record, verify. Raises ConvergeError naming the
+    failed step; result.applied then says what was done before it."""
+    try:
+        apply.perform(plan.actions, on_done=result.applied.append)
+        after = facts_mod.read(desired, known_source=facts.source)
+        unsafe = [node.path for node in after.dirs if node.exists and not dir_is_safe(node)]
+        if unsafe:
+            raise ConvergeError("check_path", f"{', '.join(unsafe)} above the copy changed while setup ran; run setup again")
+        result.state_written = record(desired, facts, after, plan, result.applied)
+    except ConvergeError as error:
+        result.failed_step = error.step
+        raise
     if run_checks:
-        result.verify = run_verify(desired)
+        result.verify = run_verify(desired, after)
 
 
+def functional_findings(desired: Desired) -> list[Finding]:
+    """`audit --functional`: the verification as findings (root only: it switches identities)."""
+    if os.geteuid() != 0:
+        return [Finding("verify.skipped", UNKNOWN, "--functional needs root to switch to an unprivileged identity")]
+    fix = f"perfgroup setup --group {desired.group}"
+    try:
+        result = run_verify(desired)
+    except PerfgroupError as error:
+        return [Finding("verify.member", CRITICAL, str(error), fix)]
+    lines = result.lines()
+    return [
+        Finding("verify.member", OK if result.member_ok else CRITICAL, lines[0], fix),
+        Finding("verify.non_member", OK if result.non_member_refused else CRITICAL, lines[1], f"chmod o-rwx {desired.dest}"),
+    ]

@@ -1,5 +1,6 @@
-"""What the administrator asked for, with the defaults filled in."""
+"""What the administrator asked for, with the defaults filled in, and the paths derived from it."""
 
+from __future__ import annotations
 
 import os
 from typing import NamedTuple
@@ -9,9 +10,6 @@ LIBEXEC_ROOT = "/usr/local/libexec/perfgroup"
 PROFILE_DIR = "/etc/profile.d"
 SYSCTL_DIR = "/etc/sysctl.d"
 LOCK_PATH = "/run/perfgroup.lock"
-MIN_PARANOID = 2
-# The privileged copy: root-owned, group = the perf group, no access for others.
-COPY_MODE = 0o750
 # Prefix of the temporary files perfgroup writes before renaming them into place.
 TMP_PREFIX = ".perfgroup-tmp-"
 
@@ -30,7 +28,7 @@ def profile_path(group: str) -> str:
 
 
 def sysctl_path(group: str) -> str:
-    # 90- sorts after distribution defaults (10-, 50-) so the raised value wins at boot.
+    # 90- sorts after distribution defaults (10-, 50-) so the value wins at boot.
     return f"{SYSCTL_DIR}/90-perfgroup-{group}.conf"
 
 
@@ -47,7 +45,7 @@ class Desired(NamedTuple):
     keep_paranoid: bool = False
     install_perf: bool = False
     allow_privileged_group: bool = False
-    allow_escalation_caps: bool = False
+    allow_root_equivalent: bool = False
 
     @property
     def dest_dir(self) -> str:

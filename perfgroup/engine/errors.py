@@ -1,23 +1,111 @@
-"""Errors the engine raises, each mapped to a documented exit code by its callers."""
+"""Errors the engine raises, and the one table that turns them into each command's exit code.
+
+Commands never pick an exit number themselves: they raise (or return an outcome), and the CLI's
+command class, the node entry point and the Ansible modules look the code up here. The `--help`
+epilogs and the README's exit-code table are generated from the same table.
+"""
 
 from __future__ import annotations
+
+from typing import Tuple
+
+# Outcome names: what happened, independent of which number a command uses for it.
+OK, FAILED, REFUSED, BUSY = "ok", "failed", "refused", "busy"
+WARNING, CRITICAL, UNKNOWN = "warning", "critical", "unknown"
 
 
 class PerfgroupError(Exception):
     """Base class: the message is a complete one-line explanation for an administrator."""
 
+    outcome = FAILED
+
 
 class RefusedError(PerfgroupError):
-    """Bad input or an unsafe situation, detected before anything was changed (setup exit 2)."""
+    """Bad input or an unsafe situation, detected before anything was changed."""
+
+    outcome = REFUSED
 
 
 class ConvergeError(PerfgroupError):
-    """A step that changes the host failed (setup exit 1); `step` names it."""
+    """A step that changes the host failed; `step` names it."""
+
+    outcome = FAILED
 
     def __init__(self, step: str, message: str) -> None:
         super().__init__(f"{step}: {message}")
         self.step = step
 
 
+class VerifyError(PerfgroupError):
+    """The node converged but running perf did not prove the group works."""
+
+    outcome = FAILED
+
+
 class LockedError(PerfgroupError):
     """Another perfgroup run holds the node lock."""
+
+    outcome = BUSY
+
+
+# command -> ((outcome, exit code, meaning), ...). Order is the order --help prints.
+ExitTable = Tuple[Tuple[str, int, str], ...]
+EXIT_TABLES: dict[str, ExitTable] = {
+    "setup": (
+        (OK, 0, "converged and verified (a member profiled system-wide, a non-member was refused)"),
+        (FAILED, 1, "could not converge or verify (the failed step and what was applied are named)"),
+        (REFUSED, 2, "refused bad input or an unsafe situation; nothing was changed"),
+        (BUSY, 3, "another perfgroup run holds the node lock"),
+    ),
+    "remove": (
+        (OK, 0, "removed, or nothing left to remove"),
+        (FAILED, 1, "a removal step failed (named); run remove again to finish"),
+        (REFUSED, 2, "refused: no usable setup record while perfgroup files exist, or bad input; nothing changed"),
+        (BUSY, 3, "another perfgroup run holds the node lock"),
+    ),
+    "members": (
+        (OK, 0, "done (or nothing to change)"),
+        (FAILED, 1, "gpasswd or the record update failed"),
+        (REFUSED, 2, "refused: unknown user, directory group, bad name; nothing changed"),
+        (BUSY, 3, "another perfgroup run holds the node lock"),
+    ),
+    "verify": (
+        (OK, 0, "verified: the member profiled, the non-member was refused"),
+        (FAILED, 1, "verification failed"),
+        (REFUSED, 2, "refused (bad input, not root)"),
+    ),
+    "audit": (
+        (OK, 0, "OK: every check passed"),
+        (WARNING, 1, "WARNING: the worst finding is a warning"),
+        (CRITICAL, 2, "CRITICAL: the worst finding is critical"),
+        (UNKNOWN, 3, "UNKNOWN, including bad arguments (Nagios plugin convention)"),
+    ),
+    "deploy": (
+        (OK, 0, "every targeted host converged and verified (or, with --check, would converge)"),
+        (FAILED, 1, "a host failed, was unreachable or did not verify"),
+        (REFUSED, 2, "bad arguments, no matching host, inventory or ansible-playbook missing"),
+    ),
+    "heal": (
+        (OK, 0, "the node matches its setup record (changed or not)"),
+        (FAILED, 1, "a step failed (named)"),
+        (REFUSED, 2, "refused: no usable setup record, or unsafe situation"),
+        (BUSY, 3, "another perfgroup run holds the node lock"),
+    ),
+}
+# A refusal of a read command's arguments is UNKNOWN for monitoring, not CRITICAL.
+_ALIASES: dict[str, dict[str, str]] = {"audit": {REFUSED: UNKNOWN, FAILED: UNKNOWN, BUSY: UNKNOWN}}
+
+
+def exit_code(command: str, outcome: str) -> int:
+    """The exit code `command` documents for `outcome`."""
+    outcome = _ALIASES.get(command, {}).get(outcome, outcome)
+    for name, code, _ in EXIT_TABLES[command]:
+        if name == outcome:
+            return code
+    raise KeyError(f"{command} has no exit code for {outcome}")
+
+
+def epilog(command: str) -> str:
+    """The 'Exit codes' block of a command's --help (click's \\b keeps the lines as they are)."""
+    lines = [f"  {code}  {meaning}" for _, code, meaning in EXIT_TABLES[command]]
+    return "\b\nExit codes:\n" + "\n".join(lines) + "\n"

@@ -4,15 +4,15 @@ Everything the decisions (plan.py, findings.py) need is gathered into one NodeFa
 those decisions are pure functions that tests feed with plain data.
 """
 
+from __future__ import annotations
 
 import errno
 import grp
 import os
 import pwd
 import stat
-from collections.abc import Mapping
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Mapping, NamedTuple
 
 from . import perfsource, sysctl
 from .capabilities import XATTR_NAME, CapabilityError, FileCaps, decode
@@ -91,6 +91,10 @@ class NodeFacts(NamedTuple):
     gid_owner: str | None = None  # group already holding Desired.gid, if any
     users: Mapping[str, bool] = MappingProxyType({})  # Desired.members -> exists
     os_release: str = ""
+    # CONFIG_SECURITY_PERF_EVENTS_RESTRICT (Debian's paranoid 3): None when the config is unreadable
+    # or was not needed (paranoid < 3)
+    perf_restrict_config: bool | None = None
+    recorded_files: tuple[tuple[str, str | None], ...] = ()  # (path, sha256 now or None) of recorded files
 
 
 def read_text(path: str, limit: int = 1 << 20) -> str | None:
@@ -135,7 +139,7 @@ def sha256_file(path: str) -> str | None:
         return None
     digest = hashlib.sha256()
     with os.fdopen(fd, "rb") as handle:
-        while chunk := handle.read(1 << 20):
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
@@ -254,10 +258,14 @@ def load_state(path: str) -> tuple[State | None, str | None]:
         return None, f"unusable ({error})"
 
 
-def source_facts(desired: Desired, state: State | None, kernel_release: str, os_release: str) -> SourceFacts:
+def source_facts(
+    desired: Desired, state: State | None, kernel_release: str, os_release: str, known: SourceFacts | None = None,
+) -> SourceFacts:
     requested = desired.source or (state.source if state else None)
 
     def trusted(path: str, info: os.stat_result) -> bool:
+        if known is not None and known.path == path and known.key == key_of(info):
+            return True
         return state is not None and state.source == path and state.source_stat == key_of(info)
 
     try:
@@ -270,12 +278,48 @@ def source_facts(desired: Desired, state: State | None, kernel_release: str, os_
     except RefusedError as refused:
         return SourceFacts(requested=requested, error=str(refused))
     info = path_facts(resolved.path)
+    if known is not None and known.path == resolved.path and known.key == info.key and known.sha256:
+        return SourceFacts(requested=resolved.requested, path=resolved.path, sha256=known.sha256, key=info.key)
     same = state is not None and state.source == resolved.path
     sha = digest(
         resolved.path, info.key, state.source_stat if same and state else None,
         state.source_sha256 if same and state else None,
     )
     return SourceFacts(requested=resolved.requested, path=resolved.path, sha256=sha, key=info.key)
+
+
+def perf_restrict_config(release: str, paranoid: int | None) -> bool | None:
+    """Whether the running kernel was built with CONFIG_SECURITY_PERF_EVENTS_RESTRICT (only asked
+    when paranoid >= 3, where it decides whether CAP_PERFMON still works)."""
+    if paranoid is None or paranoid < 3:
+        return None
+    text = read_text(f"/boot/config-{release}", 16 << 20)
+    if text is None:
+        text = _proc_config()
+    if text is None:
+        return None
+    return "CONFIG_SECURITY_PERF_EVENTS_RESTRICT=y" in text
+
+
+def _proc_config() -> str | None:
+    import gzip  # rarely needed: only without /boot/config-*
+
+    try:
+        with gzip.open("/proc/config.gz", "rt", encoding="utf-8", errors="replace") as handle:
+            return str(handle.read())
+    except OSError:
+        return None
+
+
+def recorded_files(state: State | None) -> tuple[tuple[str, str | None], ...]:
+    """Current sha256 of every file the record says setup wrote (None: missing or unreadable)."""
+    if state is None:
+        return ()
+    out = []
+    for path, _ in state.files:
+        text = read_text(path)
+        out.append((path, sha256_text(text) if text is not None else None))
+    return tuple(out)
 
 
 def persisted_paranoid() -> tuple[int | None, str | None]:
@@ -317,17 +361,19 @@ def packaged_realpaths(source: SourceFacts) -> tuple[str, ...]:
     return tuple(sorted({os.path.realpath(name) for name in names}))
 
 
-def read(desired: Desired) -> NodeFacts:
-    """Everything about this node that setup and audit decide from."""
+def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts:
+    """Everything about this node that setup and audit decide from. `known_source` is this run's
+    earlier reading of the source perf: unchanged (same stat identity), it is not hashed again."""
     state, state_error = load_state(desired.state_path)
     release = os.uname().release
     os_release = read_text("/etc/os-release") or ""
     value, where = persisted_paranoid()
-    source = source_facts(desired, state, release, os_release)
+    source = source_facts(desired, state, release, os_release, known_source)
+    paranoid = read_int(sysctl.PROC_PATH)
     return NodeFacts(
         kernel_release=release,
         cap_last_cap=read_int("/proc/sys/kernel/cap_last_cap"),
-        paranoid=read_int(sysctl.PROC_PATH),
+        paranoid=paranoid,
         kptr_restrict=read_int("/proc/sys/kernel/kptr_restrict"),
         lockdown=lockdown_mode(),
         selinux=selinux_mode(),
@@ -349,4 +395,13 @@ def read(desired: Desired) -> NodeFacts:
         gid_owner=gid_owner(desired.gid),
         users={name: user_exists(name) for name in desired.members},
         os_release=os_release,
+        perf_restrict_config=perf_restrict_config(release, paranoid),
+        recorded_files=recorded_files(state),
     )
+
+
+def fingerprint(desired: Desired) -> tuple[object, ...]:
+    """Cheap identity of everything another perfgroup run could have changed: compared after
+    taking the node lock, so facts read before it are re-read only when someone else acted."""
+    paths = (desired.state_path, desired.dest, desired.profile_path, desired.sysctl_path, "/etc/group", "/etc/gshadow")
+    return (*tuple(path_facts(path).key for path in paths), read_text(sysctl.PROC_PATH, 64))

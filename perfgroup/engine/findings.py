@@ -4,19 +4,28 @@ Each finding has a stable id (monitoring keys on it), a severity, a message and 
 fixes it. Severities follow the Nagios plugin convention so `audit` exits 0/1/2/3.
 """
 
+from __future__ import annotations
 
 import stat
-from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
-from . import profile, sysctl
-from .capabilities import ESCALATION_CAPS, CapChoice, choice_from_override, choose_caps, sort_caps
-from .desired import COPY_MODE, MIN_PARANOID, Desired
+from . import errors, sysctl
+from .capabilities import PROFILING_CAPS, sort_caps
+from .desired import Desired
 from .facts import NodeFacts, PathFacts
 from .perfsource import os_label
+from .policy import (
+    COPY_MODE,
+    MIN_PARANOID,
+    TARGET_PARANOID,
+    dir_is_safe,
+    expected_caps,
+    paranoid_blocks_perfmon_on,
+    root_equivalent,
+    root_equivalent_allowed,
+)
 
 OK, WARNING, CRITICAL, UNKNOWN = "ok", "warning", "critical", "unknown"
-EXIT_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
 RANK = {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}
 
 
@@ -35,16 +44,7 @@ def worst(findings: list[Finding]) -> str:
 
 
 def exit_code(findings: list[Finding]) -> int:
-    return EXIT_CODES[worst(findings)]
-
-
-def expected_caps(facts: NodeFacts, desired: Desired) -> CapChoice:
-    """What the copy should carry: the recorded override, the asked override, or the kernel's need."""
-    if desired.caps_override is not None:
-        return choice_from_override(desired.caps_override)
-    if facts.state is not None and facts.state.caps_override and not desired.caps_auto:
-        return choice_from_override(frozenset(facts.state.caps))
-    return choose_caps(facts.cap_last_cap, facts.kernel_release, facts.kptr_restrict)
+    return errors.exit_code("audit", worst(findings))
 
 
 def _setup(desired: Desired) -> str:
@@ -54,9 +54,9 @@ def _setup(desired: Desired) -> str:
 Rule = Callable[[NodeFacts, Desired], Iterator[Finding]]
 
 
-def check_state(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+def rule_state(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
     if facts.state is not None:
-        yield Finding("state.present", OK, f"setup record {desired.state_path} read")
+        yield Finding("state.present", OK, f"setup record {desired.state_path} read (updated {facts.state.updated_at or 'unknown'})")
     elif facts.state_error == "missing":
         yield Finding(
             "state.missing", WARNING,
@@ -71,7 +71,7 @@ def check_state(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
         )
 
 
-def check_group(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+def rule_group(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
     group = facts.group
     if group.gid is None:
         yield Finding("group.missing", CRITICAL, f"group {desired.group} does not exist", _setup(desired))
@@ -108,7 +108,7 @@ def _mode_findings(node: PathFacts, desired: Desired) -> Iterator[Finding]:
         yield Finding("copy.mode", WARNING, f"{desired.dest} mode {mode:04o} is not 0750: members may be unable to run it", fix)
 
 
-def check_copy_file(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+def rule_copy_file(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
     node = facts.copy.node
     if not node.exists:
         yield Finding("copy.missing", CRITICAL, f"privileged perf {desired.dest} does not exist", _setup(desired))
@@ -142,7 +142,7 @@ def check_copy_file(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
         yield Finding("copy.ok", OK, f"{desired.dest} root:{desired.group} 0750, one link")
 
 
-def check_caps(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+def rule_caps(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
     copy = facts.copy
     if copy.node.kind != "file":
         return
@@ -172,25 +172,40 @@ def check_caps(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
         yield Finding("caps.missing", CRITICAL, f"{desired.dest} lacks {choice.core} (has {caps.text()}, expected {choice.text()})", fix)
     elif missing:
         yield Finding("caps.incomplete", WARNING, f"{desired.dest} lacks {','.join(sort_caps(missing))} ({choice.reason})", fix)
-    excessive = extra & (ESCALATION_CAPS | ({"cap_sys_admin"} if choice.core == "cap_perfmon" else set()))
-    if excessive:
-        yield Finding(
-            "caps.excessive", CRITICAL,
-            f"{desired.dest} carries {','.join(sort_caps(excessive))}: more power than profiling needs",
-            fix,
-        )
-    elif extra:
-        yield Finding("caps.extra", WARNING, f"{desired.dest} carries unexpected {','.join(sort_caps(extra))}", fix)
+    yield from _power_findings(facts, desired, have, extra)
     if not missing and not extra and caps.effective and not caps.namespaced:
         yield Finding("caps.ok", OK, f"{desired.dest} has {choice.text()} ({choice.reason})")
 
 
-def dir_is_safe(node: PathFacts) -> bool:
-    """A directory above the copy that only root can change."""
-    return node.kind == "dir" and node.uid == 0 and not node.mode & (stat.S_IWGRP | stat.S_IWOTH)
+def _power_findings(facts: NodeFacts, desired: Desired, have: frozenset[str], extra: frozenset[str]) -> Iterator[Finding]:
+    """Capabilities beyond profiling: members run their own code with them (perf script)."""
+    fix = _setup(desired)
+    opted_in = root_equivalent_allowed(facts, desired)
+    dangerous = root_equivalent(have)
+    if dangerous and opted_in:
+        yield Finding(
+            "caps.root_equivalent", WARNING,
+            f"{desired.dest} carries {','.join(sort_caps(dangerous))}: every member can become root "
+            "(allowed on purpose with --allow-root-equivalent)", fix,
+        )
+    elif dangerous:
+        yield Finding(
+            "caps.excessive", CRITICAL,
+            f"{desired.dest} carries {','.join(sort_caps(dangerous))}: every member can become root "
+            "(perf script runs their code with the copy's capabilities)", fix,
+        )
+    unexpected = extra - dangerous
+    beyond = unexpected - PROFILING_CAPS
+    if beyond and not opted_in:
+        yield Finding(
+            "caps.excessive", CRITICAL,
+            f"{desired.dest} carries {','.join(sort_caps(beyond))}: power beyond profiling for every member", fix,
+        )
+    elif unexpected:
+        yield Finding("caps.extra", WARNING, f"{desired.dest} carries unexpected {','.join(sort_caps(unexpected))}", fix)
 
 
-def check_path(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+def rule_path(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
     unsafe = False
     for node in facts.dirs:
         if not node.exists:
@@ -216,7 +231,7 @@ def check_path(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
         )
 
 
-def check_drift(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+def rule_drift(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
     copy, source, state = facts.copy, facts.source, facts.state
     if copy.node.kind != "file" or copy.sha256 is None:
         return
@@ -244,9 +259,10 @@ def check_drift(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
         yield Finding("copy.differs", WARNING, f"{desired.dest} differs from {source.path} and no setup record explains it", fix)
 
 
-def check_paranoid(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+def rule_paranoid(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
     kept = desired.keep_paranoid or (facts.state is not None and facts.state.keep_paranoid)
     fix = _setup(desired)
+    blocked = paranoid_blocks_perfmon_on(facts.paranoid, facts.perf_restrict_config)
     if facts.paranoid is None:
         yield Finding("paranoid.unknown", WARNING, f"cannot read {sysctl.PROC_PATH}")
     elif facts.paranoid < MIN_PARANOID:
@@ -256,47 +272,64 @@ def check_paranoid(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
             + (" (kept on purpose: --keep-paranoid)" if kept else ""),
             fix,
         )
+    elif blocked or (blocked is None and facts.copy.caps is not None and "cap_sys_admin" not in facts.copy.caps.permitted):
+        certainty = "blocks" if blocked else "probably blocks (kernel config unreadable)"
+        yield Finding(
+            "paranoid.blocks_group", CRITICAL if blocked else WARNING,
+            f"perf_event_paranoid is {facts.paranoid}: this kernel {certainty} perf for everyone without "
+            "CAP_SYS_ADMIN, members included; the group cannot profile",
+            f"sysctl -w kernel.perf_event_paranoid={TARGET_PARANOID}  # and persist: {fix}",
+        )
     else:
         yield Finding("paranoid.ok", OK, f"perf_event_paranoid is {facts.paranoid}: non-members are locked out")
     if kept:
         return
-    if facts.persisted_paranoid is None:
+    persisted = facts.persisted_paranoid
+    if persisted is None:
         yield Finding("paranoid.not_persisted", WARNING, "no sysctl configuration sets kernel.perf_event_paranoid", fix)
-    elif facts.persisted_paranoid < MIN_PARANOID:
+    elif persisted < MIN_PARANOID or paranoid_blocks_perfmon_on(persisted, facts.perf_restrict_config):
         yield Finding(
             "paranoid.not_persisted", WARNING,
-            f"{facts.persisted_in} sets perf_event_paranoid={facts.persisted_paranoid} at boot", fix,
+            f"{facts.persisted_in} sets perf_event_paranoid={persisted} at boot", fix,
         )
-    state = facts.state
-    if state is not None and state.sysctl_path == desired.sysctl_path:
-        content = facts.sysctl_dropin.content
-        if content is None:
-            yield Finding("sysctl.missing", WARNING, f"{desired.sysctl_path} was deleted", fix)
-        elif sysctl.intact_value(content, desired.group) is None:
-            yield Finding("sysctl.modified", WARNING, f"{desired.sysctl_path} was edited by hand", fix)
 
 
-def check_profile(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
-    wanted = profile.render(desired.group, desired.dest_dir)
-    if facts.profile.content is None:
-        yield Finding(
-            "profile.missing", WARNING,
-            f"{desired.profile_path} is missing: members do not get the privileged perf first on PATH", _setup(desired),
-        )
-    elif facts.profile.content != wanted:
-        yield Finding("profile.modified", WARNING, f"{desired.profile_path} differs from what perfgroup writes", _setup(desired))
+FILE_KINDS = (("profile", "members do not get the privileged perf first on PATH"),
+              ("sysctl", "perf_event_paranoid is not persisted as setup chose"))
 
 
-def check_kernel(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
-    choice = expected_caps(facts, desired)
+def _file_kind(path: str, desired: Desired) -> tuple[str, str]:
+    if path == desired.profile_path:
+        return FILE_KINDS[0]
+    if path == desired.sysctl_path:
+        return FILE_KINDS[1]
+    return ("file", "a file setup wrote")
+
+
+def rule_files(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+    """Every file setup recorded, against the sha256 it recorded."""
+    if facts.state is None:
+        return
+    for path, now in facts.recorded_files:
+        kind, impact = _file_kind(path, desired)
+        if now is None:
+            yield Finding(f"{kind}.missing", WARNING, f"{path} is missing: {impact}", _setup(desired))
+        elif now != facts.state.file_sha(path):
+            yield Finding(f"{kind}.modified", WARNING, f"{path} was edited since setup wrote it", _setup(desired))
+
+
+def rule_kernel(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
     if facts.kptr_restrict == 2:
         yield Finding(
             "kptr_restrict.hidden", WARNING,
             "kptr_restrict=2 hides kernel addresses from everyone: members get no kernel symbols",
             "sysctl -w kernel.kptr_restrict=1 (and persist it), with cap_syslog granted",
         )
-    elif facts.kptr_restrict == 1 and "cap_syslog" not in choice.caps:
-        yield Finding("kptr_restrict.no_syslog", WARNING, "kptr_restrict=1 and no cap_syslog: kernel symbols unresolved", _setup(desired))
+    elif facts.copy.caps is not None and "cap_syslog" not in facts.copy.caps.permitted:
+        yield Finding(
+            "kptr_restrict.no_syslog", WARNING,
+            "the copy lacks cap_syslog: at perf_event_paranoid >= 2 members get no kernel symbols", _setup(desired),
+        )
     if facts.lockdown == "confidentiality":
         yield Finding(
             "lockdown.confidentiality", WARNING,
@@ -311,7 +344,7 @@ def check_kernel(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
         )
 
 
-def check_leftovers(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+def rule_leftovers(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
     if facts.leftovers:
         yield Finding(
             "leftover.temp", WARNING,
@@ -320,8 +353,8 @@ def check_leftovers(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
 
 
 RULES: tuple[Rule, ...] = (
-    check_state, check_group, check_copy_file, check_caps, check_path,
-    check_drift, check_paranoid, check_profile, check_kernel, check_leftovers,
+    rule_state, rule_group, rule_copy_file, rule_caps, rule_path,
+    rule_drift, rule_paranoid, rule_files, rule_kernel, rule_leftovers,
 )
 
 

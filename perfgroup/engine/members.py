@@ -1,15 +1,18 @@
-"""Group membership for the perf group: list, add, remove (local groups only)."""
+"""Group membership for the perf group: list, add, remove (local groups only).
+
+Planned like setup: facts (the group, the users) -> actions with something to do -> apply, then
+the setup record's `members_added` is kept in step so `remove` undoes these additions too.
+"""
 
 from __future__ import annotations
 
-import grp
 import pwd
 
 from . import apply
+from .actions import Action, AddMember, RemoveMember
 from .desired import state_path
 from .errors import RefusedError
-from .facts import group_facts, load_state, user_exists
-from .plan import Action
+from .facts import GroupFacts, group_facts, load_state, user_exists
 from .validate import check_member, check_name
 
 
@@ -24,35 +27,35 @@ def listing(group: str) -> dict[str, object]:
     }
 
 
-def _local_group(group: str) -> None:
-    facts = group_facts(check_name("group", group))
+def plan(facts: GroupFacts, users: list[str], known: dict[str, bool], add: bool) -> tuple[Action, ...]:
+    """Pure: refuse a directory or missing group and unknown users; else the changes needed."""
     if facts.gid is None:
-        raise RefusedError(f"group {group} does not exist; run `perfgroup setup --group {group}` first")
+        raise RefusedError(f"group {facts.name} does not exist; run `perfgroup setup --group {facts.name}` first")
     if not facts.local:
-        raise RefusedError(f"group {group} is managed by the directory (LDAP/SSSD); change its members there")
-
-
-def check(group: str, users: list[str]) -> None:
-    """Refuse a directory or missing group, and bad or unknown user names."""
-    _local_group(group)
+        raise RefusedError(f"group {facts.name} is managed by the directory (LDAP/SSSD); change its members there")
     for user in users:
         check_member(user)
-        if not user_exists(user):
+        if not known.get(user, False):
             raise RefusedError(f"no such user {user!r}")
+    actions: list[Action] = []
+    for user in dict.fromkeys(users):
+        if add and user not in facts.members:
+            actions.append(AddMember(user, "asked with `members add`", group=facts.name))
+        elif not add and user in facts.members:
+            actions.append(RemoveMember(user, "asked with `members remove`", group=facts.name))
+    return tuple(actions)
+
+
+def read_and_plan(group: str, users: list[str], add: bool) -> tuple[Action, ...]:
+    facts = group_facts(check_name("group", group))
+    return plan(facts, users, {user: user_exists(user) for user in users}, add)
 
 
 def change(group: str, users: list[str], add: bool) -> list[str]:
-    """Add or remove users; returns those actually changed. Validates everything first."""
-    check(group, users)
-    current = set(grp.getgrnam(group).gr_mem)
-    changed: list[str] = []
-    for user in dict.fromkeys(users):
-        if add and user not in current:
-            apply.add_member(Action("add_member", user, "", "", params={"group": group}))
-            changed.append(user)
-        elif not add and user in current:
-            apply.remove_member(user, group)
-            changed.append(user)
+    """Add or remove users (validated first); returns those actually changed."""
+    done: list[Action] = []
+    apply.perform(read_and_plan(group, users, add), on_done=done.append)
+    changed = [action.target for action in done]
     if changed:
         record(group, changed, add)
     return changed

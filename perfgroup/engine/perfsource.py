@@ -5,12 +5,12 @@ per-kernel ELF (Ubuntu: /usr/lib/linux-tools/<release>/perf; older Debian: perf_
 Capabilities on a script do nothing, so wrappers are followed to the ELF they run.
 """
 
+from __future__ import annotations
 
 import os
 import re
 import stat
-from collections.abc import Callable
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from .errors import RefusedError
 
@@ -109,7 +109,7 @@ def is_perf_elf(path: str) -> bool:
             if handle.read(4) != ELF_MAGIC:
                 return False
             tail = b""
-            while chunk := handle.read(1 << 20):
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
                 if PERF_MARKER in tail + chunk:
                     return True
                 tail = chunk[-len(PERF_MARKER):]
@@ -176,8 +176,9 @@ def resolve(requested: str, kernel_release: str, depth: int = 0, trusted: Trust 
 
     `trusted(path, stat)` may vouch for a file already proven to be perf (same inode, size and
     times as when setup recorded it), which spares reading the whole binary again."""
+    real = os.path.realpath(requested)
     try:
-        real = os.path.realpath(requested, strict=True)
+        os.stat(real)  # realpath(strict=True) is 3.10+; a loop or a dangling link fails here
     except OSError as error:
         raise RefusedError(f"source perf {requested}: {error.strerror or error}") from None
     info = check_source_file(real)

@@ -1,39 +1,42 @@
-"""Deciding what setup must change: from NodeFacts and Desired to an ordered list of actions.
+"""Deciding what setup must change: from NodeFacts and Desired to an ordered tuple of actions.
 
 Pure. Everything that makes setup refuse (exit 2) is decided here, before anything is touched.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import profile, sysctl
-from .capabilities import CapChoice, FileCaps
-from .desired import COPY_MODE, LIBEXEC_ROOT, MIN_PARANOID, Desired
+from .actions import (
+    Action,
+    AddMember,
+    CleanLeftovers,
+    CreateDir,
+    CreateGroup,
+    FixCopy,
+    InstallCopy,
+    RepairDir,
+    SetParanoid,
+    WriteFile,
+)
+from .capabilities import CapChoice, sort_caps
+from .desired import Desired
 from .errors import RefusedError
-from .facts import NodeFacts
-from .findings import dir_is_safe, expected_caps
-from .perfsource import SYSTEM_DIRS
-from .validate import check_abs_path, check_gid, check_group, check_member
-
-DIR_MODE = 0o755
-FILE_MODE = 0o644
-
-
-@dataclass(frozen=True)
-class Action:
-    """One change to the host. `kind` selects the code in apply.py that performs it."""
-
-    kind: str
-    target: str
-    summary: str
-    why: str
-    before: str = ""
-    after: str = ""
-    params: dict[str, object] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, object]:
-        return {"kind": self.kind, "target": self.target, "summary": self.summary, "why": self.why}
+from .facts import NodeFacts, sha256_text
+from .policy import (
+    COPY_MODE,
+    MIN_PARANOID,
+    TARGET_PARANOID,
+    caps_match,
+    dir_is_safe,
+    expected_caps,
+    is_packaged,
+    managed_dir,
+    paranoid_blocks_perfmon_on,
+    root_equivalent_allowed,
+)
+from .validate import ROOT_EQUIVALENT_FLAG, check_dest_path, check_gid, check_group, check_member
 
 
 @dataclass(frozen=True)
@@ -44,26 +47,24 @@ class Plan:
     source_path: str
     source_sha256: str
     notes: tuple[str, ...] = ()
+    record_missing: bool = False  # no usable setup record: one is written even if nothing else changes
 
     @property
     def changes(self) -> bool:
         return bool(self.actions)
 
 
-def managed_dir(path: str, facts: NodeFacts) -> bool:
-    """Directories perfgroup owns and may repair: its own tree, or ones setup recorded creating."""
-    if path == LIBEXEC_ROOT or path.startswith(LIBEXEC_ROOT + "/"):
-        return True
-    return facts.state is not None and path in facts.state.created_dirs
-
-
 def plan_dirs(facts: NodeFacts, desired: Desired) -> list[Action]:
+    """Outermost first: a directory is repaired before anything inside it is trusted or created,
+    so a user cannot swap an inner directory between two repairs."""
     actions: list[Action] = []
     missing: list[str] = []
-    for node in facts.dirs:  # nearest first
+    for node in reversed(facts.dirs):  # from / down to the copy's directory
         if not node.exists:
             missing.append(node.path)
             continue
+        if missing:
+            raise RefusedError(f"--dest {desired.dest}: {missing[0]} is missing but {node.path} below it exists")
         if node.kind == "symlink":
             raise RefusedError(f"--dest {desired.dest} goes through the symlink {node.path}; give the real path")
         if node.kind != "dir":
@@ -75,29 +76,18 @@ def plan_dirs(facts: NodeFacts, desired: Desired) -> list[Action]:
                 f"--dest {desired.dest} is inside {node.path} (owner uid {node.uid}, mode {node.mode:04o}), "
                 "which a non-root user can write: they could swap the privileged perf"
             )
-        actions.append(Action(
-            "repair_dir", node.path, f"make {node.path} root-owned and not group/other-writable",
-            "a writable directory above the copy lets others replace it",
-            before=f"uid {node.uid} mode {node.mode:04o}", after=f"uid 0 mode {node.mode & ~0o022:04o}",
-            params={"mode": node.mode & ~0o022 & 0o7777},
-        ))
-    for path in reversed(missing):
-        actions.append(Action(
-            "create_dir", path, f"create directory {path} (root:root 0755)", "holds the privileged perf",
-            after="directory root:root 0755",
-        ))
+        mode = node.mode & ~0o022 & 0o7777
+        actions.append(RepairDir(node.path, "a writable directory above the copy lets others replace it",
+                                 mode=mode, was=f"uid {node.uid} mode {node.mode:04o}"))
+    actions += [CreateDir(path, "holds the privileged perf") for path in missing]
     return actions
 
 
 def check_dest(facts: NodeFacts, desired: Desired) -> None:
-    check_abs_path("--dest", desired.dest)
+    check_dest_path(desired.dest)
     if desired.dest.endswith("/"):
         raise RefusedError(f"--dest {desired.dest} names a directory; give the file path")
-    packaged = {f"{d}/perf" for d in SYSTEM_DIRS}
-    for path in (facts.source.path, facts.source.requested):
-        if path:
-            packaged.add(path)
-    if desired.dest in packaged or facts.dest_realpath in facts.packaged_realpaths:
+    if is_packaged(desired.dest, facts):
         raise RefusedError(f"--dest {desired.dest} is the packaged perf; perfgroup never modifies it in place")
     if facts.nosuid:
         raise RefusedError(
@@ -106,7 +96,7 @@ def check_dest(facts: NodeFacts, desired: Desired) -> None:
     node = facts.copy.node
     if node.exists and node.kind not in ("file", "symlink"):
         raise RefusedError(f"--dest {desired.dest} exists and is a {node.kind}")
-    recorded = facts.state is not None and facts.state.dest == desired.dest
+    recorded = facts.state is not None and desired.dest in (facts.state.dest, *facts.state.copies)
     if node.exists and not recorded and not managed_dir(desired.dest_dir, facts):
         raise RefusedError(
             f"--dest {desired.dest} already exists and perfgroup did not create it; move it away or choose another path"
@@ -119,12 +109,7 @@ def plan_group(facts: NodeFacts, desired: Desired) -> tuple[list[Action], str, l
     if group.gid is None:
         if desired.gid is not None and facts.gid_owner is not None:
             raise RefusedError(f"--gid {desired.gid} already belongs to group {facts.gid_owner}")
-        gid_text = f"gid {desired.gid}" if desired.gid is not None else "a system gid"
-        return [Action(
-            "create_group", desired.group, f"create group {desired.group} ({gid_text})",
-            "only its members may run the privileged perf", after=f"group {desired.group}",
-            params={"gid": desired.gid},
-        )], "created", notes
+        return [CreateGroup(desired.group, "only its members may run the privileged perf", gid=desired.gid)], "created", notes
     if desired.gid is not None and desired.gid != group.gid:
         raise RefusedError(
             f"group {desired.group} exists with gid {group.gid}, not --gid {desired.gid}; perfgroup will not renumber it"
@@ -143,7 +128,7 @@ def plan_group(facts: NodeFacts, desired: Desired) -> tuple[list[Action], str, l
 
 
 def plan_members(facts: NodeFacts, desired: Desired, origin: str) -> list[Action]:
-    actions = []
+    actions: list[Action] = []
     for name in desired.members:
         if not facts.users.get(name, False):
             raise RefusedError(f"--member {name}: no such user")
@@ -153,18 +138,8 @@ def plan_members(facts: NodeFacts, desired: Desired, origin: str) -> list[Action
             raise RefusedError(
                 f"--member {name}: group {desired.group} is managed by the directory (LDAP/SSSD); add the member there"
             )
-        actions.append(Action(
-            "add_member", name, f"add {name} to {desired.group}", "asked with --member",
-            after=f"{name} in {desired.group} (effective at their next login)", params={"group": desired.group},
-        ))
+        actions.append(AddMember(name, "asked with --member", group=desired.group))
     return actions
-
-
-def caps_match(caps: FileCaps | None, choice: CapChoice) -> bool:
-    return (
-        caps is not None and caps.permitted == choice.caps and caps.effective
-        and not caps.inheritable and not caps.namespaced and caps.revision == 2
-    )
 
 
 def copy_needs_reinstall(facts: NodeFacts) -> str | None:
@@ -185,69 +160,89 @@ def copy_needs_reinstall(facts: NodeFacts) -> str | None:
     return None
 
 
-def plan_copy(facts: NodeFacts, desired: Desired, choice: CapChoice, gid_known: bool) -> list[Action]:
-    copy = facts.copy
-    after = f"root:{desired.group} 0750 {choice.text()}"
-    params: dict[str, object] = {"source": facts.source.path, "caps": sorted(choice.caps), "group": desired.group}
+def plan_copy(facts: NodeFacts, desired: Desired, choice: CapChoice) -> list[Action]:
+    caps = tuple(sort_caps(choice.caps))
+    source = facts.source.path or ""
     reason = copy_needs_reinstall(facts)
     if reason is not None:
-        return [Action(
-            "install_copy", desired.dest, f"install {facts.source.path} as {desired.dest} ({after})",
-            f"copy {reason}", before=reason, after=after, params=params,
-        )]
-    node = copy.node
+        return [InstallCopy(desired.dest, f"copy {reason}", source=source, caps=caps, group=desired.group, reason=reason)]
+    node = facts.copy.node
     problems = []
-    if not gid_known or node.gid != facts.group.gid:
+    if facts.group.gid is None or node.gid != facts.group.gid:
         problems.append(f"group gid {node.gid}")
     if node.mode != COPY_MODE:
         problems.append(f"mode {node.mode:04o}")
-    if not caps_match(copy.caps, choice):
-        problems.append(f"caps {copy.caps.text() if copy.caps else 'none'}")
+    if not caps_match(facts.copy.caps, choice):
+        problems.append(f"caps {facts.copy.caps.text() if facts.copy.caps else 'none'}")
     if not problems:
         return []
-    return [Action(
-        "fix_copy", desired.dest, f"set {desired.dest} to {after}", "; ".join(problems) + " differ",
-        before=", ".join(problems), after=after, params=params,
-    )]
+    return [FixCopy(desired.dest, "; ".join(problems) + " differ", caps=caps, group=desired.group,
+                    problems=", ".join(problems))]
 
 
-def paranoid_targets(facts: NodeFacts, desired: Desired) -> tuple[int, str]:
-    """(value to persist, rendered drop-in). An intact drop-in's value (>= 2) is kept as is."""
-    kept = sysctl.intact_value(facts.sysctl_dropin.content, desired.group)
-    if kept is not None and kept >= MIN_PARANOID:
-        value = kept
-    else:
-        value = max(facts.paranoid if facts.paranoid is not None else MIN_PARANOID, MIN_PARANOID)
-    return value, sysctl.render_dropin(desired.group, value)
-
-
-def plan_paranoid(facts: NodeFacts, desired: Desired) -> list[Action]:
+def plan_paranoid(facts: NodeFacts, desired: Desired) -> tuple[list[Action], list[str]]:
+    """perf_event_paranoid to 2: below it everyone profiles system-wide; at Debian's 3 or Ubuntu's 4
+    CAP_PERFMON does not pass, so the group could not work at all."""
+    blocked = paranoid_blocks_perfmon_on(facts.paranoid, facts.perf_restrict_config)
     if desired.keep_paranoid:
-        return []
-    actions = []
-    value, text = paranoid_targets(facts, desired)
-    if facts.paranoid is None or facts.paranoid < MIN_PARANOID:
-        actions.append(Action(
-            "set_paranoid", sysctl.PROC_PATH, f"raise kernel.perf_event_paranoid {facts.paranoid} -> {value}",
-            "below 2 every user can profile system-wide; the group is meant to be the only way in",
-            before=str(facts.paranoid), after=str(value), params={"value": value},
+        if blocked is not False:
+            raise RefusedError(
+                f"perf_event_paranoid is {facts.paranoid} and this kernel "
+                f"{'blocks' if blocked else 'may block (kernel config unreadable)'} perf for everyone without "
+                "CAP_SYS_ADMIN, members included; drop --keep-paranoid so setup sets 2 (others keep per-process, "
+                "user-space-only perf)"
+            )
+        return [], []
+    actions: list[Action] = []
+    notes: list[str] = []
+    live = facts.paranoid
+    if live is None or live < MIN_PARANOID:
+        actions.append(SetParanoid(sysctl.PROC_PATH, "below 2 every user can profile beyond their own processes",
+                                   value=TARGET_PARANOID, was=live))
+    elif blocked is not False and live != TARGET_PARANOID:
+        actions.append(SetParanoid(
+            sysctl.PROC_PATH, f"{live} blocks CAP_PERFMON on this kernel: the group could not profile at all",
+            value=TARGET_PARANOID, was=live,
         ))
+        notes.append(
+            f"perf_event_paranoid {live} -> {TARGET_PARANOID} (the upstream default): non-members may again profile "
+            "their own processes in user space, nothing more; system-wide and kernel profiling stay with the group"
+        )
+    text = sysctl.render_dropin(desired.group, TARGET_PARANOID)
     if facts.sysctl_dropin.content != text:
-        actions.append(write_file_action(desired.sysctl_path, facts.sysctl_dropin.content, text, "persist perf_event_paranoid across reboots", "write_sysctl"))
-    return actions
-
-
-def write_file_action(path: str, before: str | None, text: str, why: str, step: str) -> Action:
-    verb = "create" if before is None else "rewrite"
-    return Action("write_file", path, f"{verb} {path}", why, before=before or "", after=text,
-                  params={"content": text, "step": step})
+        actions.append(WriteFile(desired.sysctl_path, "persist perf_event_paranoid across reboots", content=text,
+                                 old=facts.sysctl_dropin.content, step="write_sysctl"))
+    return actions, notes
 
 
 def plan_profile(facts: NodeFacts, desired: Desired) -> list[Action]:
     text = profile.render(desired.group, desired.dest_dir)
     if facts.profile.content == text:
         return []
-    return [write_file_action(desired.profile_path, facts.profile.content, text, "members find the privileged perf first on PATH", "write_profile")]
+    return [WriteFile(desired.profile_path, "members find the privileged perf first on PATH", content=text,
+                      old=facts.profile.content, step="write_profile")]
+
+
+def planned_files(desired: Desired) -> tuple[tuple[str, str], ...]:
+    """(path, sha256) of every file setup writes, for the record."""
+    files = [(desired.profile_path, profile.render(desired.group, desired.dest_dir))]
+    if not desired.keep_paranoid:
+        files.append((desired.sysctl_path, sysctl.render_dropin(desired.group, TARGET_PARANOID)))
+    return tuple((path, sha256_text(text)) for path, text in files)
+
+
+def check_power(facts: NodeFacts, desired: Desired, choice: CapChoice) -> list[str]:
+    """Root-equivalent capabilities need the loud opt-in; with it the plan says so loudly."""
+    dangerous = sort_caps(choice.root_equivalent)
+    if not dangerous:
+        return []
+    if not root_equivalent_allowed(facts, desired):
+        raise RefusedError(
+            f"this kernel has no CAP_PERFMON: a perf group needs {','.join(dangerous)}, with which every member "
+            f"can become root; refusing. Alternatives: per-job access on exclusive nodes (batch prolog/epilog), "
+            f"or lowering perf_event_paranoid for everyone; {ROOT_EQUIVALENT_FLAG} grants it anyway"
+        )
+    return [f"MEMBERS CAN BECOME ROOT: the copy carries {','.join(dangerous)} (allowed with {ROOT_EQUIVALENT_FLAG})"]
 
 
 def preflight(facts: NodeFacts, desired: Desired) -> None:
@@ -260,6 +255,8 @@ def preflight(facts: NodeFacts, desired: Desired) -> None:
     plan_dirs(facts, desired)
     check_dest(facts, desired)
     plan_members(facts, desired, plan_group(facts, desired)[1])
+    plan_paranoid(facts, desired)
+    check_power(facts, desired, expected_caps(facts, desired))
 
 
 def make(facts: NodeFacts, desired: Desired) -> Plan:
@@ -267,25 +264,22 @@ def make(facts: NodeFacts, desired: Desired) -> Plan:
     preflight(facts, desired)
     if facts.source.error or not facts.source.path or not facts.source.sha256:
         raise RefusedError(facts.source.error or "source perf could not be read")
-    dir_actions = plan_dirs(facts, desired)
     group_actions, origin, notes = plan_group(facts, desired)
-    member_actions = plan_members(facts, desired, origin)
     choice = expected_caps(facts, desired)
-    actions = [
-        *group_actions, *dir_actions,
-        *plan_copy(facts, desired, choice, gid_known=facts.group.gid is not None),
-        *plan_profile(facts, desired), *plan_paranoid(facts, desired), *member_actions,
+    notes += check_power(facts, desired, choice)
+    paranoid_actions, paranoid_notes = plan_paranoid(facts, desired)
+    actions: list[Action] = [
+        *group_actions, *plan_dirs(facts, desired), *plan_copy(facts, desired, choice),
+        *plan_profile(facts, desired), *paranoid_actions, *plan_members(facts, desired, origin),
     ]
+    notes += paranoid_notes
     if facts.leftovers:
-        actions.append(Action("clean_leftovers", desired.dest_dir, f"delete {len(facts.leftovers)} leftover temp files",
-                              "an interrupted run left them", params={"paths": list(facts.leftovers)}))
+        actions.append(CleanLeftovers(desired.dest_dir, "an interrupted run left them", paths=facts.leftovers))
     if facts.state is None:
-        notes.append(f"no usable setup record ({facts.state_error}): one will be written")
-        actions.append(Action("write_state", desired.state_path, f"record this setup in {desired.state_path}",
-                              "remove and audit rely on it"))
+        notes.append(f"no usable setup record ({facts.state_error}): one will be written to {desired.state_path}")
     if facts.source.requested and facts.source.requested != facts.source.path:
         notes.append(f"{facts.source.requested} is a wrapper; the ELF it runs is {facts.source.path}")
     return Plan(
-        actions=tuple(actions), caps=choice, group_origin=origin,
-        source_path=facts.source.path, source_sha256=facts.source.sha256, notes=tuple(notes),
+        actions=tuple(actions), caps=choice, group_origin=origin, source_path=facts.source.path,
+        source_sha256=facts.source.sha256, notes=tuple(notes), record_missing=facts.state is None,
     )

@@ -1,102 +1,126 @@
-"""Undo exactly what setup recorded, and nothing else."""
+"""Undo exactly what setup recorded, and nothing else.
+
+Planned like setup: facts (what of the record still exists) -> a tuple of actions that each have
+something to do -> apply. A record is trusted only for paths setup could have made: recorded copies
+are deleted only while they are perf executables, files only at the paths setup derives for the
+group, directories only when empty and above a recorded copy.
+"""
 
 from __future__ import annotations
 
 import grp
 import os
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from . import apply
-from .desired import state_path
+from . import perfsource
+from .actions import Action, DeleteCopy, DeleteDir, DeleteFile, DeleteGroup, RemoveMember
+from .desired import TMP_PREFIX, default_dest, profile_path, state_path, sysctl_path
 from .errors import RefusedError
 from .facts import load_state
 from .state import State
 
 
-@dataclass(frozen=True)
-class Step:
-    kind: str
-    target: str
-    summary: str
+class RemoveFacts(NamedTuple):
+    group: str
+    state: State | None
+    state_error: str | None
+    copies: tuple[tuple[str, bool], ...] = ()  # (path, still there)
+    files: tuple[tuple[str, bool], ...] = ()
+    dirs: tuple[tuple[str, tuple[str, ...] | None], ...] = ()  # (path, its entries, or None if not a directory)
+    group_exists: bool = False
+    group_members: tuple[str, ...] = ()
+    leftovers_of_unrecorded: tuple[str, ...] = ()  # default paths that exist although no record does
 
 
-@dataclass
-class RemoveResult:
-    steps: list[Step] = field(default_factory=list)
-    done: list[Step] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+def derived_files(group: str) -> tuple[str, ...]:
+    """The only files remove may delete: the paths setup derives for this group."""
+    return (profile_path(group), sysctl_path(group))
 
 
-def load(group: str) -> State:
-    path = state_path(group)
-    state, error = load_state(path)
-    if state is None:
-        raise RefusedError(
-            f"no usable setup record for group {group} ({path} is {error}); remove will not guess what "
-            f"perfgroup made. Inspect with `perfgroup audit --group {group}` and delete by hand"
-        )
-    if state.group != group:
-        raise RefusedError(f"{path} records group {state.group!r}, not {group!r}; refusing")
-    return state
+def _copy_present(path: str) -> bool:
+    """Still a copy setup made: a perf ELF (or a name a planted symlink took over)."""
+    if os.path.islink(path):
+        return True
+    return os.path.isfile(path) and perfsource.is_perf_elf(path)
 
 
-def plan(state: State) -> list[Step]:
-    steps = [Step("delete_copy", state.dest, f"strip capabilities from and delete {state.dest}")]
-    steps.append(Step("delete_file", state.profile_path, f"delete {state.profile_path}"))
-    if state.sysctl_path:
-        steps.append(Step("delete_file", state.sysctl_path, f"delete {state.sysctl_path} (the live value is kept)"))
-    for directory in sorted(state.created_dirs, key=len, reverse=True):
-        steps.append(Step("delete_dir", directory, f"delete {directory} if empty"))
-    if state.group_created:
-        steps.append(Step("delete_group", state.group, f"delete group {state.group} (setup created it)"))
-    else:
-        for user in state.members_added:
-            steps.append(Step("remove_member", user, f"remove {user} from {state.group} (setup added them)"))
-    steps.append(Step("delete_state", state_path(state.group), f"delete the record {state_path(state.group)}"))
-    return steps
-
-
-def _member_of(user: str, group: str) -> bool:
+def _entries(path: str) -> tuple[str, ...] | None:
+    if os.path.islink(path) or not os.path.isdir(path):
+        return None
     try:
-        return user in grp.getgrnam(group).gr_mem
+        return tuple(sorted(os.listdir(path)))
+    except OSError:
+        return None
+
+
+def read(group: str) -> RemoveFacts:
+    state, error = load_state(state_path(group))
+    try:
+        entry = grp.getgrnam(group)
+        exists, members = True, tuple(entry.gr_mem)
     except KeyError:
-        return False
-
-
-def run_step(step: Step, state: State) -> bool:
-    """Perform one step; False when there was nothing left to do."""
-    if step.kind == "delete_copy":
-        found = apply.delete_copy(step.target)
-        apply.clean_leftovers(os.path.dirname(step.target))
-        return found
-    if step.kind in ("delete_file", "delete_state"):
-        return apply.remove_path(step.target, f"{step.kind}:{os.path.basename(step.target)}")
-    if step.kind == "delete_dir":
-        return apply.remove_dir(step.target)
-    if step.kind == "delete_group":
-        try:
-            grp.getgrnam(step.target)
-        except KeyError:
-            return False
-        apply.delete_group(step.target)
-        return True
-    if step.kind == "remove_member":
-        if not _member_of(step.target, state.group):
-            return False
-        apply.remove_member(step.target, state.group)
-        return True
-    raise ValueError(step.kind)
-
-
-def remove(group: str, dry_run: bool) -> RemoveResult:
-    state = load(group)
-    result = RemoveResult(steps=plan(state))
-    result.notes.append(
-        "kernel.perf_event_paranoid keeps its live value; without the drop-in, boot applies the distribution default"
+        exists, members = False, ()
+    if state is None:
+        defaults = (default_dest(group), *derived_files(group), state_path(group))
+        present = tuple(path for path in defaults if os.path.lexists(path))
+        return RemoveFacts(group, None, error, group_exists=exists, group_members=members,
+                           leftovers_of_unrecorded=present)
+    copies = tuple(dict.fromkeys((*state.copies, state.dest)))
+    allowed = set(derived_files(group))
+    files = tuple((path, os.path.lexists(path)) for path, _ in state.files if path in allowed)
+    parents = {os.path.dirname(copy) for copy in copies}
+    dirs = tuple((d, _entries(d)) for d in state.created_dirs if any(p == d or p.startswith(d + "/") for p in parents))
+    return RemoveFacts(
+        group, state, None, copies=tuple((c, _copy_present(c)) for c in copies), files=files, dirs=dirs,
+        group_exists=exists, group_members=members,
     )
-    if dry_run:
-        return result
-    for step in result.steps:
-        if run_step(step, state):
-            result.done.append(step)
-    return result
+
+
+def check(facts: RemoveFacts) -> None:
+    """Refuse when perfgroup files exist but no usable record says what setup made."""
+    if facts.state is None and facts.leftovers_of_unrecorded:
+        raise RefusedError(
+            f"no usable setup record for group {facts.group} ({state_path(facts.group)} is {facts.state_error}) "
+            f"but {', '.join(facts.leftovers_of_unrecorded)} exist; remove will not guess what perfgroup made. "
+            f"Inspect with `perfgroup audit --group {facts.group}` and delete by hand"
+        )
+    if facts.state is not None and facts.state.group != facts.group:
+        raise RefusedError(f"{state_path(facts.group)} records group {facts.state.group!r}, not {facts.group!r}; refusing")
+
+
+def plan(facts: RemoveFacts) -> tuple[Action, ...]:
+    """Only the steps that still have something to do, in a safe order (the record goes last)."""
+    check(facts)
+    state = facts.state
+    if state is None:
+        return ()
+    actions: list[Action] = [DeleteCopy(path, "the privileged copy") for path, present in facts.copies if present]
+    for path, present in facts.files:
+        if present:
+            why = "the live value is kept" if path == sysctl_path(facts.group) else "setup wrote it"
+            actions.append(DeleteFile(path, why, step=f"delete_file:{os.path.basename(path)}"))
+    gone = {a.target for a in actions}
+    for path, entries in sorted(facts.dirs, key=lambda item: len(item[0]), reverse=True):
+        # Empty once the copies and inner directories go (temp files a killed run left go with the copy).
+        left = [n for n in entries or () if f"{path}/{n}" not in gone and not n.startswith(TMP_PREFIX)]
+        if entries is not None and not left:
+            actions.append(DeleteDir(path, "setup created it"))
+            gone.add(path)
+    if state.group_created and facts.group_exists:
+        actions.append(DeleteGroup(state.group, "setup created it"))
+    elif facts.group_exists:
+        actions += [RemoveMember(user, "setup added them", group=state.group)
+                    for user in state.members_added if user in facts.group_members]
+    actions.append(DeleteFile(state_path(state.group), "the record of this setup", step="delete_state:" +
+                              os.path.basename(state_path(state.group))))
+    return tuple(actions)
+
+
+def notes(facts: RemoveFacts) -> list[str]:
+    if facts.state is None:
+        return [f"nothing to remove: no setup record and no perfgroup files for group {facts.group}"]
+    before = facts.state.paranoid_before
+    return [
+        "kernel.perf_event_paranoid keeps its live value; without the drop-in, boot applies the distribution default"
+        + (f" (it was {before} before setup)" if before is not None else "")
+    ]

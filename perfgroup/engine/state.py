@@ -1,11 +1,17 @@
 """The record setup leaves under /var/lib/perfgroup: what it made, so audit sees drift and remove
-can undo exactly that and nothing else."""
+can undo exactly that and nothing else.
 
+The record evolves: optional fields take the type's defaults, and records written by older
+versions are migrated (MIGRATIONS), never rejected. tests/unit/data/ keeps a frozen record of
+every schema, and a test loads each.
+"""
+
+from __future__ import annotations
 
 import json
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
-SCHEMA = 1
+SCHEMA = 2
 
 
 class StatKey(NamedTuple):
@@ -21,40 +27,40 @@ class StatKey(NamedTuple):
 class State(NamedTuple):
     group: str
     gid: int
-    group_created: bool
-    group_source: str  # "local" or "directory"
     dest: str
-    created_dirs: tuple[str, ...]
     source: str
     source_sha256: str
-    source_stat: StatKey | None
     copy_sha256: str
-    copy_stat: StatKey | None
     caps: tuple[str, ...]
-    caps_reason: str
-    caps_override: bool
-    keep_paranoid: bool
-    paranoid_before: int | None
-    profile_path: str
-    profile_sha256: str
-    sysctl_path: str | None
-    sysctl_sha256: str | None
+    group_created: bool = False
+    source_stat: StatKey | None = None
+    copy_stat: StatKey | None = None
+    copies: tuple[str, ...] = ()  # every copy path setup ever installed (dest changes leave none behind)
+    created_dirs: tuple[str, ...] = ()
+    caps_override: bool = False
+    root_equivalent_allowed: bool = False
+    keep_paranoid: bool = False
+    paranoid_before: int | None = None
+    files: tuple[tuple[str, str], ...] = ()  # (path, sha256) of every file setup wrote
     members_added: tuple[str, ...] = ()
     updated_at: str = ""
     schema: int = SCHEMA
-    notes: tuple[str, ...] = ()
 
-    def as_dict(self) -> dict[str, object]:
+    def file_sha(self, path: str) -> str | None:
+        return dict(self.files).get(path)
+
+    def as_dict(self) -> dict[str, Any]:
         data = self._asdict()
         for key in ("source_stat", "copy_stat"):
             value = data[key]
             data[key] = value._asdict() if value is not None else None
+        data["files"] = dict(self.files)
         return data
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), indent=2, sort_keys=True) + "\n"
 
-    def same_as(self, other: "State | None") -> bool:
+    def same_as(self, other: State | None) -> bool:
         """Equal in everything but the time stamp (so a no-op run does not rewrite it)."""
         if other is None:
             return False
@@ -65,12 +71,55 @@ class StateError(ValueError):
     pass
 
 
+def _from_schema_1(raw: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 (perfgroup 0.1): profile/sysctl paths and hashes as fields, no copy history."""
+    from .capabilities import ROOT_EQUIVALENT_CAPS
+
+    files = {raw.get("profile_path"): raw.get("profile_sha256"), raw.get("sysctl_path"): raw.get("sysctl_sha256")}
+    out = {k: v for k, v in raw.items() if k not in (
+        "profile_path", "profile_sha256", "sysctl_path", "sysctl_sha256", "caps_reason", "group_source", "notes")}
+    out["files"] = {path: sha for path, sha in files.items() if path and sha}
+    out["copies"] = [raw["dest"]] if raw.get("dest") else []
+    out["root_equivalent_allowed"] = bool(set(raw.get("caps") or ()) & ROOT_EQUIVALENT_CAPS)
+    out["schema"] = 2
+    return out
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _from_schema_1}
+
+
 def _stat_key(value: object) -> StatKey | None:
     if value is None:
         return None
     if not isinstance(value, dict):
         raise StateError("stat entry is not an object")
-    return StatKey(**{k: int(value[k]) for k in ("dev", "ino", "size", "mtime_ns", "ctime_ns")})
+    return StatKey(**{k: int(value[k]) for k in StatKey._fields})
+
+
+def _migrate(raw: dict[str, Any]) -> dict[str, Any]:
+    schema = raw.get("schema")
+    while schema != SCHEMA:
+        if not isinstance(schema, int) or schema not in MIGRATIONS:
+            raise StateError(f"unknown schema {schema!r}")
+        raw = MIGRATIONS[schema](raw)
+        schema = raw.get("schema")
+    return raw
+
+
+def _typed(values: dict[str, Any]) -> dict[str, Any]:
+    for key in ("created_dirs", "caps", "members_added", "copies"):
+        if key in values:
+            values[key] = tuple(str(item) for item in values[key])
+    if "files" in values:
+        if not isinstance(values["files"], dict):
+            raise StateError("files is not an object")
+        values["files"] = tuple(sorted((str(k), str(v)) for k, v in values["files"].items()))
+    for key in ("source_stat", "copy_stat"):
+        values[key] = _stat_key(values.get(key))
+    return values
+
+
+REQUIRED = tuple(name for name in State._fields if name not in State._field_defaults)
 
 
 def parse(text: str) -> State:
@@ -81,21 +130,15 @@ def parse(text: str) -> State:
         raise StateError(f"not JSON ({error.msg} at line {error.lineno})") from None
     if not isinstance(raw, dict):
         raise StateError("not a JSON object")
-    if raw.get("schema") != SCHEMA:
-        raise StateError(f"unknown schema {raw.get('schema')!r}")
-    known = set(State._fields)
-    missing = sorted(name for name in known if name not in raw and name not in ("members_added", "notes", "updated_at"))
+    raw = _migrate(raw)
+    missing = [name for name in REQUIRED if name not in raw]
     if missing:
         raise StateError(f"missing {', '.join(missing)}")
     try:
-        values = {k: v for k, v in raw.items() if k in known}
-        for key in ("created_dirs", "caps", "members_added", "notes"):
-            values[key] = tuple(str(item) for item in values.get(key, ()))
-        values["source_stat"] = _stat_key(values["source_stat"])
-        values["copy_stat"] = _stat_key(values["copy_stat"])
+        values = _typed({k: v for k, v in raw.items() if k in State._fields})
         state = State(**values)
-    except (TypeError, KeyError, ValueError) as error:
+    except (TypeError, KeyError, ValueError, AttributeError) as error:
         raise StateError(f"malformed record ({error})") from None
-    if not isinstance(state.gid, int) or not isinstance(state.dest, str):
-        raise StateError("malformed record (gid or dest)")
+    if not isinstance(state.gid, int) or not isinstance(state.dest, str) or not isinstance(state.group, str):
+        raise StateError("malformed record (group, gid or dest)")
     return state

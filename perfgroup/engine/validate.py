@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-from .capabilities import ESCALATION_CAPS, CapabilityError, parse_cap_list
+from .capabilities import PROFILING_CAPS, ROOT_EQUIVALENT_CAPS, CapabilityError, parse_cap_list, sort_caps
 from .desired import Desired, default_dest
 from .errors import RefusedError
 
@@ -67,6 +67,21 @@ def check_gid(gid: int | None) -> int | None:
     return gid
 
 
+# Characters that change what a PATH entry or the shell snippet means: ':' splits PATH, the rest
+# are quoting, expansion or line structure in sh/csh.
+UNSAFE_PATH_CHARS = frozenset(':\n\r\t\0$`"\'\\!*?[]{}()<>|;&~# ')
+
+
+def check_dest_path(path: str) -> str:
+    """--dest ends up in members' PATH and in shell snippets: only plain path characters."""
+    check_abs_path("--dest", path)
+    bad = sorted(set(path) & UNSAFE_PATH_CHARS)
+    if bad:
+        raise RefusedError(f"--dest {path!r} contains {''.join(bad)!r}, which would change the meaning of PATH "
+                           "or of the shell snippet; use letters, digits, '/', '.', '_', '-', '+', '@', ',', '='")
+    return path
+
+
 def check_abs_path(kind: str, path: str) -> str:
     if not path or not os.path.isabs(path):
         raise RefusedError(f"{kind} {path!r} must be an absolute path")
@@ -77,25 +92,37 @@ def check_abs_path(kind: str, path: str) -> str:
     return path
 
 
-def check_caps(text: str, allow_escalation: bool) -> frozenset[str]:
-    """Parse an explicit --caps list and refuse escalation paths unless explicitly forced."""
+ROOT_EQUIVALENT_FLAG = "--allow-root-equivalent"
+
+
+def check_caps(text: str, allow_root_equivalent: bool) -> frozenset[str]:
+    """Parse an explicit --caps list. Members run their own code inside perf (perf script), so any
+    capability on the copy is theirs: beyond profiling needs the loud opt-in."""
     try:
         caps = parse_cap_list(text)
     except CapabilityError as error:
         raise RefusedError(f"--caps: {error}") from None
-    dangerous = sorted(caps & ESCALATION_CAPS)
-    if dangerous and not allow_escalation:
+    if allow_root_equivalent:
+        return caps
+    dangerous = sort_caps(caps & ROOT_EQUIVALENT_CAPS)
+    if dangerous:
         raise RefusedError(
-            f"--caps: {','.join(dangerous)} would let members become root; refusing "
-            "(--allow-escalation-caps overrides, and hands root to the group)"
+            f"--caps: {','.join(dangerous)} would let members become root (perf script runs their code with "
+            f"the copy's capabilities); refusing ({ROOT_EQUIVALENT_FLAG} overrides and hands root to the group)"
+        )
+    beyond = sort_caps(caps - PROFILING_CAPS)
+    if beyond:
+        raise RefusedError(
+            f"--caps: {','.join(beyond)} is not needed for profiling and every member could use it for "
+            f"anything (perf script runs their code); refusing ({ROOT_EQUIVALENT_FLAG} overrides)"
         )
     return caps
 
 
 def desired_from_input(
-    group: str, dest: str | None = None, members: tuple[str, ...] = (), gid: int | None = None,
+    *, group: str, dest: str | None = None, members: tuple[str, ...] = (), gid: int | None = None,
     source: str | None = None, caps: str | None = None, keep_paranoid: bool = False, install_perf: bool = False,
-    allow_privileged_group: bool = False, allow_escalation_caps: bool = False,
+    allow_privileged_group: bool = False, allow_root_equivalent: bool = False,
 ) -> Desired:
     """Every check of what an administrator typed, in one place for the CLI and the Ansible
     module; nothing here looks at the host, so a bad input is refused before anything else."""
@@ -104,13 +131,13 @@ def desired_from_input(
     for member in members:
         check_member(member)
     if dest is not None:
-        check_abs_path("--dest", dest)
+        check_dest_path(dest)
     if source is not None:
         check_abs_path("--perf", source)
     auto = caps is not None and caps.strip().lower() == "auto"
-    override = check_caps(caps, allow_escalation_caps) if caps is not None and not auto else None
+    override = check_caps(caps, allow_root_equivalent) if caps is not None and not auto else None
     return Desired(
         group=group, dest=dest or default_dest(group), members=tuple(members), gid=gid, source=source,
         caps_override=override, caps_auto=auto, keep_paranoid=keep_paranoid, install_perf=install_perf,
-        allow_privileged_group=allow_privileged_group, allow_escalation_caps=allow_escalation_caps,
+        allow_privileged_group=allow_privileged_group, allow_root_equivalent=allow_root_equivalent,
     )

@@ -3,8 +3,10 @@ through the copy; the same identity without the group must be refused."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 NOBODY = 65534
 PERF_ARGS = ("stat", "-a", "-e", "cpu-clock", "--", "true")
@@ -54,10 +56,23 @@ class VerifyResult:
         return out
 
 
+def drop_to(uid: int, gid: int, groups: list[int]) -> Callable[[], None]:
+    """Child-side switch to an unprivileged identity (subprocess's user=/extra_groups= are 3.9+).
+    setuid from root to a non-zero uid clears every capability, so the exec that follows gets
+    only what the file grants: a 0750 copy stays closed to a non-member."""
+
+    def switch() -> None:
+        os.setgroups(groups)
+        os.setgid(gid)
+        os.setuid(uid)
+
+    return switch
+
+
 def probe(executable: str, groups: list[int]) -> Probe:
     try:
         result = subprocess.run(
-            [executable, *PERF_ARGS], user=NOBODY, group=NOBODY, extra_groups=groups,
+            [executable, *PERF_ARGS], preexec_fn=drop_to(NOBODY, NOBODY, groups),
             env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"}, cwd="/", stdin=subprocess.DEVNULL,
             capture_output=True, text=True, timeout=TIMEOUT, check=False,
         )

@@ -42,7 +42,7 @@ def test_changes_are_logged_to_syslog(make_node: Any) -> None:
     text = "\n".join(lines)
     assert all(line.startswith("<85>") for line in lines), lines  # authpriv.notice
     assert "create_group perf_users: absent -> gid" in text and "by root (sudo from admin1)" in text
-    assert "install_copy /usr/local/libexec/perfgroup/perf_users/perf: missing -> root:perf_users 0750 cap_perfmon=ep" in text
+    assert "install_copy /usr/local/libexec/perfgroup/perf_users/perf: missing -> root:perf_users 0750 cap_ipc_lock,cap_syslog,cap_perfmon=ep" in text
     assert "add_member perf_users: - -> +alice" in text
     assert "write_file /etc/sysctl.d/90-perfgroup-perf_users.conf" in text
     assert "delete_copy /usr/local/libexec/perfgroup/perf_users/perf: present -> absent by root" in text

@@ -98,7 +98,7 @@ def assert_each_artifact_before_or_after(node: Node) -> None:
         info = copy.stat()
         assert (info.st_mode & 0o7777, info.st_uid, info.st_nlink) == (0o750, 0, 1)
         assert sha(copy.read_bytes()) == sha(node.path("/usr/bin/perf").read_bytes())
-        assert "cap_perfmon=ep" in node.ok(f"getcap {DEST}")
+        assert "cap_ipc_lock,cap_syslog,cap_perfmon=ep" in node.ok(f"getcap {DEST}")
     for path, marker in ((PROFILE, "perfgroup"), (SYSCTL, "kernel.perf_event_paranoid = 2")):
         file = node.path(path)
         if file.exists():
@@ -270,7 +270,7 @@ def test_read_only_etc_while_writing(make_node: Any) -> None:
     assert not any(name.startswith(".perfgroup-tmp-") for name in os.listdir(node.path("/etc/sysctl.d")))
     assert not node.path(SYSCTL).exists()
     # What came before is complete, and the copy is safe.
-    assert "cap_perfmon=ep" in node.ok(f"getcap {DEST}")
+    assert "cap_ipc_lock,cap_syslog,cap_perfmon=ep" in node.ok(f"getcap {DEST}")
     assert_nothing_opened(node)
 
 

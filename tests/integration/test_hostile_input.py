@@ -23,6 +23,7 @@ cp /usr/bin/perf /opt/hostile/ww-perf && chmod 0757 /opt/hostile/ww-perf
 cp /usr/bin/perf /opt/hostile/user-perf && chown alice /opt/hostile/user-perf
 cp /bin/true /opt/tools/perf
 ln -s /opt/tools /opt/linkdir
+echo '# written by hand, no setup record' > /etc/profile.d/perfgroup-perf_users.sh
 """
 
 # (name, arguments, exit code, words the one-line error must contain)
@@ -71,8 +72,21 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("caps dac_override", ["setup", "--caps", "cap_dac_override"], 2, "become root"),
     ("caps sys_module", ["setup", "--caps", "cap_sys_module"], 2, "become root"),
     ("caps inheritable", ["setup", "--caps", "cap_perfmon=i"], 2, "=ep"),
-    ("remove without record", ["remove"], 2, "no usable setup record"),
+    ("caps sys_admin", ["setup", "--caps", "cap_perfmon,cap_sys_admin"], 2, "become root"),
+    ("caps sys_ptrace", ["setup", "--caps", "cap_perfmon,cap_sys_ptrace"], 2, "become root"),
+    ("caps sys_chroot", ["setup", "--caps", "cap_perfmon,cap_sys_chroot"], 2, "become root"),
+    ("caps ipc_owner", ["setup", "--caps", "cap_perfmon,cap_ipc_owner"], 2, "become root"),
+    ("caps bpf", ["setup", "--caps", "cap_perfmon,cap_bpf"], 2, "become root"),
+    ("caps kill", ["setup", "--caps", "cap_perfmon,cap_kill"], 2, "not needed for profiling"),
+    ("caps sys_resource", ["setup", "--caps", "cap_perfmon,cap_sys_resource"], 2, "not needed for profiling"),
+    ("caps net_raw", ["setup", "--caps", "cap_perfmon,cap_net_raw"], 2, "not needed for profiling"),
+    ("dest with ':' (splits PATH)", ["setup", "--dest", "/opt/perf:tools/perf"], 2, "meaning of PATH"),
+    ("dest with '$' (expands in the snippet)", ["setup", "--dest", "/opt/$HOME/perf"], 2, "meaning of PATH"),
+    ("dest with a space", ["setup", "--dest", "/opt/my tools/perf"], 2, "meaning of PATH"),
+    ("dest with a quote", ["setup", "--dest", "/opt/it's/perf"], 2, "meaning of PATH"),
+    ("remove without record, files left", ["remove"], 2, "no usable setup record"),
     ("members add unknown", ["members", "add", "ghost"], 2, "does not exist"),
+    ("members add --dry-run unknown", ["members", "add", "--dry-run", "ghost"], 2, "does not exist"),
     ("audit bad group", ["audit", "--group", "a:b"], 3, "characters outside"),
 ]
 

@@ -7,7 +7,8 @@ from typing import Any
 from perfgroup.engine import profile, sysctl
 from perfgroup.engine.capabilities import decode, encode
 from perfgroup.engine.desired import Desired, default_dest
-from perfgroup.engine.facts import CopyFacts, GroupFacts, NodeFacts, PathFacts, SourceFacts, TextFacts, sha256_text
+from perfgroup.engine.facts import CopyFacts, GroupFacts, NodeFacts, PathFacts, SourceFacts, TextFacts
+from perfgroup.engine.plan import planned_files
 from perfgroup.engine.state import State, StatKey
 
 GID = 995
@@ -33,15 +34,17 @@ def dirs(**overrides: PathFacts) -> tuple[PathFacts, ...]:
     return tuple(chain)
 
 
+CAPS = ("cap_ipc_lock", "cap_perfmon", "cap_syslog")
+
+
 def state(**changes: Any) -> State:
     want = desired()
     base = State(
-        group="perf_users", gid=GID, group_created=True, group_source="local", dest=DEST,
+        group="perf_users", gid=GID, group_created=True, dest=DEST, copies=(DEST,),
         created_dirs=("/usr/local/libexec/perfgroup", "/usr/local/libexec/perfgroup/perf_users"),
         source="/usr/bin/perf", source_sha256=SHA, source_stat=KEY, copy_sha256=SHA, copy_stat=KEY,
-        caps=("cap_perfmon",), caps_reason="r", caps_override=False, keep_paranoid=False, paranoid_before=2,
-        profile_path=want.profile_path, profile_sha256="x", sysctl_path=want.sysctl_path,
-        sysctl_sha256=sha256_text(sysctl.render_dropin("perf_users", 2)),
+        caps=CAPS, caps_override=False, keep_paranoid=False, paranoid_before=2,
+        files=tuple(sorted(planned_files(want))),
     )
     return replace(base, **changes)
 
@@ -53,7 +56,7 @@ def converged(**changes: Any) -> NodeFacts:
         group=GroupFacts("perf_users", GID, ("alice",), local=True),
         copy=CopyFacts(
             node=PathFacts(DEST, "file", 0, GID, 0o750, 1, KEY), is_elf=True,
-            caps=decode(encode(frozenset({"cap_perfmon"}))), sha256=SHA,
+            caps=decode(encode(frozenset(CAPS))), sha256=SHA,
         ),
         dirs=dirs(), nosuid=False,
         source=SourceFacts(requested="/usr/bin/perf", path="/usr/bin/perf", sha256=SHA, key=KEY),
@@ -61,6 +64,7 @@ def converged(**changes: Any) -> NodeFacts:
         sysctl_dropin=TextFacts(want.sysctl_path, sysctl.render_dropin("perf_users", 2)),
         persisted_paranoid=2, persisted_in=want.sysctl_path, state=state(), state_error=None,
         users={"alice": True, "bob": True},
+        recorded_files=tuple((path, sha) for path, sha in sorted(planned_files(want))),
     )
     return replace(base, **changes)
 

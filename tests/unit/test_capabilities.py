@@ -50,21 +50,31 @@ def test_malformed_attributes_are_rejected(data: bytes) -> None:
         decode(data)
 
 
-@pytest.mark.parametrize(("last_cap", "release", "kptr", "expected", "core"), [
-    (40, "6.1.0-18-amd64", 0, {"cap_perfmon"}, "cap_perfmon"),
-    (40, "6.1.0-18-amd64", 1, {"cap_perfmon", "cap_syslog"}, "cap_perfmon"),
-    (40, "6.1.0", 2, {"cap_perfmon"}, "cap_perfmon"),
-    (38, "5.8.0", 0, {"cap_perfmon", "cap_sys_ptrace"}, "cap_perfmon"),
-    (39, "5.9.1", 0, {"cap_perfmon"}, "cap_perfmon"),
-    (38, "4.18.0-477.el8.x86_64", 0, {"cap_perfmon", "cap_sys_ptrace"}, "cap_perfmon"),  # backport
-    (37, "5.4.0-150-generic", 1, {"cap_sys_admin", "cap_sys_ptrace", "cap_syslog"}, "cap_sys_admin"),
-    (37, "6.1.0", 0, {"cap_sys_admin", "cap_sys_ptrace", "cap_syslog"}, "cap_sys_admin"),  # cap_last_cap wins
-    (None, "5.10.0", 0, {"cap_perfmon"}, "cap_perfmon"),
-    (None, "4.19.0", 0, {"cap_sys_admin", "cap_sys_ptrace", "cap_syslog"}, "cap_sys_admin"),
+PERFMON = {"cap_perfmon", "cap_syslog", "cap_ipc_lock"}
+LEGACY = {"cap_sys_admin", "cap_sys_ptrace", "cap_syslog"}
+
+
+@pytest.mark.parametrize(("last_cap", "release", "allow", "expected", "core"), [
+    (40, "6.1.0-18-amd64", False, PERFMON, "cap_perfmon"),
+    (40, "6.1.0-18-amd64", True, PERFMON, "cap_perfmon"),  # the opt-in never adds power that is not needed
+    (38, "5.8.0", False, PERFMON, "cap_perfmon"),  # 5.8 would want cap_sys_ptrace: root-equivalent, not granted
+    (38, "5.8.0", True, PERFMON | {"cap_sys_ptrace"}, "cap_perfmon"),
+    (39, "5.9.1", False, PERFMON, "cap_perfmon"),
+    (38, "4.18.0-477.el8.x86_64", False, PERFMON, "cap_perfmon"),  # backport: cap_last_cap wins over the version
+    (37, "5.4.0-150-generic", False, LEGACY, "cap_sys_admin"),
+    (37, "6.1.0", False, LEGACY, "cap_sys_admin"),  # cap_last_cap wins
+    (None, "5.10.0", False, PERFMON, "cap_perfmon"),
+    (None, "4.19.0", False, LEGACY, "cap_sys_admin"),
 ])
-def test_choose_caps(last_cap: int | None, release: str, kptr: int, expected: set[str], core: str) -> None:
-    choice = choose_caps(last_cap, release, kptr)
+def test_choose_caps(last_cap: int | None, release: str, allow: bool, expected: set[str], core: str) -> None:
+    choice = choose_caps(last_cap, release, allow_root_equivalent=allow)
     assert choice.caps == expected and choice.core == core and choice.reason
+
+
+def test_the_legacy_set_is_root_equivalent_and_says_so() -> None:
+    choice = choose_caps(37, "4.19.0")
+    assert choice.root_equivalent == {"cap_sys_admin", "cap_sys_ptrace"} and "become root" in choice.reason
+    assert not choose_caps(40, "6.1.0").root_equivalent
 
 
 @pytest.mark.parametrize(("release", "version"), [

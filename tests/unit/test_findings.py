@@ -4,11 +4,17 @@ import struct
 from typing import Any
 
 import pytest
-from factsdata import GID, caps, converged, desired, dirs, replace, state, with_copy
+from factsdata import CAPS, GID, caps, converged, desired, dirs, replace, state, with_copy
 
 from perfgroup.engine.capabilities import decode
-from perfgroup.engine.facts import GroupFacts, NodeFacts, PathFacts, SourceFacts, TextFacts
+from perfgroup.engine.facts import GroupFacts, NodeFacts, PathFacts, SourceFacts
 from perfgroup.engine.findings import audit, exit_code, worst
+
+
+def recorded_file(path: str, sha: str | None) -> NodeFacts:
+    facts = converged()
+    files = tuple((p, sha if p == path else s) for p, s in facts.recorded_files)
+    return replace(facts, recorded_files=files)
 
 
 def non_ok(facts: NodeFacts, **want: Any) -> dict[str, str]:
@@ -39,10 +45,19 @@ CASES: list[tuple[str, NodeFacts, str, str]] = [
     ("no caps", with_copy(converged(), caps=None), "caps.missing", "critical"),
     ("sys_admin extra", with_copy(converged(), caps=caps("cap_perfmon", "cap_sys_admin")), "caps.excessive", "critical"),
     ("setuid cap", with_copy(converged(), caps=caps("cap_perfmon", "cap_setuid")), "caps.excessive", "critical"),
-    ("ipc_lock extra", with_copy(converged(), caps=caps("cap_perfmon", "cap_ipc_lock")), "caps.extra", "warning"),
+    ("ipc_lock missing", with_copy(converged(), caps=caps("cap_perfmon", "cap_syslog")), "caps.incomplete", "warning"),
+    ("ptrace added by hand", with_copy(converged(), caps=caps(*CAPS, "cap_sys_ptrace")), "caps.excessive", "critical"),
+    ("kill added by hand", with_copy(converged(), caps=caps(*CAPS, "cap_kill")), "caps.excessive", "critical"),
+    ("net_raw added by hand", with_copy(converged(), caps=caps(*CAPS, "cap_net_raw")), "caps.excessive", "critical"),
     ("not effective", with_copy(converged(), caps=caps("cap_perfmon", effective=False)), "caps.not_effective", "critical"),
     ("v3 namespaced", with_copy(converged(), caps=V3), "caps.namespaced", "critical"),
-    ("syslog missing under kptr 1", replace(converged(), kptr_restrict=1), "caps.incomplete", "warning"),
+    ("syslog missing", with_copy(converged(), caps=caps("cap_perfmon", "cap_ipc_lock")), "kptr_restrict.no_syslog", "warning"),
+    ("paranoid 3 on a restricting kernel", replace(converged(), paranoid=3, perf_restrict_config=True),
+     "paranoid.blocks_group", "critical"),
+    ("paranoid 4 (Ubuntu)", replace(converged(), paranoid=4), "paranoid.blocks_group", "critical"),
+    ("paranoid 3, config unreadable", replace(converged(), paranoid=3), "paranoid.blocks_group", "warning"),
+    ("paranoid 3 persisted", replace(converged(), persisted_paranoid=3, perf_restrict_config=True),
+     "paranoid.not_persisted", "warning"),
     ("kptr 2", replace(converged(), kptr_restrict=2), "kptr_restrict.hidden", "warning"),
     ("modified", with_copy(converged(), sha256="6" * 64), "copy.modified", "critical"),
     ("stale", replace(converged(), source=SourceFacts("/usr/bin/perf", "/usr/bin/perf", "7" * 64)),
@@ -58,9 +73,10 @@ CASES: list[tuple[str, NodeFacts, str, str]] = [
     ("not persisted", replace(converged(), persisted_paranoid=None), "paranoid.not_persisted", "warning"),
     ("persisted low", replace(converged(), persisted_paranoid=0, persisted_in="/etc/sysctl.conf"),
      "paranoid.not_persisted", "warning"),
-    ("dropin edited", replace(converged(), sysctl_dropin=TextFacts("x", "# mine\n")), "sysctl.modified", "warning"),
-    ("profile gone", replace(converged(), profile=TextFacts("x", None)), "profile.missing", "warning"),
-    ("profile edited", replace(converged(), profile=TextFacts("x", "PATH=/tmp:$PATH")), "profile.modified", "warning"),
+    ("dropin edited", recorded_file(desired().sysctl_path, "0" * 64), "sysctl.modified", "warning"),
+    ("dropin gone", recorded_file(desired().sysctl_path, None), "sysctl.missing", "warning"),
+    ("profile gone", recorded_file(desired().profile_path, None), "profile.missing", "warning"),
+    ("profile edited", recorded_file(desired().profile_path, "0" * 64), "profile.modified", "warning"),
     ("group gone", replace(converged(), group=GroupFacts("perf_users", None)), "group.missing", "critical"),
     ("gid changed", replace(converged(), state=state(gid=GID + 1)), "group.gid_changed", "warning"),
     ("lockdown", replace(converged(), lockdown="confidentiality"), "lockdown.confidentiality", "warning"),
@@ -76,10 +92,32 @@ def test_each_problem_has_its_finding(facts: NodeFacts, finding: str, severity: 
     assert found.get(finding) == severity, found
 
 
-def test_fallback_kernel_expects_sys_admin_and_does_not_call_it_excessive() -> None:
-    facts = with_copy(replace(converged(), cap_last_cap=37),
-                      caps=caps("cap_sys_admin", "cap_sys_ptrace", "cap_syslog"))
+LEGACY = ("cap_sys_admin", "cap_sys_ptrace", "cap_syslog")
+
+
+def test_root_equivalent_copy_is_critical_unless_opted_in_then_still_a_warning() -> None:
+    facts = with_copy(replace(converged(), cap_last_cap=37, state=state(caps=LEGACY)), caps=caps(*LEGACY))
+    assert non_ok(facts) == {"caps.excessive": "critical"}
+    allowed = replace(facts, state=state(caps=LEGACY, root_equivalent_allowed=True))
+    found = {f.id: f for f in audit(allowed, desired())}
+    assert found["caps.root_equivalent"].severity == "warning" and "become root" in found["caps.root_equivalent"].message
+    assert non_ok(allowed) == {"caps.root_equivalent": "warning"}
+
+
+def test_recorded_override_with_a_root_equivalent_cap_is_not_ok() -> None:
+    recorded = ("cap_perfmon", "cap_sys_ptrace")
+    facts = with_copy(replace(converged(), state=state(caps=recorded, caps_override=True)), caps=caps(*recorded))
+    assert non_ok(facts).get("caps.excessive") == "critical"
+
+
+def test_v3_with_host_root_is_the_same_as_v2_for_audit_and_plan() -> None:
+    from perfgroup.engine.plan import make
+
+    host_v3 = decode(struct.pack("<6I", 0x03000001, 1 << 14, 0, (1 << 6) | (1 << 2), 0, 0))  # rootid 0
+    facts = with_copy(converged(), caps=host_v3)
+    assert sorted(host_v3.permitted) == sorted(CAPS)
     assert non_ok(facts) == {}
+    assert make(facts, desired()).actions == ()
 
 
 def test_keep_paranoid_makes_low_paranoid_a_warning_and_skips_persistence() -> None:
@@ -90,8 +128,8 @@ def test_keep_paranoid_makes_low_paranoid_a_warning_and_skips_persistence() -> N
 def test_recorded_override_is_expected_until_auto() -> None:
     facts = with_copy(replace(converged(), state=state(caps=("cap_ipc_lock", "cap_perfmon"), caps_override=True)),
                       caps=caps("cap_perfmon", "cap_ipc_lock"))
-    assert non_ok(facts) == {}
-    assert non_ok(facts, caps_auto=True) == {"caps.extra": "warning"}
+    assert non_ok(facts) == {"kptr_restrict.no_syslog": "warning"}
+    assert non_ok(facts, caps_auto=True) == {"caps.incomplete": "warning", "kptr_restrict.no_syslog": "warning"}
 
 
 def test_exit_code_is_the_worst() -> None:

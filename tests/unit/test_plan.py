@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from factsdata import caps, converged, desired, dirs, replace, with_copy
+from factsdata import CAPS, caps, converged, desired, dirs, replace, with_copy
 
 from perfgroup.engine.errors import RefusedError
 from perfgroup.engine.facts import GroupFacts, NodeFacts, PathFacts, SourceFacts, TextFacts
@@ -27,13 +27,18 @@ def test_converged_node_needs_nothing() -> None:
 def test_fresh_node_plan_in_safe_order() -> None:
     assert kinds(fresh(), members=("alice",)) == [
         "create_group", "create_dir", "create_dir", "create_dir", "install_copy", "write_file", "write_file",
-        "add_member", "write_state",
+        "add_member",
     ]
+    plan = make(fresh(), desired())
+    assert plan.record_missing and any("will be written" in note for note in plan.notes)
+    created = [a.target for a in plan.actions if a.kind == "create_dir"]
+    assert created == sorted(created, key=len)  # outermost first
 
 
 @pytest.mark.parametrize(("facts", "expected"), [
     (with_copy(converged(), mode=0o751), ["fix_copy"]),
-    (with_copy(converged(), caps=caps("cap_perfmon", "cap_sys_admin")), ["fix_copy"]),
+    (with_copy(converged(), caps=caps(*CAPS, "cap_sys_admin")), ["fix_copy"]),
+    (with_copy(converged(), caps=caps("cap_perfmon")), ["fix_copy"]),
     (with_copy(converged(), gid=0), ["fix_copy"]),
     (with_copy(converged(), nlink=2), ["install_copy"]),
     (with_copy(converged(), uid=1000), ["install_copy"]),
@@ -47,12 +52,32 @@ def test_repairs(facts: NodeFacts, expected: list[str]) -> None:
     assert kinds(facts) == expected
 
 
-def test_paranoid_above_two_is_kept_not_lowered() -> None:
-    facts = replace(fresh(), paranoid=3)
-    plan = make(facts, desired())
-    dropin = next(a for a in plan.actions if a.target.startswith("/etc/sysctl.d"))
-    assert "= 3" in str(dropin.params["content"])
+def test_paranoid_3_that_blocks_the_group_is_lowered_to_2_and_the_plan_says_why() -> None:
+    plan = make(replace(fresh(), paranoid=3, perf_restrict_config=True), desired())
+    paranoid = [a for a in plan.actions if a.kind == "set_paranoid"]
+    assert [(a.was, a.value) for a in paranoid] == [(3, 2)]  # type: ignore[attr-defined]
+    assert any("3 -> 2" in note and "their own processes" in note for note in plan.notes)
+
+
+def test_paranoid_3_on_a_mainline_kernel_is_left_alone() -> None:
+    plan = make(replace(fresh(), paranoid=3, perf_restrict_config=False), desired())
     assert "set_paranoid" not in [a.kind for a in plan.actions]
+
+
+@pytest.mark.parametrize("config", [True, None])
+def test_keep_paranoid_where_it_blocks_the_group_is_refused(config: bool | None) -> None:
+    with pytest.raises(RefusedError, match="drop --keep-paranoid"):
+        make(replace(fresh(), paranoid=3, perf_restrict_config=config), desired(keep_paranoid=True))
+    with pytest.raises(RefusedError, match="drop --keep-paranoid"):
+        make(replace(fresh(), paranoid=4), desired(keep_paranoid=True))
+
+
+def test_old_kernel_refuses_without_the_opt_in_and_names_the_alternatives() -> None:
+    with pytest.raises(RefusedError, match=r"per-job access.*--allow-root-equivalent"):
+        make(replace(fresh(), cap_last_cap=37), desired())
+    plan = make(replace(fresh(), cap_last_cap=37), desired(allow_root_equivalent=True))
+    assert plan.caps.core == "cap_sys_admin"
+    assert any("MEMBERS CAN BECOME ROOT" in note for note in plan.notes)
 
 
 REFUSALS = [

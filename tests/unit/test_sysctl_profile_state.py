@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from factsdata import replace
 
 from perfgroup.engine import profile, sysctl
-from perfgroup.engine.state import State, StateError, StatKey, parse
+from perfgroup.engine.state import REQUIRED, SCHEMA, State, StateError, StatKey, parse
 
 
 def test_boot_order_masks_same_names_and_sorts() -> None:
@@ -28,6 +31,8 @@ def test_boot_order_masks_same_names_and_sorts() -> None:
 def test_persisted_value(files: list[tuple[str, str]], expected: tuple[int | None, str | None]) -> None:
     assert sysctl.persisted_value(files) == expected
 
+DATA = Path(__file__).parent / "data"
+
 
 def test_dropin_round_trips() -> None:
     assert list(sysctl.assignments(sysctl.render_dropin("g", 2))) == [2]
@@ -42,11 +47,11 @@ def test_profile_snippet_is_posix_and_group_specific() -> None:
 def sample_state() -> State:
     key = StatKey(1, 2, 3, 4, 5)
     return State(
-        group="g", gid=1000, group_created=True, group_source="local", dest="/d/perf", created_dirs=("/d",),
+        group="g", gid=1000, group_created=True, dest="/d/perf", copies=("/d/perf",), created_dirs=("/d",),
         source="/usr/bin/perf", source_sha256="a" * 64, source_stat=key, copy_sha256="a" * 64, copy_stat=key,
-        caps=("cap_perfmon",), caps_reason="r", caps_override=False, keep_paranoid=False, paranoid_before=2,
-        profile_path="/etc/profile.d/p.sh", profile_sha256="b" * 64, sysctl_path="/etc/sysctl.d/s.conf",
-        sysctl_sha256="c" * 64, members_added=("alice",), updated_at="now",
+        caps=("cap_perfmon",), caps_override=False, keep_paranoid=False, paranoid_before=2,
+        files=(("/etc/profile.d/p.sh", "b" * 64), ("/etc/sysctl.d/s.conf", "c" * 64)),
+        members_added=("alice",), updated_at="now",
     )
 
 
@@ -57,7 +62,29 @@ def test_state_round_trip() -> None:
     assert not state.same_as(replace(state, gid=7))
 
 
-@pytest.mark.parametrize("text", ["", "{", "[]", '{"schema": 99}', '{"schema": 1}', sample_state().to_json()[:200]])
+@pytest.mark.parametrize("text", [
+    "", "{", "[]", '{"schema": 99}', '{"schema": 1}', '{"schema": "2"}', sample_state().to_json()[:200],
+    '{"schema": 2, "group": "g", "gid": 1, "dest": "/d", "source": "s", "source_sha256": "", "copy_sha256": "",'
+    ' "caps": [], "files": []}',
+])
 def test_garbage_state_is_rejected(text: str) -> None:
     with pytest.raises(StateError):
         parse(text)
+
+
+def test_schema_1_record_from_perfgroup_0_1_still_loads() -> None:
+    """A frozen record written by perfgroup 0.1 (schema 1): migrated, never rejected."""
+    state = parse((DATA / "state_schema1.json").read_text())
+    assert state.schema == SCHEMA and state.group == "perf_users" and state.gid == 995
+    assert state.copies == ("/usr/local/libexec/perfgroup/perf_users/perf",)
+    assert state.file_sha("/etc/profile.d/perfgroup-perf_users.sh") == "b" * 64
+    assert state.file_sha("/etc/sysctl.d/90-perfgroup-perf_users.conf") == "c" * 64
+    assert state.members_added == ("alice",) and state.paranoid_before == 3
+    assert not state.root_equivalent_allowed
+    assert parse(state.to_json()) == state  # and it is written back as the current schema
+
+
+def test_optional_fields_take_their_defaults() -> None:
+    minimal = {k: v for k, v in sample_state().as_dict().items() if k in REQUIRED or k == "schema"}
+    state = parse(json.dumps(minimal))
+    assert state.members_added == () and state.files == () and state.copy_stat is None

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from perfgroup.engine.errors import RefusedError
-from perfgroup.engine.validate import check_abs_path, check_caps, check_group, check_member
+from perfgroup.engine.validate import check_abs_path, check_caps, check_dest_path, check_group, check_member
 
 BAD_GROUPS = [
     ("", "empty"), ("x" * 33, "longer than 32"), ("-rf", "starts with '-'"), ("perf:users", "characters"),
@@ -35,11 +35,33 @@ def test_bad_members(name: str) -> None:
         check_member(name)
 
 
-@pytest.mark.parametrize("caps", ["cap_setuid", "cap_perfmon,cap_dac_override", "cap_setfcap", "cap_sys_module", "cap_chown"])
-def test_escalation_caps_need_the_loud_flag(caps: str) -> None:
+ROOT_EQUIVALENT = ["cap_setuid", "cap_perfmon,cap_dac_override", "cap_setfcap", "cap_sys_module", "cap_chown",
+                   "cap_perfmon,cap_sys_admin", "cap_perfmon,cap_sys_ptrace", "cap_sys_chroot", "cap_ipc_owner", "cap_bpf"]
+
+
+@pytest.mark.parametrize("caps", ROOT_EQUIVALENT)
+def test_root_equivalent_caps_need_the_loud_flag(caps: str) -> None:
     with pytest.raises(RefusedError, match="become root"):
-        check_caps(caps, allow_escalation=False)
-    assert check_caps(caps, allow_escalation=True)
+        check_caps(caps, allow_root_equivalent=False)
+    assert check_caps(caps, allow_root_equivalent=True)
+
+
+@pytest.mark.parametrize("caps", ["cap_perfmon,cap_kill", "cap_perfmon,cap_sys_resource", "cap_net_raw"])
+def test_caps_beyond_profiling_need_the_flag_too(caps: str) -> None:
+    with pytest.raises(RefusedError, match="not needed for profiling"):
+        check_caps(caps, allow_root_equivalent=False)
+
+
+@pytest.mark.parametrize("caps", ["cap_perfmon", "cap_perfmon,cap_ipc_lock", "cap_perfmon,cap_syslog,cap_ipc_lock"])
+def test_profiling_caps_are_allowed(caps: str) -> None:
+    assert check_caps(caps, allow_root_equivalent=False)
+
+
+@pytest.mark.parametrize("dest", ["/opt/perf:tools/perf", "/opt/$HOME/perf", "/opt/a b/perf", "/opt/`x`/perf",
+                                  "/opt/a;b/perf", "/opt/a'b/perf", '/opt/a"b/perf', "/opt/*/perf"])
+def test_dest_that_would_change_path_or_the_snippet_is_refused(dest: str) -> None:
+    with pytest.raises(RefusedError, match="meaning of PATH"):
+        check_dest_path(dest)
 
 
 @pytest.mark.parametrize("path", ["relative/perf", "", "/a/../b", "/a//b", "/a/b\n"])

@@ -11,43 +11,67 @@ description:
     file capabilities this kernel needs, keeps kernel.perf_event_paranoid >= 2, records what it did
     in /var/lib/perfgroup, and verifies by running perf as a member and as a non-member.
   - Same decisions and capability encoding as C(perfgroup setup): the engine is shipped as module_utils.
+# BEGIN generated options
 options:
-  group: {description: Group whose members may run the privileged perf., type: str, default: perf_users}
-  gid: {description: Numeric gid for a new group., type: int}
-  members: {description: Users to add to the group., type: list, elements: str, default: []}
-  dest: {description: Path of the privileged copy (default under /usr/local/libexec/perfgroup)., type: str}
-  caps: {description: C(auto) or a capability list such as C(cap_perfmon,cap_ipc_lock)., type: str, default: auto}
-  keep_paranoid: {description: Leave kernel.perf_event_paranoid alone., type: bool, default: false}
-  install_perf: {description: Install the distribution perf package if perf is missing., type: bool, default: false}
-  verify: {description: Run perf as a member and a non-member after converging., type: bool, default: true}
+  group:
+    description: "Group whose members may run the privileged perf."
+    type: str
+    default: "perf_users"
+  members:
+    description: "Users to add to the group (repeatable on the command line)."
+    type: list
+    elements: str
+    default: []
+  gid:
+    description: "Numeric gid for a new group; keep it the same on every node."
+    type: int
+  source:
+    description: "perf to copy (default: the system perf; wrapper scripts are followed to the ELF)."
+    type: str
+  dest:
+    description: "Path of the privileged copy [default: from the setup record, else /usr/local/libexec/perfgroup/GROUP/perf]."
+    type: str
+  caps:
+    description: "auto (least set for this kernel) or a list such as cap_perfmon,cap_syslog,cap_ipc_lock. On the command line an explicit list is remembered until --caps auto."
+    type: str
+    default: "auto"
+  keep_paranoid:
+    description: "Leave kernel.perf_event_paranoid as it is, live and at boot."
+    type: bool
+    default: false
+  install_perf:
+    description: "Install the distribution's perf package if perf is missing."
+    type: bool
+    default: false
+  allow_privileged_group:
+    description: "Allow a group such as wheel or sudo: ALL its members get kernel profiling rights."
+    type: bool
+    default: false
+  allow_root_equivalent:
+    description: "Allow capabilities that let members become root (cap_sys_admin, cap_sys_ptrace, cap_setuid, ...), by --caps or because the kernel lacks CAP_PERFMON. Every member can then become root."
+    type: bool
+    default: false
+  verify:
+    description: "Run perf as a member and as a non-member after converging."
+    type: bool
+    default: true
+# END generated options
 supports_check_mode: true
 """
 
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.perfgroup_engine import converge
+from ansible.module_utils.perfgroup_engine import converge, options
 from ansible.module_utils.perfgroup_engine.desired import Desired
 from ansible.module_utils.perfgroup_engine.errors import ConvergeError, LockedError, RefusedError
 from ansible.module_utils.perfgroup_engine.validate import desired_from_input
 
-ARGUMENT_SPEC: dict[str, Any] = {
-    "group": {"type": "str", "default": "perf_users"},
-    "gid": {"type": "int"},
-    "members": {"type": "list", "elements": "str", "default": []},
-    "dest": {"type": "str"},
-    "caps": {"type": "str", "default": "auto"},
-    "keep_paranoid": {"type": "bool", "default": False},
-    "install_perf": {"type": "bool", "default": False},
-    "verify": {"type": "bool", "default": True},
-}
+ARGUMENT_SPEC = options.argument_spec("main")
 
 
 def desired_from(params: dict[str, Any]) -> Desired:
-    return desired_from_input(
-        params["group"], params["dest"] or None, tuple(params["members"]), params["gid"], None, params["caps"],
-        params["keep_paranoid"], params["install_perf"],
-    )
+    return desired_from_input(**options.desired_kwargs(params, "main"))
 
 
 def diff_of(plan: Any) -> list[dict[str, str]]:
@@ -67,6 +91,8 @@ def summary(plan: Any, result: Any) -> dict[str, Any]:
         "notes": list(plan.notes) if plan else [],
         "verify": result.verify.as_dict() if result.verify else None,
         "verified": bool(result.verify and result.verify.ok),
+        "applied": [a.summary for a in result.applied],
+        "failed_step": result.failed_step,
     }
 
 
@@ -75,15 +101,16 @@ def main() -> None:
     result = converge.SetupResult()
     try:
         desired = desired_from(module.params)
-        converge.setup(desired, dry_run=module.check_mode, run_checks=module.params["verify"], lock_wait=120.0,
-                       result=result)
+        converge.setup(desired, dry_run=module.check_mode, run_checks=module.params["verify"],
+                       lock_wait=options.LOCK_WAIT_SECONDS, result=result)
     except RefusedError as error:
         module.fail_json(msg=str(error), refused=True, changed=False)
     except LockedError as error:
         module.fail_json(msg=str(error), changed=False)
     except ConvergeError as error:
-        module.fail_json(msg=f"could not converge at step {error}", step=error.step, changed=result.changed,
-                         **summary(result.plan, result))
+        applied = f" (applied before it: {result.applied_summary()})" if result.applied else ""
+        module.fail_json(msg=f"could not converge at step {error}{applied}", step=error.step,
+                         changed=result.changed, **summary(result.plan, result))
     plan = result.plan
     if module.check_mode:
         changed = result.would_install is not None or bool(plan and plan.actions)

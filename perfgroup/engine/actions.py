@@ -1,0 +1,250 @@
+"""The changes perfgroup can make to a host, one small frozen type each.
+
+Plans (setup, remove, members, heal) are tuples of these; apply.py performs them, dispatching on
+the type in one place. Each action knows how to describe itself (summary, why, before -> after),
+so the CLI's plan, the Ansible diff and the syslog trail say the same thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .policy import COPY_MODE, DIR_MODE, FILE_MODE
+
+
+@dataclass(frozen=True)
+class Action:
+    target: str
+    why: str
+
+    kind = "action"  # class attribute: the step name in traces, logs and JSON
+
+    @property
+    def summary(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def before(self) -> str:
+        return ""
+
+    @property
+    def after(self) -> str:
+        return ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "target": self.target, "summary": self.summary, "why": self.why}
+
+
+@dataclass(frozen=True)
+class CreateGroup(Action):
+    gid: int | None = None
+    kind = "create_group"
+
+    @property
+    def summary(self) -> str:
+        gid = f"gid {self.gid}" if self.gid is not None else "a system gid"
+        return f"create group {self.target} ({gid})"
+
+    @property
+    def after(self) -> str:
+        return f"group {self.target}"
+
+
+@dataclass(frozen=True)
+class LockGroupPassword(Action):
+    kind = "lock_group_password"
+
+    @property
+    def summary(self) -> str:
+        return f"lock the group password of {self.target} (no `sg`/`newgrp` by password)"
+
+
+@dataclass(frozen=True)
+class CreateDir(Action):
+    kind = "create_dir"
+
+    @property
+    def summary(self) -> str:
+        return f"create directory {self.target} (root:root {DIR_MODE:04o})"
+
+    @property
+    def after(self) -> str:
+        return f"directory root:root {DIR_MODE:04o}"
+
+
+@dataclass(frozen=True)
+class RepairDir(Action):
+    mode: int = DIR_MODE
+    was: str = ""
+    kind = "repair_dir"
+
+    @property
+    def summary(self) -> str:
+        return f"make {self.target} root-owned and not group/other-writable"
+
+    @property
+    def before(self) -> str:
+        return self.was
+
+    @property
+    def after(self) -> str:
+        return f"uid 0 mode {self.mode:04o}"
+
+
+@dataclass(frozen=True)
+class InstallCopy(Action):
+    source: str = ""
+    caps: tuple[str, ...] = ()
+    group: str = ""
+    reason: str = ""
+    kind = "install_copy"
+
+    @property
+    def summary(self) -> str:
+        return f"install {self.source} as {self.target} ({self.after})"
+
+    @property
+    def before(self) -> str:
+        return self.reason
+
+    @property
+    def after(self) -> str:
+        return f"root:{self.group} {COPY_MODE:04o} {','.join(self.caps)}=ep"
+
+
+@dataclass(frozen=True)
+class FixCopy(Action):
+    caps: tuple[str, ...] = ()
+    group: str = ""
+    problems: str = ""
+    kind = "fix_copy"
+
+    @property
+    def summary(self) -> str:
+        return f"set {self.target} to {self.after}"
+
+    @property
+    def before(self) -> str:
+        return self.problems
+
+    @property
+    def after(self) -> str:
+        return f"root:{self.group} {COPY_MODE:04o} {','.join(self.caps)}=ep"
+
+
+@dataclass(frozen=True)
+class WriteFile(Action):
+    content: str = ""
+    old: str | None = None  # None: the file does not exist
+    step: str = "write_file"
+    mode: int = FILE_MODE
+    kind = "write_file"
+
+    @property
+    def summary(self) -> str:
+        return f"{'create' if self.old is None else 'rewrite'} {self.target}"
+
+    @property
+    def before(self) -> str:
+        return self.old or ""
+
+    @property
+    def after(self) -> str:
+        return self.content
+
+
+@dataclass(frozen=True)
+class SetParanoid(Action):
+    value: int = 2
+    was: int | None = None
+    kind = "set_paranoid"
+
+    @property
+    def summary(self) -> str:
+        verb = "raise" if self.was is None or self.was < self.value else "lower"
+        return f"{verb} kernel.perf_event_paranoid {self.was} -> {self.value}"
+
+    @property
+    def before(self) -> str:
+        return str(self.was)
+
+    @property
+    def after(self) -> str:
+        return str(self.value)
+
+
+@dataclass(frozen=True)
+class AddMember(Action):
+    group: str = ""
+    kind = "add_member"
+
+    @property
+    def summary(self) -> str:
+        return f"add {self.target} to {self.group}"
+
+    @property
+    def after(self) -> str:
+        return f"{self.target} in {self.group} (effective at their next login)"
+
+
+@dataclass(frozen=True)
+class RemoveMember(Action):
+    group: str = ""
+    kind = "remove_member"
+
+    @property
+    def summary(self) -> str:
+        return f"remove {self.target} from {self.group}"
+
+
+@dataclass(frozen=True)
+class CleanLeftovers(Action):
+    paths: tuple[str, ...] = ()
+    kind = "clean_leftovers"
+
+    @property
+    def summary(self) -> str:
+        return f"delete {len(self.paths)} leftover temp files"
+
+
+@dataclass(frozen=True)
+class DeleteCopy(Action):
+    kind = "delete_copy"
+
+    @property
+    def summary(self) -> str:
+        return f"strip capabilities from and delete {self.target}"
+
+
+@dataclass(frozen=True)
+class DeleteFile(Action):
+    step: str = "delete_file"
+    kind = "delete_file"
+
+    @property
+    def summary(self) -> str:
+        return f"delete {self.target}"
+
+
+@dataclass(frozen=True)
+class DeleteDir(Action):
+    kind = "delete_dir"
+
+    @property
+    def summary(self) -> str:
+        return f"delete {self.target} if empty"
+
+
+@dataclass(frozen=True)
+class DeleteGroup(Action):
+    kind = "delete_group"
+
+    @property
+    def summary(self) -> str:
+        return f"delete group {self.target}"
+
+
+ALL_ACTIONS = (
+    CreateGroup, LockGroupPassword, CreateDir, RepairDir, InstallCopy, FixCopy, WriteFile, SetParanoid,
+    AddMember, RemoveMember, CleanLeftovers, DeleteCopy, DeleteFile, DeleteDir, DeleteGroup,
+)

@@ -1,0 +1,116 @@
+"""Every option an administrator can give, defined once.
+
+The click options of each command, the Ansible modules' argument specs and DOCUMENTATION, the
+role's `defaults/main.yml` and `meta/argument_specs.yml` are all built from OPTIONS (the
+generated Ansible files are checked by a unit test and rewritten by
+`python -m perfgroup.ansible_spec --write`). Adding an option is: a row here, the engine code that
+uses it, its tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+# How long a changing command waits for another perfgroup run before giving up (exit "busy").
+LOCK_WAIT_SECONDS = 120.0
+ROLE_PREFIX = "perf_users_"
+
+
+class Option(NamedTuple):
+    name: str  # keyword of desired_from_input / Ansible module parameter
+    kind: str  # "str", "int", "bool" or "list" (of str)
+    default: Any
+    help: str
+    commands: tuple[str, ...]  # CLI commands taking it
+    entry_points: tuple[str, ...] = ()  # role entry points (and their modules) taking it
+    flag: str = ""  # CLI spelling when it differs from --name-with-dashes
+    metavar: str = ""
+    choices: tuple[str, ...] = ()
+    role_default: Any = "same"  # the role's default when a declarative default differs from the CLI's
+    desired: bool = True  # part of what the node should look like (else a run option such as verify)
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def role_var(self) -> str:
+        return ROLE_PREFIX + self.name
+
+    @property
+    def ansible_default(self) -> Any:
+        value = self.default if self.role_default == "same" else self.role_default
+        return list(value) if isinstance(value, tuple) else value
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("group", "str", "perf_users", "Group whose members may run the privileged perf.",
+           ("setup", "audit", "verify", "remove", "members", "heal"), ("main", "audit"), metavar="NAME"),
+    Option("members", "list", (), "Users to add to the group (repeatable on the command line).",
+           ("setup",), ("main",), flag="--member", metavar="USER"),
+    Option("gid", "int", None, "Numeric gid for a new group; keep it the same on every node.",
+           ("setup",), ("main",), metavar="N"),
+    Option("source", "str", None, "perf to copy (default: the system perf; wrapper scripts are followed to the ELF).",
+           ("setup",), ("main",), flag="--perf", metavar="SRC"),
+    Option("dest", "str", None,
+           "Path of the privileged copy [default: from the setup record, else /usr/local/libexec/perfgroup/GROUP/perf].",
+           ("setup", "audit", "verify"), ("main", "audit"), metavar="PATH"),
+    Option("caps", "str", None,
+           "auto (least set for this kernel) or a list such as cap_perfmon,cap_syslog,cap_ipc_lock. "
+           "On the command line an explicit list is remembered until --caps auto.",
+           ("setup",), ("main",), metavar="auto|LIST", role_default="auto"),
+    Option("keep_paranoid", "bool", False, "Leave kernel.perf_event_paranoid as it is, live and at boot.",
+           ("setup",), ("main",)),
+    Option("install_perf", "bool", False, "Install the distribution's perf package if perf is missing.",
+           ("setup",), ("main",)),
+    Option("allow_privileged_group", "bool", False,
+           "Allow a group such as wheel or sudo: ALL its members get kernel profiling rights.",
+           ("setup",), ("main",), flag="--adopt-privileged-group"),
+    Option("allow_root_equivalent", "bool", False,
+           "Allow capabilities that let members become root (cap_sys_admin, cap_sys_ptrace, cap_setuid, ...), "
+           "by --caps or because the kernel lacks CAP_PERFMON. Every member can then become root.",
+           ("setup",), ("main",)),
+    Option("verify", "bool", True, "Run perf as a member and as a non-member after converging.",
+           ("setup",), ("main",), desired=False),
+    Option("functional", "bool", False, "Also run perf as a member and as a non-member (needs root).",
+           ("audit",), ("audit",), desired=False),
+)
+BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
+
+
+def for_command(command: str) -> tuple[Option, ...]:
+    return tuple(option for option in OPTIONS if command in option.commands)
+
+
+def for_entry_point(entry_point: str) -> tuple[Option, ...]:
+    return tuple(option for option in OPTIONS if entry_point in option.entry_points)
+
+
+def argument_spec(entry_point: str) -> dict[str, dict[str, Any]]:
+    """AnsibleModule(argument_spec=...) for the module behind a role entry point."""
+    spec: dict[str, dict[str, Any]] = {}
+    for option in for_entry_point(entry_point):
+        entry: dict[str, Any] = {"type": option.kind}
+        if option.kind == "list":
+            entry["elements"] = "str"
+        if option.ansible_default is not None:
+            entry["default"] = option.ansible_default
+        if option.choices:
+            entry["choices"] = list(option.choices)
+        spec[option.name] = entry
+    return spec
+
+
+def desired_kwargs(params: dict[str, Any], entry_point: str) -> dict[str, Any]:
+    """The desired_from_input keywords among a module's parameters ("" and [] mean unset)."""
+    out: dict[str, Any] = {}
+    for option in for_entry_point(entry_point):
+        if not option.desired:
+            continue
+        value: Any | None = params.get(option.name)
+        if option.kind == "list":
+            value = tuple(value or ())
+        elif value == "":
+            value = None
+        out[option.name] = value
+    return out

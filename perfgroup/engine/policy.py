@@ -1,0 +1,88 @@
+"""What a correct privileged copy is. Pure; plan.py (what to change) and findings.py (what to
+report) both decide from these rules, so the two can never disagree."""
+
+from __future__ import annotations
+
+import stat
+from typing import TYPE_CHECKING
+
+from .capabilities import (
+    ROOT_EQUIVALENT_CAPS,
+    CapChoice,
+    FileCaps,
+    choice_from_override,
+    choose_caps,
+)
+from .desired import LIBEXEC_ROOT, Desired
+from .perfsource import SYSTEM_DIRS
+
+if TYPE_CHECKING:
+    from .facts import NodeFacts, PathFacts
+
+# The privileged copy: root-owned, group = the perf group, no access for others.
+COPY_MODE = 0o750
+DIR_MODE = 0o755
+FILE_MODE = 0o644
+# Below 2 every user may profile beyond their own processes; the group is meant to be the only way in.
+MIN_PARANOID = 2
+# What setup sets: the upstream default. Lower opens perf to everyone; 3 and 4 block the group.
+TARGET_PARANOID = 2
+# Debian's CONFIG_SECURITY_PERF_EVENTS_RESTRICT (3) and Ubuntu's 4 block perf for everyone without
+# CAP_SYS_ADMIN: CAP_PERFMON does not pass (seen on Debian's 6.1 kernel).
+PERFMON_BLOCKED_FROM = 3
+PACKAGED_PERF = tuple(f"{directory}/perf" for directory in SYSTEM_DIRS)
+
+
+def expected_caps(facts: NodeFacts, desired: Desired) -> CapChoice:
+    """What the copy should carry: the asked override, the recorded one, or the kernel's need."""
+    if desired.caps_override is not None:
+        return choice_from_override(desired.caps_override)
+    if facts.state is not None and facts.state.caps_override and not desired.caps_auto:
+        return choice_from_override(frozenset(facts.state.caps))
+    allowed = desired.allow_root_equivalent or (facts.state is not None and facts.state.root_equivalent_allowed)
+    return choose_caps(facts.cap_last_cap, facts.kernel_release, allow_root_equivalent=allowed)
+
+
+def caps_match(caps: FileCaps | None, choice: CapChoice) -> bool:
+    """The copy's capabilities do exactly what was chosen, on this host. A v3 attribute with root
+    uid 0 applies on the host just like v2; one for a namespace's root does not."""
+    return (
+        caps is not None and caps.permitted == choice.caps and caps.effective
+        and not caps.inheritable and not caps.namespaced
+    )
+
+
+def root_equivalent_allowed(facts: NodeFacts, desired: Desired) -> bool:
+    return desired.allow_root_equivalent or (facts.state is not None and facts.state.root_equivalent_allowed)
+
+
+def root_equivalent(caps: frozenset[str]) -> frozenset[str]:
+    return caps & ROOT_EQUIVALENT_CAPS
+
+
+def dir_is_safe(node: PathFacts) -> bool:
+    """A directory above the copy that only root can change."""
+    return node.kind == "dir" and node.uid == 0 and not node.mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def managed_dir(path: str, facts: NodeFacts) -> bool:
+    """Directories perfgroup owns and may repair: its own tree, or ones setup recorded creating."""
+    if path == LIBEXEC_ROOT or path.startswith(LIBEXEC_ROOT + "/"):
+        return True
+    return facts.state is not None and path in facts.state.created_dirs
+
+
+def is_packaged(path: str, facts: NodeFacts) -> bool:
+    """The distribution's perf (by name or after resolving symlinks): never modified in place."""
+    names = set(PACKAGED_PERF) | {p for p in (facts.source.path, facts.source.requested) if p}
+    return path in names or facts.dest_realpath in facts.packaged_realpaths
+
+
+def paranoid_blocks_perfmon_on(paranoid: int | None, restrict_config: bool | None) -> bool | None:
+    """Whether this kernel's perf_event_paranoid keeps a CAP_PERFMON copy from working: True, False,
+    or None when the kernel config that decides it cannot be read. 4 is Ubuntu's own patch."""
+    if paranoid is None or paranoid < PERFMON_BLOCKED_FROM:
+        return False
+    if paranoid >= 4 or restrict_config:
+        return True
+    return None if restrict_config is None else False

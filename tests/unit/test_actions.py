@@ -1,0 +1,149 @@
+"""Typed actions and their one dispatch in apply.py, with a fake writer; remove and members plans
+from plain facts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from factsdata import DEST, converged, desired, replace, state
+
+from perfgroup.engine import actions as act
+from perfgroup.engine import apply, converge
+from perfgroup.engine import members as members_mod
+from perfgroup.engine import remove as remove_mod
+from perfgroup.engine.errors import RefusedError
+from perfgroup.engine.facts import GroupFacts
+from perfgroup.engine.plan import make
+
+
+class FakeWriter:
+    """Records what would be done; answers 'nothing to do' for targets named in `absent`."""
+
+    def __init__(self, absent: tuple[str, ...] = ()) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.absent = absent
+
+    def __getattr__(self, kind: str) -> Any:
+        if kind not in {cls.kind for cls in act.ALL_ACTIONS}:
+            raise AttributeError(kind)
+
+        def handle(action: act.Action) -> bool:
+            self.calls.append((kind, action.target))
+            return action.target not in self.absent
+
+        return handle
+
+
+def test_host_writer_handles_every_action_type() -> None:
+    for cls in act.ALL_ACTIONS:
+        assert callable(getattr(apply.HostWriter, cls.kind, None)), cls
+
+
+def test_dispatch_is_by_type_in_order_and_reports_only_real_changes() -> None:
+    actions = (act.CreateGroup("g", "w", gid=5), act.CreateDir("/d", "w"), act.DeleteFile("/gone", "w"))
+    writer, done = FakeWriter(absent=("/gone",)), []
+    apply.perform(actions, writer, on_done=done.append)
+    assert writer.calls == [("create_group", "g"), ("create_dir", "/d"), ("delete_file", "/gone")]
+    assert done == list(actions[:2])
+
+
+@pytest.mark.parametrize(("action", "summary", "after"), [
+    (act.CreateGroup("g", "w", gid=5), "create group g (gid 5)", "group g"),
+    (act.CreateGroup("g", "w"), "create group g (a system gid)", "group g"),
+    (act.InstallCopy("/c/perf", "w", source="/usr/bin/perf", caps=("cap_perfmon",), group="g"),
+     "install /usr/bin/perf as /c/perf (root:g 0750 cap_perfmon=ep)", "root:g 0750 cap_perfmon=ep"),
+    (act.SetParanoid("/proc/sys/kernel/perf_event_paranoid", "w", value=2, was=3),
+     "lower kernel.perf_event_paranoid 3 -> 2", "2"),
+    (act.WriteFile("/etc/x", "w", content="new", old=None), "create /etc/x", "new"),
+    (act.WriteFile("/etc/x", "w", content="new", old="old"), "rewrite /etc/x", "new"),
+])
+def test_actions_describe_themselves(action: act.Action, summary: str, after: str) -> None:
+    assert action.summary == summary and action.after == after
+    assert action.as_dict()["kind"] == action.kind
+
+
+def test_build_state_records_what_was_done() -> None:
+    before = replace(converged(), state=None, state_error="missing", paranoid=3)
+    plan = make(before, desired(members=("bob",)))
+    applied = [act.CreateDir("/usr/local/libexec/perfgroup/x", "w"), act.AddMember("bob", "w", group="perf_users"),
+               act.InstallCopy(DEST, "w", source="/usr/bin/perf", caps=("cap_perfmon",), group="perf_users")]
+    record = converge.build_state(desired(members=("bob",)), before, converged(), plan, applied)
+    assert record.members_added == ("bob",) and "/usr/local/libexec/perfgroup/x" in record.created_dirs
+    assert record.copies == (DEST,) and record.paranoid_before == 3 and record.caps == tuple(sorted(plan.caps.caps))
+    assert {path for path, _ in record.files} == {desired().profile_path, desired().sysctl_path}
+
+
+def test_build_state_keeps_every_copy_ever_installed() -> None:
+    before = replace(converged(), state=state(copies=("/old/perf",)))
+    plan = make(before, desired())
+    record = converge.build_state(desired(), before, converged(), plan, [])
+    assert record.copies == ("/old/perf", DEST)
+
+
+def test_a_no_op_run_records_the_same_state() -> None:
+    facts = converged()
+    plan = make(facts, desired())
+    record = converge.build_state(desired(), facts, facts, plan, [])
+    assert record.same_as(facts.state)
+
+
+def remove_facts(**changes: Any) -> remove_mod.RemoveFacts:
+    base = remove_mod.RemoveFacts(
+        group="perf_users", state=state(members_added=("alice",)), state_error=None,
+        copies=((DEST, True),), files=((desired().profile_path, True), (desired().sysctl_path, True)),
+        dirs=(("/usr/local/libexec/perfgroup", ("perf_users",)), ("/usr/local/libexec/perfgroup/perf_users", ("perf",))),
+        group_exists=True, group_members=("alice",),
+    )
+    return base._replace(**changes)
+
+
+def test_remove_plans_everything_the_record_names_outermost_directory_last() -> None:
+    kinds = [(a.kind, a.target) for a in remove_mod.plan(remove_facts())]
+    assert kinds == [
+        ("delete_copy", DEST), ("delete_file", desired().profile_path), ("delete_file", desired().sysctl_path),
+        ("delete_dir", "/usr/local/libexec/perfgroup/perf_users"), ("delete_dir", "/usr/local/libexec/perfgroup"),
+        ("delete_group", "perf_users"), ("delete_file", desired().state_path),
+    ]
+
+
+def test_remove_plans_only_what_is_left() -> None:
+    facts = remove_facts(copies=((DEST, False),), files=((desired().profile_path, False),),
+                         dirs=(("/usr/local/libexec/perfgroup", ("other",)),), group_exists=False)
+    assert [a.kind for a in remove_mod.plan(facts)] == ["delete_file"]  # the record itself
+
+
+def test_remove_of_an_adopted_group_takes_back_only_the_members_it_added() -> None:
+    facts = remove_facts(state=state(group_created=False, members_added=("alice", "carol")),
+                         group_members=("alice", "bob"))
+    assert [(a.kind, a.target) for a in remove_mod.plan(facts) if "member" in a.kind] == [("remove_member", "alice")]
+
+
+def test_nothing_to_remove_is_not_a_refusal_but_unrecorded_files_are() -> None:
+    assert remove_mod.plan(remove_mod.RemoveFacts("perf_users", None, "missing")) == ()
+    with pytest.raises(RefusedError, match="no usable setup record"):
+        remove_mod.plan(remove_mod.RemoveFacts("perf_users", None, "missing", leftovers_of_unrecorded=(DEST,)))
+
+
+GROUP = GroupFacts("perf_users", 995, ("alice",), local=True)
+
+
+@pytest.mark.parametrize(("users", "add", "expected"), [
+    (["bob"], True, [("add_member", "bob")]),
+    (["alice"], True, []),
+    (["alice", "bob", "bob"], False, [("remove_member", "alice")]),
+])
+def test_members_plan(users: list[str], add: bool, expected: list[tuple[str, str]]) -> None:
+    known = {"alice": True, "bob": True}
+    assert [(a.kind, a.target) for a in members_mod.plan(GROUP, users, known, add)] == expected
+
+
+@pytest.mark.parametrize(("group", "users", "message"), [
+    (GroupFacts("perf_users", None), ["bob"], "does not exist"),
+    (GroupFacts("perf_users", 5000, (), local=False), ["bob"], "directory"),
+    (GROUP, ["ghost"], "no such user"),
+    (GROUP, ["root"], "pointless"),
+])
+def test_members_refusals(group: GroupFacts, users: list[str], message: str) -> None:
+    with pytest.raises(RefusedError, match=message):
+        members_mod.plan(group, users, {"bob": True, "root": True}, add=True)

@@ -1,0 +1,86 @@
+"""One definition per option: the click options, the Ansible module specs and the role's files
+are all built from perfgroup/engine/options.py and checked here."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import click
+import pytest
+import yaml
+
+from perfgroup import ansible_spec
+from perfgroup.cli import main
+from perfgroup.engine import options
+from perfgroup.engine.validate import desired_from_input
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_generated_ansible_files_match_the_table() -> None:
+    assert ansible_spec.drifted() == [], "run: python -m perfgroup.ansible_spec --write"
+
+
+@pytest.mark.parametrize("command", ["setup", "audit", "verify", "remove"])
+def test_every_cli_option_comes_from_the_table(command: str) -> None:
+    cmd = main.get_command(click.Context(main), command)
+    assert cmd is not None
+    params = {p.name for p in cmd.params if isinstance(p, click.Option)}
+    assert {o.name for o in options.for_command(command)} <= params
+
+
+def test_setup_options_are_exactly_desired_from_input_keywords() -> None:
+    """desired_from_input is keyword-only and takes every desired option, nothing else."""
+    import inspect
+
+    signature = inspect.signature(desired_from_input)
+    assert all(p.kind is p.KEYWORD_ONLY for p in signature.parameters.values())
+    assert set(signature.parameters) == {o.name for o in options.for_command("setup") if o.desired}
+
+
+def test_the_role_can_do_everything_setup_can() -> None:
+    setup = {o.name for o in options.for_command("setup")}
+    role = {o.name for o in options.for_entry_point("main")}
+    assert setup <= role
+
+
+def _module_documentation(name: str) -> dict[str, object]:
+    path = ansible_spec.module_path(name)
+    tree = ast.parse(path.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "DOCUMENTATION":
+            return dict(yaml.safe_load(ast.literal_eval(node.value)))
+    raise AssertionError(f"{path} has no DOCUMENTATION")
+
+
+@pytest.mark.parametrize(("entry_point", "module"), list(ansible_spec.MODULES.items()))
+def test_module_documentation_agrees_with_argument_spec(entry_point: str, module: str) -> None:
+    documented = _module_documentation(module)["options"]
+    spec = options.argument_spec(entry_point)
+    assert isinstance(documented, dict) and set(documented) == set(spec)
+    for name, entry in spec.items():
+        assert documented[name]["type"] == entry["type"]
+        assert documented[name].get("default") == entry.get("default")
+
+
+def test_role_defaults_and_argument_specs_agree() -> None:
+    defaults = yaml.safe_load((REPO / "roles/perf_users/defaults/main.yml").read_text())
+    specs = yaml.safe_load((REPO / "roles/perf_users/meta/argument_specs.yml").read_text())["argument_specs"]
+    for entry_point in ("main", "audit"):
+        documented = specs[entry_point]["options"]
+        assert set(documented) == {o.role_var for o in options.for_entry_point(entry_point)}
+        for var, entry in documented.items():
+            assert defaults[var] == entry.get("default")
+
+
+@pytest.mark.parametrize(("params", "expected"), [
+    ({"group": "g", "dest": "", "members": None, "caps": "auto"}, {"group": "g", "dest": None, "members": (), "caps": "auto"}),
+    ({"group": "g", "members": ["a", "b"], "gid": 5}, {"members": ("a", "b"), "gid": 5}),
+])
+def test_module_params_become_desired_keywords(params: dict[str, object], expected: dict[str, object]) -> None:
+    kwargs = options.desired_kwargs(params, "main")
+    assert "verify" not in kwargs
+    for key, value in expected.items():
+        assert kwargs[key] == value
+    desired_from_input(**kwargs)
