@@ -81,8 +81,19 @@ class BootResult:
         return self.steps[name]
 
 
-class BootError(AssertionError):
+class BootError(RuntimeError):
     """The guest did not hand back results (timeout, panic, broken glue); carries the console."""
+
+
+@dataclass
+class Machine:
+    """One suite's image plus this run's wheels: what a test boots."""
+
+    image: Image
+    wheels: Path
+
+    def boot(self, script: str, **options: object) -> BootResult:
+        return boot(self.image, script, self.wheels, **options)  # type: ignore[arg-type]
 
 
 def state_disk(path: Path, size_mb: int = 512) -> Path:
