@@ -10,7 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from images import ensure_image
-from qemu import QEMU, Machine, build_wheels
+from qemu import QEMU, TIMINGS, Machine, build_wheels
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 
@@ -51,3 +51,10 @@ def bullseye(wheels: Path) -> Machine:
 @pytest.fixture(scope="session")
 def trixie(wheels: Path) -> Machine:
     return Machine(ensure_image("trixie"), wheels)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if TIMINGS:
+        terminalreporter.write_sep("-", "VM boots (the lane must stay within 15 minutes of CI)")
+        for line in TIMINGS:
+            terminalreporter.write_line(line)

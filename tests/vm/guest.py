@@ -64,10 +64,11 @@ dmesg -n 1 2>/dev/null || true
 start=$(cut -d' ' -f1 /proc/uptime)
 /vm/install >"$out/install.log" 2>&1
 echo $? >"$out/install.rc"
+installed=$(cut -d' ' -f1 /proc/uptime)
 cd /root
 HOME=/root sh $(cat /vm/shell-flags) -c '. /vm/lib.sh; . /vm/scenario.sh' >"$out/stdout" 2>"$out/stderr"
 echo $? >"$out/rc"
-echo "$start $(cut -d' ' -f1 /proc/uptime)" >"$out/uptime"
+echo "$start $installed $(cut -d' ' -f1 /proc/uptime)" >"$out/uptime"
 cp /vm/state-mount.log "$out/" 2>/dev/null || true
 tar -C "$out" -czf /tmp/vm-out.tgz .
 stty -F /dev/ttyS1 raw -echo 2>/dev/null || true

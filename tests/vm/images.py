@@ -59,12 +59,16 @@ test -n "$kpkg"
 chroot "$root" sh -c "cd /tmp && apt-get download -qq $kpkg"
 dpkg-deb -x "$root"/tmp/"$kpkg"_*.deb "$out/kernel"
 rm -f "$root"/tmp/*.deb
-kver=$(ls "$out/kernel/lib/modules")
+# trixie's kernel deb ships its modules under usr/lib (merged /usr), older ones under lib.
+for d in usr/lib/modules lib/modules; do
+    if [ -d "$out/kernel/$d" ]; then kmods=$out/kernel/$d; break; fi
+done
+kver=$(ls "$kmods")
 cp "$out"/kernel/boot/vmlinuz-"$kver" "$out/vmlinuz"
 # Only the disk modules and what they depend on; modules.dep is made by depmod, not shipped in the deb.
 mdir=lib/modules/$kver
 mkdir -p "$root/lib/modules"
-cp -a "$out/kernel/$mdir" "$root/lib/modules/"
+cp -a "$kmods/$kver" "$root/lib/modules/"
 chroot "$root" depmod "$kver"
 keep=$(for m in $modules; do chroot "$root" modprobe -S "$kver" --show-depends "$m"; done | awk '$1 == "insmod" {print $2}')
 mkdir "$out/keep"
@@ -130,8 +134,7 @@ def _lock(name: str) -> Iterator[None]:
 
 
 def _build(suite: str, final: Path) -> None:
-    for stale in CACHE.glob(f".tmp-{final.name}-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    _remove_stale_builds(final.name)
     work = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=CACHE))
     started = time.monotonic()
     try:
@@ -147,6 +150,43 @@ def _build(suite: str, final: Path) -> None:
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    _prune(suite, final)
+
+
+def _remove_stale_builds(own_key: str) -> None:
+    """Delete half-built images whose build is gone (its lock is free, or is ours)."""
+    with _lock("cleanup"):  # concurrent builds would race to delete the same directory
+        for stale in CACHE.glob(".tmp-*"):
+            _remove_if_stale(stale, own_key)
+
+
+def _remove_if_stale(stale: Path, own_key: str) -> None:
+    key = stale.name[len(".tmp-"):].rsplit("-", 1)[0]
+    if key == own_key:  # we hold its lock: nobody else is building it
+        _remove_tree(stale)
+        return
+    with open(CACHE / f".{key}.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # a build of that recipe is running right now
+        _remove_tree(stale)
+
+
+def _remove_tree(path: Path) -> None:
+    # A killed debootstrap can leave /proc or /sys mounted in its chroot; rmtree would walk into them.
+    inside = str(path) + "/"
+    with open("/proc/self/mounts") as mounts:
+        if any(line.split()[1].startswith(inside) for line in mounts):
+            raise RuntimeError(f"{path} still has mounts below it; unmount them, then delete it")
+    shutil.rmtree(path)
+
+
+def _prune(suite: str, keep: Path) -> None:
+    # An image of an older recipe is never used again; each one is ~250 MB.
+    for old in CACHE.glob(f"{suite}-*"):
+        if old != keep and (old / "meta.json").exists():
+            _remove_tree(old)
 
 
 # The guest's python3 decides which click can install (click 8.2 needs Python 3.10; bullseye has 3.9).
@@ -166,9 +206,17 @@ def _load(suite: str, directory: Path) -> Image:
                  python=meta["python"], build_seconds=meta.get("build_seconds"))
 
 
+def main(suites: list[str]) -> None:
+    """Build (or find) images concurrently: debootstrap waits on the network more than on the CPU."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=len(suites)) as pool:
+        for img in pool.map(ensure_image, suites):
+            print(f"{img.suite}: {img.directory.name} kernel {img.kernel_release} python {img.python} "
+                  f"(build took {img.build_seconds}s)")
+    print(f"images ready in {time.monotonic() - started:.1f}s")
+
+
 if __name__ == "__main__":
-    for name in sys.argv[1:] or ["bookworm", "bullseye"]:
-        t0 = time.monotonic()
-        img = ensure_image(name)
-        print(f"{name}: {img.directory} kernel {img.kernel_release} python {img.python} "
-              f"(built in {img.build_seconds}s; this call {time.monotonic() - t0:.1f}s)")
+    main(sys.argv[1:] or ["bookworm", "bullseye"])

@@ -31,8 +31,8 @@ import io
 import os
 import re
 import shutil
-import sys
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -46,6 +46,7 @@ from images import Image
 QEMU = "qemu-system-x86_64"
 STATE_DIRS = ("etc", "usr/local", "var/lib")
 DEFAULT_TIMEOUT = 420.0
+TIMINGS: list[str] = []  # one line per boot of this session; the lane's cost is a budget
 SYSTEMD_ARGS = ("systemd.show_status=false systemd.wants=perfgroup-vm.service "
                 "systemd.mask=serial-getty@ttyS0.service systemd.mask=getty@tty1.service")
 
@@ -70,8 +71,10 @@ class BootResult:
     install_log: str
     steps: dict[str, Step]
     console: str
-    seconds: float
-    guest_seconds: float
+    seconds: float  # qemu start to exit, on the host
+    boot_seconds: float  # guest uptime when the runner started (kernel + init or systemd)
+    install_seconds: float  # pip installing the perfgroup wheel
+    scenario_seconds: float
     extra: dict[str, str] = field(default_factory=dict)
 
     def step(self, name: str) -> Step:
@@ -124,7 +127,10 @@ def boot(image: Image, script: str, wheels: Path, *, mode: str = "systemd", stat
         console = _run_qemu(image, initrd, work, _cmdline(mode, state, append), state, timeout)
         seconds = time.monotonic() - started
         raw = (work / "results.log").read_bytes()
-    return _parse(raw, nonce, console, seconds)
+    result = _parse(raw, nonce, console, seconds)
+    TIMINGS.append(f"{image.suite} {mode}: {seconds:.1f}s (boot {result.boot_seconds:.1f}, "
+                   f"install {result.install_seconds:.1f}, scenario {result.scenario_seconds:.1f})")
+    return result
 
 
 def _cmdline(mode: str, state: Path | None, append: str) -> str:
@@ -203,10 +209,11 @@ def _parse(raw: bytes, nonce: str, console: str, seconds: float) -> BootResult:
     if hashlib.sha256(blob).hexdigest() != found.group(2):
         raise BootError("results damaged in transit (sha256 mismatch)")
     files = _untar(blob)
-    start, end = (float(v) for v in files.pop("uptime").split())
+    start, installed, end = (float(v) for v in files.pop("uptime").split())
     return BootResult(rc=int(files.pop("rc")), stdout=files.pop("stdout"), stderr=files.pop("stderr"),
                       install_rc=int(files.pop("install.rc")), install_log=files.pop("install.log"),
-                      steps=_steps(files), console=console, seconds=seconds, guest_seconds=end - start,
+                      steps=_steps(files), console=console, seconds=seconds, boot_seconds=start,
+                      install_seconds=installed - start, scenario_seconds=end - installed,
                       extra={k: v for k, v in files.items() if not k.startswith("steps/")})
 
 

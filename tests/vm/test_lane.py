@@ -114,19 +114,31 @@ def test_state_disk_survives_reboot(bookworm: Machine, tmp_path: Path) -> None:
     assert "No such file" in second.step("outside").stdout
 
 
-BULLSEYE_NODE = """
+OTHER_SUITE_NODE = """
 step uname uname -r
 step python python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])'
 step paranoid cat /proc/sys/kernel/perf_event_paranoid
 step tracefs stat -c '%a %U %G' /sys/kernel/tracing
 step root_perf perf stat -a -e cpu-clock true
+step kptr cat /proc/sys/kernel/kptr_restrict
+step perf_file sh -c 'ls -l /usr/bin/perf*; head -c 4 /usr/bin/perf | od -c | head -n 1'
 """
 
 
 def test_bullseye_boots_with_python_39_and_perf(bullseye: Machine) -> None:
-    node = bullseye.boot(BULLSEYE_NODE, mode="systemd")
+    node = bullseye.boot(OTHER_SUITE_NODE, mode="systemd")
     assert node.rc == 0, node.stderr
     assert re.fullmatch(r"5\.10\.0-\d+-cloud-amd64", node.step("uname").stdout.strip())
     assert node.step("python").stdout.strip() == "3.9"
     root_perf = node.step("root_perf")
     assert root_perf.rc == 0 and counted(root_perf.stderr, "cpu-clock"), root_perf
+
+
+def test_trixie_boots_with_python_313_and_perf(trixie: Machine) -> None:
+    node = trixie.boot(OTHER_SUITE_NODE, mode="systemd")
+    assert node.rc == 0, node.stderr
+    assert re.fullmatch(r"6\.12\.\d+\+deb13-cloud-amd64", node.step("uname").stdout.strip())
+    assert node.step("python").stdout.strip() == "3.13"
+    root_perf = node.step("root_perf")
+    assert root_perf.rc == 0 and counted(root_perf.stderr, "cpu-clock"), root_perf
+    assert node.install_rc == 0, node.install_log
