@@ -16,12 +16,16 @@ from qemu import BootResult, Machine, state_disk
 pytestmark = pytest.mark.vm
 
 COPY = "/opt/lane/perf"
+SYSLOG_COPY = "/opt/lane/perf-syslog"
+KERNEL_SYMBOL = re.compile(r"\[k\] +[A-Za-z_]\w*")
+KERNEL_ADDRESS = re.compile(r"\[k\] +0xffff[0-9a-f]+")
 
 BOOKWORM_NODE = f"""
 step paranoid cat /proc/sys/kernel/perf_event_paranoid
 step uname uname -r
 step tracefs stat -c '%a %U %G' /sys/kernel/tracing
 step root_perf perf stat -a -e cpu-clock true
+step kptr cat /proc/sys/kernel/kptr_restrict
 step version perfgroup --version
 step_sh fails_on_purpose 'echo to-stdout; echo to-stderr >&2; exit 7'
 groupadd --system lane_perf
@@ -37,6 +41,14 @@ step set_2 sysctl -w kernel.perf_event_paranoid=2
 step_as member_at_2 alice '{COPY} stat -e task-clock true'
 step_as stock_at_2 alice 'perf stat -a -e cpu-clock true'
 step_as non_member bob '{COPY} stat -e task-clock true'
+step_as record_perfmon alice '{COPY} record -q -a -g -o /tmp/perfmon.data -- sleep 0.3'
+step_as report_perfmon alice '{COPY} report -i /tmp/perfmon.data --stdio --sort sym'
+cp /usr/bin/perf {SYSLOG_COPY}
+chown root:lane_perf {SYSLOG_COPY}
+chmod 0750 {SYSLOG_COPY}
+setcap cap_perfmon,cap_syslog=ep {SYSLOG_COPY}
+step_as record_syslog alice '{SYSLOG_COPY} record -q -a -g -o /tmp/syslog.data -- sleep 0.3'
+step_as report_syslog alice '{SYSLOG_COPY} report -i /tmp/syslog.data --stdio --sort sym'
 """
 
 
@@ -85,6 +97,16 @@ def test_others_stay_limited(bookworm_node: BootResult) -> None:
     assert stock.rc != 0 and not counted(stock.stderr, "cpu-clock"), stock
     outsider = bookworm_node.step("non_member")
     assert outsider.rc == 126 and "Permission denied" in outsider.stderr, outsider
+
+
+def test_kernel_symbols_need_cap_syslog_even_at_kptr_restrict_0(bookworm_node: BootResult) -> None:
+    assert bookworm_node.step("kptr").stdout.strip() == "0"
+    for name in ("record_perfmon", "record_syslog"):
+        assert bookworm_node.step(name).rc == 0, bookworm_node.step(name)
+    perfmon_only = bookworm_node.step("report_perfmon").stdout
+    assert KERNEL_ADDRESS.search(perfmon_only) and not KERNEL_SYMBOL.search(perfmon_only), perfmon_only[:2000]
+    with_syslog = bookworm_node.step("report_syslog").stdout
+    assert KERNEL_SYMBOL.search(with_syslog), with_syslog[:2000]
 
 
 # Boot 1 (init mode) writes into the state directories, boot 2 (systemd) must see them: files,
