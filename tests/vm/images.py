@@ -148,7 +148,8 @@ def _build(suite: str, final: Path) -> None:
         (work / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         os.rename(work, final)
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        with contextlib.suppress(OSError, RuntimeError):  # the build's own error matters more
+            _remove_tree(work)
         raise
     _prune(suite, final)
 
