@@ -22,7 +22,7 @@ import pytest
 from perfgroup import artifacts
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from node import Node  # noqa: E402
+from node import Node
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 GROUP = "perf_users"
@@ -384,9 +384,9 @@ def test_nhc_check_dies_on_critical_and_optionally_warning(tmp_path: Path, code:
 def test_nhc_check_takes_another_group_and_fails_when_the_command_is_missing(tmp_path: Path) -> None:
     run_nhc_check(tmp_path, 0, "other_grp")
     assert (tmp_path / "args").read_text().split()[:3] == ["audit", "--group", "other_grp"]
-    rc, out = run_nhc_check(tmp_path, None)
+    _, out = run_nhc_check(tmp_path, None)
     assert out[-1] == "RET 1" and out[0].startswith("DIE 1 check_perfgroup:  ") and "missing" in out[0]
-    rc, out = run_nhc_check(tmp_path, 0, "-x")
+    _, out = run_nhc_check(tmp_path, 0, "-x")
     assert out == ["DIE 1 check_perfgroup:  Invalid option:  -x", "RET 1"]
 
 
