@@ -1,0 +1,137 @@
+"""Node-side artifacts (systemd units, package-manager hooks, NHC check, modulefiles, shell
+snippets, the perf wrapper) rendered from the jinja2 templates in `templates/`.
+
+Rendered at setup time on the controller or the node, never at audit time. Every value that
+goes into a template is checked first against a deliberately small alphabet: the same value
+lands in eight syntaxes (systemd, sh, csh, Lua, Tcl, apt.conf, dnf action lines, bash), and
+none of them then needs quoting. Templates come from PERFGROUP_TEMPLATES, the checkout's
+`templates/` beside this package, or the copy an installed wheel puts under
+`<prefix>/share/perfgroup/templates`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+
+def templates_dir() -> Path:
+    if os.environ.get("PERFGROUP_TEMPLATES"):
+        return Path(os.environ["PERFGROUP_TEMPLATES"])
+    checkout = Path(__file__).resolve().parent.parent / "templates"
+    if checkout.is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "perfgroup" / "templates"
+
+
+TEMPLATES_DIR = templates_dir()
+
+# Where the perf wrapper goes: /usr/local/bin precedes /usr/bin in every default PATH.
+WRAPPER_PATH = "/usr/local/bin/perf"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: str  # node path; may contain jinja2 expressions ({{ group }}, {{ module_name }}, ...)
+    template: str  # file name under templates/
+    mode: int
+    kind: str
+
+
+@dataclass(frozen=True)
+class RenderedArtifact:
+    path: str
+    content: str
+    mode: int
+    kind: str
+
+
+ARTIFACTS: tuple[Artifact, ...] = (
+    Artifact("/etc/systemd/system/perfgroup-heal-{{ group }}.service", "perfgroup-heal.service.j2", 0o644, "boot"),
+    Artifact("/etc/systemd/system/sys-kernel-tracing.mount.d/perfgroup.conf", "tracefs-perfgroup.conf.j2", 0o644,
+             "tracefs"),
+    Artifact("/etc/systemd/system/perfgroup-textfile-{{ group }}.service", "perfgroup-textfile.service.j2", 0o644,
+             "prometheus"),
+    Artifact("/etc/systemd/system/perfgroup-textfile-{{ group }}.timer", "perfgroup-textfile.timer.j2", 0o644,
+             "prometheus"),
+    Artifact("/etc/apt/apt.conf.d/80perfgroup-{{ group }}", "apt-hook.j2", 0o644, "apt"),
+    Artifact("/etc/dnf/plugins/post-transaction-actions.d/perfgroup-{{ group }}.action",
+             "dnf4-post-transaction.action.j2", 0o644, "dnf"),
+    Artifact("/etc/dnf/libdnf5-plugins/actions.d/perfgroup-{{ group }}.actions", "dnf5-actions.actions.j2", 0o644,
+             "dnf"),
+    Artifact("/etc/nhc/scripts/perfgroup.nhc", "nhc-check.nhc.j2", 0o644, "nhc"),
+    # Not installed as such: the line to add to /etc/nhc/nhc.conf (a file NHC and sites own).
+    Artifact("/etc/nhc/nhc.conf.d/perfgroup-{{ group }}.conf", "nhc.conf.j2", 0o644, "nhc-conf"),
+    Artifact("/etc/lmod/modules/{{ module_name }}.lua", "modulefile.lua.j2", 0o644, "lmod"),
+    Artifact("/etc/environment-modules/modules/{{ module_name }}", "modulefile.tcl.j2", 0o644, "tcl-module"),
+    Artifact("/etc/profile.d/perfgroup-{{ group }}.csh", "profile.csh.j2", 0o644, "csh"),
+    Artifact(WRAPPER_PATH, "perf-wrapper.sh.j2", 0o755, "wrapper"),
+)
+
+KINDS = frozenset(artifact.kind for artifact in ARTIFACTS)
+
+_GROUP = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")  # the engine's own rule (validate.NAME_RE)
+_PATH = re.compile(r"(/[A-Za-z0-9_.+-]+)+\Z")
+_CHECKS: dict[str, re.Pattern[str]] = {
+    "group": _GROUP,
+    "dest": _PATH,
+    "dest_dir": _PATH,
+    "stock_perf": _PATH,
+    "node_command": _PATH,
+    "textfile_dir": _PATH,
+    "timer_interval": re.compile(r"[0-9]+ ?(us|ms|s|sec|m|min|h|hr|d|w)?( ?[0-9]+ ?(us|ms|s|sec|m|min|h|hr|d|w)?)*\Z"),
+    "module_name": re.compile(r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_.+-]+)*\Z"),
+    "tracefs_mode": re.compile(r"0?[0-7]{3}\Z"),
+}
+_INTS = ("gid", "tracefs_gid")
+
+
+def check_context(context: Mapping[str, object]) -> None:
+    """Refuse (ValueError) a value that would need quoting somewhere. Missing values are left to
+    StrictUndefined, which names them when a template uses them."""
+    for name, pattern in _CHECKS.items():
+        if name in context:
+            value = context[name]
+            if not isinstance(value, str) or not pattern.match(value) or "/../" in f"{value}/" or "/./" in f"{value}/":
+                raise ValueError(f"artifact variable {name}={value!r} is not allowed in node artifacts")
+    for name in _INTS:
+        if name in context:
+            value = context[name]
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32 - 1:
+                raise ValueError(f"artifact variable {name}={value!r} must be an integer gid")
+    if context.get("stock_perf") == WRAPPER_PATH:
+        raise ValueError(f"stock_perf {WRAPPER_PATH} is where the perf wrapper goes: name the distribution perf")
+
+
+def environment(directory: Path | None = None) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(directory or templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # none of these files is HTML
+        keep_trailing_newline=True,
+    )
+
+
+def render(context: dict[str, object], kinds: set[str] | None = None,
+           directory: Path | None = None) -> list[RenderedArtifact]:
+    """Every artifact of the given kinds (all by default), in table order. Raises
+    jinja2.UndefinedError for a missing variable, ValueError for an unsafe value or unknown kind."""
+    if kinds is not None and not kinds <= KINDS:
+        raise ValueError(f"unknown artifact kinds: {', '.join(sorted(kinds - KINDS))}")
+    check_context(context)
+    env = environment(directory)
+    full = {"wrapper_path": WRAPPER_PATH, **context}
+    rendered = []
+    for artifact in ARTIFACTS:
+        if kinds is not None and artifact.kind not in kinds:
+            continue
+        path = env.from_string(artifact.path).render(full)
+        content = env.get_template(artifact.template).render(full)
+        rendered.append(RenderedArtifact(path, content, artifact.mode, artifact.kind))
+    return rendered
