@@ -14,20 +14,23 @@ from .common import (
 )
 
 
-@click.command(epilog="\b\nExit codes:\n  0  every targeted host converged and verified\n  1  some host failed, was unreachable or did not verify\n  2  bad arguments, no inventory, no ansible-playbook")
+@click.command(epilog="\b\nExit codes:\n  0  every targeted host converged and verified\n  1  some host failed, was unreachable or did not verify\n  2  bad arguments, no inventory, no host matches --hosts/--limit, no ansible-playbook")
 @click.option("-i", "--inventory", required=True, metavar="INVENTORY", help="Ansible inventory (see inventory.example).")
-@click.option("--limit", metavar="PATTERN", help="Only these hosts or groups.")
+@click.option("--hosts", "hosts", default="perf_nodes", show_default=True, metavar="PATTERN",
+              help="The hosts the role converges (the play's hosts: pattern).")
+@click.option("--limit", metavar="PATTERN", help="Only these hosts or groups (within --hosts).")
 @click.option("--check", is_flag=True, help="Ansible check mode: report what would change, change nothing.")
 @click.option("--diff", is_flag=True, help="Show what changes on each host.")
 @click.option("--forks", type=click.IntRange(1, 1000), help="Hosts in parallel (Ansible --forks).")
 @click.option("-e", "--extra-vars", "extra_vars", multiple=True, metavar="VARS",
               help="Passed to ansible-playbook -e (e.g. 'perf_users_members=[\"alice\"]').")
 @click.option("--json", "as_json", is_flag=True, help="Result table as JSON.")
-def deploy(inventory: str, limit: str | None, check: bool, diff: bool, forks: int | None,
+def deploy(inventory: str, hosts: str, limit: str | None, check: bool, diff: bool, forks: int | None,
            extra_vars: tuple[str, ...], as_json: bool) -> None:
     """Run the perf_users role across an inventory: progress per host, then a table.
 
-    Uses ansible-playbook over SSH; nodes need only python3 (the engine travels as module_utils).
+    Uses ansible-playbook over SSH with the perfgroup.hpc collection; nodes need only python3 (the
+    engine travels as module_utils). With --check a host with drift shows "would change".
     """
     from .. import ansible_run as deploy_mod
 
@@ -35,11 +38,12 @@ def deploy(inventory: str, limit: str | None, check: bool, diff: bool, forks: in
     extra += ["--check"] if check else []
     extra += ["--diff"] if diff else []
     try:
-        report = deploy_mod.run("perf_users.yml", inventory, limit, extra, forks)
+        report = deploy_mod.run("perf_users.yml", inventory, limit, extra, forks, hosts=hosts,
+                                no_match_fix=f"add a [{hosts}] group to the inventory or pass --hosts PATTERN")
     except deploy_mod.DeployError as error:
         fail(EXIT_REFUSED, str(error))
     rows = []
-    for host, data in sorted(deploy_mod.host_results(report, "Converge the privileged perf users group").items()):
+    for host, data in sorted(deploy_mod.host_results(report, "converge").items()):
         failed = bool(data.get("failed"))
         rows.append({
             "host": host, "changed": bool(data.get("changed")), "caps": ",".join(data.get("caps") or []),
@@ -53,7 +57,8 @@ def deploy(inventory: str, limit: str | None, check: bool, diff: bool, forks: in
         output.say(f"{'host':20} {'changed':8} {'caps':40} {'verified':9} error")
         for r in rows:
             verified = "-" if r["verified"] is None else "yes" if r["verified"] else "NO"
-            output.say(f"{r['host']:20} {'yes' if r['changed'] else 'no':8} {r['caps']:40} {verified:9} {r['error']}")
+            changed = ("would change" if check else "yes") if r["changed"] else "no"
+            output.say(f"{r['host']:20} {changed:8} {r['caps']:40} {verified:9} {r['error']}")
     if not good:
         sys.exit(EXIT_FAILED)
 

@@ -56,15 +56,18 @@ def playbook(cluster: Cluster, *args: str) -> tuple[int, dict[str, Any]]:
     return result.returncode, json.loads(result.stdout)
 
 
-def task_results(report: dict[str, Any], task_name: str) -> dict[str, Any]:
+def task_results(report: dict[str, Any], kind: str, handler: bool = False) -> dict[str, Any]:
+    """The first task whose results carry perfgroup_result_kind == kind (the handler's, if asked)."""
     for play in report["plays"]:
         for task in play["tasks"]:
-            if task["task"]["name"].split(" : ")[-1] == task_name:
+            if bool(task["task"].get("handler")) != handler:
+                continue
+            if any(data.get("perfgroup_result_kind") == kind for data in task["hosts"].values()):
                 return dict(task["hosts"])
     return {}
 
 
-CONVERGE = "Converge the privileged perf users group"
+CONVERGE, AUDIT = "converge", "audit"
 
 
 def test_deploy_converges_standard_nodes_and_fails_clearly_elsewhere(cluster: Cluster) -> None:
@@ -85,7 +88,7 @@ def test_deploy_converges_standard_nodes_and_fails_clearly_elsewhere(cluster: Cl
         assert node.run([DEST, *PERF_A], user="bob").returncode != 0, name
     login = cluster.nodes["login"].node
     assert login.sh(f"test -e {DEST}").returncode != 0
-    post = task_results(report, "Audit the node after the change")  # the handler, on changed hosts only
+    post = task_results(report, AUDIT, handler=True)  # the handler, on changed hosts only
     assert set(post) == set(STANDARD)
     assert all(post[name]["ansible_facts"]["perf_users_audit"]["status"] == "ok" for name in STANDARD)
 
@@ -119,7 +122,7 @@ def test_role_audit_equals_cli_audit(cluster: Cluster) -> None:
         capture_output=True, text=True, timeout=600, check=False,
         cwd=REPO,
     )
-    hosts = task_results(json.loads(result.stdout), "Read the perfgroup audit of this node")
+    hosts = task_results(json.loads(result.stdout), AUDIT)
     for name in ("std1", "old", "nosuid"):
         role_view = hosts[name]["ansible_facts"]["perf_users_audit"]
         cli_view = json.loads(cluster.nodes[name].node.run([PERFGROUP, "audit", "--json"]).stdout)
@@ -192,7 +195,8 @@ def test_deploy_from_a_plain_wheel_install(cluster: Cluster, tmp_path: Any) -> N
                                 "--prefix", str(venv), str(wheel)],
                                capture_output=True, text=True, check=False)
     assert installed.returncode == 0, installed.stderr
-    assert (venv / "share/perfgroup/roles/perf_users/module_utils/perfgroup_engine/facts.py").is_file()
+    installed_engine = venv / "share/perfgroup/collections/ansible_collections/perfgroup/hpc/plugins/module_utils/perfgroup_engine"
+    assert (installed_engine / "facts.py").read_bytes() == (REPO / "perfgroup/engine/facts.py").read_bytes()
     # click and ansible-core come from the test environment; perfgroup itself from the wheel.
     env = {**cluster.env(), "PYTHONPATH": ":".join(site.getsitepackages())}
     # --prefix wrote the script with the test interpreter's shebang: run it with the new venv's.
