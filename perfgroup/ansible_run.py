@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -86,20 +87,52 @@ def run(playbook: str, inventory: str, limit: str | None, extra: list[str], fork
         argv += ["--limit", limit] if limit else []
         argv += ["--forks", str(forks)] if forks else []
         env = environment(collections)
-        result = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=None, text=True, check=False)
+        returncode, stdout, held = run_streaming(argv, env)
         try:
-            report = dict(json.loads(result.stdout.strip().splitlines()[-1]))
+            report = dict(json.loads(stdout.strip().splitlines()[-1]))
         except (ValueError, IndexError):
             # ansible-playbook stops before any play when --limit matches nothing; only then pay
             # for a second ansible start to tell that apart from other failures.
             if limit and not matched_hosts(inventory, hosts, limit, env):
                 raise NoHostsMatched(no_match_message(hosts, limit, inventory, no_match_fix)) from None
-            raise DeployError(f"ansible-playbook exited {result.returncode} without a result "
+            sys.stderr.writelines(held)
+            raise DeployError(f"ansible-playbook exited {returncode} without a result "
                               "(see messages above)") from None
     plays = report.get("plays", [])
     if plays and all(play.get("no_hosts_matched") for play in plays):
         raise NoHostsMatched(no_match_message(hosts, limit, inventory, no_match_fix))
+    sys.stderr.writelines(held)
     return report
+
+
+# Ansible's own words for "nothing matched": held back, and replaced by one line of ours when
+# nothing is targeted (printed after the run otherwise).
+NO_MATCH_LINES = (
+    "[WARNING]: Could not match supplied host pattern",
+    "[WARNING]: No hosts matched",
+    "[ERROR]: Specified inventory, host pattern and/or --limit leaves us with no hosts",
+    "ERROR! Specified inventory, host pattern and/or --limit leaves us with no hosts",
+)
+
+
+def run_streaming(argv: list[str], env: dict[str, str]) -> tuple[int, str, list[str]]:
+    """Run ansible-playbook: its stderr (the callback's progress lines, Ansible's messages) goes to
+    ours line by line as it comes, except the no-match lines; returns (exit code, stdout, held lines)."""
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        assert process.stdout is not None and process.stderr is not None
+        stdout: list[str] = []
+        reader = threading.Thread(target=lambda: stdout.append(process.stdout.read() if process.stdout else ""))
+        reader.start()
+        held = []
+        for line in process.stderr:
+            if line.startswith(NO_MATCH_LINES):
+                held.append(line)
+            else:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+        reader.join()
+        returncode = process.wait()
+    return returncode, "".join(stdout), held
 
 
 def matched_hosts(inventory: str, hosts: str, limit: str | None, env: dict[str, str]) -> list[str]:

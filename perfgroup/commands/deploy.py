@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -42,24 +43,34 @@ def deploy(inventory: str, hosts: str, limit: str | None, check: bool, diff: boo
                                 no_match_fix=f"add a [{hosts}] group to the inventory or pass --hosts PATTERN")
     except deploy_mod.DeployError as error:
         fail(EXIT_REFUSED, str(error))
+    rows = table_rows(deploy_mod.host_results(report, "converge"), check)
+    good = bool(rows) and all(not r["error"] and (check or r["verified"]) for r in rows)
+    if as_json:
+        output.emit_json({"ok": good, "check": check, "hosts": rows})
+    else:
+        for line in table_lines(rows, check):
+            output.say(line)
+    if not good:
+        sys.exit(EXIT_FAILED)
+
+
+def table_rows(results: dict[str, dict[str, Any]], check: bool) -> list[dict[str, Any]]:
+    """One row per host from the converge module's results (or the failure that replaced them)."""
     rows = []
-    for host, data in sorted(deploy_mod.host_results(report, "converge").items()):
+    for host, data in sorted(results.items()):
         failed = bool(data.get("failed"))
         rows.append({
             "host": host, "changed": bool(data.get("changed")), "caps": ",".join(data.get("caps") or []),
             "verified": bool(data.get("verified")) if not check else None,
             "error": ("unreachable: " if data.get("unreachable") else "") + str(data.get("msg", "")) if failed else "",
         })
-    good = bool(rows) and all(not r["error"] and (check or r["verified"]) for r in rows)
-    if as_json:
-        output.emit_json({"ok": good, "check": check, "hosts": rows})
-    else:
-        output.say(f"{'host':20} {'changed':8} {'caps':40} {'verified':9} error")
-        for r in rows:
-            verified = "-" if r["verified"] is None else "yes" if r["verified"] else "NO"
-            changed = ("would change" if check else "yes") if r["changed"] else "no"
-            output.say(f"{r['host']:20} {changed:8} {r['caps']:40} {verified:9} {r['error']}")
-    if not good:
-        sys.exit(EXIT_FAILED)
+    return rows
 
 
+def table_lines(rows: list[dict[str, Any]], check: bool) -> list[str]:
+    lines = [f"{'host':20} {'changed':12} {'caps':40} {'verified':9} error"]
+    for r in rows:
+        verified = "-" if r["verified"] is None else "yes" if r["verified"] else "NO"
+        changed = ("would change" if check else "yes") if r["changed"] else "no"
+        lines.append(f"{r['host']:20} {changed:12} {r['caps']:40} {verified:9} {r['error']}")
+    return lines

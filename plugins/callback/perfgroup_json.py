@@ -7,12 +7,6 @@ ANSIBLE_STDOUT_CALLBACK=perfgroup.hpc.perfgroup_json.
 
 from __future__ import annotations
 
-import json
-import sys
-from typing import Any
-
-from ansible.plugins.callback import CallbackBase
-
 DOCUMENTATION = r"""
 name: perfgroup_json
 type: stdout
@@ -21,8 +15,14 @@ description:
   - Prints one JSON document with every task's per-host results and the play stats; a play that
     matched no host is marked C(no_hosts_matched).
 author:
-  - perfgroup
+  - perfgroup maintainers (@perfgroup)
 """
+
+import json
+import sys
+from typing import Any
+
+from ansible.plugins.callback import CallbackBase
 
 
 class CallbackModule(CallbackBase):

@@ -15,7 +15,7 @@ description:
   - Bad input (a privileged or malformed group, unknown or escalation capabilities, an unknown member,
     an unsafe destination) fails with the engine's one-line message and C(refused=true), changing nothing.
 author:
-  - perfgroup
+  - perfgroup maintainers (@perfgroup)
 options:
   group:
     description: Group whose members may run the privileged perf.

@@ -12,7 +12,7 @@ description:
     (the document C(perfgroup audit --json) prints).
   - Never changes the node. Without O(functional) it starts no process.
 author:
-  - perfgroup
+  - perfgroup maintainers (@perfgroup)
 options:
   group:
     description: The perf group to audit.

@@ -42,8 +42,8 @@ def cluster() -> Iterator[Cluster]:
     finally:
         made.close()
     assert not any(ssh.node.processes() for ssh in made.nodes.values())
-    leftover = subprocess.run(["pgrep", "-f", "perfgroup_test_sshd_config"], capture_output=True, text=True, check=False)
-    assert leftover.stdout.strip() == "", "sshd left running"
+    # this cluster's sshds only: other test runs on the machine may have their own
+    assert all(ssh.sshd.poll() is not None for ssh in made.nodes.values()), "sshd left running"
 
 
 def playbook(cluster: Cluster, *args: str) -> tuple[int, dict[str, Any]]:
@@ -205,3 +205,59 @@ def test_deploy_from_a_plain_wheel_install(cluster: Cluster, tmp_path: Any) -> N
                             env=env, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(result.stdout)["hosts"][0]["verified"] is True
+
+
+def test_deploy_without_a_matching_host_says_why(cluster: Cluster) -> None:
+    """Issue 13: an inventory without perf_nodes, or a --limit outside it: exit 2, one line, the fix."""
+    other = cluster.dir / "no_perf_nodes.ini"
+    other.write_text(cluster.inventory.read_text().replace("[perf_nodes]", "[compute]"))
+    for inventory, extra, named in [
+        (other, [], "'perf_nodes'"),
+        (other, ["--limit", "std1"], "'perf_nodes' with --limit 'std1'"),  # in the inventory, not in perf_nodes
+        (cluster.inventory, ["--limit", "nosuchhost"], "'perf_nodes' with --limit 'nosuchhost'"),
+        (cluster.inventory, ["--hosts", "gpu_nodes"], "'gpu_nodes'"),
+    ]:
+        result = perfgroup_cli(cluster, "deploy", "-i", str(inventory), *extra)
+        assert result.returncode == 2, (extra, result.stdout, result.stderr)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and named in lines[0], (extra, result.stderr)
+        assert "--hosts PATTERN" in lines[0] and "group to the inventory" in lines[0]
+        assert result.stdout == ""
+
+
+def test_deploy_hosts_pattern_targets_other_groups(cluster: Cluster) -> None:
+    result = perfgroup_cli(cluster, "deploy", "-i", str(cluster.inventory), "--hosts", "login_nodes", "--check", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads(result.stdout)["hosts"]
+    assert [r["host"] for r in rows] == ["login"] and rows[0]["changed"] is True  # would install, changed nothing
+    assert cluster.nodes["login"].node.sh(f"test -e {DEST}").returncode != 0
+
+
+def test_deploy_check_on_a_drifted_host_would_change_and_does_not_fail(cluster: Cluster) -> None:
+    node = cluster.nodes["std1"].node
+    node.ok(f"chmod o+x {DEST}")
+    try:
+        before = node.snapshot()
+        result = perfgroup_cli(cluster, "deploy", "-i", str(cluster.inventory), "--limit", "std1,std2", "--check")
+        assert result.returncode == 0, result.stdout + result.stderr
+        row = next(line for line in result.stdout.splitlines() if line.startswith("std1 "))
+        assert "would change" in row and "failed" not in result.stderr.replace("failed=0", "")
+        assert "std1: failed" not in result.stderr
+        assert node.snapshot() == before
+    finally:
+        node.ok(f"chmod o-x {DEST}")
+
+
+def test_fleet_audit_passes_dest_and_functional_through(cluster: Cluster) -> None:
+    functional = perfgroup_cli(cluster, "audit", "-i", str(cluster.inventory), "--limit", "std1,std2", "--functional", "--json")
+    hosts = json.loads(functional.stdout)["hosts"]
+    for name in ("std1", "std2"):
+        ids = {f["id"]: f["severity"] for f in hosts[name]["findings"]}
+        assert ids["verify.member"] == "ok" and ids["verify.non_member"] == "ok", ids
+        cli = json.loads(cluster.nodes[name].node.run([PERFGROUP, "audit", "--functional", "--json"]).stdout)
+        assert [(f["id"], f["severity"]) for f in hosts[name]["findings"]] == [(f["id"], f["severity"]) for f in cli["findings"]]
+    elsewhere = "/usr/local/libexec/perfgroup/elsewhere/perf"
+    moved = perfgroup_cli(cluster, "audit", "-i", str(cluster.inventory), "--limit", "std1", "--dest", elsewhere, "--json")
+    report = json.loads(moved.stdout)["hosts"]["std1"]
+    assert report["dest"] == elsewhere and "copy.missing" in {f["id"] for f in report["findings"]}
+    assert moved.returncode == 2

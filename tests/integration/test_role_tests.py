@@ -96,6 +96,8 @@ def test_testinfra_suite_judges_nodes_by_the_same_findings(cluster: Cluster, tmp
     """perfgroup.testinfra, as a site would run it, against the converged nodes and then a drifted one."""
     import sys
 
+    for ssh in cluster.nodes.values():  # converged nodes, whatever ran before
+        assert ssh.node.run([PERFGROUP, "setup", "--group", "perf_users"]).returncode == 0
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--hosts=ansible://all",
             f"--ansible-inventory={cluster.inventory}", "--pyargs", "perfgroup.testinfra"]
     env = {"PERFGROUP_FUNCTIONAL": "1"}
