@@ -205,6 +205,17 @@ def test_deploy_from_a_plain_wheel_install(cluster: Cluster, tmp_path: Any) -> N
                             env=env, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(result.stdout)["hosts"][0]["verified"] is True
+    check = subprocess.run([str(venv / "bin" / "python"), str(venv / "bin" / "perfgroup"), "deploy", "-i", str(cluster.inventory),
+                            "--limit", "std1,std2", "--check"],
+                           env=env, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    # a controller without ansible-core: one line saying exactly what to install
+    bare = subprocess.run([str(venv / "bin" / "python"), str(venv / "bin" / "perfgroup"), "deploy", "-i", str(cluster.inventory)],
+                          env={**env, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, capture_output=True, text=True,
+                          timeout=600, check=False, cwd=tmp_path)
+    assert bare.returncode == 2
+    assert bare.stderr.strip().count("\n") == 0
+    assert f"{venv}/bin/python -m pip install 'ansible-core>=2.16'" in bare.stderr, bare.stderr
 
 
 def test_deploy_without_a_matching_host_says_why(cluster: Cluster) -> None:

@@ -1,0 +1,139 @@
+#!/usr/bin/python
+"""Ansible module: the read-only perfgroup audit of a node, returned as facts in one round trip."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: perf_users_audit
+short_description: Read-only audit of a privileged perf users group (perfgroup engine)
+version_added: "0.1.0"
+description:
+  - The same findings as C(perfgroup audit) on the node, returned as C(ansible_facts.perf_users_audit)
+    (the document C(perfgroup audit --json) prints).
+  - Never changes the node. Without O(functional) it starts no process.
+author:
+  - perfgroup maintainers (@perfgroup)
+options:
+  group:
+    description: The perf group to audit.
+    type: str
+    default: perf_users
+  dest:
+    description: Path of the privileged copy (default from the setup record, else the default path).
+    type: str
+  functional:
+    description:
+      - Also run perf as a member and as a non-member, like C(perfgroup audit --functional)
+        (findings C(verify.member) and C(verify.non_member)). Needs root on the node.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+  facts:
+    description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
+    support: full
+  platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: posix
+seealso:
+  - module: perfgroup.hpc.perf_users
+"""
+
+EXAMPLES = r"""
+- name: Read the perfgroup audit of this node
+  perfgroup.hpc.perf_users_audit:
+    group: perf_users
+
+- name: Fail on anything critical, proving it with a real perf run
+  perfgroup.hpc.perf_users_audit:
+    group: perf_users
+    functional: true
+  register: audit
+  failed_when: audit.ansible_facts.perf_users_audit.status == 'critical'
+"""
+
+RETURN = r"""
+perfgroup_result_kind:
+  description: Always C(audit); C(perfgroup audit -i) selects this module's results by it.
+  returned: always
+  type: str
+  sample: audit
+ansible_facts:
+  description: Facts set on the host.
+  returned: success
+  type: complex
+  contains:
+    perf_users_audit:
+      description:
+        - The audit document, as C(perfgroup audit --json) prints it - group, dest, status
+          (ok, warning, critical, unknown), exit_code (Nagios), findings (id, severity, message, fix),
+          gid, group_local, members, copy_sha256, caps, kernel_release, cap_last_cap, os_release.
+      returned: success
+      type: dict
+      sample: {"group": "perf_users", "status": "ok", "exit_code": 0, "findings": [], "gid": 2950}
+"""
+
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine import converge
+from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine import facts as facts_mod
+from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine import findings as findings_mod
+from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine.errors import (
+    PerfgroupError,
+    RefusedError,
+)
+
+# Every result carries it: `perfgroup audit -i` selects results by it, not by task names.
+KIND = "audit"
+
+
+def functional_findings(desired: Any) -> list[Any]:
+    """The findings `perfgroup audit --functional` adds (perfgroup/commands/audit.py), from the same
+    engine calls; tests/integration compares the two documents."""
+    import os
+
+    Finding = findings_mod.Finding
+    if os.geteuid() != 0:
+        return [Finding("verify.skipped", findings_mod.UNKNOWN,
+                        "--functional needs root to switch to an unprivileged identity")]
+    fix = f"perfgroup setup --group {desired.group}"
+    try:
+        result = converge.run_verify(desired)
+    except PerfgroupError as error:
+        return [Finding("verify.member", findings_mod.CRITICAL, str(error), fix)]
+    lines = result.lines()
+    ok, critical = findings_mod.OK, findings_mod.CRITICAL
+    return [
+        Finding("verify.member", ok if result.member_ok else critical, lines[0], fix),
+        Finding("verify.non_member", ok if result.non_member_refused else critical, lines[1],
+                f"chmod o-rwx {desired.dest}"),
+    ]
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={"group": {"type": "str", "default": "perf_users"}, "dest": {"type": "str"},
+                       "functional": {"type": "bool", "default": False}},
+        supports_check_mode=True,
+    )
+    try:
+        desired = facts_mod.audit_target(module.params["group"], module.params["dest"] or None)
+    except RefusedError as error:
+        module.fail_json(msg=str(error), perfgroup_result_kind=KIND)
+    node = facts_mod.read(desired)
+    found = findings_mod.audit(node, desired)
+    if module.params["functional"]:
+        found.extend(functional_findings(desired))
+    report = findings_mod.report(node, desired, found)
+    module.exit_json(changed=False, ansible_facts={"perf_users_audit": report}, perfgroup_result_kind=KIND)
+
+
+if __name__ == "__main__":
+    main()
