@@ -142,3 +142,9 @@ def test_no_match_message_is_one_line(hosts: str, limit: str | None, message: st
     assert ansible_run.no_match_message(hosts, limit, "inv.ini", "FIX") == message
 
 
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "plugins").glob("modules/*.py")), ids=lambda p: p.name)
+def test_modules_parse_as_python_3_8(path: Path) -> None:
+    """They run on nodes: no syntax newer than the oldest node Python."""
+    ast.parse(path.read_text(), str(path), feature_version=(3, 8))
