@@ -80,9 +80,26 @@ def module_call(entry_point: str) -> str:
     return "\n".join([*lines, f"    {END}"])
 
 
+def readme_table() -> str:
+    """The role README's variable table (in HTML comments, so Markdown shows only the table)."""
+    lines = [f"<!-- {BEGIN} -->", "| variable | default | entry points | description |", "|---|---|---|---|"]
+    for option in options.OPTIONS:
+        if option.entry_points:
+            value = option.ansible_default
+            default = value if isinstance(value, str) and value else scalar(value)
+            lines.append(f"| `{option.role_var}` | `{default}` | {', '.join(option.entry_points)} | {option.help} |")
+    return "\n".join([*lines, f"<!-- {END} -->"])
+
+
 def _replace_block(text: str, block: str, indent: str = "") -> str:
     start = text.index(indent + BEGIN)
     end = text.index(END, start) + len(END)
+    return text[:start] + block + text[end:]
+
+
+def _replace_html_block(text: str, block: str) -> str:
+    start = text.index(f"<!-- {BEGIN} -->")
+    end = text.index(f"{END} -->", start) + len(END) + 4
     return text[:start] + block + text[end:]
 
 
@@ -96,6 +113,8 @@ def module_path(name: str) -> Path:
 def expected() -> dict[Path, str]:
     """Every generated file with the content it must have."""
     files = {ROLE / "defaults" / "main.yml": defaults_yml(), ROLE / "meta" / "argument_specs.yml": argument_specs_yml()}
+    readme = ROLE / "README.md"
+    files[readme] = _replace_html_block(readme.read_text(), readme_table())
     for entry_point, name in MODULES.items():
         path = module_path(name)
         files[path] = _replace_block(path.read_text(), documentation_options(entry_point))

@@ -98,6 +98,10 @@ class Cluster:
             raise
         self.inventory = self.dir / "inventory.ini"
         self.inventory.write_text(self._inventory(group_of or {}, host_vars or {}))
+        # The checkout is the collection perfgroup.hpc: make it findable the way Ansible looks.
+        self.collections = self.dir / "collections"
+        (self.collections / "ansible_collections" / "perfgroup").mkdir(parents=True)
+        (self.collections / "ansible_collections" / "perfgroup" / "hpc").symlink_to(REPO)
 
     def _inventory(self, group_of: dict[str, str], host_vars: dict[str, str]) -> str:
         groups: dict[str, list[str]] = {}
@@ -126,13 +130,15 @@ class Cluster:
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_RETRY_FILES_ENABLED": "False",
             "NO_COLOR": "1",
-            "ANSIBLE_CALLBACK_PLUGINS": str(REPO / "playbooks" / "callback_plugins"),
-            "ANSIBLE_STDOUT_CALLBACK": "perfgroup_json",
+            "ANSIBLE_COLLECTIONS_PATH": str(self.collections),
+            "ANSIBLE_STDOUT_CALLBACK": "perfgroup.hpc.perfgroup_json",
             "ANSIBLE_PIPELINING": "True",
         }
 
-    def run(self, argv: list[str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(argv, env=self.env(), capture_output=True, text=True, timeout=timeout, check=False, cwd=REPO)
+    def run(self, argv: list[str], timeout: float = 600, env: dict[str, str] | None = None,
+            ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, env={**self.env(), **(env or {})}, capture_output=True, text=True,
+                              timeout=timeout, check=False, cwd=REPO)
 
     def close(self) -> None:
         control = self.dir / "ansible" / "cp"

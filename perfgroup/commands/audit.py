@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
@@ -28,7 +29,7 @@ def audit(group: str, dest: str | None, functional: bool, inventory: str | None,
     members. An unreachable host is UNKNOWN.
     """
     if inventory is not None:
-        _fleet_audit(group, inventory, limit, as_json)
+        _fleet_audit(group, inventory, limit, as_json, dest, functional)
         return
     from ..engine import converge
     from ..engine import facts as facts_mod
@@ -50,13 +51,15 @@ def audit(group: str, dest: str | None, functional: bool, inventory: str | None,
     raise Exit(findings_mod.worst(found))
 
 
-def _fleet_audit(group: str, inventory: str, limit: str | None, as_json: bool) -> None:
+def _fleet_audit(group: str, inventory: str, limit: str | None, as_json: bool, dest: str | None = None,
+                 functional: bool = False) -> None:
     from .. import ansible_run as deploy_mod
     from .. import fleet
 
     check_group(group, allow_privileged=True)
-    report = deploy_mod.run("audit.yml", inventory, limit, ["-e", f"perf_users_group={group}"], None)
-    results = deploy_mod.host_results(report, "Read the perfgroup audit of this node")
+    variables = {"perf_users_group": group, "perf_users_dest": dest or "", "perf_users_functional": functional}
+    report = deploy_mod.run("audit.yml", inventory, limit, ["-e", json.dumps(variables)], None)
+    results = deploy_mod.host_results(report, "audit")
     reports: dict[str, Any] = {}
     failures: dict[str, str] = {}
     for host, data in results.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from .. import output
@@ -10,42 +12,57 @@ from .common import Exit, command
 
 @command("deploy")
 @click.option("-i", "--inventory", required=True, metavar="INVENTORY", help="Ansible inventory (see inventory.example).")
-@click.option("--limit", metavar="PATTERN", help="Only these hosts or groups.")
+@click.option("--hosts", "hosts", default="perf_nodes", show_default=True, metavar="PATTERN",
+              help="The hosts the role converges (the play's hosts: pattern).")
+@click.option("--limit", metavar="PATTERN", help="Only these hosts or groups (within --hosts).")
 @click.option("--check", is_flag=True, help="Ansible check mode: report what would change, change nothing.")
 @click.option("--diff", is_flag=True, help="Show what changes on each host.")
 @click.option("--forks", type=click.IntRange(1, 1000), help="Hosts in parallel (Ansible --forks).")
 @click.option("-e", "--extra-vars", "extra_vars", multiple=True, metavar="VARS",
               help="Passed to ansible-playbook -e (e.g. 'perf_users_members=[\"alice\"]').")
 @click.option("--json", "as_json", is_flag=True, help="Result table as JSON.")
-def deploy(inventory: str, limit: str | None, check: bool, diff: bool, forks: int | None,
+def deploy(inventory: str, hosts: str, limit: str | None, check: bool, diff: bool, forks: int | None,
            extra_vars: tuple[str, ...], as_json: bool) -> None:
     """Run the perf_users role across an inventory: progress per host, then a table.
 
-    Uses ansible-playbook over SSH; nodes need only python3 (the engine travels as module_utils).
+    Uses ansible-playbook over SSH with the perfgroup.hpc collection; nodes need only python3 (the
+    engine travels as module_utils). With --check a host with drift shows "would change".
     """
     from .. import ansible_run as deploy_mod
 
     extra = [arg for value in extra_vars for arg in ("-e", value)]
     extra += ["--check"] if check else []
     extra += ["--diff"] if diff else []
-    report = deploy_mod.run("perf_users.yml", inventory, limit, extra, forks)
+    report = deploy_mod.run("perf_users.yml", inventory, limit, extra, forks, hosts=hosts,
+                            no_match_fix=f"add a [{hosts}] group to the inventory or pass --hosts PATTERN")
+    rows = table_rows(deploy_mod.host_results(report, "converge"), check)
+    good = bool(rows) and all(not r["error"] and (check or r["verified"]) for r in rows)
+    if as_json:
+        output.emit_json({"ok": good, "check": check, "hosts": rows})
+    else:
+        for line in table_lines(rows, check):
+            output.say(line)
+    if not good:
+        raise Exit("failed")
+
+
+def table_rows(results: dict[str, dict[str, Any]], check: bool) -> list[dict[str, Any]]:
+    """One row per host from the converge module's results (or the failure that replaced them)."""
     rows = []
-    for host, data in sorted(deploy_mod.host_results(report, "Converge the privileged perf users group").items()):
+    for host, data in sorted(results.items()):
         failed = bool(data.get("failed"))
         rows.append({
             "host": host, "changed": bool(data.get("changed")), "caps": ",".join(data.get("caps") or []),
             "verified": bool(data.get("verified")) if not check else None,
             "error": ("unreachable: " if data.get("unreachable") else "") + str(data.get("msg", "")) if failed else "",
         })
-    good = bool(rows) and all(not r["error"] and (check or r["verified"]) for r in rows)
-    if as_json:
-        output.emit_json({"ok": good, "check": check, "hosts": rows})
-    else:
-        output.say(f"{'host':20} {'changed':8} {'caps':40} {'verified':9} error")
-        for r in rows:
-            verified = "-" if r["verified"] is None else "yes" if r["verified"] else "NO"
-            output.say(f"{r['host']:20} {'yes' if r['changed'] else 'no':8} {r['caps']:40} {verified:9} {r['error']}")
-    if not good:
-        raise Exit("failed")
+    return rows
 
 
+def table_lines(rows: list[dict[str, Any]], check: bool) -> list[str]:
+    lines = [f"{'host':20} {'changed':12} {'caps':40} {'verified':9} error"]
+    for r in rows:
+        verified = "-" if r["verified"] is None else "yes" if r["verified"] else "NO"
+        changed = ("would change" if check else "yes") if r["changed"] else "no"
+        lines.append(f"{r['host']:20} {changed:12} {r['caps']:40} {verified:9} {r['error']}")
+    return lines

@@ -62,15 +62,18 @@ def playbook(cluster: Cluster, *args: str) -> tuple[int, dict[str, Any]]:
     return result.returncode, json.loads(result.stdout)
 
 
-def task_results(report: dict[str, Any], task_name: str) -> dict[str, Any]:
+def task_results(report: dict[str, Any], kind: str, handler: bool = False) -> dict[str, Any]:
+    """The first task whose results carry perfgroup_result_kind == kind (the handler's, if asked)."""
     for play in report["plays"]:
         for task in play["tasks"]:
-            if task["task"]["name"].split(" : ")[-1] == task_name:
+            if bool(task["task"].get("handler")) != handler:
+                continue
+            if any(data.get("perfgroup_result_kind") == kind for data in task["hosts"].values()):
                 return dict(task["hosts"])
     return {}
 
 
-CONVERGE = "Converge the privileged perf users group"
+CONVERGE, AUDIT = "converge", "audit"
 
 
 def test_deploy_converges_standard_nodes_and_fails_clearly_elsewhere(cluster: Cluster) -> None:
@@ -93,7 +96,7 @@ def test_deploy_converges_standard_nodes_and_fails_clearly_elsewhere(cluster: Cl
         assert node.run([DEST, *PERF_A], user="bob").returncode != 0, name
     login = cluster.nodes["login"].node
     assert login.sh(f"test -e {DEST}").returncode != 0
-    post = task_results(report, "Audit the node after the change")  # the handler, on changed hosts only
+    post = task_results(report, AUDIT, handler=True)  # the handler, on changed hosts only
     assert set(post) == set(STANDARD)
     status = {name: post[name]["ansible_facts"]["perf_users_audit"]["status"] for name in STANDARD}
     assert status == {**dict.fromkeys(STANDARD, "ok"), "old": "warning"}  # caps.root_equivalent, opted in
@@ -128,7 +131,7 @@ def test_role_audit_equals_cli_audit(cluster: Cluster) -> None:
         capture_output=True, text=True, timeout=600, check=False,
         cwd=REPO,
     )
-    hosts = task_results(json.loads(result.stdout), "Read the perfgroup audit of this node")
+    hosts = task_results(json.loads(result.stdout), AUDIT)
     for name in ("std1", "old", "nosuid"):
         role_view = hosts[name]["ansible_facts"]["perf_users_audit"]
         cli_view = json.loads(cluster.nodes[name].node.run([PERFGROUP, "audit", "--json"]).stdout)
@@ -201,7 +204,8 @@ def test_deploy_from_a_plain_wheel_install(cluster: Cluster, tmp_path: Any) -> N
                                 "--prefix", str(venv), str(wheel)],
                                capture_output=True, text=True, check=False)
     assert installed.returncode == 0, installed.stderr
-    assert (venv / "share/perfgroup/roles/perf_users/module_utils/perfgroup_engine/facts.py").is_file()
+    installed_engine = venv / "share/perfgroup/collections/ansible_collections/perfgroup/hpc/plugins/module_utils/perfgroup_engine"
+    assert (installed_engine / "facts.py").read_bytes() == (REPO / "perfgroup/engine/facts.py").read_bytes()
     # click and ansible-core come from the test environment; perfgroup itself from the wheel.
     env = {**cluster.env(), "PYTHONPATH": ":".join(site.getsitepackages())}
     # --prefix wrote the script with the test interpreter's shebang: run it with the new venv's.
@@ -210,3 +214,70 @@ def test_deploy_from_a_plain_wheel_install(cluster: Cluster, tmp_path: Any) -> N
                             env=env, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(result.stdout)["hosts"][0]["verified"] is True
+    check = subprocess.run([str(venv / "bin" / "python"), str(venv / "bin" / "perfgroup"), "deploy", "-i", str(cluster.inventory),
+                            "--limit", "std1,std2", "--check"],
+                           env=env, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    # a controller without ansible-core: one line saying exactly what to install
+    bare = subprocess.run([str(venv / "bin" / "python"), str(venv / "bin" / "perfgroup"), "deploy", "-i", str(cluster.inventory)],
+                          env={**env, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, capture_output=True, text=True,
+                          timeout=600, check=False, cwd=tmp_path)
+    assert bare.returncode == 2
+    assert bare.stderr.strip().count("\n") == 0
+    assert f"{venv}/bin/python -m pip install 'ansible-core>=2.16'" in bare.stderr, bare.stderr
+
+
+def test_deploy_without_a_matching_host_says_why(cluster: Cluster) -> None:
+    """Issue 13: an inventory without perf_nodes, or a --limit outside it: exit 2, one line, the fix."""
+    other = cluster.dir / "no_perf_nodes.ini"
+    other.write_text(cluster.inventory.read_text().replace("[perf_nodes]", "[compute]"))
+    for inventory, extra, named in [
+        (other, [], "'perf_nodes'"),
+        (other, ["--limit", "std1"], "'perf_nodes' with --limit 'std1'"),  # in the inventory, not in perf_nodes
+        (cluster.inventory, ["--limit", "nosuchhost"], "'perf_nodes' with --limit 'nosuchhost'"),
+        (cluster.inventory, ["--hosts", "gpu_nodes"], "'gpu_nodes'"),
+    ]:
+        result = perfgroup_cli(cluster, "deploy", "-i", str(inventory), *extra)
+        assert result.returncode == 2, (extra, result.stdout, result.stderr)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and named in lines[0], (extra, result.stderr)
+        assert "--hosts PATTERN" in lines[0] and "group to the inventory" in lines[0]
+        assert result.stdout == ""
+
+
+def test_deploy_hosts_pattern_targets_other_groups(cluster: Cluster) -> None:
+    result = perfgroup_cli(cluster, "deploy", "-i", str(cluster.inventory), "--hosts", "login_nodes", "--check", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads(result.stdout)["hosts"]
+    assert [r["host"] for r in rows] == ["login"] and rows[0]["changed"] is True  # would install, changed nothing
+    assert cluster.nodes["login"].node.sh(f"test -e {DEST}").returncode != 0
+
+
+def test_deploy_check_on_a_drifted_host_would_change_and_does_not_fail(cluster: Cluster) -> None:
+    node = cluster.nodes["std1"].node
+    node.ok(f"chmod o+x {DEST}")
+    try:
+        before = node.snapshot()
+        result = perfgroup_cli(cluster, "deploy", "-i", str(cluster.inventory), "--limit", "std1,std2", "--check")
+        assert result.returncode == 0, result.stdout + result.stderr
+        row = next(line for line in result.stdout.splitlines() if line.startswith("std1 "))
+        assert "would change" in row and "failed" not in result.stderr.replace("failed=0", "")
+        assert "std1: failed" not in result.stderr
+        assert node.snapshot() == before
+    finally:
+        node.ok(f"chmod o-x {DEST}")
+
+
+def test_fleet_audit_passes_dest_and_functional_through(cluster: Cluster) -> None:
+    functional = perfgroup_cli(cluster, "audit", "-i", str(cluster.inventory), "--limit", "std1,std2", "--functional", "--json")
+    hosts = json.loads(functional.stdout)["hosts"]
+    for name in ("std1", "std2"):
+        ids = {f["id"]: f["severity"] for f in hosts[name]["findings"]}
+        assert ids["verify.member"] == "ok" and ids["verify.non_member"] == "ok", ids
+        cli = json.loads(cluster.nodes[name].node.run([PERFGROUP, "audit", "--functional", "--json"]).stdout)
+        assert [(f["id"], f["severity"]) for f in hosts[name]["findings"]] == [(f["id"], f["severity"]) for f in cli["findings"]]
+    elsewhere = "/usr/local/libexec/perfgroup/elsewhere/perf"
+    moved = perfgroup_cli(cluster, "audit", "-i", str(cluster.inventory), "--limit", "std1", "--dest", elsewhere, "--json")
+    report = json.loads(moved.stdout)["hosts"]["std1"]
+    assert report["dest"] == elsewhere and "copy.missing" in {f["id"] for f in report["findings"]}
+    assert moved.returncode == 2

@@ -27,3 +27,5 @@ def test_quick_start_installs_sets_up_and_verifies(node: Node) -> None:
     assert "verified" in result.stdout
     audit = node.run(["/opt/perfgroup/bin/perfgroup", "audit"])
     assert audit.returncode == 0, audit.stdout
+    # the same line brings ansible-core (a dependency), so `perfgroup deploy` works after it
+    assert node.run(["test", "-x", "/opt/perfgroup/bin/ansible-playbook"]).returncode == 0

@@ -11,13 +11,13 @@ import shutil
 import stat
 import subprocess
 import sys
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
 import jinja2
 import jinja2.meta
 import pytest
+import tomllib
 
 from perfgroup import artifacts
 

@@ -1,23 +1,28 @@
 """stdout callback: one JSON document at the end, {"plays": [...], "stats": {...}}.
 
 ansible-core ships no JSON callback of its own (it lives in ansible.posix); `perfgroup deploy`
-and the tests need a machine-readable result without pulling in a collection.
+and the tests need a machine-readable result without pulling in another collection. Use it as
+ANSIBLE_STDOUT_CALLBACK=perfgroup.hpc.perfgroup_json.
 """
 
 from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: perfgroup_json
+type: stdout
+short_description: JSON result of a playbook run, with a progress line per host on stderr
+description:
+  - Prints one JSON document with every task's per-host results and the play stats; a play that
+    matched no host is marked C(no_hosts_matched).
+author:
+  - perfgroup maintainers (@perfgroup)
+"""
 
 import json
 import sys
 from typing import Any
 
 from ansible.plugins.callback import CallbackBase
-
-DOCUMENTATION = r"""
-name: perfgroup_json
-type: stdout
-short_description: JSON result of a playbook run, with a progress line per host on stderr
-description: Prints one JSON document with every task's per-host results and the play stats.
-"""
 
 
 class CallbackModule(CallbackBase):
@@ -34,6 +39,10 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_task_start(self, task: Any, is_conditional: bool) -> None:
         self.plays[-1]["tasks"].append({"task": {"name": task.get_name()}, "hosts": {}})
+
+    def v2_playbook_on_no_hosts_matched(self) -> None:
+        # `perfgroup deploy` turns a play that targets nothing into one clear error.
+        self.plays[-1]["no_hosts_matched"] = True
 
     def v2_playbook_on_handler_task_start(self, task: Any) -> None:
         self.plays[-1]["tasks"].append({"task": {"name": task.get_name(), "handler": True}, "hosts": {}})

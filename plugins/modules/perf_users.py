@@ -1,0 +1,217 @@
+#!/usr/bin/python
+"""Ansible module: converge one node with the perfgroup engine (the very files the CLI runs)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: perf_users
+short_description: Privileged perf users group on a node (perfgroup engine)
+version_added: "0.1.0"
+description:
+  - Creates or adopts the group, installs a dedicated copy of perf (root:GROUP 0750) with the least
+    file capabilities this kernel needs, keeps kernel.perf_event_paranoid >= 2, records what it did
+    in /var/lib/perfgroup, and verifies by running perf as a member and as a non-member.
+  - Same decisions and capability encoding as C(perfgroup setup) - the engine is shipped as module_utils.
+  - Bad input (a privileged or malformed group, unknown or escalation capabilities, an unknown member,
+    an unsafe destination) fails with the engine's one-line message and C(refused=true), changing nothing.
+author:
+  - perfgroup maintainers (@perfgroup)
+# BEGIN generated options
+options:
+  group:
+    description: "Group whose members may run the privileged perf."
+    type: str
+    default: "perf_users"
+  members:
+    description: "Users to add to the group (repeatable on the command line)."
+    type: list
+    elements: str
+    default: []
+  gid:
+    description: "Numeric gid for a new group; keep it the same on every node."
+    type: int
+  source:
+    description: "perf to copy (default: the system perf; wrapper scripts are followed to the ELF)."
+    type: str
+  dest:
+    description: "Path of the privileged copy [default: from the setup record, else /usr/local/libexec/perfgroup/GROUP/perf]."
+    type: str
+  caps:
+    description: "auto (least set for this kernel) or a list such as cap_perfmon,cap_syslog,cap_ipc_lock. On the command line an explicit list is remembered until --caps auto."
+    type: str
+    default: "auto"
+  keep_paranoid:
+    description: "Leave kernel.perf_event_paranoid as it is, live and at boot."
+    type: bool
+    default: false
+  install_perf:
+    description: "Install the distribution's perf package if perf is missing."
+    type: bool
+    default: false
+  allow_privileged_group:
+    description: "Allow a group such as wheel or sudo: ALL its members get kernel profiling rights."
+    type: bool
+    default: false
+  allow_root_equivalent:
+    description: "Allow capabilities that let members become root (cap_sys_admin, cap_sys_ptrace, cap_setuid, ...), by --caps or because the kernel lacks CAP_PERFMON. Every member can then become root."
+    type: bool
+    default: false
+  verify:
+    description: "Run perf as a member and as a non-member after converging."
+    type: bool
+    default: true
+# END generated options
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: full
+  platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: posix
+notes:
+  - Needs root on the node (C(become=true)) and Python 3 there; nothing else is installed on the node.
+  - One module call per host; a converged node takes no lock and writes nothing.
+seealso:
+  - module: perfgroup.hpc.perf_users_audit
+"""
+
+EXAMPLES = r"""
+- name: Converge the privileged perf users group
+  perfgroup.hpc.perf_users:
+    group: perf_users
+    gid: 2950
+    members: [alice, bob]
+
+- name: Explicit capabilities for perf top -a on big nodes, no verification run
+  perfgroup.hpc.perf_users:
+    group: perf_users
+    caps: cap_perfmon,cap_ipc_lock
+    verify: false
+"""
+
+RETURN = r"""
+perfgroup_result_kind:
+  description: Always C(converge); C(perfgroup deploy) selects this module's results by it.
+  returned: always
+  type: str
+  sample: converge
+caps:
+  description: The capabilities the copy carries (or would carry in check mode).
+  returned: when the node could be planned
+  type: list
+  elements: str
+  sample: [cap_perfmon]
+caps_reason:
+  description: Why these capabilities were chosen.
+  returned: when the node could be planned
+  type: str
+group_origin:
+  description: Whether the group was C(created), C(adopted) or is from a C(directory) (LDAP/SSSD).
+  returned: when the node could be planned
+  type: str
+plan:
+  description: One line per change made (or, in check mode, that would be made).
+  returned: when the node could be planned
+  type: list
+  elements: str
+notes:
+  description: Remarks on the node (kptr_restrict, SELinux, lockdown, ...).
+  returned: when the node could be planned
+  type: list
+  elements: str
+verify:
+  description: The functional proof - a member profiled system-wide, a non-member was refused.
+  returned: when verify ran (not in check mode, verify=true)
+  type: dict
+verified:
+  description: True when verify ran and both probes behaved.
+  returned: always unless refused
+  type: bool
+refused:
+  description: True when bad input or an unsafe situation was refused before any change.
+  returned: on refusal
+  type: bool
+step:
+  description: The step that failed while changing the node.
+  returned: on a failed step
+  type: str
+"""
+
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine import converge, options
+from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine.desired import Desired
+from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine.errors import (
+    ConvergeError,
+    LockedError,
+    RefusedError,
+)
+from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine.validate import desired_from_input
+
+# Every result carries it, failures too: `perfgroup deploy` selects results by it, not by task names.
+KIND = "converge"
+
+ARGUMENT_SPEC = options.argument_spec("main")
+
+
+def desired_from(params: dict[str, Any]) -> Desired:
+    return desired_from_input(**options.desired_kwargs(params, "main"))
+
+
+def diff_of(plan: Any) -> list[dict[str, str]]:
+    return [
+        {"before_header": f"{a.target} ({a.kind})", "after_header": f"{a.target} ({a.kind})",
+         "before": (a.before or "") + "\n", "after": (a.after or "") + "\n"}
+        for a in plan.actions
+    ]
+
+
+def summary(plan: Any, result: Any) -> dict[str, Any]:
+    return {
+        "caps": sorted(plan.caps.caps) if plan else None,
+        "caps_reason": plan.caps.reason if plan else None,
+        "group_origin": plan.group_origin if plan else None,
+        "plan": [a.summary for a in plan.actions] if plan else [],
+        "notes": list(plan.notes) if plan else [],
+        "verify": result.verify.as_dict() if result.verify else None,
+        "verified": bool(result.verify and result.verify.ok),
+        "applied": [a.summary for a in result.applied],
+        "failed_step": result.failed_step,
+    }
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    result = converge.SetupResult()
+    try:
+        desired = desired_from(module.params)
+        converge.setup(desired, dry_run=module.check_mode, run_checks=module.params["verify"],
+                       lock_wait=options.LOCK_WAIT_SECONDS, result=result)
+    except RefusedError as error:
+        module.fail_json(msg=str(error), refused=True, changed=False, perfgroup_result_kind=KIND)
+    except LockedError as error:
+        module.fail_json(msg=str(error), changed=False, perfgroup_result_kind=KIND)
+    except ConvergeError as error:
+        applied = f" (applied before it: {result.applied_summary()})" if result.applied else ""
+        module.fail_json(msg=f"could not converge at step {error}{applied}", step=error.step, changed=result.changed,
+                         perfgroup_result_kind=KIND, **summary(result.plan, result))
+    plan = result.plan
+    if module.check_mode:
+        changed = result.would_install is not None or bool(plan and plan.actions)
+        module.exit_json(changed=changed, diff=diff_of(plan) if plan else [], perfgroup_result_kind=KIND,
+                         **summary(plan, result))
+    out = summary(plan, result)
+    if result.verify is not None and not result.verify.ok:
+        module.fail_json(msg="verification failed: " + "; ".join(result.verify.lines()), changed=result.changed,
+                         perfgroup_result_kind=KIND, **out)
+    module.exit_json(changed=result.changed, diff=diff_of(plan) if result.applied else [], perfgroup_result_kind=KIND,
+                     **out)
+
+
+if __name__ == "__main__":
+    main()

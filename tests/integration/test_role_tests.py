@@ -1,0 +1,118 @@
+"""The role's own tests (roles/perf_users/tests/, linux-system-roles style), run as a user would
+run them: the real ansible-playbook over SSH against simulated nodes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from cluster import REPO, Cluster
+from conftest import PERFGROUP, integration_possible
+from node import NodeOptions
+
+from perfgroup.engine.errors import RefusedError
+from perfgroup.engine.validate import desired_from_input
+
+pytestmark = pytest.mark.integration
+
+TESTS = REPO / "roles" / "perf_users" / "tests"
+ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(PERFGROUP), "ansible-playbook")
+NODES = ("std", "old")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    reason = integration_possible()
+    if reason:
+        pytest.fail(reason)
+    made = Cluster({"std": NodeOptions(), "old": NodeOptions(sysctls={"kernel/cap_last_cap": "37"})})
+    try:
+        yield made
+    finally:
+        made.close()
+    assert not any(ssh.node.processes() for ssh in made.nodes.values())
+
+
+def role_test(cluster: Cluster, name: str) -> tuple[int, dict[str, Any], str]:
+    result = cluster.run([ANSIBLE_PLAYBOOK, "-i", str(cluster.inventory), str(TESTS / name)])
+    return result.returncode, json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
+
+
+def converge_results(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [data for play in report["plays"] for task in play["tasks"] for data in task["hosts"].values()
+            if data.get("perfgroup_result_kind") == "converge"]
+
+
+def refusal(**kwargs: Any) -> str:
+    with pytest.raises(RefusedError) as raised:
+        desired_from_input(**kwargs)
+    return str(raised.value)
+
+
+def test_default_converges_then_changes_nothing(cluster: Cluster) -> None:
+    code, report, stderr = role_test(cluster, "tests_default.yml")
+    assert code == 0, stderr[-3000:]
+    for name in NODES:
+        assert report["stats"][name]["failures"] == 0 and report["stats"][name]["ok"] > 0, report["stats"]
+    runs = [r for r in converge_results(report) if "cap_perfmon" in (r.get("caps") or [])]
+    assert [r["changed"] for r in runs] == [True, False]  # std: first run changed, second not
+
+
+def test_invalid_input_fails_with_the_engines_line(cluster: Cluster) -> None:
+    code, report, stderr = role_test(cluster, "tests_invalid.yml")
+    assert code == 0, stderr[-3000:]
+    for name in NODES:
+        assert report["stats"][name]["rescued"] == 3 and report["stats"][name]["failures"] == 0, report["stats"]
+    expected = {
+        refusal(group="Bad Group"),
+        refusal(group="perf_users", caps="cap_perfmon,cap_bogus"),
+    }
+    member = cluster.nodes["std"].node.run([PERFGROUP, "setup", "--group", "perf_users", "--member",
+                                            "perfgroup_no_such_user"])
+    assert member.returncode == 2
+    messages = {r["msg"] for r in converge_results(report) if r.get("failed")}
+    assert expected < messages
+    (member_msg,) = messages - expected
+    assert member_msg in member.stderr and member_msg.endswith("no such user")
+
+
+def test_check_mode_changes_nothing_on_a_drifted_host(cluster: Cluster) -> None:
+    code, report, stderr = role_test(cluster, "tests_check_mode.yml")
+    assert code == 0, stderr[-3000:]
+    handler_runs = [data for play in report["plays"] for task in play["tasks"] if task["task"].get("handler")
+                    for data in task["hosts"].values() if not data.get("skipped")]
+    assert all(not data.get("failed") for data in handler_runs)
+    for name in NODES:
+        assert report["stats"][name]["failures"] == 0, report["stats"]
+    audit = json.loads(cluster.nodes["std"].node.run([PERFGROUP, "audit", "--json"]).stdout)
+    assert audit["status"] == "ok"
+
+
+def test_testinfra_suite_judges_nodes_by_the_same_findings(cluster: Cluster, tmp_path: Any) -> None:
+    """perfgroup.testinfra, as a site would run it, against the converged nodes and then a drifted one."""
+    import sys
+
+    for ssh in cluster.nodes.values():  # converged nodes, whatever ran before
+        assert ssh.node.run([PERFGROUP, "setup", "--group", "perf_users"]).returncode == 0
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--hosts=ansible://all",
+            f"--ansible-inventory={cluster.inventory}", "--pyargs", "perfgroup.testinfra"]
+    env = {"PERFGROUP_FUNCTIONAL": "1"}
+    good = subprocess.run(argv, env={**cluster.env(), **env}, capture_output=True, text=True, timeout=600,
+                          check=False, cwd=tmp_path)
+    assert good.returncode == 0, good.stdout[-3000:] + good.stderr[-2000:]
+    assert "20 passed" in good.stdout  # (9 areas + status) x 2 nodes
+    old = cluster.nodes["old"].node
+    dest = json.loads(old.run([PERFGROUP, "audit", "--json"]).stdout)["dest"]
+    old.ok(f"chmod o+x {dest}")
+    try:
+        bad = subprocess.run(argv, env={**cluster.env(), **env}, capture_output=True, text=True, timeout=600,
+                             check=False, cwd=tmp_path)
+    finally:
+        old.ok(f"chmod o-x {dest}")
+    assert bad.returncode == 1, bad.stdout[-3000:]
+    assert "copy.world_access" in bad.stdout and "verify.non_member" in bad.stdout
+    assert "failed" in bad.stdout and "ansible://std" not in bad.stdout.split("short test summary")[-1]

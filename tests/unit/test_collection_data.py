@@ -1,0 +1,152 @@
+"""The collection's plain-data contracts: one version, docs that match the code, result selection
+from recorded callback output, the deploy table."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomllib
+import yaml
+
+from perfgroup import ansible_run, collection
+from perfgroup.commands.deploy import table_lines, table_rows
+from perfgroup.engine import VERSION
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).parent / "data"
+ROLE = REPO / "roles" / "perf_users"
+
+
+def load(name: str) -> dict[str, Any]:
+    return dict(json.loads((DATA / name).read_text()))
+
+
+def test_one_version_everywhere() -> None:
+    galaxy = yaml.safe_load((REPO / "galaxy.yml").read_text())
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert galaxy["version"] == VERSION == pyproject["project"]["version"] == collection.galaxy_version()
+    assert (galaxy["namespace"], galaxy["name"]) == (collection.NAMESPACE, collection.NAME)
+
+
+def test_engine_is_linked_not_copied() -> None:
+    link = REPO / "plugins" / "module_utils" / "perfgroup_engine"
+    assert link.is_symlink() and link.resolve() == (REPO / "perfgroup" / "engine").resolve()
+
+
+def module_parts(name: str) -> tuple[dict[str, Any], dict[str, Any], list[Any], dict[str, Any]]:
+    """DOCUMENTATION, RETURN and EXAMPLES parsed, and the argument spec the module really uses."""
+    tree = ast.parse((REPO / "plugins" / "modules" / f"{name}.py").read_text())
+    strings: dict[str, Any] = {}
+    spec: dict[str, Any] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+            if isinstance(target, ast.Name) and node.value is not None:
+                if target.id in ("DOCUMENTATION", "RETURN", "EXAMPLES"):
+                    strings[target.id] = ast.literal_eval(node.value)
+    # The modules build their argument spec from the engine's options table (perfgroup.engine.options).
+    from perfgroup.ansible_spec import MODULES
+    from perfgroup.engine import options
+
+    entry_point = next(entry for entry, module in MODULES.items() if module == name)
+    spec = options.argument_spec(entry_point)
+    return (yaml.safe_load(strings["DOCUMENTATION"]), yaml.safe_load(strings["RETURN"]),
+            yaml.safe_load(strings["EXAMPLES"]), spec)
+
+
+@pytest.mark.parametrize("name", ["perf_users", "perf_users_audit"])
+def test_module_docs_match_the_argument_spec(name: str) -> None:
+    doc, returned, examples, spec = module_parts(name)
+    assert doc["module"] == name
+    assert set(doc["options"]) == set(spec)
+    for option, rules in spec.items():
+        documented = doc["options"][option]
+        assert documented["type"] == rules["type"], option
+        assert documented.get("default") == rules.get("default"), option
+        assert documented.get("elements") == rules.get("elements"), option
+    assert "perfgroup_result_kind" in returned
+    assert all(f"perfgroup.hpc.{name}" in task for task in examples)
+
+
+def test_role_readme_documents_every_variable_of_every_entry_point() -> None:
+    specs = yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    readme = (ROLE / "README.md").read_text()
+    assert set(specs) == {"main", "audit"}
+    documented = set().union(*(spec["options"] for spec in specs.values()))
+    assert documented == set(defaults)
+    for variable in documented:
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `{variable}` |"))
+        default = defaults[variable]
+        shown = "null" if default is None else json.dumps(default) if not isinstance(default, bool) else str(default).lower()
+        assert f"`{shown.strip(chr(34)) if isinstance(default, str) and default else shown}`" in row, row
+        for spec in specs.values():
+            if variable in spec["options"]:
+                assert spec["options"][variable].get("default") == default, variable
+
+
+HOST_RESULTS = [
+    # fixture, kind, host -> (changed, failed, first words of msg)
+    ("deploy_first.json", "converge", {"std": (True, None, ""), "nosuid": (False, True, "--dest")}),
+    ("deploy_check_drift.json", "converge", {"std": (True, None, ""), "nosuid": (False, True, "--dest")}),
+    ("audit_with_unreachable.json", "audit", {"std": (False, None, ""), "nosuid": (False, None, ""),
+                                             "dead": (False, True, "Task failed")}),
+    # the post-change handler's audit, and the refused host's failure
+    ("deploy_first.json", "audit", {"std": (False, None, ""), "nosuid": (False, True, "--dest")}),
+]
+
+
+@pytest.mark.parametrize(("fixture", "kind", "expected"), HOST_RESULTS)
+def test_host_results_select_by_result_kind(fixture: str, kind: str, expected: dict[str, Any]) -> None:
+    results = ansible_run.host_results(load(fixture), kind)
+    got = {host: (data.get("changed"), data.get("failed"), str(data.get("msg", ""))[:len(expected[host][2])])
+           for host, data in results.items()}
+    assert got == expected
+
+
+def test_host_results_ignore_task_names() -> None:
+    report = load("deploy_first.json")
+    for play in report["plays"]:
+        for task in play["tasks"]:
+            task["task"]["name"] = "renamed by someone"
+    assert ansible_run.host_results(report, "converge")["std"]["caps"] == ["cap_perfmon"]
+
+
+TABLES = [
+    ("deploy_first.json", False, [
+        "nosuid               no                                                    NO        --dest /usr/local/libexec/perfgroup/perf_users/perf is on a nosuid mount",
+        "std                  yes          cap_perfmon                              yes       ",
+    ]),
+    ("deploy_check_drift.json", True, [
+        "nosuid               no                                                    -         --dest /usr/local/libexec/perfgroup/perf_users/perf is on a nosuid mount",
+        "std                  would change cap_perfmon                              -         ",
+    ]),
+]
+
+
+@pytest.mark.parametrize(("fixture", "check", "lines"), TABLES)
+def test_deploy_table(fixture: str, check: bool, lines: list[str]) -> None:
+    rows = table_rows(ansible_run.host_results(load(fixture), "converge"), check)
+    rendered = table_lines(rows, check)
+    assert rendered[0].split() == ["host", "changed", "caps", "verified", "error"]
+    assert [line[:len(want)] for line, want in zip(rendered[1:], lines, strict=True)] == lines
+
+
+@pytest.mark.parametrize(("hosts", "limit", "message"), [
+    ("perf_nodes", None, "no host of inv.ini matches 'perf_nodes': FIX"),
+    ("perf_nodes", "node1", "no host of inv.ini matches 'perf_nodes' with --limit 'node1': FIX"),
+])
+def test_no_match_message_is_one_line(hosts: str, limit: str | None, message: str) -> None:
+    assert ansible_run.no_match_message(hosts, limit, "inv.ini", "FIX") == message
+
+
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "plugins").glob("modules/*.py")), ids=lambda p: p.name)
+def test_modules_parse_as_python_3_8(path: Path) -> None:
+    """They run on nodes: no syntax newer than the oldest node Python."""
+    ast.parse(path.read_text(), str(path), feature_version=(3, 8))
