@@ -1,6 +1,6 @@
 """The changes perfgroup can make to a host, one small frozen type each.
 
-Plans (setup, remove, members, heal) are tuples of these; apply.py performs them, dispatching on
+Plans (setup, remove, members) are tuples of these; apply.py performs them, dispatching on
 the type in one place. Each action knows how to describe itself (summary, why, before -> after),
 so the CLI's plan, the Ansible diff and the syslog trail say the same thing.
 """

@@ -85,12 +85,6 @@ EXIT_TABLES: dict[str, ExitTable] = {
         (FAILED, 1, "a host failed, was unreachable or did not verify"),
         (REFUSED, 2, "bad arguments, no matching host, inventory or ansible-playbook missing"),
     ),
-    "heal": (
-        (OK, 0, "the node matches its setup record (changed or not)"),
-        (FAILED, 1, "a step failed (named)"),
-        (REFUSED, 2, "refused: no usable setup record, or unsafe situation"),
-        (BUSY, 3, "another perfgroup run holds the node lock"),
-    ),
 }
 # A refusal of a read command's arguments is UNKNOWN for monitoring, not CRITICAL.
 _ALIASES: dict[str, dict[str, str]] = {"audit": {REFUSED: UNKNOWN, FAILED: UNKNOWN, BUSY: UNKNOWN}}

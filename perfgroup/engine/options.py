@@ -45,7 +45,7 @@ class Option(NamedTuple):
 
 OPTIONS: tuple[Option, ...] = (
     Option("group", "str", "perf_users", "Group whose members may run the privileged perf.",
-           ("setup", "audit", "verify", "remove", "members", "heal"), ("main", "audit"), metavar="NAME"),
+           ("setup", "audit", "verify", "remove", "members"), ("main", "audit"), metavar="NAME"),
     Option("members", "list", (), "Users to add to the group (repeatable on the command line).",
            ("setup",), ("main",), flag="--member", metavar="USER"),
     Option("gid", "int", None, "Numeric gid for a new group; keep it the same on every node.",

@@ -13,7 +13,7 @@ from perfgroup.engine import errors
     ("setup", "ok", 0), ("setup", "failed", 1), ("setup", "refused", 2), ("setup", "busy", 3),
     ("remove", "refused", 2), ("members", "busy", 3), ("verify", "failed", 1),
     ("audit", "ok", 0), ("audit", "warning", 1), ("audit", "critical", 2), ("audit", "unknown", 3),
-    ("audit", "refused", 3), ("deploy", "refused", 2), ("heal", "busy", 3),
+    ("audit", "refused", 3), ("deploy", "refused", 2),
 ])
 def test_exit_code_table(command: str, outcome: str, code: int) -> None:
     assert errors.exit_code(command, outcome) == code
@@ -39,3 +39,13 @@ def test_no_literal_exit_numbers_in_commands() -> None:
 
     for path in (Path(__file__).resolve().parents[2] / "perfgroup" / "commands").glob("*.py"):
         assert not re.search(r"sys\.exit\(\d|fail\(\d|exit_code\s*=\s*\d", path.read_text()), path
+
+
+def test_readme_exit_code_table_is_the_engine_table() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for command, table in errors.EXIT_TABLES.items():
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `{command}` |"))
+        for _, code, meaning in table:
+            assert f"{code}: {meaning}" in row, (command, code)

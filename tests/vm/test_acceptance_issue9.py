@@ -1,10 +1,6 @@
-"""Issue 9 acceptance on real Debian kernels: what `perfgroup setup` must achieve on a fresh node.
-
-Expected to fail until the engine handles Debian's kernels (paranoid=3, kernel symbols, Python
-3.9 nodes). Each test collects every failed expectation before failing, so one run lists all that
-is missing. The strict xfail turns into a failure the moment the engine passes: then delete it.
-A boot that produces no results raises BootError, which the xfail does not cover.
-"""
+"""Issue 9 acceptance on real Debian kernels: what `perfgroup setup` must achieve on a fresh node
+(Debian's paranoid=3, kernel symbols for members, a Python 3.9 node). Each test collects every
+failed expectation before failing, so one run lists all that is missing."""
 
 from __future__ import annotations
 
@@ -14,10 +10,7 @@ import pytest
 from qemu import BootResult, Machine
 
 COPY = "/usr/local/libexec/perfgroup/perf_users/perf"
-pytestmark = [
-    pytest.mark.vm,
-    pytest.mark.xfail(reason="issue 9: engine not there yet", strict=True, raises=AssertionError),
-]
+pytestmark = pytest.mark.vm
 
 FRESH_NODE_SETUP = f"""
 step setup perfgroup setup --group perf_users --member alice
@@ -26,6 +19,7 @@ step_as record alice '{COPY} record -a -g -o /tmp/a.data -- sleep 0.5'
 step_as report alice '{COPY} report -i /tmp/a.data --stdio --sort sym'
 step_as non_member bob '{COPY} stat -e task-clock true'
 step audit perfgroup audit --json
+step paranoid cat /proc/sys/kernel/perf_event_paranoid
 """
 
 KEEP_PARANOID = """
@@ -74,6 +68,8 @@ def test_fresh_bookworm_node(bookworm: Machine) -> None:
     exp.expect(outsider is not None and outsider.rc != 0 and "Permission denied" in outsider.stderr,
                "bob (not a member) cannot run the copy", "non_member")
     exp.expect(step_rc(result, "audit") == 0, "perfgroup audit --json exits 0", "audit")
+    paranoid = result.steps.get("paranoid")
+    exp.expect(paranoid is not None and paranoid.stdout.strip() == "2", "Debian's 3 is set to 2 (live)", "paranoid")
     exp.check()
 
 
