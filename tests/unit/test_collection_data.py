@@ -45,9 +45,9 @@ def module_parts(name: str) -> tuple[dict[str, Any], dict[str, Any], list[Any], 
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign | ast.AnnAssign):
             target = node.targets[0] if isinstance(node, ast.Assign) else node.target
-            if isinstance(target, ast.Name) and node.value is not None:
-                if target.id in ("DOCUMENTATION", "RETURN", "EXAMPLES"):
-                    strings[target.id] = ast.literal_eval(node.value)
+            if isinstance(target, ast.Name) and node.value is not None and target.id in (
+                    "DOCUMENTATION", "RETURN", "EXAMPLES"):
+                strings[target.id] = ast.literal_eval(node.value)
     # The modules build their argument spec from the engine's options table (perfgroup.engine.options).
     from perfgroup.ansible_spec import MODULES
     from perfgroup.engine import options
