@@ -1,6 +1,6 @@
 """perfgroup benchmarks: one command, everything side by side, ratios against a baseline.
 
-    .venv/bin/python bench/run.py [--runs 7] [--fleet-runs 5] [--sizes 1,2,4,8,16] [--skip-fleet]
+    .venv/bin/python bench/run.py [--runs 7] [--fleet-runs 5] [--sizes 1,2,4,8,16] [--skip-fleet] [--baseline REV]
 
 Needs root (it builds throwaway overlay-root nodes and a loopback SSH cluster, exactly like the
 integration tests) and the bench extra (pytest-testinfra). Medians of several runs; the claims are
@@ -55,22 +55,43 @@ def compile_bytecode() -> None:
     subprocess.run([PY, "-m", "compileall", "-q", str(REPO / "perfgroup")], check=True, stdout=subprocess.DEVNULL)
 
 
-def local(runs: int) -> dict[str, float]:
+def baseline_install(rev: str) -> str:
+    """The perfgroup command of another revision, installed (not editable) in its own venv, so the
+    same run can time it side by side with this checkout."""
+    where = Path(f"/tmp/perfgroup-bench-{rev}")
+    if not (where / "venv" / "bin" / "perfgroup").exists():
+        subprocess.run(["rm", "-rf", str(where)], check=True)
+        where.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", rev], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+        subprocess.run([PY, "-m", "venv", str(where / "venv")], check=True)
+        subprocess.run([str(where / "venv" / "bin" / "pip"), "install", "-q", str(where)], check=True)
+    return str(where / "venv" / "bin" / "perfgroup")
+
+
+def local(runs: int, baseline: str | None = None) -> dict[str, float]:
     print(f"\n1. Static local audit on one converged node (median of {runs}, timed inside the node)")
+    base_cmd = baseline_install(baseline) if baseline else None
     with Node(NodeOptions()) as node:
         node.ok("useradd -M alice")
-        assert node.run([PERFGROUP, "setup", "--member", "alice"]).returncode == 0
+        # Converged by the baseline when there is one: this checkout reads (migrates) its record.
+        assert node.run([base_cmd or PERFGROUP, "setup", "--member", "alice"]).returncode == 0
         commands = {
             "floor": [PY, "-c", "import click"],
             "audit": [PERFGROUP, "audit", "--json"],
             "shell": ["/bin/sh", str(REPO / "bench" / "audit.sh")],
         }
+        if base_cmd:
+            commands["baseline"] = [base_cmd, "audit", "--json"]
         result = node.run([PY, str(REPO / "bench" / "timeit_cmds.py"), str(runs), json.dumps(commands)], timeout=900)
         samples = json.loads(result.stdout)
         m = {name: median(values) for name, values in samples.items()}
         line('python -c "import click" (floor)', m["floor"], m["floor"])
         line("perfgroup audit --json", m["audit"], m["floor"], f"target <= 1.25x: {verdict(m['audit'] <= 1.25 * m['floor'])}")
         line("shell script (getent/stat/getcap/cat)", m["shell"], m["floor"])
+        if base_cmd:
+            line(f"perfgroup audit --json at {baseline}", m["baseline"], m["floor"],
+                 f"this checkout / baseline = {m['audit'] / m['baseline']:.2f}x (target <= 1.0x + noise)")
         for name, argv in (("perfgroup audit --json", commands["audit"]), ("shell script", commands["shell"])):
             trace = node.run(["strace", "-f", "-qq", "-e", "trace=execve,clone,clone3,fork,vfork", "-o", "/dev/stderr", *argv])
             execs = sum("execve(" in x for x in trace.stderr.splitlines())
@@ -162,6 +183,7 @@ def main() -> None:
     parser.add_argument("--fleet-runs", type=int, default=5, help="runs per fleet measurement")
     parser.add_argument("--sizes", default="1,2,4,8,16", help="cluster sizes for the scaling table")
     parser.add_argument("--skip-fleet", action="store_true", help="only the local audit")
+    parser.add_argument("--baseline", metavar="REV", help="also time the audit of git revision REV, side by side")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/run.py needs root (throwaway nodes and a loopback SSH cluster)")
@@ -171,7 +193,7 @@ def main() -> None:
     ansible = subprocess.run([str(BIN / "ansible"), "--version"], capture_output=True, text=True, check=False).stdout.split("\n")[0]
     print(f"perfgroup benchmarks, {time.strftime('%Y-%m-%d')}: {platform.node()}, Linux {platform.release()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}, {ansible}")
-    local(args.runs)
+    local(args.runs, args.baseline)
     if not args.skip_fleet:
         fleet(args.fleet_runs)
         scaling([int(x) for x in args.sizes.split(",")], args.fleet_runs)

@@ -34,8 +34,15 @@ def scalar(value: Any) -> str:
     return json.dumps(value)
 
 
+def _wrapped(text: str, indent: str) -> list[str]:
+    import textwrap
+
+    return [indent + line for line in textwrap.wrap(text, 100)]
+
+
 def _option_lines(option: options.Option, indent: str, name: str) -> list[str]:
-    lines = [f"{indent}{name}:", f"{indent}  description: {scalar(option.help)}", f"{indent}  type: {option.kind}"]
+    lines = [f"{indent}{name}:", f"{indent}  description: >-", *_wrapped(option.help, indent + "    "),
+             f"{indent}  type: {option.kind}"]
     if option.kind == "list":
         lines.append(f"{indent}  elements: str")
     if option.ansible_default is not None:
@@ -49,7 +56,7 @@ def defaults_yml() -> str:
     lines = ["---", "# Generated from perfgroup/engine/options.py by `python -m perfgroup.ansible_spec --write`."]
     for option in options.OPTIONS:
         if option.entry_points:
-            lines += [f"# {option.help}", f"{option.role_var}: {scalar(option.ansible_default)}"]
+            lines += [*_wrapped(option.help, "# "), f"{option.role_var}: {scalar(option.ansible_default)}"]
     return "\n".join(lines) + "\n"
 
 

@@ -19,45 +19,59 @@ author:
 # BEGIN generated options
 options:
   group:
-    description: "Group whose members may run the privileged perf."
+    description: >-
+      Group whose members may run the privileged perf.
     type: str
     default: "perf_users"
   members:
-    description: "Users to add to the group (repeatable on the command line)."
+    description: >-
+      Users to add to the group (repeatable on the command line).
     type: list
     elements: str
     default: []
   gid:
-    description: "Numeric gid for a new group; keep it the same on every node."
+    description: >-
+      Numeric gid for a new group; keep it the same on every node.
     type: int
   source:
-    description: "perf to copy (default: the system perf; wrapper scripts are followed to the ELF)."
+    description: >-
+      perf to copy (default: the system perf; wrapper scripts are followed to the ELF).
     type: str
   dest:
-    description: "Path of the privileged copy [default: from the setup record, else /usr/local/libexec/perfgroup/GROUP/perf]."
+    description: >-
+      Path of the privileged copy [default: from the setup record, else
+      /usr/local/libexec/perfgroup/GROUP/perf].
     type: str
   caps:
-    description: "auto (least set for this kernel) or a list such as cap_perfmon,cap_syslog,cap_ipc_lock. On the command line an explicit list is remembered until --caps auto."
+    description: >-
+      auto (least set for this kernel) or a list such as cap_perfmon,cap_syslog,cap_ipc_lock. On the
+      command line an explicit list is remembered until --caps auto.
     type: str
     default: "auto"
   keep_paranoid:
-    description: "Leave kernel.perf_event_paranoid as it is, live and at boot."
+    description: >-
+      Leave kernel.perf_event_paranoid as it is, live and at boot.
     type: bool
     default: false
   install_perf:
-    description: "Install the distribution's perf package if perf is missing."
+    description: >-
+      Install the distribution's perf package if perf is missing.
     type: bool
     default: false
   allow_privileged_group:
-    description: "Allow a group such as wheel or sudo: ALL its members get kernel profiling rights."
+    description: >-
+      Allow a group such as wheel or sudo: ALL its members get kernel profiling rights.
     type: bool
     default: false
   allow_root_equivalent:
-    description: "Allow capabilities that let members become root (cap_sys_admin, cap_sys_ptrace, cap_setuid, ...), by --caps or because the kernel lacks CAP_PERFMON. Every member can then become root."
+    description: >-
+      Allow capabilities that let members become root (cap_sys_admin, cap_sys_ptrace, cap_setuid, ...), by
+      --caps or because the kernel lacks CAP_PERFMON. Every member can then become root.
     type: bool
     default: false
   verify:
-    description: "Run perf as a member and as a non-member after converging."
+    description: >-
+      Run perf as a member and as a non-member after converging.
     type: bool
     default: true
 # END generated options

@@ -16,14 +16,18 @@ author:
 # BEGIN generated options
 options:
   group:
-    description: "Group whose members may run the privileged perf."
+    description: >-
+      Group whose members may run the privileged perf.
     type: str
     default: "perf_users"
   dest:
-    description: "Path of the privileged copy [default: from the setup record, else /usr/local/libexec/perfgroup/GROUP/perf]."
+    description: >-
+      Path of the privileged copy [default: from the setup record, else
+      /usr/local/libexec/perfgroup/GROUP/perf].
     type: str
   functional:
-    description: "Also run perf as a member and as a non-member (needs root)."
+    description: >-
+      Also run perf as a member and as a non-member (needs root).
     type: bool
     default: false
 # END generated options
