@@ -133,6 +133,15 @@ class FixCopy(Action):
 
 
 @dataclass(frozen=True)
+class RestoreContext(Action):
+    kind = "restore_context"
+
+    @property
+    def summary(self) -> str:
+        return f"restore the SELinux file context of {self.target} (restorecon)"
+
+
+@dataclass(frozen=True)
 class WriteFile(Action):
     content: str = ""
     old: str | None = None  # None: the file does not exist
@@ -245,6 +254,6 @@ class DeleteGroup(Action):
 
 
 ALL_ACTIONS = (
-    CreateGroup, LockGroupPassword, CreateDir, RepairDir, InstallCopy, FixCopy, WriteFile, SetParanoid,
+    CreateGroup, LockGroupPassword, CreateDir, RepairDir, InstallCopy, FixCopy, RestoreContext, WriteFile, SetParanoid,
     AddMember, RemoveMember, CleanLeftovers, DeleteCopy, DeleteFile, DeleteDir, DeleteGroup,
 )

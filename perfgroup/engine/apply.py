@@ -450,6 +450,13 @@ class HostWriter:
         fix_copy(action)
         return True
 
+    def restore_context(self, action: act.RestoreContext) -> bool:
+        # A copy made in a temp file and renamed keeps the temp file's label; the policy's label
+        # for the path is what lets confined services and users run it.
+        run_tool("restore_context", ["restorecon", "-F", "--", action.target])
+        log.change("restore_context", action.target, "", "policy label")
+        return True
+
     def write_file(self, action: act.WriteFile) -> bool:
         write_file_action(action)
         return True

@@ -24,7 +24,8 @@ MAX_SCRIPT_BYTES = 64 * 1024
 # Package that provides perf, by /etc/os-release ID or ID_LIKE.
 INSTALL_HINTS: dict[str, tuple[str, ...]] = {
     "debian": ("apt-get", "install", "-y", "linux-perf"),
-    "ubuntu": ("apt-get", "install", "-y", "linux-tools-generic"),
+    # Ubuntu's /usr/bin/perf is a wrapper that runs the tools of the *running* kernel.
+    "ubuntu": ("apt-get", "install", "-y", "linux-tools-common", "linux-tools-{release}"),
     "fedora": ("dnf", "install", "-y", "perf"),
     "rhel": ("dnf", "install", "-y", "perf"),
     "centos": ("dnf", "install", "-y", "perf"),
@@ -73,10 +74,11 @@ def os_label(os_release_text: str) -> str:
     return f"{values.get('ID', '')}-{values.get('VERSION_ID', '')}"
 
 
-def install_command(os_release_text: str) -> tuple[str, ...] | None:
+def install_command(os_release_text: str, kernel_release: str = "") -> tuple[str, ...] | None:
+    """The command that installs perf for this distribution (and, on Ubuntu, this kernel)."""
     for distro in os_ids(os_release_text):
         if distro in INSTALL_HINTS:
-            return INSTALL_HINTS[distro]
+            return tuple(word.format(release=kernel_release) for word in INSTALL_HINTS[distro])
     return None
 
 
@@ -210,6 +212,6 @@ def find_system_perf(kernel_release: str, os_release_text: str, trusted: Trust |
         candidate = f"{directory}/perf"
         if os.path.lexists(candidate):
             return resolve(candidate, kernel_release, trusted=trusted)
-    command = install_command(os_release_text)
+    command = install_command(os_release_text, kernel_release)
     hint = f" (install it: {' '.join(command)}, or pass --install-perf)" if command else ""
     raise PerfNotInstalled(f"no perf executable found in {', '.join(SYSTEM_DIRS)}{hint}", command)

@@ -17,6 +17,7 @@ from .actions import (
     FixCopy,
     InstallCopy,
     RepairDir,
+    RestoreContext,
     SetParanoid,
     WriteFile,
 )
@@ -223,6 +224,21 @@ def plan_profile(facts: NodeFacts, desired: Desired) -> list[Action]:
                       old=facts.profile.content, step="write_profile")]
 
 
+def plan_selinux(facts: NodeFacts, desired: Desired, actions: list[Action]) -> list[Action]:
+    """With SELinux enabled, a new or re-permissioned copy gets its policy label back."""
+    touched = any(isinstance(a, (InstallCopy, FixCopy)) for a in actions)
+    if facts.selinux is None or not touched:
+        return []
+    return [RestoreContext(desired.dest, "SELinux is enabled: the copy needs the policy's label, not its temp file's")]
+
+
+def selinux_notes(facts: NodeFacts) -> list[str]:
+    if facts.selinux != "enforcing":
+        return []
+    return ["SELinux is enforcing: the policy may deny members perf_event or capability2 { perfmon } even with the "
+            "file capabilities; check `ausearch -m avc -c perf` after a member's first run"]
+
+
 def planned_files(desired: Desired) -> tuple[tuple[str, str], ...]:
     """(path, sha256) of every file setup writes, for the record."""
     files = [(desired.profile_path, profile.render(desired.group, desired.dest_dir))]
@@ -273,6 +289,8 @@ def make(facts: NodeFacts, desired: Desired) -> Plan:
         *plan_profile(facts, desired), *paranoid_actions, *plan_members(facts, desired, origin),
     ]
     notes += paranoid_notes
+    actions += plan_selinux(facts, desired, actions)
+    notes += selinux_notes(facts)
     if facts.leftovers:
         actions.append(CleanLeftovers(desired.dest_dir, "an interrupted run left them", paths=facts.leftovers))
     if facts.state is None:

@@ -4,18 +4,30 @@ from pathlib import Path
 
 import pytest
 
-from perfgroup.engine.perfsource import install_command, os_ids, wrapper_targets
+from perfgroup.engine.perfsource import install_command, os_ids, os_label, wrapper_targets
+
+UBUNTU_TOOLS = ("apt-get", "install", "-y", "linux-tools-common", "linux-tools-6.8.0-40-generic")
+DNF_PERF = ("dnf", "install", "-y", "perf")
 
 
-@pytest.mark.parametrize(("os_release", "command"), [
-    ('ID=debian\nVERSION_ID="12"\n', ("apt-get", "install", "-y", "linux-perf")),
-    ("ID=ubuntu\nID_LIKE=debian\n", ("apt-get", "install", "-y", "linux-tools-generic")),
-    ('ID="rocky"\nID_LIKE="rhel centos fedora"\n', ("dnf", "install", "-y", "perf")),
-    ('ID=linuxmint\nID_LIKE="ubuntu debian"\n', ("apt-get", "install", "-y", "linux-tools-generic")),
-    ("ID=plan9\n", None),
+# /etc/os-release as the distributions ship it (abridged to the keys perfgroup reads).
+@pytest.mark.parametrize(("os_release", "command", "label"), [
+    ('ID=debian\nVERSION_ID="12"\n', ("apt-get", "install", "-y", "linux-perf"), "debian-12"),
+    ('ID=debian\nVERSION_ID="11"\n', ("apt-get", "install", "-y", "linux-perf"), "debian-11"),
+    ('ID=ubuntu\nID_LIKE=debian\nVERSION_ID="22.04"\n', UBUNTU_TOOLS, "ubuntu-22.04"),
+    ('ID=ubuntu\nID_LIKE=debian\nVERSION_ID="24.04"\n', UBUNTU_TOOLS, "ubuntu-24.04"),
+    ('ID=linuxmint\nID_LIKE="ubuntu debian"\nVERSION_ID="21.3"\n', UBUNTU_TOOLS, "linuxmint-21.3"),
+    ('ID="rhel"\nID_LIKE="fedora"\nVERSION_ID="8.10"\n', DNF_PERF, "rhel-8.10"),
+    ('ID="rhel"\nID_LIKE="fedora"\nVERSION_ID="9.4"\n', DNF_PERF, "rhel-9.4"),
+    ('ID="rhel"\nID_LIKE="centos fedora"\nVERSION_ID="10.0"\n', DNF_PERF, "rhel-10.0"),
+    ('ID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.4"\n', DNF_PERF, "rocky-9.4"),
+    ('ID="almalinux"\nID_LIKE="rhel centos fedora"\nVERSION_ID="8.10"\n', DNF_PERF, "almalinux-8.10"),
+    ('ID="sles"\nID_LIKE="suse"\nVERSION_ID="15.6"\n', ("zypper", "--non-interactive", "install", "perf"), "sles-15.6"),
+    ("ID=plan9\n", None, "plan9-"),
 ])
-def test_install_command(os_release: str, command: tuple[str, ...] | None) -> None:
-    assert install_command(os_release) == command
+def test_install_command(os_release: str, command: tuple[str, ...] | None, label: str) -> None:
+    assert install_command(os_release, "6.8.0-40-generic") == command
+    assert os_label(os_release) == label
 
 
 def test_os_ids() -> None:

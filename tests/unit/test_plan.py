@@ -119,3 +119,12 @@ def test_directory_group_is_adopted_without_local_copy() -> None:
     assert plan.group_origin == "directory"
     assert "create_group" not in [a.kind for a in plan.actions]
     assert any("directory" in note for note in plan.notes)
+
+
+@pytest.mark.parametrize(("selinux", "restores", "warns"), [(None, False, False), ("permissive", True, False),
+                                                           ("enforcing", True, True)])
+def test_selinux_relabels_a_new_copy_and_warns_when_enforcing(selinux: str | None, restores: bool, warns: bool) -> None:
+    plan = make(replace(fresh(), selinux=selinux), desired())
+    assert ("restore_context" in [a.kind for a in plan.actions]) == restores
+    assert any("SELinux is enforcing" in note for note in plan.notes) == warns
+    assert "restore_context" not in [a.kind for a in make(replace(converged(), selinux=selinux), desired()).actions]
