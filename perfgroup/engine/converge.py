@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from . import apply, verify
 from . import facts as facts_mod
@@ -38,6 +38,32 @@ class SetupResult:
 
     def applied_summary(self) -> str:
         return "; ".join(action.summary for action in self.applied) or "nothing"
+
+
+def diff(plan: Plan | None) -> list[dict[str, str]]:
+    """Ansible's --diff: one before/after pair per planned action."""
+    if plan is None:
+        return []
+    return [
+        {"before_header": f"{a.target} ({a.kind})", "after_header": f"{a.target} ({a.kind})",
+         "before": (a.before or "") + "\n", "after": (a.after or "") + "\n"}
+        for a in plan.actions
+    ]
+
+
+def summary(plan: Plan | None, result: SetupResult) -> dict[str, Any]:
+    """What the Ansible module returns about a run, besides changed/failed."""
+    return {
+        "caps": sorted(plan.caps.caps) if plan else None,
+        "caps_reason": plan.caps.reason if plan else None,
+        "group_origin": plan.group_origin if plan else None,
+        "plan": [a.summary for a in plan.actions] if plan else [],
+        "notes": list(plan.notes) if plan else [],
+        "verify": result.verify.as_dict() if result.verify else None,
+        "verified": bool(result.verify and result.verify.ok),
+        "applied": [a.summary for a in result.applied],
+        "failed_step": result.failed_step,
+    }
 
 
 def plan_for(desired: Desired, facts: NodeFacts, dry_run: bool, result: SetupResult) -> tuple[NodeFacts, Plan | None]:

@@ -177,28 +177,6 @@ def desired_from(params: dict[str, Any]) -> Desired:
     return desired_from_input(**options.desired_kwargs(params, "main"))
 
 
-def diff_of(plan: Any) -> list[dict[str, str]]:
-    return [
-        {"before_header": f"{a.target} ({a.kind})", "after_header": f"{a.target} ({a.kind})",
-         "before": (a.before or "") + "\n", "after": (a.after or "") + "\n"}
-        for a in plan.actions
-    ]
-
-
-def summary(plan: Any, result: Any) -> dict[str, Any]:
-    return {
-        "caps": sorted(plan.caps.caps) if plan else None,
-        "caps_reason": plan.caps.reason if plan else None,
-        "group_origin": plan.group_origin if plan else None,
-        "plan": [a.summary for a in plan.actions] if plan else [],
-        "notes": list(plan.notes) if plan else [],
-        "verify": result.verify.as_dict() if result.verify else None,
-        "verified": bool(result.verify and result.verify.ok),
-        "applied": [a.summary for a in result.applied],
-        "failed_step": result.failed_step,
-    }
-
-
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     result = converge.SetupResult()
@@ -213,17 +191,17 @@ def main() -> None:
     except ConvergeError as error:
         applied = f" (applied before it: {result.applied_summary()})" if result.applied else ""
         module.fail_json(msg=f"could not converge at step {error}{applied}", step=error.step, changed=result.changed,
-                         perfgroup_result_kind=KIND, **summary(result.plan, result))
+                         perfgroup_result_kind=KIND, **converge.summary(result.plan, result))
     plan = result.plan
     if module.check_mode:
         changed = result.would_install is not None or bool(plan and plan.actions)
-        module.exit_json(changed=changed, diff=diff_of(plan) if plan else [], perfgroup_result_kind=KIND,
-                         **summary(plan, result))
-    out = summary(plan, result)
+        module.exit_json(changed=changed, diff=converge.diff(plan) if plan else [], perfgroup_result_kind=KIND,
+                         **converge.summary(plan, result))
+    out = converge.summary(plan, result)
     if result.verify is not None and not result.verify.ok:
         module.fail_json(msg="verification failed: " + "; ".join(result.verify.lines()), changed=result.changed,
                          perfgroup_result_kind=KIND, **out)
-    module.exit_json(changed=result.changed, diff=diff_of(plan) if result.applied else [], perfgroup_result_kind=KIND,
+    module.exit_json(changed=result.changed, diff=converge.diff(plan) if result.applied else [], perfgroup_result_kind=KIND,
                      **out)
 
 

@@ -147,3 +147,18 @@ def test_members_plan(users: list[str], add: bool, expected: list[tuple[str, str
 def test_members_refusals(group: GroupFacts, users: list[str], message: str) -> None:
     with pytest.raises(RefusedError, match=message):
         members_mod.plan(group, users, {"bob": True, "root": True}, add=True)
+
+
+def test_module_diff_and_summary_are_plain_data() -> None:
+    facts = replace(converged(), paranoid=1)
+    plan = make(facts, desired())
+    result = converge.SetupResult(plan=plan, applied=list(plan.actions), failed_step="write_state")
+    assert converge.diff(plan) == [{
+        "before_header": "/proc/sys/kernel/perf_event_paranoid (set_paranoid)",
+        "after_header": "/proc/sys/kernel/perf_event_paranoid (set_paranoid)", "before": "1\n", "after": "2\n",
+    }]
+    out = converge.summary(plan, result)
+    assert out["applied"] == ["raise kernel.perf_event_paranoid 1 -> 2"] and out["failed_step"] == "write_state"
+    assert out["caps"] == sorted(plan.caps.caps) and out["verified"] is False
+    assert converge.diff(None) == [] and converge.summary(None, converge.SetupResult())["plan"] == []
+    assert result.changed  # a failed step after an applied one is still a change
