@@ -327,3 +327,22 @@ def test_functional_audit_and_verify(node: Node) -> None:
     verify = perfgroup(node, "verify")
     assert verify.returncode == 1
     assert "ALLOWED" in verify.stdout
+
+
+def test_a_failed_record_step_is_reported_as_a_change_and_the_next_run_finishes(node: Node) -> None:
+    """Everything applied, then the last step (the record) fails: the run says `changed`, names
+    the step and what was applied, and exits 1; the next run finishes the job."""
+    users(node)
+    node.ok("mkdir -p /var/lib && echo not-a-directory > /var/lib/perfgroup")  # the record cannot be written
+    result = perfgroup(node, "setup", "--member", "alice", "--json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["changed"] is True and report["failed_step"] == "write_state"
+    assert "install_copy" in {a["kind"] for a in report["applied"]}
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "write_state" in lines[0] and "applied before it" in lines[0], lines
+    node.ok("rm /var/lib/perfgroup")
+    again = perfgroup(node, "setup", "--member", "alice")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "changed: setup record written" in again.stdout
+    assert audit_json(node)[0] == 0
