@@ -85,8 +85,25 @@ def test_keep_paranoid_refuses_on_debian_kernel(bookworm: Machine) -> None:
     exp.check()
 
 
-def test_fresh_bullseye_node_python39(bullseye: Machine) -> None:
-    result = bullseye.boot(FRESH_NODE_SETUP, mode="systemd")
+EVERY_COMMAND = FRESH_NODE_SETUP + """
+step verify perfgroup verify --json
+step members_add perfgroup members add bob
+step members_list perfgroup members list --json
+step members_remove perfgroup members remove bob
+step remove perfgroup remove
+step remove_again perfgroup remove
+step copy_gone test ! -e /usr/local/libexec/perfgroup/perf_users/perf
+"""
+
+
+def test_fresh_bullseye_node_python39_runs_every_command(bullseye: Machine) -> None:
+    """RHEL 9's python3 is 3.9: the package installs there and every node command works (bullseye's
+    python3 is 3.9, and its /usr/bin/perf is a wrapper script around perf_5.10)."""
+    result = bullseye.boot(EVERY_COMMAND, mode="systemd")
     exp = Expectations(result)
     check_member_can_profile(result, exp)
+    for name in ("verify", "members_add", "members_remove", "remove", "remove_again", "copy_gone"):
+        exp.expect(step_rc(result, name) == 0, f"{name} exits 0 on Python 3.9", name)
+    listing = result.steps.get("members_list")
+    exp.expect(listing is not None and '"bob"' in listing.stdout, "members list shows bob", "members_list")
     exp.check()
