@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import PERFGROUP
-from node import Node
+from conftest import PERFGROUP, integration_possible
+from node import Node, NodeOptions
 
 pytestmark = pytest.mark.integration
 
@@ -93,9 +93,6 @@ CASES: list[tuple[str, list[str], int, str]] = [
 
 @pytest.fixture(scope="module")
 def hostile_node() -> Any:
-    from conftest import integration_possible
-    from node import NodeOptions
-
     reason = integration_possible()
     if reason:
         pytest.fail(reason)
