@@ -45,7 +45,11 @@ def setup(verify: bool, dry_run: bool, as_json: bool, **given: Any) -> None:
     """
     from ..engine import converge
 
+    from .. import artifacts
+
     desired = desired_from_input(**given)
+    kinds = artifacts.setup_kinds()
+    desired = desired._replace(artifacts=tuple(artifacts.node_artifacts(desired.group, desired.dest, kinds)))  # type: ignore[arg-type]
     require_root("setup")
     result = converge.SetupResult()
     try:

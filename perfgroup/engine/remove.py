@@ -12,9 +12,9 @@ import grp
 import os
 from typing import NamedTuple
 
-from . import perfsource
+from . import node_files, perfsource
 from .actions import Action, DeleteCopy, DeleteDir, DeleteFile, DeleteGroup, RemoveMember
-from .desired import TMP_PREFIX, default_dest, profile_path, state_path, sysctl_path
+from .desired import STATE_DIR, TMP_PREFIX, default_dest, profile_path, state_path, sysctl_path
 from .errors import RefusedError
 from .facts import load_state
 from .state import State
@@ -53,6 +53,14 @@ def _entries(path: str) -> tuple[str, ...] | None:
         return None
 
 
+def _other_records(group: str) -> bool:
+    try:
+        names = os.listdir(STATE_DIR)
+    except OSError:
+        return False
+    return any(name.endswith(".json") and name != f"{group}.json" for name in names)
+
+
 def read(group: str) -> RemoveFacts:
     state, error = load_state(state_path(group))
     try:
@@ -67,7 +75,11 @@ def read(group: str) -> RemoveFacts:
                            leftovers_of_unrecorded=present)
     copies = tuple(dict.fromkeys((*state.copies, state.dest)))
     allowed = set(derived_files(group))
-    files = tuple((path, os.path.lexists(path)) for path, _ in state.files if path in allowed)
+    shared = _other_records(group)  # the node entry point serves every group: the last remove takes it
+    files = tuple(
+        (path, os.path.lexists(path)) for path, _ in state.files
+        if path in allowed or (node_files.owned(group, path) and not (shared and node_files.is_entry_point(path)))
+    )
     parents = {os.path.dirname(copy) for copy in copies}
     dirs = tuple((d, _entries(d)) for d in state.created_dirs if any(p == d or p.startswith(d + "/") for p in parents))
     return RemoveFacts(
