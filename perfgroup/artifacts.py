@@ -20,6 +20,8 @@ from pathlib import Path
 
 import jinja2
 
+from .engine.desired import NodeArtifact
+
 
 def templates_dir() -> Path:
     if os.environ.get("PERFGROUP_TEMPLATES"):
@@ -159,11 +161,9 @@ def setup_kinds(root: str = "/", prometheus_textfile_dir: str | None = None, nhc
 
 
 def node_artifacts(group: str, dest: str, kinds: set[str], textfile_dir: str | None = None,
-                   timer_interval: str = "5min", stock_perf: str = "/usr/bin/perf") -> tuple[object, ...]:
+                   timer_interval: str = "5min", stock_perf: str = "/usr/bin/perf") -> tuple[NodeArtifact, ...]:
     """Rendered artifacts as the engine's NodeArtifact values (the engine never renders), with
     the enablement symlink of each unit that is installed enabled."""
-    from .engine.desired import NodeArtifact
-
     context: dict[str, object] = {
         "group": group, "dest": dest, "dest_dir": os.path.dirname(dest), "node_command": NODE_COMMAND,
         "stock_perf": stock_perf, "textfile_dir": textfile_dir or "/var/lib/prometheus/node-exporter",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from typing import NamedTuple, Optional, Tuple
 
 from .actions import Action, CreateSymlink, WriteFile
@@ -128,7 +129,9 @@ def owned(group: str, path: str) -> bool:
     directory, name = os.path.split(path)
     if path == LAUNCHER or (directory == ENGINE_DIR and name.endswith(".py")):
         return True
-    return directory in ARTIFACT_DIRS and "perfgroup" in name and (group in name or name == "perfgroup.nhc")
+    if directory not in ARTIFACT_DIRS or not name.startswith(("perfgroup", "80perfgroup")):
+        return False
+    return name == "perfgroup.nhc" or re.search(rf"[-_.]{re.escape(group)}(\.[a-z]+)?\Z", name) is not None
 
 
 def is_entry_point(path: str) -> bool:
