@@ -115,7 +115,8 @@ def plan(facts: RemoveFacts) -> tuple[Action, ...]:
     for path, present in facts.files:
         if present:
             why = "the live value is kept" if path == sysctl_path(facts.group) else "setup wrote it"
-            actions.append(DeleteFile(path, why, step=f"delete_file:{os.path.basename(path)}"))
+            name = "node-entry" if node_files.is_entry_point(path) else os.path.basename(path)
+            actions.append(DeleteFile(path, why, step=f"delete_file:{name}"))
     if any(node_files.is_entry_point(path) for path, present in facts.files if present):
         actions += [DeleteFile(path, "python's cache of the engine copy", step="delete_file:pyc")
                     for path in facts.entry_point_cache]
