@@ -20,6 +20,8 @@ from pathlib import Path
 
 import jinja2
 
+from .engine.desired import NodeArtifact
+
 
 def templates_dir() -> Path:
     if os.environ.get("PERFGROUP_TEMPLATES"):
@@ -135,3 +137,43 @@ def render(context: dict[str, object], kinds: set[str] | None = None,
         content = env.get_template(artifact.template).render(full)
         rendered.append(RenderedArtifact(path, content, artifact.mode, artifact.kind))
     return rendered
+
+
+NODE_COMMAND = "/usr/local/sbin/perfgroup-node"  # engine.node_files.LAUNCHER
+# Units a setup enables: .wants link directory for each (what `systemctl enable` would make).
+_ENABLE = {"boot": "multi-user.target.wants", "prometheus": "timers.target.wants"}
+
+
+def setup_kinds(root: str = "/", prometheus_textfile_dir: str | None = None, nhc: bool = False) -> set[str]:
+    """The artifact kinds `perfgroup setup` installs on a node (or image) at root: the boot unit
+    always, each package manager's hook where that package manager is, the textfile timer and
+    the NHC check when asked."""
+    kinds = {"boot"}
+    if os.path.isdir(os.path.join(root, "etc/apt")):
+        kinds.add("apt")
+    if os.path.isdir(os.path.join(root, "etc/dnf")):
+        kinds.add("dnf")
+    if prometheus_textfile_dir:
+        kinds.add("prometheus")
+    if nhc:
+        kinds.add("nhc")
+    return kinds
+
+
+def node_artifacts(group: str, dest: str, kinds: set[str], textfile_dir: str | None = None,
+                   timer_interval: str = "5min", stock_perf: str = "/usr/bin/perf") -> tuple[NodeArtifact, ...]:
+    """Rendered artifacts as the engine's NodeArtifact values (the engine never renders), with
+    the enablement symlink of each unit that is installed enabled."""
+    context: dict[str, object] = {
+        "group": group, "dest": dest, "dest_dir": os.path.dirname(dest), "node_command": NODE_COMMAND,
+        "stock_perf": stock_perf, "textfile_dir": textfile_dir or "/var/lib/prometheus/node-exporter",
+        "timer_interval": timer_interval,
+    }
+    out: list[NodeArtifact] = []
+    for item in render(context, kinds):
+        out.append(NodeArtifact(item.path, item.content, item.mode, item.kind))
+        wants = _ENABLE.get(item.kind)
+        if wants and "[Install]" in item.content:
+            directory, name = os.path.split(item.path)
+            out.append(NodeArtifact(f"{directory}/{wants}/{name}", item.content, item.mode, item.kind, link=item.path))
+    return tuple(out)

@@ -40,12 +40,18 @@ def setup(verify: bool, dry_run: bool, as_json: bool, **given: Any) -> None:
       - kernel.perf_event_paranoid set to 2 (raised from below, or lowered from Debian's 3 or
         Ubuntu's 4, which block the group), persisted in /etc/sysctl.d/90-perfgroup-GROUP.conf
         (unless --keep-paranoid)
+      - /usr/local/sbin/perfgroup-node (+ the engine under /usr/local/lib/perfgroup): audit and
+        heal with the node's python3; perfgroup-heal-GROUP.service, enabled, re-applies the setup
+        at every boot; an APT (or DNF) hook refreshes the copy when perf is upgraded
       - /var/lib/perfgroup/GROUP.json: what was done, for audit and remove
     The packaged perf is never modified. A second run on a converged node changes nothing.
     """
+    from .. import artifacts
     from ..engine import converge
 
     desired = desired_from_input(**given)
+    kinds = artifacts.setup_kinds()
+    desired = desired._replace(artifacts=artifacts.node_artifacts(desired.group, desired.dest, kinds))
     require_root("setup")
     result = converge.SetupResult()
     try:

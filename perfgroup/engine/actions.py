@@ -163,6 +163,29 @@ class WriteFile(Action):
 
 
 @dataclass(frozen=True)
+class CreateSymlink(Action):
+    """A symlink setup owns, e.g. a unit's enablement in multi-user.target.wants (what
+    `systemctl enable` makes, without systemd running: image chroots too)."""
+
+    link_to: str = ""
+    old: str | None = None  # what is at target now (its link target, "a file", or None)
+    step: str = "create_symlink"
+    kind = "create_symlink"
+
+    @property
+    def summary(self) -> str:
+        return f"link {self.target} -> {self.link_to}"
+
+    @property
+    def before(self) -> str:
+        return self.old or ""
+
+    @property
+    def after(self) -> str:
+        return self.link_to
+
+
+@dataclass(frozen=True)
 class SetParanoid(Action):
     value: int = 2
     was: int | None = None
@@ -255,5 +278,5 @@ class DeleteGroup(Action):
 
 ALL_ACTIONS = (
     CreateGroup, LockGroupPassword, CreateDir, RepairDir, InstallCopy, FixCopy, RestoreContext, WriteFile, SetParanoid,
-    AddMember, RemoveMember, CleanLeftovers, DeleteCopy, DeleteFile, DeleteDir, DeleteGroup,
+    AddMember, RemoveMember, CleanLeftovers, DeleteCopy, DeleteFile, DeleteDir, DeleteGroup, CreateSymlink,
 )

@@ -360,6 +360,24 @@ def write_file_action(action: act.WriteFile) -> None:
     log.change("write_file", action.target, "absent" if action.old is None else "old content", "perfgroup content")
 
 
+def create_symlink(action: act.CreateSymlink) -> None:
+    """Make the link under a temporary name and rename it over whatever is there (atomic)."""
+    directory, name = os.path.split(action.target)
+    checkpoint(action.step)
+    temp = os.path.join(directory, f"{TMP_PREFIX}{name}.{os.getpid()}")
+    try:
+        os.makedirs(directory, 0o755, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        os.symlink(action.link_to, temp)
+        os.rename(temp, action.target)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise ConvergeError(action.step, f"{action.target}: {error.strerror}") from None
+    log.change("create_symlink", action.target, action.before or "absent", action.link_to)
+
+
 def set_paranoid(action: act.SetParanoid) -> None:
     checkpoint("set_paranoid")
     try:
@@ -463,6 +481,10 @@ class HostWriter:
 
     def set_paranoid(self, action: act.SetParanoid) -> bool:
         set_paranoid(action)
+        return True
+
+    def create_symlink(self, action: act.CreateSymlink) -> bool:
+        create_symlink(action)
         return True
 
     def add_member(self, action: act.AddMember) -> bool:

@@ -107,7 +107,7 @@ def build_state(desired: Desired, before: NodeFacts, after: NodeFacts, plan: Pla
         root_equivalent_allowed=desired.allow_root_equivalent or bool(previous and previous.root_equivalent_allowed),
         keep_paranoid=desired.keep_paranoid,
         paranoid_before=previous.paranoid_before if previous else before.paranoid,
-        files=plan_mod.planned_files(desired),
+        files=tuple(sorted(dict([*plan_mod.planned_files(desired), *plan.files]).items())),
         members_added=tuple(sorted(added)),
         updated_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     )

@@ -32,6 +32,20 @@ def sysctl_path(group: str) -> str:
     return f"{SYSCTL_DIR}/90-perfgroup-{group}.conf"
 
 
+class NodeArtifact(NamedTuple):
+    """A file setup installs on the node besides the copy (boot unit, package hooks, the node
+    entry point, ...): rendered before the engine sees it, so the engine never templates.
+    `link` non-empty: a symlink to that path instead of a file (content is then the target's, for
+    the record: reading a link follows it)."""
+
+    path: str
+    content: str
+    mode: int = 0o644
+    kind: str = "file"
+    link: str = ""
+    keep_sha256: str = ""  # set: only keep this (path, sha256) in the record, write nothing (heal, drifted)
+
+
 class Desired(NamedTuple):
     """The target state of one node for one perf group."""
 
@@ -46,6 +60,8 @@ class Desired(NamedTuple):
     install_perf: bool = False
     allow_privileged_group: bool = False
     allow_root_equivalent: bool = False
+    artifacts: tuple[NodeArtifact, ...] = ()  # rendered node artifacts, any kinds (see node_files.py)
+    node_entry: bool = False  # install the node entry point (engine copy + launcher)
 
     @property
     def dest_dir(self) -> str:

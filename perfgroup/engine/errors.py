@@ -80,6 +80,12 @@ EXIT_TABLES: dict[str, ExitTable] = {
         (CRITICAL, 2, "CRITICAL: the worst finding is critical"),
         (UNKNOWN, 3, "UNKNOWN, including bad arguments (Nagios plugin convention)"),
     ),
+    "heal": (
+        (OK, 0, "converged from the setup record (or, with --if-source-changed, nothing to do)"),
+        (FAILED, 1, "could not converge (the failed step is named); a boot unit stays failed, visibly"),
+        (REFUSED, 2, "refused: no usable setup record, not root, bad input or an unsafe situation"),
+        (BUSY, 3, "another perfgroup run holds the node lock"),
+    ),
     "deploy": (
         (OK, 0, "every targeted host converged and verified (or, with --check, would converge)"),
         (FAILED, 1, "a host failed, was unreachable or did not verify"),

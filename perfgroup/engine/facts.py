@@ -14,7 +14,7 @@ import stat
 from types import MappingProxyType
 from typing import Mapping, NamedTuple
 
-from . import perfsource, sysctl
+from . import node_files, perfsource, sysctl
 from .capabilities import XATTR_NAME, CapabilityError, FileCaps, decode
 from .desired import STATE_DIR, TMP_PREFIX, Desired, default_dest, state_path
 from .errors import RefusedError
@@ -95,6 +95,7 @@ class NodeFacts(NamedTuple):
     # or was not needed (paranoid < 3)
     perf_restrict_config: bool | None = None
     recorded_files: tuple[tuple[str, str | None], ...] = ()  # (path, sha256 now or None) of recorded files
+    node_files: node_files.NodeFileFacts = node_files.NodeFileFacts()  # entry point + artifacts (setup only)
 
 
 def read_text(path: str, limit: int = 1 << 20) -> str | None:
@@ -397,6 +398,7 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
         os_release=os_release,
         perf_restrict_config=perf_restrict_config(release, paranoid),
         recorded_files=recorded_files(state),
+        node_files=node_files.read(desired.artifacts, desired.node_entry),
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import profile, sysctl
+from . import node_files, profile, sysctl
 from .actions import (
     Action,
     AddMember,
@@ -49,6 +49,7 @@ class Plan:
     source_sha256: str
     notes: tuple[str, ...] = ()
     record_missing: bool = False  # no usable setup record: one is written even if nothing else changes
+    files: tuple[tuple[str, str], ...] = ()  # (path, sha256) of the node files (node_files.py) for the record
 
     @property
     def changes(self) -> bool:
@@ -287,6 +288,7 @@ def make(facts: NodeFacts, desired: Desired) -> Plan:
     actions: list[Action] = [
         *group_actions, *plan_dirs(facts, desired), *plan_copy(facts, desired, choice),
         *plan_profile(facts, desired), *paranoid_actions, *plan_members(facts, desired, origin),
+        *node_files.plan(facts.node_files, desired.artifacts, desired.node_entry),
     ]
     notes += paranoid_notes
     actions += plan_selinux(facts, desired, actions)
@@ -300,4 +302,5 @@ def make(facts: NodeFacts, desired: Desired) -> Plan:
     return Plan(
         actions=tuple(actions), caps=choice, group_origin=origin, source_path=facts.source.path,
         source_sha256=facts.source.sha256, notes=tuple(notes), record_missing=facts.state is None,
+        files=node_files.recorded(facts.node_files, desired.artifacts, desired.node_entry),
     )

@@ -12,9 +12,9 @@ import grp
 import os
 from typing import NamedTuple
 
-from . import perfsource
+from . import node_files, perfsource
 from .actions import Action, DeleteCopy, DeleteDir, DeleteFile, DeleteGroup, RemoveMember
-from .desired import TMP_PREFIX, default_dest, profile_path, state_path, sysctl_path
+from .desired import STATE_DIR, TMP_PREFIX, default_dest, profile_path, state_path, sysctl_path
 from .errors import RefusedError
 from .facts import load_state
 from .state import State
@@ -30,6 +30,7 @@ class RemoveFacts(NamedTuple):
     group_exists: bool = False
     group_members: tuple[str, ...] = ()
     leftovers_of_unrecorded: tuple[str, ...] = ()  # default paths that exist although no record does
+    entry_point_cache: tuple[str, ...] = ()  # bytecode python wrote beside the engine copy being removed
 
 
 def derived_files(group: str) -> tuple[str, ...]:
@@ -53,6 +54,14 @@ def _entries(path: str) -> tuple[str, ...] | None:
         return None
 
 
+def _other_records(group: str) -> bool:
+    try:
+        names = os.listdir(STATE_DIR)
+    except OSError:
+        return False
+    return any(name.endswith(".json") and name != f"{group}.json" for name in names)
+
+
 def read(group: str) -> RemoveFacts:
     state, error = load_state(state_path(group))
     try:
@@ -67,12 +76,20 @@ def read(group: str) -> RemoveFacts:
                            leftovers_of_unrecorded=present)
     copies = tuple(dict.fromkeys((*state.copies, state.dest)))
     allowed = set(derived_files(group))
-    files = tuple((path, os.path.lexists(path)) for path, _ in state.files if path in allowed)
+    shared = _other_records(group)  # the node entry point serves every group: the last remove takes it
+    files = tuple(
+        (path, os.path.lexists(path)) for path, _ in state.files
+        if path in allowed or (node_files.owned(group, path) and not (shared and node_files.is_entry_point(path)))
+    )
+    cache: tuple[str, ...] = ()
+    if any(node_files.is_entry_point(path) for path, _ in files):
+        pycache = f"{node_files.ENGINE_DIR}/__pycache__"
+        cache = tuple(f"{pycache}/{n}" for n in (_entries(pycache) or ()) if n.endswith(".pyc"))
     parents = {os.path.dirname(copy) for copy in copies}
     dirs = tuple((d, _entries(d)) for d in state.created_dirs if any(p == d or p.startswith(d + "/") for p in parents))
     return RemoveFacts(
         group, state, None, copies=tuple((c, _copy_present(c)) for c in copies), files=files, dirs=dirs,
-        group_exists=exists, group_members=members,
+        group_exists=exists, group_members=members, entry_point_cache=cache,
     )
 
 
@@ -98,7 +115,13 @@ def plan(facts: RemoveFacts) -> tuple[Action, ...]:
     for path, present in facts.files:
         if present:
             why = "the live value is kept" if path == sysctl_path(facts.group) else "setup wrote it"
-            actions.append(DeleteFile(path, why, step=f"delete_file:{os.path.basename(path)}"))
+            name = "node-entry" if node_files.is_entry_point(path) else os.path.basename(path)
+            actions.append(DeleteFile(path, why, step=f"delete_file:{name}"))
+    if any(node_files.is_entry_point(path) for path, present in facts.files if present):
+        actions += [DeleteFile(path, "python's cache of the engine copy", step="delete_file:pyc")
+                    for path in facts.entry_point_cache]
+        actions += [DeleteDir(path, "the node entry point's") for path in
+                    (f"{node_files.ENGINE_DIR}/__pycache__", node_files.ENGINE_DIR, node_files.LIB_DIR)]
     gone = {a.target for a in actions}
     for path, entries in sorted(facts.dirs, key=lambda item: len(item[0]), reverse=True):
         # Empty once the copies and inner directories go (temp files a killed run left go with the copy).

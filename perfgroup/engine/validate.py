@@ -140,4 +140,5 @@ def desired_from_input(
         group=group, dest=dest or default_dest(group), members=tuple(members), gid=gid, source=source,
         caps_override=override, caps_auto=auto, keep_paranoid=keep_paranoid, install_perf=install_perf,
         allow_privileged_group=allow_privileged_group, allow_root_equivalent=allow_root_equivalent,
+        node_entry=True,
     )

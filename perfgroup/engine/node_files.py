@@ -1,0 +1,138 @@
+"""Files setup installs on the node besides the copy: the node entry point (a copy of this engine
+package plus a launcher, so `perfgroup-node audit|heal` needs only the node's python3) and the
+rendered node artifacts of any kind (boot unit and its enablement link, package-manager hooks,
+textfile timer, NHC check, and whatever other kinds callers render).
+
+Facts (`read`), plan (`plan`) and what remove may delete (`owned`) for all of them, in one place:
+facts.py, plan.py and remove.py each call in here once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from typing import NamedTuple, Optional, Tuple
+
+from .actions import Action, CreateSymlink, WriteFile
+from .desired import NodeArtifact
+
+LIB_DIR = "/usr/local/lib/perfgroup"
+ENGINE_DIR = f"{LIB_DIR}/perfgroup_engine"
+LAUNCHER = "/usr/local/sbin/perfgroup-node"
+# -I: ignore PYTHON* variables, the user site and the script's directory: root runs this at boot
+# and from package hooks, with whatever environment they have.
+LAUNCHER_TEXT = '''#!/usr/bin/python3 -I
+"""perfgroup node entry point, installed by `perfgroup setup`: audit and heal with the node's own
+python3 and the engine copy beside it (no pip, no click, no Ansible)."""
+import sys
+
+sys.path.insert(0, "LIB_DIR")
+from perfgroup_engine.node_main import main  # noqa: E402
+
+sys.exit(main())
+'''.replace("LIB_DIR", LIB_DIR)
+
+# Directories where setup may place rendered artifacts (remove deletes recorded files only there,
+# and only names that mention the group or are perfgroup's own).
+ARTIFACT_DIRS = (
+    "/etc/systemd/system", "/etc/systemd/system/multi-user.target.wants", "/etc/systemd/system/timers.target.wants",
+    "/etc/apt/apt.conf.d", "/etc/dnf/plugins/post-transaction-actions.d", "/etc/dnf/libdnf5-plugins/actions.d",
+    "/etc/nhc/scripts", "/etc/nhc/nhc.conf.d", "/etc/systemd/system/sys-kernel-tracing.mount.d",
+    "/etc/lmod/modules", "/etc/environment-modules/modules", "/etc/profile.d", "/usr/local/bin",
+)
+
+Sources = Optional[Tuple[Tuple[str, str], ...]]
+
+
+class NodeFileFacts(NamedTuple):
+    engine_sources: Sources = None  # (file name, text) of this engine package; None: unreadable
+    present: tuple[tuple[str, str | None, str | None], ...] = ()  # (path, content or None, link target or None)
+
+
+def read_engine_sources() -> Sources:
+    """This engine's own source files, to copy to the node. None when the engine runs from
+    somewhere that is not a plain directory (an Ansible module's zip)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        names = sorted(name for name in os.listdir(here) if name.endswith(".py"))
+        out = []
+        for name in names:
+            with open(os.path.join(here, name), encoding="utf-8") as handle:
+                out.append((name, handle.read()))
+    except OSError:
+        return None
+    return tuple(out) if names else None
+
+
+def entry_point(sources: Sources) -> tuple[NodeArtifact, ...]:
+    if not sources:
+        return ()
+    files = [NodeArtifact(f"{ENGINE_DIR}/{name}", text, 0o644, "node-entry") for name, text in sources]
+    return (*files, NodeArtifact(LAUNCHER, LAUNCHER_TEXT, 0o755, "node-entry"))
+
+
+def wanted(desired_artifacts: tuple[NodeArtifact, ...], sources: Sources, node_entry: bool) -> tuple[NodeArtifact, ...]:
+    return (*(entry_point(sources) if node_entry else ()), *desired_artifacts)
+
+
+def _current(path: str) -> tuple[str, str | None, str | None]:
+    link = None
+    with contextlib.suppress(OSError):
+        link = os.readlink(path)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            text: str | None = handle.read(16 << 20)
+    except OSError:
+        text = None
+    return path, text, link
+
+
+def read(artifacts: tuple[NodeArtifact, ...], node_entry: bool) -> NodeFileFacts:
+    """Only setup and heal ask (audit passes nothing): an audit reads none of this."""
+    if not artifacts and not node_entry:
+        return NodeFileFacts()
+    sources = read_engine_sources() if node_entry else None
+    paths = [a.path for a in wanted(artifacts, sources, node_entry) if not a.keep_sha256]
+    return NodeFileFacts(engine_sources=sources, present=tuple(_current(p) for p in paths))
+
+
+def plan(facts: NodeFileFacts, artifacts: tuple[NodeArtifact, ...], node_entry: bool) -> list[Action]:
+    now = {path: (text, link) for path, text, link in facts.present}
+    actions: list[Action] = []
+    for item in wanted(artifacts, facts.engine_sources, node_entry):
+        text, link = now.get(item.path, (None, None))
+        if item.keep_sha256:
+            continue
+        if item.link:
+            if link != item.link:
+                actions.append(CreateSymlink(item.path, f"{item.kind}: enable it", link_to=item.link,
+                                             old=link or ("a file" if text is not None else None)))
+        elif text != item.content or link is not None:
+            actions.append(WriteFile(item.path, f"{item.kind} artifact", content=item.content, old=text,
+                                     step=f"write_{item.kind}", mode=item.mode))
+    return actions
+
+
+def recorded(facts: NodeFileFacts, artifacts: tuple[NodeArtifact, ...], node_entry: bool) -> tuple[tuple[str, str], ...]:
+    """(path, sha256 of the content) for the record; a link records its target's content (audit
+    reads through it), so a dangling or retargeted link shows up as modified/missing."""
+    from .facts import sha256_text
+
+    return tuple((a.path, a.keep_sha256 or sha256_text(a.content))
+                 for a in wanted(artifacts, facts.engine_sources, node_entry))
+
+
+def owned(group: str, path: str) -> bool:
+    """Whether remove may delete a recorded path: the entry point, or an artifact in one of the
+    artifact directories whose name carries the group (or perfgroup's own NHC script)."""
+    directory, name = os.path.split(path)
+    if path == LAUNCHER or (directory == ENGINE_DIR and name.endswith(".py")):
+        return True
+    if directory not in ARTIFACT_DIRS or not name.startswith(("perfgroup", "80perfgroup")):
+        return False
+    return name == "perfgroup.nhc" or re.search(rf"[-_.]{re.escape(group)}(\.[a-z]+)?\Z", name) is not None
+
+
+def is_entry_point(path: str) -> bool:
+    return path == LAUNCHER or os.path.dirname(path) == ENGINE_DIR

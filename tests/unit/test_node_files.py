@@ -1,0 +1,79 @@
+"""Node files (entry point + rendered artifacts): plan, record and what remove may delete. Pure."""
+
+from __future__ import annotations
+
+import pytest
+
+from perfgroup import artifacts
+from perfgroup.engine import node_files
+from perfgroup.engine.actions import CreateSymlink, WriteFile
+from perfgroup.engine.desired import NodeArtifact
+from perfgroup.engine.facts import sha256_text
+
+UNIT = NodeArtifact("/etc/systemd/system/perfgroup-heal-g.service", "[Unit]\n", 0o644, "boot")
+LINK = NodeArtifact("/etc/systemd/system/multi-user.target.wants/perfgroup-heal-g.service", "[Unit]\n", 0o644, "boot",
+                    link=UNIT.path)
+SOURCES = (("__init__.py", ""), ("node_main.py", "x = 1\n"))
+
+
+def facts(present: dict[str, tuple[str | None, str | None]], sources: node_files.Sources = SOURCES) -> node_files.NodeFileFacts:
+    return node_files.NodeFileFacts(sources, tuple((p, t, lk) for p, (t, lk) in present.items()))
+
+
+def test_fresh_node_gets_engine_launcher_unit_and_link() -> None:
+    actions = node_files.plan(facts({}), (UNIT, LINK), node_entry=True)
+    targets = [a.target for a in actions]
+    assert targets == [f"{node_files.ENGINE_DIR}/__init__.py", f"{node_files.ENGINE_DIR}/node_main.py",
+                       node_files.LAUNCHER, UNIT.path, LINK.path]
+    launcher = next(a for a in actions if a.target == node_files.LAUNCHER)
+    assert isinstance(launcher, WriteFile) and launcher.mode == 0o755
+    assert isinstance(actions[-1], CreateSymlink) and actions[-1].link_to == UNIT.path
+
+
+def test_converged_node_plans_nothing_and_a_retargeted_link_is_fixed() -> None:
+    present: dict[str, tuple[str | None, str | None]] = {f"{node_files.ENGINE_DIR}/{n}": (t, None) for n, t in SOURCES}
+    present[node_files.LAUNCHER] = (node_files.LAUNCHER_TEXT, None)
+    present[UNIT.path] = (UNIT.content, None)
+    present[LINK.path] = (UNIT.content, UNIT.path)
+    assert node_files.plan(facts(present), (UNIT, LINK), node_entry=True) == []
+    present[LINK.path] = ("other", "/dev/null")
+    assert [a.target for a in node_files.plan(facts(present), (UNIT, LINK), True)] == [LINK.path]
+
+
+def test_engine_unreadable_installs_no_entry_point_and_kept_entries_write_nothing() -> None:
+    kept = NodeArtifact("/etc/apt/apt.conf.d/80perfgroup-g", "", keep_sha256="ab" * 32)
+    assert node_files.plan(facts({}, sources=None), (kept,), node_entry=True) == []
+    assert node_files.recorded(facts({}, sources=None), (UNIT, kept), True) == (
+        (UNIT.path, sha256_text(UNIT.content)), (kept.path, "ab" * 32))
+
+
+@pytest.mark.parametrize(("path", "owned"), [
+    (node_files.LAUNCHER, True), (f"{node_files.ENGINE_DIR}/facts.py", True),
+    ("/etc/systemd/system/perfgroup-heal-g.service", True), ("/etc/apt/apt.conf.d/80perfgroup-g", True),
+    ("/etc/nhc/scripts/perfgroup.nhc", True),
+    ("/etc/apt/apt.conf.d/80perfgroup-other", False), ("/etc/passwd", False), ("/etc/systemd/system/g.service", False),
+    ("/usr/local/lib/perfgroup/perfgroup_engine/../x.py", False),
+])
+def test_remove_deletes_only_node_files_of_the_group(path: str, owned: bool) -> None:
+    assert node_files.owned("g", path) is owned
+
+
+def test_rendered_setup_artifacts_are_ones_remove_may_delete() -> None:
+    kinds = {"boot", "apt", "dnf", "prometheus", "nhc"}
+    rendered = artifacts.node_artifacts("perf_users", "/usr/local/libexec/perfgroup/perf_users/perf", kinds,
+                                        textfile_dir="/var/lib/node_exporter")
+    assert {a.kind for a in rendered} == kinds
+    assert all(node_files.owned("perf_users", a.path) for a in rendered)
+    links = {a.path: a.link for a in rendered if a.link}
+    assert links == {
+        "/etc/systemd/system/multi-user.target.wants/perfgroup-heal-perf_users.service":
+            "/etc/systemd/system/perfgroup-heal-perf_users.service",
+        "/etc/systemd/system/timers.target.wants/perfgroup-textfile-perf_users.timer":
+            "/etc/systemd/system/perfgroup-textfile-perf_users.timer",
+    }
+
+
+def test_engine_reads_its_own_sources_including_the_entry_point() -> None:
+    sources = dict(node_files.read_engine_sources() or ())
+    assert "node_main.py" in sources and "facts.py" in sources
+    assert "import click" not in "".join(sources.values()) and "import jinja2" not in "".join(sources.values())
