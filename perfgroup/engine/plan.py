@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import profile, sysctl
+from . import access, profile, sysctl
 from .actions import (
     Action,
     AddMember,
@@ -174,6 +174,7 @@ def plan_copy(facts: NodeFacts, desired: Desired, choice: CapChoice) -> list[Act
         problems.append(f"mode {node.mode:04o}")
     if not caps_match(facts.copy.caps, choice):
         problems.append(f"caps {facts.copy.caps.text() if facts.copy.caps else 'none'}")
+    problems += access.copy_problems(facts)
     if not problems:
         return []
     return [FixCopy(desired.dest, "; ".join(problems) + " differ", caps=caps, group=desired.group,
@@ -257,6 +258,7 @@ def preflight(facts: NodeFacts, desired: Desired) -> None:
     plan_members(facts, desired, plan_group(facts, desired)[1])
     plan_paranoid(facts, desired)
     check_power(facts, desired, expected_caps(facts, desired))
+    access.plan(facts, desired)
 
 
 def make(facts: NodeFacts, desired: Desired) -> Plan:
@@ -268,9 +270,10 @@ def make(facts: NodeFacts, desired: Desired) -> Plan:
     choice = expected_caps(facts, desired)
     notes += check_power(facts, desired, choice)
     paranoid_actions, paranoid_notes = plan_paranoid(facts, desired)
+    secure, left_behind = access.plan(facts, desired)
     actions: list[Action] = [
-        *group_actions, *plan_dirs(facts, desired), *plan_copy(facts, desired, choice),
-        *plan_profile(facts, desired), *paranoid_actions, *plan_members(facts, desired, origin),
+        *group_actions, *secure, *plan_dirs(facts, desired), *plan_copy(facts, desired, choice),
+        *left_behind, *plan_profile(facts, desired), *paranoid_actions, *plan_members(facts, desired, origin),
     ]
     notes += paranoid_notes
     if facts.leftovers:
