@@ -251,7 +251,7 @@ def _copy_like(path: str) -> bool:
     return _has_caps(path) or perfsource.is_perf_elf(path)
 
 
-def _owner_mode(path: str) -> tuple[int, int, str] | None:
+def owner_mode(path: str) -> tuple[int, int, str] | None:
     try:
         info = os.lstat(path)
     except OSError:
@@ -280,8 +280,8 @@ def read(desired: Desired, state: State | None, gid: int | None, dirs: tuple[str
     return AccessFacts(
         copy_acl=copy_acl, dir_acls=dir_acls, gshadow=gshadow, primary_members=primary,
         same_gid_names=names, same_gid_members=name_members, lingering=scan_processes(),
-        orphans=find_orphans(state, desired.dest, desired.group), state_dir=_owner_mode(STATE_DIR),
-        state_file=_owner_mode(desired.state_path),
+        orphans=find_orphans(state, desired.dest, desired.group), state_dir=owner_mode(STATE_DIR),
+        state_file=owner_mode(desired.state_path),
     )
 
 
