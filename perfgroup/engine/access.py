@@ -11,6 +11,7 @@ reported as unreadable); findings and plans are pure functions of them.
 
 from __future__ import annotations
 
+import errno
 import grp
 import os
 import pwd
@@ -185,6 +186,7 @@ def scan_processes(proc: str = "/proc") -> tuple[Lingering, ...]:
     found = []
     try:
         pids = [n for n in os.listdir(proc) if n.isdigit()]
+        ours = os.stat("/")
     except OSError:
         return ()
     for pid in pids:
@@ -193,7 +195,7 @@ def scan_processes(proc: str = "/proc") -> tuple[Lingering, ...]:
                 uid, mask = parse_status(handle.read())
         except (OSError, ValueError):
             continue
-        if uid is None or uid == 0 or not mask & watched:
+        if uid is None or uid == 0 or not mask & watched or not _same_root(f"{proc}/{pid}/root", ours):
             continue
         try:
             user = pwd.getpwuid(uid).pw_name
@@ -201,6 +203,16 @@ def scan_processes(proc: str = "/proc") -> tuple[Lingering, ...]:
             user = str(uid)
         found.append(Lingering(int(pid), user, tuple(sorted(cap_names(mask & watched)))))
     return tuple(sorted(found))
+
+
+def _same_root(link: str, ours: os.stat_result) -> bool:
+    """A process of this system, not of a container with its own root (whose copies are its own).
+    Unknowable without root for others' processes: then counted, to err on the side of reporting."""
+    try:
+        theirs = os.stat(link)
+    except OSError as error:
+        return error.errno != errno.ENOENT
+    return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
 
 
 def _has_caps(path: str) -> bool:
