@@ -146,7 +146,7 @@ DRIFTS = [
     ("echo 'perf_users:secret' | chgpasswd", "group.password", 2),
     (f"cp {DEST} /usr/local/libexec/perfgroup/perf_users/perf.old && setcap cap_perfmon=ep "
      "/usr/local/libexec/perfgroup/perf_users/perf.old", "copy.orphan", 2),
-    (f"cp /bin/true /usr/local/libexec/perfgroup/stray && setcap cap_sys_admin=ep /usr/local/libexec/perfgroup/stray",
+    ("cp /bin/true /usr/local/libexec/perfgroup/stray && setcap cap_sys_admin=ep /usr/local/libexec/perfgroup/stray",
      "copy.orphan", 2),
     ("chmod o+w /var/lib/perfgroup", "state.unsafe", 2),
     (f"chmod g+w {STATE}", "state.unsafe", 2),
