@@ -243,17 +243,29 @@ def find_orphans(state: State | None, current: str, group: str) -> tuple[str, ..
     """Capability-carrying regular files under the install root, and recorded copies of this group,
     that are not a current copy (this group's, or another group's by its record)."""
     keep = {current} | recorded_dests(group)
+    # A hard link to the current copy is the copy itself (reported as copy.hardlinked; a reinstall
+    # neutralises the old inode under every name).
+    same = {_inode(path) for path in keep} - {None}
     found = set()
     for directory, subdirs, names in os.walk(LIBEXEC_ROOT):
         subdirs[:] = [d for d in subdirs if not os.path.islink(os.path.join(directory, d))]
         for name in names:
             path = os.path.join(directory, name)
-            if path not in keep and os.path.isfile(path) and not os.path.islink(path) and _has_caps(path):
+            if (path not in keep and os.path.isfile(path) and not os.path.islink(path) and _has_caps(path)
+                    and _inode(path) not in same):
                 found.add(path)
     for path in state.copies if state is not None else ():
         if path not in keep and os.path.isfile(path) and not os.path.islink(path) and _copy_like(path):
             found.add(path)
     return tuple(sorted(found))
+
+
+def _inode(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _copy_like(path: str) -> bool:
@@ -416,6 +428,13 @@ def rule_access(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
                 "state.unsafe", CRITICAL,
                 f"the {what} {problem}: whoever can change it decides what remove deletes", setup,
             )
+
+
+def acl_holes(facts: NodeFacts) -> list[str]:
+    """After setup applied: paths an ACL still opens (someone added one while it ran)."""
+    holes = [a.path for a in facts.access.dir_acls if a.kind == "access" and a.grants(W)]
+    acl = facts.access.copy_acl
+    return holes + ([acl.path] if acl is not None and acl.grants(R | X, skip_root=False) else [])
 
 
 def lingering_text(found: tuple[Lingering, ...] | list[Lingering]) -> str:

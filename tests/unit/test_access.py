@@ -164,3 +164,12 @@ def test_remove_never_deletes_the_packaged_perf_a_record_names() -> None:
     with pytest.raises(RefusedError, match="cannot be trusted"):
         remove_mod.plan(unsafe)
 
+
+
+def test_acl_holes_after_apply() -> None:
+    bob = AclEntry(USER, 5, 1001)
+    facts = with_access(copy_acl=acl(DEST, "access", bob, mask=5),
+                        dir_acls=(acl("/usr/local", "access", AclEntry(GROUP, 7, 50)),
+                                  acl("/usr", "default", AclEntry(GROUP, 7, 50))))
+    assert access.acl_holes(facts) == ["/usr/local", DEST]  # type: ignore[arg-type]
+    assert access.acl_holes(converged()) == []
