@@ -69,6 +69,12 @@ def _change_members(group: str, users: tuple[str, ...], add: bool, dry_run: bool
     output.say(f"{verb}: {', '.join(changed)}" if changed else "unchanged")
     if add and changed:
         output.say("note: a membership applies from the member's next login (or `newgrp`)")
+    if not add:
+        from ..engine.access import lingering_note
+
+        lingering = lingering_note(set(users))
+        if lingering is not None:
+            output.say(f"note: {output.escape(lingering)}")
 
 
 @subcommand("add")

@@ -17,7 +17,7 @@ def remove(group: str, dry_run: bool, as_json: bool) -> None:
     Without a usable setup record it refuses rather than guess, unless nothing of perfgroup's is
     left (then there is nothing to remove: exit 0).
     """
-    from ..engine import apply
+    from ..engine import access, apply
     from ..engine import remove as remove_mod
     from ..engine.validate import check_group
 
@@ -31,6 +31,9 @@ def remove(group: str, dry_run: bool, as_json: bool) -> None:
         with apply.node_lock(LOCK_WAIT, on_wait):
             steps = remove_mod.plan(remove_mod.read(group))
             apply.perform(steps, on_done=done.append)
+    lingering = access.lingering_note()
+    if lingering is not None:
+        notes.append(lingering)
     if as_json:
         output.emit_json({
             "dry_run": dry_run, "changed": bool(done),
@@ -41,4 +44,4 @@ def remove(group: str, dry_run: bool, as_json: bool) -> None:
         mark = "would" if dry_run else ("done" if step in done else "skip")
         output.say(f"  {mark:5} {output.escape(step.summary)}")
     for note in notes:
-        output.say(f"note: {note}")
+        output.say(f"note: {output.escape(note)}")

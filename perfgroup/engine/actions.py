@@ -276,7 +276,19 @@ class DeleteGroup(Action):
         return f"delete group {self.target}"
 
 
+@dataclass(frozen=True)
+class SecurePath(Action):
+    """The setup record or its directory: root-owned and not writable by others."""
+
+    mode: int = 0o644
+    kind = "secure_path"
+
+    @property
+    def summary(self) -> str:
+        return f"make {self.target} root-owned, mode {self.mode:04o}"
+
+
 ALL_ACTIONS = (
     CreateGroup, LockGroupPassword, CreateDir, RepairDir, InstallCopy, FixCopy, RestoreContext, WriteFile, SetParanoid,
-    AddMember, RemoveMember, CleanLeftovers, DeleteCopy, DeleteFile, DeleteDir, DeleteGroup, CreateSymlink,
+    AddMember, RemoveMember, CleanLeftovers, DeleteCopy, DeleteFile, DeleteDir, DeleteGroup, CreateSymlink, SecurePath,
 )

@@ -23,6 +23,7 @@ from typing import Callable, Iterable, Iterator
 
 from . import actions as act
 from . import log
+from .access import ACL_ACCESS, ACL_DEFAULT
 from .capabilities import XATTR_NAME, encode
 from .desired import LOCK_PATH, TMP_PREFIX
 from .errors import ConvergeError, LockedError
@@ -144,11 +145,38 @@ def create_dir(action: act.CreateDir) -> None:
     except OSError as error:
         raise ConvergeError("create_dir", f"{action.target}: {error.strerror}") from None
     try:
+        strip_acls(fd, default=True)  # a default ACL above would otherwise be inherited
         os.fchown(fd, 0, 0)
         os.fchmod(fd, DIR_MODE)  # umask may have narrowed it
     finally:
         os.close(fd)
     log.change("create_dir", action.target, "absent", "root:root 0755")
+
+
+def strip_acls(fd: int, default: bool = False) -> None:
+    """Drop POSIX ACLs so the mode bits say everything: a named entry (`setfacl -m u:bob:rx`, or one
+    inherited from a parent's default ACL) would let a non-member past mode 0750."""
+    for name in (ACL_ACCESS, ACL_DEFAULT) if default else (ACL_ACCESS,):
+        try:
+            os.removexattr(fd, name)
+        except OSError as error:
+            if error.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+
+
+def secure_path(action: act.SecurePath) -> None:
+    checkpoint("secure_path")
+    try:
+        fd = os.open(action.target, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as error:
+        raise ConvergeError("secure_path", f"{action.target}: {error.strerror}") from None
+    try:
+        os.fchmod(fd, action.mode)
+        strip_acls(fd, default=stat.S_ISDIR(os.fstat(fd).st_mode))
+        os.fchown(fd, 0, 0)
+    finally:
+        os.close(fd)
+    log.change("secure_path", action.target, "writable by others", f"root {action.mode:04o}")
 
 
 def repair_dir(action: act.RepairDir) -> None:
@@ -160,6 +188,7 @@ def repair_dir(action: act.RepairDir) -> None:
         raise ConvergeError("repair_dir", f"{action.target}: {error.strerror}") from None
     try:
         os.fchmod(fd, mode)  # close the write hole before anything else
+        strip_acls(fd, default=True)
         os.fchown(fd, 0, 0)
     finally:
         os.close(fd)
@@ -241,6 +270,7 @@ def clean_leftovers(directory: str) -> list[str]:
 
 def _set_copy_metadata(fd: int, gid: int, caps: list[str]) -> None:
     checkpoint("chmod_private")
+    strip_acls(fd)  # inherited from the directory's default ACL, or added by hand
     os.fchmod(fd, 0o700)  # no group/other access while the owner changes
     checkpoint("chown_copy")
     os.fchown(fd, 0, gid)  # clears capabilities and setuid bits, so it comes first
@@ -450,6 +480,10 @@ class HostWriter:
 
     def lock_group_password(self, action: act.LockGroupPassword) -> bool:
         lock_group_password(action)
+        return True
+
+    def secure_path(self, action: act.SecurePath) -> bool:
+        secure_path(action)
         return True
 
     def create_dir(self, action: act.CreateDir) -> bool:

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import apply, verify
+from . import access, apply, verify
 from . import facts as facts_mod
 from . import plan as plan_mod
 from .actions import Action, AddMember, CreateDir, InstallCopy
@@ -178,6 +178,7 @@ def finish(desired: Desired, facts: NodeFacts, plan: Plan, result: SetupResult, 
         apply.perform(plan.actions, on_done=result.applied.append)
         after = facts_mod.read(desired, known_source=facts.source)
         unsafe = [node.path for node in after.dirs if node.exists and not dir_is_safe(node)]
+        unsafe += access.acl_holes(after)
         if unsafe:
             raise ConvergeError("check_path", f"{', '.join(unsafe)} above the copy changed while setup ran; run setup again")
         result.state_written = record(desired, facts, after, plan, result.applied)

@@ -14,7 +14,9 @@ import stat
 from types import MappingProxyType
 from typing import Mapping, NamedTuple
 
+from . import access as access_mod
 from . import node_files, perfsource, sysctl
+from .access import AccessFacts
 from .capabilities import XATTR_NAME, CapabilityError, FileCaps, decode
 from .desired import STATE_DIR, TMP_PREFIX, Desired, default_dest, state_path
 from .errors import RefusedError
@@ -96,6 +98,7 @@ class NodeFacts(NamedTuple):
     perf_restrict_config: bool | None = None
     recorded_files: tuple[tuple[str, str | None], ...] = ()  # (path, sha256 now or None) of recorded files
     node_files: node_files.NodeFileFacts = node_files.NodeFileFacts()  # entry point + artifacts (setup only)
+    access: AccessFacts = AccessFacts()  # ACLs, hidden group holders, leftovers (access.py)
 
 
 def read_text(path: str, limit: int = 1 << 20) -> str | None:
@@ -371,6 +374,8 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
     value, where = persisted_paranoid()
     source = source_facts(desired, state, release, os_release, known_source)
     paranoid = read_int(sysctl.PROC_PATH)
+    group = group_facts(desired.group)
+    dirs = parent_chain(desired.dest)
     return NodeFacts(
         kernel_release=release,
         cap_last_cap=read_int("/proc/sys/kernel/cap_last_cap"),
@@ -378,9 +383,9 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
         kptr_restrict=read_int("/proc/sys/kernel/kptr_restrict"),
         lockdown=lockdown_mode(),
         selinux=selinux_mode(),
-        group=group_facts(desired.group),
+        group=group,
         copy=copy_facts(desired.dest, state),
-        dirs=parent_chain(desired.dest),
+        dirs=dirs,
         nosuid=nosuid_at(desired.dest_dir),
         source=source,
         profile=TextFacts(desired.profile_path, read_text(desired.profile_path)),
@@ -399,6 +404,7 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
         perf_restrict_config=perf_restrict_config(release, paranoid),
         recorded_files=recorded_files(state),
         node_files=node_files.read(desired.artifacts, desired.node_entry),
+        access=access_mod.read(desired, state, group.gid, tuple(d.path for d in dirs if d.kind == "dir")),
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import stat
 from typing import Callable, Iterator, NamedTuple
 
-from . import errors, sysctl
+from . import access, errors, sysctl
 from .capabilities import PROFILING_CAPS, sort_caps
 from .desired import Desired
 from .facts import NodeFacts, PathFacts
@@ -354,7 +354,7 @@ def rule_leftovers(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
 
 RULES: tuple[Rule, ...] = (
     rule_state, rule_group, rule_copy_file, rule_caps, rule_path,
-    rule_drift, rule_paranoid, rule_files, rule_kernel, rule_leftovers,
+    rule_drift, rule_paranoid, rule_files, rule_kernel, rule_leftovers, access.rule_access,
 )
 
 
@@ -371,5 +371,5 @@ def report(facts: NodeFacts, desired: Desired, found: list[Finding]) -> dict[str
         "gid": facts.group.gid, "group_local": facts.group.local, "members": sorted(facts.group.members),
         "copy_sha256": facts.copy.sha256, "caps": sort_caps(facts.copy.caps.permitted) if facts.copy.caps else [],
         "kernel_release": facts.kernel_release, "cap_last_cap": facts.cap_last_cap,
-        "os_release": os_label(facts.os_release),
+        "os_release": os_label(facts.os_release), "holders": access.holders(facts),
     }

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import node_files, profile, sysctl
+from . import access, node_files, profile, sysctl
 from .actions import (
     Action,
     AddMember,
@@ -176,6 +176,7 @@ def plan_copy(facts: NodeFacts, desired: Desired, choice: CapChoice) -> list[Act
         problems.append(f"mode {node.mode:04o}")
     if not caps_match(facts.copy.caps, choice):
         problems.append(f"caps {facts.copy.caps.text() if facts.copy.caps else 'none'}")
+    problems += access.copy_problems(facts)
     if not problems:
         return []
     return [FixCopy(desired.dest, "; ".join(problems) + " differ", caps=caps, group=desired.group,
@@ -274,6 +275,7 @@ def preflight(facts: NodeFacts, desired: Desired) -> None:
     plan_members(facts, desired, plan_group(facts, desired)[1])
     plan_paranoid(facts, desired)
     check_power(facts, desired, expected_caps(facts, desired))
+    access.plan(facts, desired)
 
 
 def make(facts: NodeFacts, desired: Desired) -> Plan:
@@ -285,9 +287,10 @@ def make(facts: NodeFacts, desired: Desired) -> Plan:
     choice = expected_caps(facts, desired)
     notes += check_power(facts, desired, choice)
     paranoid_actions, paranoid_notes = plan_paranoid(facts, desired)
+    secure, left_behind = access.plan(facts, desired)
     actions: list[Action] = [
-        *group_actions, *plan_dirs(facts, desired), *plan_copy(facts, desired, choice),
-        *plan_profile(facts, desired), *paranoid_actions, *plan_members(facts, desired, origin),
+        *group_actions, *secure, *plan_dirs(facts, desired), *plan_copy(facts, desired, choice),
+        *left_behind, *plan_profile(facts, desired), *paranoid_actions, *plan_members(facts, desired, origin),
         *node_files.plan(facts.node_files, desired.artifacts, desired.node_entry),
     ]
     notes += paranoid_notes

@@ -12,7 +12,7 @@ import grp
 import os
 from typing import NamedTuple
 
-from . import node_files, perfsource
+from . import access, node_files, perfsource
 from .actions import Action, DeleteCopy, DeleteDir, DeleteFile, DeleteGroup, RemoveMember
 from .desired import STATE_DIR, TMP_PREFIX, default_dest, profile_path, state_path, sysctl_path
 from .errors import RefusedError
@@ -31,6 +31,7 @@ class RemoveFacts(NamedTuple):
     group_members: tuple[str, ...] = ()
     leftovers_of_unrecorded: tuple[str, ...] = ()  # default paths that exist although no record does
     entry_point_cache: tuple[str, ...] = ()  # bytecode python wrote beside the engine copy being removed
+    state_unsafe: str | None = None  # the record or its directory is not root's alone
 
 
 def derived_files(group: str) -> tuple[str, ...]:
@@ -39,10 +40,21 @@ def derived_files(group: str) -> tuple[str, ...]:
 
 
 def _copy_present(path: str) -> bool:
-    """Still a copy setup made: a perf ELF (or a name a planted symlink took over)."""
+    """Still a copy setup made: a perf ELF (or a name a planted symlink took over), never the
+    distribution's own perf (setup refuses to install there, so a record naming it is forged)."""
+    if os.path.dirname(path) in perfsource.SYSTEM_DIRS:
+        return False
     if os.path.islink(path):
         return True
     return os.path.isfile(path) and perfsource.is_perf_elf(path)
+
+
+def _state_unsafe(group: str) -> str | None:
+    for path, kind in ((STATE_DIR, "dir"), (state_path(group), "file")):
+        problem = access.state_problem(access.owner_mode(path), kind)
+        if problem:
+            return f"{path} {problem}"
+    return None
 
 
 def _entries(path: str) -> tuple[str, ...] | None:
@@ -74,7 +86,10 @@ def read(group: str) -> RemoveFacts:
         present = tuple(path for path in defaults if os.path.lexists(path))
         return RemoveFacts(group, None, error, group_exists=exists, group_members=members,
                            leftovers_of_unrecorded=present)
-    copies = tuple(dict.fromkeys((*state.copies, state.dest)))
+    # Copies this record names, and any capability-carrying file under the install root that no
+    # other group's record claims (a copy an older setup left behind).
+    left = access.find_orphans(None, state.dest, group)
+    recorded = tuple(dict.fromkeys((*state.copies, state.dest)))
     allowed = set(derived_files(group))
     shared = _other_records(group)  # the node entry point serves every group: the last remove takes it
     files = tuple(
@@ -85,11 +100,12 @@ def read(group: str) -> RemoveFacts:
     if any(node_files.is_entry_point(path) for path, _ in files):
         pycache = f"{node_files.ENGINE_DIR}/__pycache__"
         cache = tuple(f"{pycache}/{n}" for n in (_entries(pycache) or ()) if n.endswith(".pyc"))
-    parents = {os.path.dirname(copy) for copy in copies}
+    parents = {os.path.dirname(copy) for copy in recorded}
     dirs = tuple((d, _entries(d)) for d in state.created_dirs if any(p == d or p.startswith(d + "/") for p in parents))
+    copies = tuple((c, _copy_present(c)) for c in recorded) + tuple((c, True) for c in left if c not in recorded)
     return RemoveFacts(
-        group, state, None, copies=tuple((c, _copy_present(c)) for c in copies), files=files, dirs=dirs,
-        group_exists=exists, group_members=members, entry_point_cache=cache,
+        group, state, None, copies=copies, files=files, dirs=dirs,
+        group_exists=exists, group_members=members, entry_point_cache=cache, state_unsafe=_state_unsafe(group),
     )
 
 
@@ -100,6 +116,11 @@ def check(facts: RemoveFacts) -> None:
             f"no usable setup record for group {facts.group} ({state_path(facts.group)} is {facts.state_error}) "
             f"but {', '.join(facts.leftovers_of_unrecorded)} exist; remove will not guess what perfgroup made. "
             f"Inspect with `perfgroup audit --group {facts.group}` and delete by hand"
+        )
+    if facts.state_unsafe is not None:
+        raise RefusedError(
+            f"{facts.state_unsafe}: the setup record cannot be trusted to say what to delete; "
+            "inspect it and remove by hand"
         )
     if facts.state is not None and facts.state.group != facts.group:
         raise RefusedError(f"{state_path(facts.group)} records group {facts.state.group!r}, not {facts.group!r}; refusing")

@@ -24,6 +24,13 @@ cp /usr/bin/perf /opt/hostile/user-perf && chown alice /opt/hostile/user-perf
 cp /bin/true /opt/tools/perf
 ln -s /opt/tools /opt/linkdir
 echo '# written by hand, no setup record' > /etc/profile.d/perfgroup-perf_users.sh
+groupadd -g 5000 twin_a && groupadd -o -g 5000 twin_b
+mkdir -p /opt/aclw && setfacl -m u:alice:rwx /opt/aclw
+mkdir -p /var/lib/perfgroup
+printf '{"schema": 2, "group": "tampered", "gid": 5001, "dest": "/usr/local/libexec/perfgroup/tampered/perf", \
+"source": "/usr/bin/perf", "source_sha256": "", "copy_sha256": "", "caps": [], "copies": ["/etc/hostname"], \
+"files": {"/etc/passwd": ""}}' > /var/lib/perfgroup/tampered.json
+chown alice /var/lib/perfgroup/tampered.json
 """
 
 # (name, arguments, exit code, words the one-line error must contain)
@@ -85,6 +92,11 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("dest with a space", ["setup", "--dest", "/opt/my tools/perf"], 2, "meaning of PATH"),
     ("dest with a quote", ["setup", "--dest", "/opt/it's/perf"], 2, "meaning of PATH"),
     ("remove without record, files left", ["remove"], 2, "no usable setup record"),
+    ("gid shared by a second group name", ["setup", "--group", "twin_a"], 2, "shares gid 5000 with twin_b"),
+    ("gid shared, the other name", ["setup", "--group", "twin_b"], 2, "shares gid 5000 with twin_a"),
+    ("dest under a directory a user may write by ACL", ["setup", "--dest", "/opt/aclw/perf"], 2, "/opt/aclw"),
+    ("record owned by a user: setup", ["setup", "--group", "tampered"], 2, "cannot be trusted"),
+    ("record owned by a user: remove", ["remove", "--group", "tampered"], 2, "cannot be trusted"),
     ("members add unknown", ["members", "add", "ghost"], 2, "does not exist"),
     ("members add --dry-run unknown", ["members", "add", "--dry-run", "ghost"], 2, "does not exist"),
     ("audit bad group", ["audit", "--group", "a:b"], 3, "characters outside"),

@@ -138,6 +138,18 @@ DRIFTS = [
     ("groupmod -n perf_old perf_users", "group.missing", 2),
     ("printf x >> /usr/bin/perf", "copy.stale", 1),
     (f"chmod g+s {DEST}", "copy.setid", 2),
+    # Access the mode bits do not show (issue 10): setup strips the ACL, the copy keeps mode 0750.
+    (f"setfacl -m u:bob:rx {DEST}", "copy.acl", 2),
+    (f"setfacl -m g:users:rx {DEST}", "copy.acl", 2),
+    ("setfacl -m u:bob:rwx /usr/local/libexec/perfgroup/perf_users", "path.acl", 2),
+    ("setfacl -d -m u:bob:rwx /usr/local/libexec/perfgroup/perf_users", "path.acl_default", 1),
+    ("echo 'perf_users:secret' | chgpasswd", "group.password", 2),
+    (f"cp {DEST} /usr/local/libexec/perfgroup/perf_users/perf.old && setcap cap_perfmon=ep "
+     "/usr/local/libexec/perfgroup/perf_users/perf.old", "copy.orphan", 2),
+    ("cp /bin/true /usr/local/libexec/perfgroup/stray && setcap cap_sys_admin=ep /usr/local/libexec/perfgroup/stray",
+     "copy.orphan", 2),
+    ("chmod o+w /var/lib/perfgroup", "state.unsafe", 2),
+    (f"chmod g+w {STATE}", "state.unsafe", 2),
 ]
 
 

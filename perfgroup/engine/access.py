@@ -1,0 +1,503 @@
+"""Access that the mode bits do not show, and what setup leaves behind (issue 10).
+
+POSIX ACLs on the copy and above it, holders of the group that /etc/group does not list
+(gshadow members and administrators, a group password, primary gids, a second name on the gid),
+processes that still hold the capabilities, capability-carrying files under perfgroup's install
+root that are not a current copy, and the safety of the setup record itself.
+
+Facts here are read without side effects and without root (what needs root, /etc/gshadow, is
+reported as unreadable); findings and plans are pure functions of them.
+"""
+
+from __future__ import annotations
+
+import errno
+import grp
+import os
+import pwd
+import stat
+import struct
+from typing import TYPE_CHECKING, Iterator, NamedTuple
+
+from .capabilities import CAP_NAMES, CAP_NUMBERS, PROFILING_CAPS, ROOT_EQUIVALENT_CAPS, XATTR_NAME
+from .desired import LIBEXEC_ROOT, STATE_DIR, Desired
+
+if TYPE_CHECKING:
+    from .actions import Action
+    from .facts import NodeFacts
+    from .findings import Finding
+    from .state import State
+
+ACL_ACCESS = "system.posix_acl_access"
+ACL_DEFAULT = "system.posix_acl_default"
+ACL_VERSION = 2
+USER_OBJ, USER, GROUP_OBJ, GROUP, MASK, OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+TAG_NAMES = {USER_OBJ: "user_obj", USER: "user", GROUP_OBJ: "group_obj", GROUP: "group", MASK: "mask", OTHER: "other"}
+R, W, X = 4, 2, 1
+GSHADOW = "/etc/gshadow"
+# Capabilities whose presence in a non-root process after `members remove`/`remove` means it kept
+# the group's power: profiling's own and every root-equivalent one a copy may have carried.
+WATCHED_CAPS = PROFILING_CAPS | ROOT_EQUIVALENT_CAPS
+
+
+class AclEntry(NamedTuple):
+    tag: int
+    perm: int
+    id: int | None = None  # uid or gid for USER/GROUP entries
+
+    def text(self) -> str:
+        who = TAG_NAMES.get(self.tag, hex(self.tag))
+        if self.tag in (USER, GROUP):
+            who += f":{_name(self.tag, self.id)}"
+        return who + ":" + "".join(c if self.perm & bit else "-" for c, bit in (("r", R), ("w", W), ("x", X)))
+
+
+class Acl(NamedTuple):
+    path: str
+    kind: str  # "access" or "default"
+    entries: tuple[AclEntry, ...]
+
+    def named(self) -> tuple[AclEntry, ...]:
+        return tuple(e for e in self.entries if e.tag in (USER, GROUP))
+
+    def effective(self, entry: AclEntry) -> int:
+        """Named entries are limited by the mask (access ACLs; a default ACL is what new files get)."""
+        mask = next((e.perm for e in self.entries if e.tag == MASK), 7)
+        return entry.perm & mask
+
+    def grants(self, bits: int, skip_root: bool = True) -> tuple[AclEntry, ...]:
+        return tuple(
+            e for e in self.named() if self.effective(e) & bits and not (skip_root and e.id == 0)
+        )
+
+    def text(self) -> str:
+        return ",".join(e.text() for e in self.named())
+
+
+class Holder(NamedTuple):
+    user: str
+    via: str  # member | gshadow_member | gshadow_admin | primary_gid | same_gid_group
+
+
+class Lingering(NamedTuple):
+    pid: int
+    user: str
+    caps: tuple[str, ...]
+
+
+class AccessFacts(NamedTuple):
+    copy_acl: Acl | None = None  # None: no ACL beyond the mode bits
+    dir_acls: tuple[Acl, ...] = ()  # parents of the copy with an ACL (access or default)
+    gshadow: tuple[str, tuple[str, ...], tuple[str, ...]] | None = None  # (password, admins, members); None: unreadable
+    primary_members: tuple[str, ...] = ()
+    same_gid_names: tuple[str, ...] = ()  # other group names sharing the gid
+    same_gid_members: tuple[str, ...] = ()
+    lingering: tuple[Lingering, ...] = ()  # non-root processes holding watched capabilities
+    orphans: tuple[str, ...] = ()  # capability-carrying or recorded copies that are no current copy
+    state_dir: tuple[int, int, str] | None = None  # (uid, mode, kind) of /var/lib/perfgroup
+    state_file: tuple[int, int, str] | None = None  # (uid, mode, kind) of the record
+
+
+def _name(tag: int, ident: int | None) -> str:
+    if ident is None:
+        return "?"
+    try:
+        return pwd.getpwuid(ident).pw_name if tag == USER else grp.getgrgid(ident).gr_name
+    except KeyError:
+        return str(ident)
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+def decode_acl(raw: bytes) -> tuple[AclEntry, ...]:
+    """The kernel's posix_acl xattr: u32 version 2, then (u16 tag, u16 perm, u32 id) entries."""
+    if len(raw) < 4 or (len(raw) - 4) % 8:
+        raise ValueError(f"malformed ACL ({len(raw)} bytes)")
+    (version,) = struct.unpack_from("<I", raw, 0)
+    if version != ACL_VERSION:
+        raise ValueError(f"ACL version {version}")
+    entries = []
+    for offset in range(4, len(raw), 8):
+        tag, perm, ident = struct.unpack_from("<HHI", raw, offset)
+        entries.append(AclEntry(tag, perm & 7, ident if tag in (USER, GROUP) else None))
+    return tuple(entries)
+
+
+def encode_acl(entries: tuple[AclEntry, ...]) -> bytes:
+    """For tests: the inverse of decode_acl."""
+    data = struct.pack("<I", ACL_VERSION)
+    for entry in entries:
+        data += struct.pack("<HHI", entry.tag, entry.perm, 0xFFFFFFFF if entry.id is None else entry.id)
+    return data
+
+
+def read_acl(path: str, kind: str) -> Acl | None:
+    name = ACL_ACCESS if kind == "access" else ACL_DEFAULT
+    try:
+        raw = os.getxattr(path, name, follow_symlinks=False)
+    except OSError:
+        return None  # none, unsupported, or not ours to read: the mode bits tell the rest
+    try:
+        entries = decode_acl(raw)
+    except (ValueError, struct.error):
+        return Acl(path, kind, (AclEntry(0, 7, None),))  # unknown format: reported as an entry
+    acl = Acl(path, kind, entries)
+    return acl if acl.named() or len(entries) > 3 else None
+
+
+def parse_gshadow(text: str, group: str) -> tuple[str, tuple[str, ...], tuple[str, ...]] | None:
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 4 and fields[0] == group:
+            return fields[1], _names(fields[2]), _names(fields[3])
+    return None
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(n for n in value.split(",") if n)
+
+
+def password_set(password: str) -> bool:
+    """A usable group password: anything but empty or a locked marker ('!', '*', '!...')."""
+    return bool(password) and not password.startswith(("!", "*"))
+
+
+def cap_names(mask: int) -> frozenset[str]:
+    return frozenset(CAP_NAMES[bit] for bit in CAP_NAMES if mask >> bit & 1)
+
+
+def parse_status(text: str) -> tuple[int | None, int]:
+    """(real uid, CapEff | CapPrm | CapAmb) of one /proc/PID/status."""
+    uid: int | None = None
+    mask = 0
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key == "Uid":
+            uid = int(value.split()[0])
+        elif key in ("CapEff", "CapPrm", "CapAmb"):
+            mask |= int(value.strip(), 16)
+    return uid, mask
+
+
+def scan_processes(proc: str = "/proc") -> tuple[Lingering, ...]:
+    watched = 0
+    for name in WATCHED_CAPS:
+        watched |= 1 << CAP_NUMBERS[name]
+    found = []
+    try:
+        pids = [n for n in os.listdir(proc) if n.isdigit()]
+        ours = os.stat("/")
+    except OSError:
+        return ()
+    for pid in pids:
+        try:
+            with open(f"{proc}/{pid}/status", encoding="utf-8", errors="replace") as handle:
+                uid, mask = parse_status(handle.read())
+        except (OSError, ValueError):
+            continue
+        if uid is None or uid == 0 or not mask & watched or not _same_root(f"{proc}/{pid}/root", ours):
+            continue
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            user = str(uid)
+        found.append(Lingering(int(pid), user, tuple(sorted(cap_names(mask & watched)))))
+    return tuple(sorted(found))
+
+
+def _same_root(link: str, ours: os.stat_result) -> bool:
+    """A process of this system, not of a container with its own root (whose copies are its own).
+    Unknowable without root for others' processes: then counted, to err on the side of reporting."""
+    try:
+        theirs = os.stat(link)
+    except OSError as error:
+        return error.errno != errno.ENOENT
+    return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
+
+
+def _has_caps(path: str) -> bool:
+    try:
+        os.getxattr(path, XATTR_NAME, follow_symlinks=False)
+    except OSError:
+        return False
+    return True
+
+
+def recorded_dests(group: str) -> set[str]:
+    """The current copy of every other group with a setup record (theirs are not orphans)."""
+    from .facts import load_state
+
+    dests: set[str] = set()
+    try:
+        names = [n for n in os.listdir(STATE_DIR) if n.endswith(".json") and n != f"{group}.json"]
+    except OSError:
+        return dests
+    for name in names:
+        state, _ = load_state(f"{STATE_DIR}/{name}")
+        if state is not None:
+            dests.add(state.dest)
+    return dests
+
+
+def find_orphans(state: State | None, current: str, group: str) -> tuple[str, ...]:
+    """Capability-carrying regular files under the install root, and recorded copies of this group,
+    that are not a current copy (this group's, or another group's by its record)."""
+    keep = {current} | recorded_dests(group)
+    # A hard link to the current copy is the copy itself (reported as copy.hardlinked; a reinstall
+    # neutralises the old inode under every name).
+    same = {_inode(path) for path in keep} - {None}
+    found = set()
+    for directory, subdirs, names in os.walk(LIBEXEC_ROOT):
+        subdirs[:] = [d for d in subdirs if not os.path.islink(os.path.join(directory, d))]
+        for name in names:
+            path = os.path.join(directory, name)
+            if (path not in keep and os.path.isfile(path) and not os.path.islink(path) and _has_caps(path)
+                    and _inode(path) not in same):
+                found.add(path)
+    for path in state.copies if state is not None else ():
+        if path not in keep and os.path.isfile(path) and not os.path.islink(path) and _copy_like(path):
+            found.add(path)
+    return tuple(sorted(found))
+
+
+def _inode(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _copy_like(path: str) -> bool:
+    """A recorded copy still worth neutralising: it carries capabilities or is still a perf ELF."""
+    from . import perfsource
+
+    return _has_caps(path) or perfsource.is_perf_elf(path)
+
+
+def owner_mode(path: str) -> tuple[int, int, str] | None:
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    kind = "dir" if stat.S_ISDIR(info.st_mode) else "file" if stat.S_ISREG(info.st_mode) else "other"
+    return info.st_uid, stat.S_IMODE(info.st_mode), kind
+
+
+def read(desired: Desired, state: State | None, gid: int | None, dirs: tuple[str, ...]) -> AccessFacts:
+    copy_acl = read_acl(desired.dest, "access") if os.path.isfile(desired.dest) else None
+    dir_acls = tuple(acl for d in dirs for acl in (read_acl(d, "access"), read_acl(d, "default")) if acl is not None)
+    gshadow: tuple[str, tuple[str, ...], tuple[str, ...]] | None = None
+    try:
+        with open(GSHADOW, encoding="utf-8", errors="replace") as handle:
+            gshadow = parse_gshadow(handle.read(), desired.group) or ("", (), ())
+    except OSError:
+        gshadow = None
+    primary: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    name_members: tuple[str, ...] = ()
+    if gid is not None:
+        primary = tuple(sorted(e.pw_name for e in pwd.getpwall() if e.pw_gid == gid))
+        others = [g for g in grp.getgrall() if g.gr_gid == gid and g.gr_name != desired.group]
+        names = tuple(sorted(g.gr_name for g in others))
+        name_members = tuple(sorted({m for g in others for m in g.gr_mem}))
+    return AccessFacts(
+        copy_acl=copy_acl, dir_acls=dir_acls, gshadow=gshadow, primary_members=primary,
+        same_gid_names=names, same_gid_members=name_members, lingering=scan_processes(),
+        orphans=find_orphans(state, desired.dest, desired.group), state_dir=owner_mode(STATE_DIR),
+        state_file=owner_mode(desired.state_path),
+    )
+
+
+# -- judging ---------------------------------------------------------------------------------
+
+def holders(facts: NodeFacts) -> list[dict[str, str]]:
+    """Everyone who holds the group, and how (the audit JSON's `holders`)."""
+    group, access = facts.group, facts.access
+    found: list[Holder] = [Holder(u, "member") for u in group.members]
+    if access.gshadow is not None:
+        _, admins, members = access.gshadow
+        found += [Holder(u, "gshadow_member") for u in members if u not in group.members]
+        found += [Holder(u, "gshadow_admin") for u in admins]
+    found += [Holder(u, "primary_gid") for u in access.primary_members]
+    found += [Holder(u, "same_gid_group") for u in access.same_gid_members]
+    return [h._asdict() for h in dict.fromkeys(found)]
+
+
+def state_problem(entry: tuple[int, int, str] | None, kind: str) -> str | None:
+    if entry is None:
+        return None
+    uid, mode, found = entry
+    if found != kind:
+        return f"is a {found}"
+    if uid != 0:
+        return f"is owned by uid {uid}"
+    if mode & 0o022:
+        return f"is writable by others (mode {mode:04o})"
+    return None
+
+
+def member_names(facts: NodeFacts) -> set[str]:
+    names = set(facts.group.members) | set(facts.access.primary_members)
+    if facts.access.gshadow is not None:
+        names |= set(facts.access.gshadow[2])
+    return names
+
+
+def rule_access(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+    from .findings import CRITICAL, WARNING, Finding
+
+    access = facts.access
+    setup = f"perfgroup setup --group {desired.group}"
+    acl = access.copy_acl
+    if acl is not None and facts.copy.node.kind == "file":
+        open_to = acl.grants(R | X, skip_root=False)
+        yield Finding(
+            "copy.acl", CRITICAL if open_to else WARNING,
+            f"{desired.dest} has an ACL beyond its mode bits ({acl.text() or 'extended entries'})"
+            + (": named users/groups can run it with its capabilities" if open_to else ""),
+            f"setfacl -b {desired.dest}  # or: {setup}",
+        )
+    for dir_acl in access.dir_acls:
+        writers = dir_acl.grants(W)
+        if dir_acl.kind == "access" and writers:
+            yield Finding(
+                "path.acl", CRITICAL,
+                f"{dir_acl.path} (above {desired.dest}) has an ACL letting {dir_acl.text()} write: "
+                "they can swap the privileged perf",
+                f"setfacl -b {dir_acl.path}",
+            )
+        elif dir_acl.kind == "default" and _managed(dir_acl.path, facts):
+            yield Finding(
+                "path.acl_default", WARNING,
+                f"{dir_acl.path} has a default ACL ({dir_acl.text()}): files created there inherit it", setup,
+            )
+    if access.gshadow is not None:
+        password, admins, members = access.gshadow
+        if password_set(password):
+            yield Finding(
+                "group.password", CRITICAL,
+                f"group {desired.group} has a password in {GSHADOW}: anyone who knows it can `sg {desired.group}`",
+                f"gpasswd -R {desired.group}  # or: {setup}",
+            )
+        hidden = [u for u in members if u not in facts.group.members]
+        if hidden:
+            yield Finding(
+                "group.gshadow_members", WARNING,
+                f"{', '.join(hidden)} hold {desired.group} through {GSHADOW} only (not listed in /etc/group)",
+                f"gpasswd -d USER {desired.group}",
+            )
+        if admins:
+            yield Finding(
+                "group.gshadow_admins", WARNING,
+                f"{', '.join(admins)} administer {desired.group} ({GSHADOW}): they can add themselves",
+                f"gpasswd -A '' {desired.group}",
+            )
+    if access.primary_members:
+        yield Finding(
+            "group.primary_members", WARNING,
+            f"{', '.join(access.primary_members)} have {desired.group} as primary group: always members",
+            "usermod -g OTHERGROUP USER",
+        )
+    if access.same_gid_names:
+        yield Finding(
+            "group.duplicate_gid", CRITICAL,
+            f"gid {facts.group.gid} also has the name(s) {', '.join(access.same_gid_names)}: their members run "
+            "the privileged perf too",
+            f"groupmod -g NEWGID {access.same_gid_names[0]}",
+        )
+    holding = member_names(facts)
+    stray = [p for p in access.lingering if p.user not in holding]
+    if stray:
+        yield Finding(
+            "process.lingering", WARNING,
+            "processes of non-members still hold capabilities: " + lingering_text(stray),
+            "kill PID  # after checking what it is",
+        )
+    for path in access.orphans:
+        yield Finding(
+            "copy.orphan", CRITICAL,
+            f"{path} is a privileged copy left behind (not the current copy): whoever holds its group can run it",
+            setup,
+        )
+    for what, entry, kind in (("state directory " + STATE_DIR, access.state_dir, "dir"),
+                              ("setup record " + desired.state_path, access.state_file, "file")):
+        problem = state_problem(entry, kind)
+        if problem:
+            yield Finding(
+                "state.unsafe", CRITICAL,
+                f"the {what} {problem}: whoever can change it decides what remove deletes", setup,
+            )
+
+
+def acl_holes(facts: NodeFacts) -> list[str]:
+    """After setup applied: paths an ACL still opens (someone added one while it ran)."""
+    holes = [a.path for a in facts.access.dir_acls if a.kind == "access" and a.grants(W)]
+    acl = facts.access.copy_acl
+    return holes + ([acl.path] if acl is not None and acl.grants(R | X, skip_root=False) else [])
+
+
+def lingering_text(found: tuple[Lingering, ...] | list[Lingering]) -> str:
+    return "; ".join(f"pid {p.pid} ({p.user}: {','.join(p.caps)})" for p in found)
+
+
+def _managed(path: str, facts: NodeFacts) -> bool:
+    from .policy import managed_dir
+
+    return managed_dir(path, facts)
+
+
+# -- planning --------------------------------------------------------------------------------
+
+def copy_problems(facts: NodeFacts) -> list[str]:
+    """For plan_copy: an ACL on the copy is repaired like a wrong mode."""
+    acl = facts.access.copy_acl
+    return [f"ACL {acl.text() or 'extended'}"] if acl is not None else []
+
+
+def plan(facts: NodeFacts, desired: Desired) -> tuple[list[Action], list[Action]]:
+    """Refusals and repairs for what the mode bits do not show (raises RefusedError): the repairs
+    that go before the copy is installed, and the deletions of copies left behind (after it)."""
+    from .actions import DeleteCopy, LockGroupPassword, RepairDir, SecurePath
+    from .errors import RefusedError
+    from .policy import managed_dir
+
+    access = facts.access
+    actions: list[Action] = []
+    if facts.group.gid is not None and access.same_gid_names:
+        raise RefusedError(
+            f"group {desired.group} shares gid {facts.group.gid} with {', '.join(access.same_gid_names)}: their "
+            "members would run the privileged perf; give the group its own gid first"
+        )
+    for kind, entry in (("dir", access.state_dir), ("file", access.state_file)):
+        problem = state_problem(entry, kind)
+        if problem is None or entry is None:
+            continue
+        path = STATE_DIR if kind == "dir" else desired.state_path
+        if entry[0] != 0 or entry[2] != kind:
+            raise RefusedError(f"{path} {problem}: the setup record cannot be trusted; inspect it and fix by hand")
+        actions.append(SecurePath(path, "others could rewrite what remove deletes", mode=entry[1] & ~0o022))
+    if access.gshadow is not None and password_set(access.gshadow[0]):
+        actions.append(LockGroupPassword(desired.group, "a group password lets anyone who knows it in"))
+    for acl in access.dir_acls:
+        writers = acl.grants(W)
+        if managed_dir(acl.path, facts):
+            node = next(n for n in facts.dirs if n.path == acl.path)
+            actions.append(RepairDir(acl.path, "an ACL on a directory above the copy", mode=node.mode & ~0o022,
+                                     was=f"ACL {acl.text()}"))
+        elif acl.kind == "access" and writers:
+            raise RefusedError(
+                f"--dest {desired.dest} is inside {acl.path}, whose ACL lets {acl.text()} write: "
+                "they could swap the privileged perf"
+            )
+    before = list({a.target: a for a in actions}.values())  # a directory with both ACLs: one repair
+    return before, [DeleteCopy(path, "a privileged copy left behind") for path in access.orphans]
+
+
+def lingering_note(users: set[str] | None = None) -> str | None:
+    """A line for `members remove` and `remove`: processes that still hold the capabilities."""
+    found = [p for p in scan_processes() if users is None or p.user in users]
+    if not found:
+        return None
+    return "still holding capabilities (end them to take the access away): " + lingering_text(found)
+
