@@ -341,11 +341,12 @@ def test_functional_audit_and_verify(node: Node) -> None:
     assert "ALLOWED" in verify.stdout
 
 
-def test_a_failed_record_step_is_reported_as_a_change_and_the_next_run_finishes(node: Node) -> None:
+def test_a_failed_record_step_is_reported_as_a_change_and_the_next_run_finishes(make_node: Any) -> None:
     """Everything applied, then the last step (the record) fails: the run says `changed`, names
     the step and what was applied, and exits 1; the next run finishes the job."""
+    # The state directory is a read-only filesystem (root-owned 0755, so it is not unsafe, just unwritable).
+    node = make_node(extra_setup='mkdir -p "$R/var/lib/perfgroup" && mount -t tmpfs -o ro,mode=0755 pg "$R/var/lib/perfgroup"')
     users(node)
-    node.ok("mkdir -p /var/lib && echo not-a-directory > /var/lib/perfgroup")  # the record cannot be written
     result = perfgroup(node, "setup", "--member", "alice", "--json")
     assert result.returncode == 1, result.stdout + result.stderr
     report = json.loads(result.stdout)
@@ -353,7 +354,7 @@ def test_a_failed_record_step_is_reported_as_a_change_and_the_next_run_finishes(
     assert "install_copy" in {a["kind"] for a in report["applied"]}
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "write_state" in lines[0] and "applied before it" in lines[0], lines
-    node.ok("rm /var/lib/perfgroup")
+    node.ok("mount -o remount,rw /var/lib/perfgroup")
     again = perfgroup(node, "setup", "--member", "alice")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "changed: setup record written" in again.stdout
