@@ -8,10 +8,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import apply, verify
+from . import access, apply, verify
 from . import facts as facts_mod
 from . import plan as plan_mod
-from .actions import Action, AddMember, CreateDir, InstallCopy
+from .actions import Action, AddMember, CreateDir, InstallCopy, RemountTracefs
 from .desired import Desired
 from .errors import ConvergeError, PerfgroupError
 from .facts import NodeFacts
@@ -81,10 +81,33 @@ def build_state(desired: Desired, before: NodeFacts, after: NodeFacts, plan: Pla
         root_equivalent_allowed=desired.allow_root_equivalent or bool(previous and previous.root_equivalent_allowed),
         keep_paranoid=desired.keep_paranoid,
         paranoid_before=previous.paranoid_before if previous else before.paranoid,
-        files=plan_mod.planned_files(desired),
+        files=recorded_files(desired, after, previous),
         members_added=tuple(sorted(added)),
         updated_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        tracefs_before=tracefs_before(previous, applied),
+        tracefs_kept=not desired.tracefs,
     )
+
+
+def recorded_files(desired: Desired, after: NodeFacts, previous: State | None) -> tuple[tuple[str, str], ...]:
+    gid = after.group.gid
+    dropin = after.access.dropin
+    ours = desired.tracefs and gid is not None and dropin == access.render_dropin(desired.group, gid)
+    present = tuple(path for path in (access.DROPIN_PATH, *access.artifact_paths(desired.group)) if os.path.lexists(path))
+    return access.record_files(
+        previous.files if previous else (), plan_mod.planned_files(desired),
+        (access.DROPIN_PATH, facts_mod.sha256_text(dropin)) if ours and dropin is not None else None,
+        desired.group, present,
+    )
+
+
+def tracefs_before(previous: State | None, applied: list[Action]) -> tuple[tuple[str, int, int], ...]:
+    """What tracefs was before perfgroup first remounted it: kept across runs, for remove."""
+    before = {path: (mode, gid) for path, mode, gid in (previous.tracefs_before if previous else ())}
+    for action in applied:
+        if isinstance(action, RemountTracefs):
+            before.setdefault(action.target, (action.was_mode, action.was_gid))
+    return tuple((path, mode, gid) for path, (mode, gid) in sorted(before.items()))
 
 
 def record(desired: Desired, before: NodeFacts, after: NodeFacts, plan: Plan, applied: list[Action]) -> bool:

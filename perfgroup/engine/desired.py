@@ -46,6 +46,10 @@ class Desired(NamedTuple):
     install_perf: bool = False
     allow_privileged_group: bool = False
     allow_root_equivalent: bool = False
+    tracefs: bool = True  # give the group tracefs (gid=, mode 0750), live and at boot
+    # Files rendered by the caller (jinja2 templates: perf wrapper, csh snippet, modulefiles):
+    # (path, content, mode); the engine writes and records them like its own files.
+    artifacts: tuple[tuple[str, str, int], ...] = ()
 
     @property
     def dest_dir(self) -> str:

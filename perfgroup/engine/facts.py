@@ -14,6 +14,7 @@ import stat
 from types import MappingProxyType
 from typing import Mapping, NamedTuple
 
+from . import access as access_mod
 from . import perfsource, sysctl
 from .capabilities import XATTR_NAME, CapabilityError, FileCaps, decode
 from .desired import STATE_DIR, TMP_PREFIX, Desired, default_dest, state_path
@@ -95,6 +96,8 @@ class NodeFacts(NamedTuple):
     # or was not needed (paranoid < 3)
     perf_restrict_config: bool | None = None
     recorded_files: tuple[tuple[str, str | None], ...] = ()  # (path, sha256 now or None) of recorded files
+    access: access_mod.AccessFacts = access_mod.AccessFacts()  # tracefs mounts, mlock budget
+    artifacts: tuple[tuple[str, str | None], ...] = ()  # (path, content now) of Desired.artifacts
 
 
 def read_text(path: str, limit: int = 1 << 20) -> str | None:
@@ -397,6 +400,8 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
         os_release=os_release,
         perf_restrict_config=perf_restrict_config(release, paranoid),
         recorded_files=recorded_files(state),
+        access=access_mod.read_facts(),
+        artifacts=tuple((path, read_text(path)) for path, _, _ in desired.artifacts),
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import profile, sysctl
+from . import access, profile, sysctl
 from .actions import (
     Action,
     AddMember,
@@ -228,6 +228,7 @@ def planned_files(desired: Desired) -> tuple[tuple[str, str], ...]:
     files = [(desired.profile_path, profile.render(desired.group, desired.dest_dir))]
     if not desired.keep_paranoid:
         files.append((desired.sysctl_path, sysctl.render_dropin(desired.group, TARGET_PARANOID)))
+    files += [(path, text) for path, text, _ in desired.artifacts]
     return tuple((path, sha256_text(text)) for path, text in files)
 
 
@@ -257,6 +258,8 @@ def preflight(facts: NodeFacts, desired: Desired) -> None:
     plan_members(facts, desired, plan_group(facts, desired)[1])
     plan_paranoid(facts, desired)
     check_power(facts, desired, expected_caps(facts, desired))
+    access.plan_artifacts(facts.artifacts, desired.artifacts, desired.group,
+                          tuple(path for path, _ in facts.state.files) if facts.state else ())
 
 
 def make(facts: NodeFacts, desired: Desired) -> Plan:
@@ -273,6 +276,10 @@ def make(facts: NodeFacts, desired: Desired) -> Plan:
         *plan_profile(facts, desired), *paranoid_actions, *plan_members(facts, desired, origin),
     ]
     notes += paranoid_notes
+    tracefs_actions, tracefs_notes = access.plan_tracefs(facts.access, desired.group, facts.group.gid, desired.tracefs)
+    recorded = tuple(path for path, _ in facts.state.files) if facts.state else ()
+    actions += [*tracefs_actions, *access.plan_artifacts(facts.artifacts, desired.artifacts, desired.group, recorded)]
+    notes += tracefs_notes
     if facts.leftovers:
         actions.append(CleanLeftovers(desired.dest_dir, "an interrupted run left them", paths=facts.leftovers))
     if facts.state is None:

@@ -12,8 +12,8 @@ import grp
 import os
 from typing import NamedTuple
 
-from . import perfsource
-from .actions import Action, DeleteCopy, DeleteDir, DeleteFile, DeleteGroup, RemoveMember
+from . import access, perfsource
+from .actions import Action, DeleteCopy, DeleteDir, DeleteFile, DeleteGroup, RemountTracefs, RemoveMember
 from .desired import TMP_PREFIX, default_dest, profile_path, state_path, sysctl_path
 from .errors import RefusedError
 from .facts import load_state
@@ -30,11 +30,12 @@ class RemoveFacts(NamedTuple):
     group_exists: bool = False
     group_members: tuple[str, ...] = ()
     leftovers_of_unrecorded: tuple[str, ...] = ()  # default paths that exist although no record does
+    tracefs: tuple[tuple[str, int, int], ...] = ()  # tracefs mounts now (point, mode, gid)
 
 
 def derived_files(group: str) -> tuple[str, ...]:
     """The only files remove may delete: the paths setup derives for this group."""
-    return (profile_path(group), sysctl_path(group))
+    return (profile_path(group), sysctl_path(group), access.DROPIN_PATH, *access.artifact_paths(group))
 
 
 def _copy_present(path: str) -> bool:
@@ -72,7 +73,7 @@ def read(group: str) -> RemoveFacts:
     dirs = tuple((d, _entries(d)) for d in state.created_dirs if any(p == d or p.startswith(d + "/") for p in parents))
     return RemoveFacts(
         group, state, None, copies=tuple((c, _copy_present(c)) for c in copies), files=files, dirs=dirs,
-        group_exists=exists, group_members=members,
+        group_exists=exists, group_members=members, tracefs=access.read_facts().tracefs,
     )
 
 
@@ -106,6 +107,11 @@ def plan(facts: RemoveFacts) -> tuple[Action, ...]:
         if entries is not None and not left:
             actions.append(DeleteDir(path, "setup created it"))
             gone.add(path)
+    now = {point: (mode, gid) for point, mode, gid in facts.tracefs}
+    for point, mode, gid in state.tracefs_before:
+        if point in now and now[point] != (mode, gid):
+            actions.append(RemountTracefs(point, "setup opened tracefs to the group; put back as it was",
+                                          gid=gid, mode=mode, was_mode=now[point][0], was_gid=now[point][1]))
     if state.group_created and facts.group_exists:
         actions.append(DeleteGroup(state.group, "setup created it"))
     elif facts.group_exists:
