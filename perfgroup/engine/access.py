@@ -174,6 +174,11 @@ MODULE_NAME = "perf/privileged"
 MODULEFILES = (f"/etc/lmod/modules/{MODULE_NAME}.lua", f"/etc/environment-modules/modules/{MODULE_NAME}")
 
 
+def module_root(path: str) -> str:
+    """/etc/lmod/modules for /etc/lmod/modules/perf/privileged.lua."""
+    return path[: path.rindex("/" + MODULE_NAME)]
+
+
 def is_ours(content: str, group: str) -> bool:
     head = content.splitlines()[:3]
     return any(f"Managed by perfgroup for group {group}:" in line for line in head)

@@ -15,7 +15,7 @@ from .actions import Action, AddMember, CreateDir, InstallCopy, RemountTracefs
 from .desired import Desired
 from .errors import ConvergeError, PerfgroupError
 from .facts import NodeFacts
-from .findings import CRITICAL, OK, UNKNOWN, Finding
+from .findings import CRITICAL, OK, UNKNOWN, WARNING, Finding
 from .perfsource import SYSTEM_DIRS
 from .plan import Plan
 from .policy import dir_is_safe
@@ -130,7 +130,22 @@ def run_verify(desired: Desired, facts: NodeFacts | None = None) -> verify.Verif
     facts = facts if facts is not None else facts_mod.read(desired)
     if facts.group.gid is None:
         raise ConvergeError("verify", f"group {desired.group} does not exist")
-    return verify.run(desired.dest, facts.group.gid, stock_perf(facts))
+    return verify.run(desired.dest, facts.group.gid, stock_perf(facts), verify_node(facts))
+
+
+def verify_node(facts: NodeFacts) -> verify.Node:
+    """What the node supports, so verify calls the rest unavailable rather than failed."""
+    mounts = facts.access.tracefs
+    if not mounts:
+        tracefs = "tracefs is not mounted"
+    elif not all(access.group_can_read(m, facts.group.gid) for m in mounts):
+        tracefs = "tracefs is not open to the group (setup --no-tracefs, or run setup)"
+    else:
+        tracefs = ""
+    caps = facts.copy.caps.permitted if facts.copy.caps else frozenset()
+    budget = facts.access.mlock_kb or 0
+    return verify.Node(facts.paranoid, facts.kptr_restrict, facts.lockdown, tracefs,
+                       "cap_ipc_lock" in caps or budget >= access.BIG_MMAP_KB)
 
 
 def setup(
@@ -195,7 +210,15 @@ def functional_findings(desired: Desired) -> list[Finding]:
     except PerfgroupError as error:
         return [Finding("verify.member", CRITICAL, str(error), fix)]
     lines = result.lines()
-    return [
+    found = [
         Finding("verify.member", OK if result.member_ok else CRITICAL, lines[0], fix),
         Finding("verify.non_member", OK if result.non_member_refused else CRITICAL, lines[1], f"chmod o-rwx {desired.dest}"),
     ]
+    for row in result.rows:
+        severity = OK if row.ok else WARNING
+        member = row.member.detail if row.member else "-"
+        other = row.non_member.detail if row.non_member else "-"
+        found.append(Finding(f"verify.{row.workload.id}", severity,
+                             f"{row.workload.title}: {row.expected}" + ("" if row.ok or row.unavailable else
+                                                                        f" (member: {member}; non-member: {other})"), fix))
+    return found

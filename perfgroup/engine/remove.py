@@ -71,6 +71,9 @@ def read(group: str) -> RemoveFacts:
     files = tuple((path, os.path.lexists(path)) for path, _ in state.files if path in allowed)
     parents = {os.path.dirname(copy) for copy in copies}
     dirs = tuple((d, _entries(d)) for d in state.created_dirs if any(p == d or p.startswith(d + "/") for p in parents))
+    # The modulefiles' own directory (…/modules/perf), once they are gone and if nothing else lives there.
+    module_dirs = {os.path.dirname(path) for path, _ in files if path in access.MODULEFILES}
+    dirs += tuple((d, _entries(d)) for d in sorted(module_dirs))
     return RemoveFacts(
         group, state, None, copies=tuple((c, _copy_present(c)) for c in copies), files=files, dirs=dirs,
         group_exists=exists, group_members=members, tracefs=access.read_facts().tracefs,
