@@ -72,7 +72,13 @@ def test_member_profiles_non_member_cannot_stock_perf_still_refuses(node: Node) 
     # The profile.d snippet puts the privileged perf first on PATH for members only.
     which = f". {PROFILE}; command -v perf"
     assert node.sh(which, user="alice").stdout.strip() == DEST
-    assert node.sh(which, user="bob").stdout.strip() == "/usr/bin/perf"
+    # Everyone else finds the wrapper, which hands them the stock perf and its usual error.
+    assert node.sh(which, user="bob").stdout.strip() == "/usr/local/bin/perf"
+    wrapped = node.sh(f"perf {' '.join(PERF_A)}", user="bob")
+    assert wrapped.returncode != 0 and "perf_event_paranoid" in wrapped.stderr, wrapped.stderr
+    assert "Permission denied" not in wrapped.stderr
+    # Members get the privileged perf from the wrapper in a non-login shell (no profile.d).
+    assert node.sh(f"perf {' '.join(PERF_A)}", user="alice").returncode == 0
 
 
 def test_audit_needs_no_root(node: Node) -> None:
