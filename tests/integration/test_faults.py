@@ -31,14 +31,17 @@ PERF_A = ["stat", "-a", "-e", "cpu-clock", "--", "true"]
 SETUP_STEPS = [
     "create_group", "create_dir", "write_copy", "fsync_copy", "chmod_private", "chown_copy", "chmod_copy",
     "setcap_copy", "rename_copy", "write_profile", "rename_write_profile", "set_paranoid", "write_sysctl",
-    "rename_write_sysctl", "add_member", "write_state", "rename_write_state",
+    "rename_write_sysctl", "add_member", "write_artifact", "rename_write_artifact", "write_state",
+    "rename_write_state",
 ]
 # A reinstall over an existing copy (the binary was replaced) adds the old inode's retirement.
 REINSTALL_STEPS = ["write_copy", "fsync_copy", "chmod_private", "chown_copy", "chmod_copy", "setcap_copy",
                    "rename_copy", "write_state", "rename_write_state"]
 REMOVE_STEPS = [
-    "delete_copy", "retire_removed_copy", "unlink_removed_copy", "delete_file:perfgroup-perf_users.sh",
-    "delete_file:90-perfgroup-perf_users.conf", "remove_dir", "delete_group", "delete_state:perf_users.json",
+    "delete_copy", "retire_removed_copy", "unlink_removed_copy", "delete_file:privileged",
+    "delete_file:perfgroup-perf_users.csh", "delete_file:perfgroup-perf_users.sh",
+    "delete_file:90-perfgroup-perf_users.conf", "delete_file:perf", "remove_dir", "delete_group",
+    "delete_state:perf_users.json",
 ]
 
 
