@@ -89,19 +89,19 @@ def with_artifacts(desired: Any) -> Any:
     import os
 
     from .. import artifacts
-    from ..engine import access
+    from ..engine import reach
 
     stock = "/usr/bin/perf" if os.path.exists("/usr/bin/perf") or desired.source is None else desired.source
     context: dict[str, object] = {
         "group": desired.group, "dest": desired.dest, "dest_dir": desired.dest_dir, "stock_perf": stock,
-        "module_name": access.MODULE_NAME,
+        "module_name": reach.MODULE_NAME,
     }
     try:
         rendered = artifacts.render(context, ARTIFACT_KINDS)
     except ValueError as error:
         raise RefusedError(str(error)) from None
     # A modulefile only where that module system already looks (its root directory exists).
-    wanted = [r for r in rendered if r.kind not in ("lmod", "tcl-module") or os.path.isdir(access.module_root(r.path))]
+    wanted = [r for r in rendered if r.kind not in ("lmod", "tcl-module") or os.path.isdir(reach.module_root(r.path))]
     return desired._replace(artifacts=tuple((r.path, r.content, r.mode) for r in wanted))
 
 

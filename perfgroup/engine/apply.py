@@ -377,7 +377,7 @@ def remount_tracefs(action: act.RemountTracefs) -> None:
 
 
 def persist_tracefs(action: act.PersistTracefs) -> None:
-    from .access import render_dropin
+    from .reach import render_dropin
 
     write_file(action.target, render_dropin(action.group, group_gid(action.group, "persist_tracefs")),
                step="persist_tracefs")
@@ -500,7 +500,7 @@ class HostWriter:
         return found
 
     def delete_file(self, action: act.DeleteFile) -> bool:
-        from .access import DROPIN_PATH
+        from .reach import DROPIN_PATH
 
         found = remove_path(action.target, action.step)
         if found and action.target == DROPIN_PATH:

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import access, apply, verify
+from . import apply, reach, verify
 from . import facts as facts_mod
 from . import plan as plan_mod
 from .actions import Action, AddMember, CreateDir, InstallCopy, RemountTracefs
@@ -91,12 +91,12 @@ def build_state(desired: Desired, before: NodeFacts, after: NodeFacts, plan: Pla
 
 def recorded_files(desired: Desired, after: NodeFacts, previous: State | None) -> tuple[tuple[str, str], ...]:
     gid = after.group.gid
-    dropin = after.access.dropin
-    ours = desired.tracefs and gid is not None and dropin == access.render_dropin(desired.group, gid)
-    present = tuple(path for path in (access.DROPIN_PATH, *access.artifact_paths(desired.group)) if os.path.lexists(path))
-    return access.record_files(
+    dropin = after.reach.dropin
+    ours = desired.tracefs and gid is not None and dropin == reach.render_dropin(desired.group, gid)
+    present = tuple(path for path in (reach.DROPIN_PATH, *reach.artifact_paths(desired.group)) if os.path.lexists(path))
+    return reach.record_files(
         previous.files if previous else (), plan_mod.planned_files(desired),
-        (access.DROPIN_PATH, facts_mod.sha256_text(dropin)) if ours and dropin is not None else None,
+        (reach.DROPIN_PATH, facts_mod.sha256_text(dropin)) if ours and dropin is not None else None,
         desired.group, present,
     )
 
@@ -135,17 +135,17 @@ def run_verify(desired: Desired, facts: NodeFacts | None = None) -> verify.Verif
 
 def verify_node(facts: NodeFacts) -> verify.Node:
     """What the node supports, so verify calls the rest unavailable rather than failed."""
-    mounts = facts.access.tracefs
+    mounts = facts.reach.tracefs
     if not mounts:
         tracefs = "tracefs is not mounted"
-    elif not all(access.group_can_read(m, facts.group.gid) for m in mounts):
+    elif not all(reach.group_can_read(m, facts.group.gid) for m in mounts):
         tracefs = "tracefs is not open to the group (setup --no-tracefs, or run setup)"
     else:
         tracefs = ""
     caps = facts.copy.caps.permitted if facts.copy.caps else frozenset()
-    budget = facts.access.mlock_kb or 0
+    budget = facts.reach.mlock_kb or 0
     return verify.Node(facts.paranoid, facts.kptr_restrict, facts.lockdown, tracefs,
-                       "cap_ipc_lock" in caps or budget >= access.BIG_MMAP_KB)
+                       "cap_ipc_lock" in caps or budget >= reach.BIG_MMAP_KB)
 
 
 def setup(

@@ -14,8 +14,8 @@ import stat
 from types import MappingProxyType
 from typing import Mapping, NamedTuple
 
-from . import access as access_mod
 from . import perfsource, sysctl
+from . import reach as reach_mod
 from .capabilities import XATTR_NAME, CapabilityError, FileCaps, decode
 from .desired import STATE_DIR, TMP_PREFIX, Desired, default_dest, state_path
 from .errors import RefusedError
@@ -96,7 +96,7 @@ class NodeFacts(NamedTuple):
     # or was not needed (paranoid < 3)
     perf_restrict_config: bool | None = None
     recorded_files: tuple[tuple[str, str | None], ...] = ()  # (path, sha256 now or None) of recorded files
-    access: access_mod.AccessFacts = access_mod.AccessFacts()  # tracefs mounts, mlock budget
+    reach: reach_mod.ReachFacts = reach_mod.ReachFacts()  # tracefs mounts, mlock budget
     artifacts: tuple[tuple[str, str | None], ...] = ()  # (path, content now) of Desired.artifacts
 
 
@@ -400,7 +400,7 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
         os_release=os_release,
         perf_restrict_config=perf_restrict_config(release, paranoid),
         recorded_files=recorded_files(state),
-        access=access_mod.read_facts(),
+        reach=reach_mod.read_facts(),
         artifacts=tuple((path, read_text(path)) for path, _, _ in desired.artifacts),
     )
 

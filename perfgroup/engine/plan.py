@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import access, profile, sysctl
+from . import profile, reach, sysctl
 from .actions import (
     Action,
     AddMember,
@@ -258,7 +258,7 @@ def preflight(facts: NodeFacts, desired: Desired) -> None:
     plan_members(facts, desired, plan_group(facts, desired)[1])
     plan_paranoid(facts, desired)
     check_power(facts, desired, expected_caps(facts, desired))
-    access.plan_artifacts(facts.artifacts, desired.artifacts, desired.group,
+    reach.plan_artifacts(facts.artifacts, desired.artifacts, desired.group,
                           tuple(path for path, _ in facts.state.files) if facts.state else ())
 
 
@@ -276,9 +276,9 @@ def make(facts: NodeFacts, desired: Desired) -> Plan:
         *plan_profile(facts, desired), *paranoid_actions, *plan_members(facts, desired, origin),
     ]
     notes += paranoid_notes
-    tracefs_actions, tracefs_notes = access.plan_tracefs(facts.access, desired.group, facts.group.gid, desired.tracefs)
+    tracefs_actions, tracefs_notes = reach.plan_tracefs(facts.reach, desired.group, facts.group.gid, desired.tracefs)
     recorded = tuple(path for path, _ in facts.state.files) if facts.state else ()
-    actions += [*tracefs_actions, *access.plan_artifacts(facts.artifacts, desired.artifacts, desired.group, recorded)]
+    actions += [*tracefs_actions, *reach.plan_artifacts(facts.artifacts, desired.artifacts, desired.group, recorded)]
     notes += tracefs_notes
     if facts.leftovers:
         actions.append(CleanLeftovers(desired.dest_dir, "an interrupted run left them", paths=facts.leftovers))

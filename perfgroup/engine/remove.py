@@ -12,7 +12,7 @@ import grp
 import os
 from typing import NamedTuple
 
-from . import access, perfsource
+from . import perfsource, reach
 from .actions import Action, DeleteCopy, DeleteDir, DeleteFile, DeleteGroup, RemountTracefs, RemoveMember
 from .desired import TMP_PREFIX, default_dest, profile_path, state_path, sysctl_path
 from .errors import RefusedError
@@ -35,7 +35,7 @@ class RemoveFacts(NamedTuple):
 
 def derived_files(group: str) -> tuple[str, ...]:
     """The only files remove may delete: the paths setup derives for this group."""
-    return (profile_path(group), sysctl_path(group), access.DROPIN_PATH, *access.artifact_paths(group))
+    return (profile_path(group), sysctl_path(group), reach.DROPIN_PATH, *reach.artifact_paths(group))
 
 
 def _copy_present(path: str) -> bool:
@@ -72,11 +72,11 @@ def read(group: str) -> RemoveFacts:
     parents = {os.path.dirname(copy) for copy in copies}
     dirs = tuple((d, _entries(d)) for d in state.created_dirs if any(p == d or p.startswith(d + "/") for p in parents))
     # The modulefiles' own directory (…/modules/perf), once they are gone and if nothing else lives there.
-    module_dirs = {os.path.dirname(path) for path, _ in files if path in access.MODULEFILES}
+    module_dirs = {os.path.dirname(path) for path, _ in files if path in reach.MODULEFILES}
     dirs += tuple((d, _entries(d)) for d in sorted(module_dirs))
     return RemoveFacts(
         group, state, None, copies=tuple((c, _copy_present(c)) for c in copies), files=files, dirs=dirs,
-        group_exists=exists, group_members=members, tracefs=access.read_facts().tracefs,
+        group_exists=exists, group_members=members, tracefs=reach.read_facts().tracefs,
     )
 
 

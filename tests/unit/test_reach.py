@@ -7,18 +7,18 @@ import pytest
 from factsdata import converged, desired, replace, state
 
 from perfgroup import artifacts
-from perfgroup.engine import access, verify
-from perfgroup.engine.access import AccessFacts
+from perfgroup.engine import reach, verify
 from perfgroup.engine.errors import RefusedError
 from perfgroup.engine.findings import audit
 from perfgroup.engine.plan import make
+from perfgroup.engine.reach import ReachFacts
 from perfgroup.engine.remove import RemoveFacts
 from perfgroup.engine.remove import plan as remove_plan
 
 GID = 995  # factsdata's group gid
 TRACING = "/sys/kernel/tracing"
-CLOSED = AccessFacts(tracefs=((TRACING, 0o700, 0),), systemd=True, mlock_kb=516, cpus=2)
-OPENED = CLOSED._replace(tracefs=((TRACING, 0o750, GID),), dropin=access.render_dropin("perf_users", GID))
+CLOSED = ReachFacts(tracefs=((TRACING, 0o700, 0),), systemd=True, mlock_kb=516, cpus=2)
+OPENED = CLOSED._replace(tracefs=((TRACING, 0o750, GID),), dropin=reach.render_dropin("perf_users", GID))
 
 MOUNTINFO = """\
 22 1 0:21 / /sys rw,nosuid - sysfs sysfs rw
@@ -30,17 +30,17 @@ MOUNTINFO = """\
 
 def test_the_engine_dropin_is_the_template_rendered() -> None:
     rendered = artifacts.render({"group": "perf_users", "tracefs_gid": GID, "tracefs_mode": "0750"}, {"tracefs"})[0]
-    assert rendered.path == access.DROPIN_PATH
-    assert rendered.content == access.render_dropin("perf_users", GID)
+    assert rendered.path == reach.DROPIN_PATH
+    assert rendered.content == reach.render_dropin("perf_users", GID)
 
 
 def test_artifact_paths_are_where_the_templates_go() -> None:
     context: dict[str, object] = {"group": "perf_users", "dest": "/x/perf", "dest_dir": "/x", "stock_perf": "/usr/bin/perf",
-                                  "module_name": access.MODULE_NAME}
+                                  "module_name": reach.MODULE_NAME}
     rendered = artifacts.render(context, {"wrapper", "csh", "lmod", "tcl-module"})
-    assert sorted(r.path for r in rendered) == sorted(access.artifact_paths("perf_users"))
-    assert all(access.is_ours(r.content, "perf_users") for r in rendered)
-    assert [access.module_root(p) for p in access.MODULEFILES] == ["/etc/lmod/modules", "/etc/environment-modules/modules"]
+    assert sorted(r.path for r in rendered) == sorted(reach.artifact_paths("perf_users"))
+    assert all(reach.is_ours(r.content, "perf_users") for r in rendered)
+    assert [reach.module_root(p) for p in reach.MODULEFILES] == ["/etc/lmod/modules", "/etc/environment-modules/modules"]
 
 
 @pytest.mark.parametrize(("text", "points"), [
@@ -51,16 +51,16 @@ def test_artifact_paths_are_where_the_templates_go() -> None:
     ("garbage\n\n", ()),
 ])
 def test_tracefs_mount_points_from_mountinfo(text: str, points: tuple[str, ...]) -> None:
-    assert access.tracefs_points(text) == points
+    assert reach.tracefs_points(text) == points
 
 
 def test_fstab_tracefs_entry() -> None:
-    assert access.fstab_mounts_tracefs("tracefs /sys/kernel/tracing tracefs defaults 0 0\n")
-    assert not access.fstab_mounts_tracefs("# tracefs /sys/kernel/tracing tracefs defaults\n/dev/sda1 / ext4 rw 0 1\n")
+    assert reach.fstab_mounts_tracefs("tracefs /sys/kernel/tracing tracefs defaults 0 0\n")
+    assert not reach.fstab_mounts_tracefs("# tracefs /sys/kernel/tracing tracefs defaults\n/dev/sda1 / ext4 rw 0 1\n")
 
 
-def kinds(facts_access: AccessFacts, gid: int | None = GID, want: bool = True) -> list[str]:
-    actions, _ = access.plan_tracefs(facts_access, "perf_users", gid, want)
+def kinds(facts_access: ReachFacts, gid: int | None = GID, want: bool = True) -> list[str]:
+    actions, _ = reach.plan_tracefs(facts_access, "perf_users", gid, want)
     return [a.kind for a in actions]
 
 
@@ -72,29 +72,29 @@ def kinds(facts_access: AccessFacts, gid: int | None = GID, want: bool = True) -
     (CLOSED, GID, False, []),  # --no-tracefs
     (CLOSED._replace(systemd=False), GID, True, ["remount_tracefs"]),
     (CLOSED._replace(fstab_tracefs=True), GID, True, ["remount_tracefs"]),
-    (AccessFacts(), GID, True, []),
+    (ReachFacts(), GID, True, []),
     (CLOSED._replace(tracefs=((TRACING, 0o755, GID),)), GID, True, ["remount_tracefs", "persist_tracefs"]),
 ])
-def test_plan_tracefs(facts_access: AccessFacts, gid: int | None, want: bool, expected: list[str]) -> None:
+def test_plan_tracefs(facts_access: ReachFacts, gid: int | None, want: bool, expected: list[str]) -> None:
     assert kinds(facts_access, gid, want) == expected
 
 
 def test_plan_tracefs_says_how_it_persists() -> None:
-    _, notes = access.plan_tracefs(CLOSED._replace(fstab_tracefs=True), "perf_users", GID, True)
+    _, notes = reach.plan_tracefs(CLOSED._replace(fstab_tracefs=True), "perf_users", GID, True)
     assert any("fstab" in note for note in notes)
-    _, notes = access.plan_tracefs(AccessFacts(), "perf_users", GID, True)
+    _, notes = reach.plan_tracefs(ReachFacts(), "perf_users", GID, True)
     assert any("not mounted" in note for note in notes)
 
 
 def test_setup_plan_includes_tracefs() -> None:
-    facts = replace(converged(), access=CLOSED)
+    facts = replace(converged(), reach=CLOSED)
     assert [a.kind for a in make(facts, desired()).actions] == ["remount_tracefs", "persist_tracefs"]
     assert [a.kind for a in make(facts, desired(tracefs=False)).actions] == []
-    assert [a.kind for a in make(replace(converged(), access=OPENED), desired()).actions] == []
+    assert [a.kind for a in make(replace(converged(), reach=OPENED), desired()).actions] == []
 
 
-def ids(facts_access: AccessFacts, kept: bool = False, caps: tuple[str, ...] = ("cap_ipc_lock",)) -> dict[str, str]:
-    return {f[0]: f[1] for f in access.findings(facts_access, "perf_users", GID, kept, caps, True)}
+def ids(facts_access: ReachFacts, kept: bool = False, caps: tuple[str, ...] = ("cap_ipc_lock",)) -> dict[str, str]:
+    return {f[0]: f[1] for f in reach.findings(facts_access, "perf_users", GID, kept, caps, True)}
 
 
 @pytest.mark.parametrize(("facts_access", "kept", "expected"), [
@@ -103,9 +103,9 @@ def ids(facts_access: AccessFacts, kept: bool = False, caps: tuple[str, ...] = (
     (OPENED, False, {"tracefs.ok": "ok"}),
     (CLOSED._replace(tracefs=((TRACING, 0o755, 0),)), False, {"tracefs.open": "warning"}),
     (CLOSED._replace(tracefs=((TRACING, 0o755, GID),)), True, {"tracefs.open": "warning"}),
-    (AccessFacts(mlock_kb=516), False, {"tracefs.missing": "ok"}),
+    (ReachFacts(mlock_kb=516), False, {"tracefs.missing": "ok"}),
 ])
-def test_tracefs_findings(facts_access: AccessFacts, kept: bool, expected: dict[str, str]) -> None:
+def test_tracefs_findings(facts_access: ReachFacts, kept: bool, expected: dict[str, str]) -> None:
     found = ids(facts_access, kept)
     assert {k: v for k, v in found.items() if k.startswith("tracefs.")} == expected
 
@@ -114,13 +114,13 @@ def test_mlock_budget_warns_only_without_cap_ipc_lock() -> None:
     assert ids(CLOSED)["mlock.budget"] == "ok"
     assert ids(CLOSED, caps=("cap_perfmon", "cap_syslog"))["mlock.budget"] == "warning"
     assert ids(CLOSED._replace(mlock_kb=16384), caps=("cap_perfmon",))["mlock.budget"] == "ok"
-    assert "1032 KiB" in next(f[2] for f in access.findings(CLOSED, "g", GID, False, (), True) if f[0] == "mlock.budget")
+    assert "1032 KiB" in next(f[2] for f in reach.findings(CLOSED, "g", GID, False, (), True) if f[0] == "mlock.budget")
 
 
 def test_audit_reports_tracefs() -> None:
-    found = {f.id: f.severity for f in audit(replace(converged(), access=CLOSED), desired())}
+    found = {f.id: f.severity for f in audit(replace(converged(), reach=CLOSED), desired())}
     assert found["tracefs.closed"] == "warning"
-    kept = replace(converged(), access=CLOSED, state=state(tracefs_kept=True))
+    kept = replace(converged(), reach=CLOSED, state=state(tracefs_kept=True))
     assert {f.id: f.severity for f in audit(kept, desired())}["tracefs.closed"] == "ok"
 
 
@@ -132,10 +132,10 @@ OURS = "#!/bin/sh\n# Managed by perfgroup for group perf_users: do not edit\n"
     (None, (), ["write_file"]),
     (OURS, (), ["write_file"]),
     ("new", (), []),
-    (SITE_WRAPPER, (access.WRAPPER_PATH,), ["write_file"]),  # setup wrote it, someone edited it: repair
+    (SITE_WRAPPER, (reach.WRAPPER_PATH,), ["write_file"]),  # setup wrote it, someone edited it: repair
 ])
 def test_artifacts_written_when_absent_or_ours(current: str | None, recorded: tuple[str, ...], expected: list[str]) -> None:
-    actions = access.plan_artifacts(((access.WRAPPER_PATH, current),), ((access.WRAPPER_PATH, "new", 0o755),),
+    actions = reach.plan_artifacts(((reach.WRAPPER_PATH, current),), ((reach.WRAPPER_PATH, "new", 0o755),),
                                     "perf_users", recorded)
     assert [a.kind for a in actions] == expected
 
@@ -143,19 +143,19 @@ def test_artifacts_written_when_absent_or_ours(current: str | None, recorded: tu
 @pytest.mark.parametrize("current", [SITE_WRAPPER, OURS.replace("perf_users", "other_group")])
 def test_a_sites_perf_is_never_overwritten(current: str) -> None:
     with pytest.raises(RefusedError, match="perfgroup did not write it"):
-        access.plan_artifacts(((access.WRAPPER_PATH, current),), ((access.WRAPPER_PATH, "new", 0o755),), "perf_users", ())
-    facts = replace(converged(), artifacts=((access.WRAPPER_PATH, current),))
+        reach.plan_artifacts(((reach.WRAPPER_PATH, current),), ((reach.WRAPPER_PATH, "new", 0o755),), "perf_users", ())
+    facts = replace(converged(), artifacts=((reach.WRAPPER_PATH, current),))
     with pytest.raises(RefusedError):
-        make(facts, desired(artifacts=((access.WRAPPER_PATH, "new", 0o755),)))
+        make(facts, desired(artifacts=((reach.WRAPPER_PATH, "new", 0o755),)))
 
 
 def test_record_keeps_artifacts_a_run_without_them_did_not_render() -> None:
-    previous = (("/etc/profile.d/perfgroup-perf_users.sh", "a"), (access.WRAPPER_PATH, "w"), ("/etc/other", "x"))
+    previous = (("/etc/profile.d/perfgroup-perf_users.sh", "a"), (reach.WRAPPER_PATH, "w"), ("/etc/other", "x"))
     planned = (("/etc/profile.d/perfgroup-perf_users.sh", "b"),)
-    assert access.record_files(previous, planned, None, "perf_users", (access.WRAPPER_PATH,)) == (
-        ("/etc/profile.d/perfgroup-perf_users.sh", "b"), (access.WRAPPER_PATH, "w"))
-    assert access.record_files(previous, planned, None, "perf_users", ()) == planned
-    assert dict(access.record_files((), (), (access.DROPIN_PATH, "d"), "perf_users", ()))[access.DROPIN_PATH] == "d"
+    assert reach.record_files(previous, planned, None, "perf_users", (reach.WRAPPER_PATH,)) == (
+        ("/etc/profile.d/perfgroup-perf_users.sh", "b"), (reach.WRAPPER_PATH, "w"))
+    assert reach.record_files(previous, planned, None, "perf_users", ()) == planned
+    assert dict(reach.record_files((), (), (reach.DROPIN_PATH, "d"), "perf_users", ()))[reach.DROPIN_PATH] == "d"
 
 
 def test_remove_puts_tracefs_back() -> None:

@@ -47,7 +47,7 @@ Options=nosuid,nodev,noexec,gid={gid},mode={mode}
 Mounted = Tuple[str, int, int]  # (mount point, mode of its root, gid of its root)
 
 
-class AccessFacts(NamedTuple):
+class ReachFacts(NamedTuple):
     tracefs: tuple[Mounted, ...] = ()  # tracefs mounts at TRACEFS_PATHS
     systemd: bool = False  # systemd runs and ships sys-kernel-tracing.mount
     fstab_tracefs: bool = False  # /etc/fstab mounts tracefs itself
@@ -86,7 +86,7 @@ def _read(path: str) -> str | None:
         return None
 
 
-def read_facts() -> AccessFacts:
+def read_facts() -> ReachFacts:
     mounts = []
     for point in tracefs_points(_read(MOUNTINFO) or ""):
         try:
@@ -95,7 +95,7 @@ def read_facts() -> AccessFacts:
             continue
         mounts.append((point, stat.S_IMODE(info.st_mode), info.st_gid))
     mlock = (_read("/proc/sys/kernel/perf_event_mlock_kb") or "").strip()
-    return AccessFacts(
+    return ReachFacts(
         tracefs=tuple(mounts),
         systemd=os.path.isdir("/run/systemd/system") and any(os.path.exists(u) for u in MOUNT_UNITS),
         fstab_tracefs=fstab_mounts_tracefs(_read(FSTAB) or ""),
@@ -118,28 +118,28 @@ def open_to_others(mounted: Mounted) -> bool:
     return bool(mounted[1] & 0o007)
 
 
-def needs_remount(access: AccessFacts, gid: int | None) -> tuple[str, ...]:
+def needs_remount(reach: ReachFacts, gid: int | None) -> tuple[str, ...]:
     """Mounts whose root is not exactly gid=<group>,mode=0750 (gid None: the group is new)."""
-    return tuple(m[0] for m in access.tracefs if gid is None or m[2] != gid or m[1] != TRACEFS_MODE)
+    return tuple(m[0] for m in reach.tracefs if gid is None or m[2] != gid or m[1] != TRACEFS_MODE)
 
 
-def persistence(access: AccessFacts) -> str:
+def persistence(reach: ReachFacts) -> str:
     """How the node mounts tracefs at boot: "systemd", "fstab" or "" (the kernel/someone else)."""
-    if access.fstab_tracefs:
+    if reach.fstab_tracefs:
         return "fstab"
-    return "systemd" if access.systemd else ""
+    return "systemd" if reach.systemd else ""
 
 
 # -- findings (pure; the shared findings module lists `rule` in RULES) ---------------------------
 
-def findings(access: AccessFacts, group: str, gid: int | None, kept: bool, caps: tuple[str, ...],
+def findings(reach: ReachFacts, group: str, gid: int | None, kept: bool, caps: tuple[str, ...],
              has_caps: bool) -> Iterator[tuple[str, str, str, str]]:
     """(id, severity, message, fix) for tracefs and the mlock budget."""
     fix = f"perfgroup setup --group {group}"
-    if not access.tracefs:
+    if not reach.tracefs:
         yield ("tracefs.missing", "ok", "tracefs is not mounted: no tracepoints on this node (perf trace, -e sched:*)",
                "mount -t tracefs -o nosuid,nodev,noexec,mode=0750,gid=GID tracefs /sys/kernel/tracing")
-    for mounted in access.tracefs:
+    for mounted in reach.tracefs:
         point, mode, owner_gid = mounted
         if open_to_others(mounted):
             yield ("tracefs.open", "warning",
@@ -151,11 +151,11 @@ def findings(access: AccessFacts, group: str, gid: int | None, kept: bool, caps:
                    f"{point} is mode {mode:04o} gid {owner_gid}: members cannot read tracepoints{why}", fix)
         else:
             yield ("tracefs.ok", "ok", f"{point} is mode {mode:04o} gid {owner_gid}: members read tracepoints", "")
-    if access.mlock_kb is not None:
-        budget = access.mlock_kb * access.cpus
-        text = (f"perf mlock budget {access.mlock_kb} KiB per CPU x {access.cpus} CPUs = {budget} KiB per user; "
-                f"perf top needs {DEFAULT_MMAP_KB * access.cpus} KiB, record -m 2048 needs {BIG_MMAP_KB * access.cpus} KiB")
-        if has_caps and "cap_ipc_lock" not in caps and access.mlock_kb < BIG_MMAP_KB:
+    if reach.mlock_kb is not None:
+        budget = reach.mlock_kb * reach.cpus
+        text = (f"perf mlock budget {reach.mlock_kb} KiB per CPU x {reach.cpus} CPUs = {budget} KiB per user; "
+                f"perf top needs {DEFAULT_MMAP_KB * reach.cpus} KiB, record -m 2048 needs {BIG_MMAP_KB * reach.cpus} KiB")
+        if has_caps and "cap_ipc_lock" not in caps and reach.mlock_kb < BIG_MMAP_KB:
             yield ("mlock.budget", "warning", text + "; the copy lacks cap_ipc_lock, so members are held to it",
                    f"perfgroup setup --group {group} --caps auto")
         else:
@@ -184,24 +184,24 @@ def is_ours(content: str, group: str) -> bool:
     return any(f"Managed by perfgroup for group {group}:" in line for line in head)
 
 
-def plan_tracefs(access: AccessFacts, group: str, gid: int | None, want: bool) -> tuple[list[Action], list[str]]:
+def plan_tracefs(reach: ReachFacts, group: str, gid: int | None, want: bool) -> tuple[list[Action], list[str]]:
     """Remount actions for mounts not yet gid=<group>,mode=0750, and the boot drop-in."""
     actions: list[Action] = []
     notes: list[str] = []
     if not want:
         return actions, notes
-    if not access.tracefs:
+    if not reach.tracefs:
         notes.append("tracefs is not mounted here: nothing to open to the group (tracepoints unavailable)")
         return actions, notes
-    for point, mode, owner_gid in access.tracefs:
-        if point in needs_remount(access, gid):
+    for point, mode, owner_gid in reach.tracefs:
+        if point in needs_remount(reach, gid):
             actions.append(RemountTracefs(point, "members read tracepoints (perf trace, -e sched:*); never others",
                                           group=group, was_mode=mode, was_gid=owner_gid))
-    how = persistence(access)
+    how = persistence(reach)
     if how == "systemd":
-        if gid is None or access.dropin != render_dropin(group, gid):
+        if gid is None or reach.dropin != render_dropin(group, gid):
             actions.append(PersistTracefs(DROPIN_PATH, "keep the group's tracefs access after a reboot",
-                                          group=group, old=access.dropin))
+                                          group=group, old=reach.dropin))
     elif how == "fstab":
         notes.append(f"tracefs is mounted from {FSTAB}: add gid=<gid of {group}>,mode=0750 to its options there "
                      "to keep the group's access after a reboot (perfgroup does not edit fstab)")
