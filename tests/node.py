@@ -57,6 +57,10 @@ class Node:
             f"workdir={shlex.quote(str(self.work))} {r}",
             f"mount --rbind /proc {r}/proc",
             f"mount --rbind /sys {r}/sys",
+            # tracefs has one superblock per kernel: a remount inside the node would change the
+            # host's. Private empty tmpfs over both places perf looks, so setup sees no tracefs.
+            *(f"if [ -d {r}{d} ]; then mount -t tmpfs -o mode=0700 perfgroup-no-tracefs {r}{d}; fi"
+              for d in ("/sys/kernel/tracing", "/sys/kernel/debug")),
             *(self._own_dev(r) if self.options.own_dev else [f"mount --rbind /dev {r}/dev"]),
             f"mount --bind {r}/proc/sys {r}/proc/sys",
             f"mount -o remount,bind,ro {r}/proc/sys",

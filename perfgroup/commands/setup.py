@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import output
-from ..engine.errors import ConvergeError, PerfgroupError
+from ..engine.errors import ConvergeError, PerfgroupError, RefusedError
 from ..engine.validate import desired_from_input
 from .common import LOCK_WAIT, Exit, command, dry_run_option, engine_options, json_option, on_wait, require_root
 
@@ -36,7 +36,13 @@ def setup(verify: bool, dry_run: bool, as_json: bool, **given: Any) -> None:
         are never shadowed by a local copy)
       - /usr/local/libexec/perfgroup/GROUP/perf: root:GROUP 0750 with file capabilities
         (cap_perfmon,cap_syslog,cap_ipc_lock on kernels with CAP_PERFMON)
-      - /etc/profile.d/perfgroup-GROUP.sh: members get that perf first on PATH (next login)
+      - /etc/profile.d/perfgroup-GROUP.sh and .csh: members get that perf first on PATH (next login)
+      - /usr/local/bin/perf: a wrapper running that perf for members in every shell (login or
+        not, batch jobs), the stock perf for everyone else (never replaces a site's own file)
+      - modulefiles perf/privileged (Lmod Lua and Tcl) under /etc/lmod/modules and
+        /etc/environment-modules/modules
+      - tracefs mount options gid=GROUP,mode=0750, live and in a systemd drop-in for
+        sys-kernel-tracing.mount (unless --no-tracefs): members read tracepoints
       - kernel.perf_event_paranoid set to 2 (raised from below, or lowered from Debian's 3 or
         Ubuntu's 4, which block the group), persisted in /etc/sysctl.d/90-perfgroup-GROUP.conf
         (unless --keep-paranoid)
@@ -50,8 +56,8 @@ def setup(verify: bool, dry_run: bool, as_json: bool, **given: Any) -> None:
     from ..engine import converge
 
     desired = desired_from_input(**given)
-    kinds = artifacts.setup_kinds()
-    desired = desired._replace(artifacts=artifacts.node_artifacts(desired.group, desired.dest, kinds))
+    node = artifacts.node_artifacts(desired.group, desired.dest, artifacts.setup_kinds())
+    desired = desired._replace(artifacts=(*node, *member_artifacts(desired)))
     require_root("setup")
     result = converge.SetupResult()
     try:
@@ -78,6 +84,32 @@ def setup(verify: bool, dry_run: bool, as_json: bool, **given: Any) -> None:
         _print_outcome(result)
     if failure:
         raise Exit("failed", failure)
+
+
+ARTIFACT_KINDS = {"wrapper", "csh", "lmod", "tcl-module"}
+
+
+def member_artifacts(desired: Any) -> tuple[Any, ...]:
+    """Render the perf wrapper, the csh snippet and the modulefiles (jinja2, here in the CLI: the
+    engine stays standard library) and hand them to the engine, which writes and records them."""
+    import os
+
+    from .. import artifacts
+    from ..engine import reach
+    from ..engine.desired import NodeArtifact
+
+    stock = "/usr/bin/perf" if os.path.exists("/usr/bin/perf") or desired.source is None else desired.source
+    context: dict[str, object] = {
+        "group": desired.group, "dest": desired.dest, "dest_dir": desired.dest_dir, "stock_perf": stock,
+        "module_name": reach.MODULE_NAME,
+    }
+    try:
+        rendered = artifacts.render(context, ARTIFACT_KINDS)
+    except ValueError as error:
+        raise RefusedError(str(error)) from None
+    # A modulefile only where that module system already looks (its root directory exists).
+    wanted = [r for r in rendered if r.kind not in ("lmod", "tcl-module") or os.path.isdir(reach.module_root(r.path))]
+    return tuple(NodeArtifact(r.path, r.content, r.mode, r.kind) for r in wanted)
 
 
 def _report_failure(result: Any, dry_run: bool, as_json: bool, error: str) -> None:
@@ -125,6 +157,8 @@ def _print_outcome(result: Any) -> None:
         output.say("unchanged")
     if result.verify is not None:
         for line in result.verify.lines():
+            output.say(f"verify: {line}")
+        for line in result.verify.matrix():
             output.say(f"verify: {line}")
         if result.verify.ok:
             output.say(output.paint("verified", "green", bold=True))

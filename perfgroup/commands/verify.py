@@ -10,7 +10,15 @@ from .common import Exit, command, engine_options, json_option, require_root
 @engine_options("verify")
 @json_option
 def verify(group: str, dest: str | None, as_json: bool) -> None:
-    """Prove it works: run `perf stat -a` through the copy as uid nobody with and without the group."""
+    """Prove it works: run each workload through the copy as uid nobody with the group, and as uid
+    nobody without it (the copy must not start; the stock perf must be refused).
+
+    \b
+    Workloads: system-wide counting, counting another user's process, system-wide sampling with
+    call graphs, kernel symbols in the report, a tracepoint, a large ring buffer (record -m 2048).
+    A workload the node cannot support (no tracefs, kptr_restrict=2, lockdown) is "unavailable",
+    not a failure. Fails only when a supported workload does not behave as expected.
+    """
     from ..engine import converge
     from ..engine import facts as facts_mod
 
@@ -21,6 +29,8 @@ def verify(group: str, dest: str | None, as_json: bool) -> None:
         output.emit_json(result.as_dict())
     else:
         for line in result.lines():
+            output.say(line)
+        for line in result.matrix():
             output.say(line)
     if not result.ok:
         raise Exit("failed", "verification failed")

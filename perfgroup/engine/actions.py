@@ -288,7 +288,47 @@ class SecurePath(Action):
         return f"make {self.target} root-owned, mode {self.mode:04o}"
 
 
+@dataclass(frozen=True)
+class RemountTracefs(Action):
+    """Remount tracefs at target with gid/mode: the group's gid (resolved when applied, the group
+    may be created by the same plan) or, on remove, the recorded gid."""
+
+    group: str = ""
+    gid: int | None = None
+    mode: int = 0o750
+    was_mode: int = 0
+    was_gid: int = 0
+    kind = "remount_tracefs"
+
+    @property
+    def summary(self) -> str:
+        return f"remount tracefs {self.target} {self.after} (machine-wide, live)"
+
+    @property
+    def before(self) -> str:
+        return f"mode {self.was_mode:04o} gid {self.was_gid}"
+
+    @property
+    def after(self) -> str:
+        owner = f"gid of {self.group}" if self.gid is None else f"gid {self.gid}"
+        return f"mode {self.mode:04o} {owner}"
+
+
+@dataclass(frozen=True)
+class PersistTracefs(Action):
+    """The systemd drop-in giving the group tracefs at boot (rendered with the group's gid)."""
+
+    group: str = ""
+    old: str | None = None
+    kind = "persist_tracefs"
+
+    @property
+    def summary(self) -> str:
+        return f"{'create' if self.old is None else 'rewrite'} {self.target} (tracefs gid {self.group}, mode 0750 at boot)"
+
+
 ALL_ACTIONS = (
     CreateGroup, LockGroupPassword, CreateDir, RepairDir, InstallCopy, FixCopy, RestoreContext, WriteFile, SetParanoid,
     AddMember, RemoveMember, CleanLeftovers, DeleteCopy, DeleteFile, DeleteDir, DeleteGroup, CreateSymlink, SecurePath,
+    RemountTracefs, PersistTracefs,
 )

@@ -418,6 +418,29 @@ def set_paranoid(action: act.SetParanoid) -> None:
     log.change("set_paranoid", "kernel.perf_event_paranoid", action.before, action.after)
 
 
+def remount_tracefs(action: act.RemountTracefs) -> None:
+    gid = action.gid if action.gid is not None else group_gid(action.group, "remount_tracefs")
+    run_tool("remount_tracefs", ["mount", "-o", f"remount,gid={gid},mode={action.mode:04o}", "--", action.target])
+    log.change("remount_tracefs", action.target, action.before, f"mode {action.mode:04o} gid {gid}")
+
+
+def persist_tracefs(action: act.PersistTracefs) -> None:
+    from .reach import render_dropin
+
+    write_file(action.target, render_dropin(action.group, group_gid(action.group, "persist_tracefs")),
+               step="persist_tracefs")
+    reload_systemd()
+    log.change("persist_tracefs", action.target, "absent" if action.old is None else "old content", "perfgroup content")
+
+
+def reload_systemd() -> None:
+    """So systemd's view of the mount unit matches its files (it warns otherwise); best effort."""
+    if os.path.isdir("/run/systemd/system"):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(["systemctl", "daemon-reload"], capture_output=True, check=False,
+                           stdin=subprocess.DEVNULL, timeout=60)
+
+
 def delete_copy(path: str) -> bool:
     """Take the copy's name away atomically, then neutralise and delete the inode."""
     directory, name = os.path.split(path)
@@ -540,7 +563,12 @@ class HostWriter:
         return found
 
     def delete_file(self, action: act.DeleteFile) -> bool:
-        return remove_path(action.target, action.step)
+        from .reach import DROPIN_PATH
+
+        found = remove_path(action.target, action.step)
+        if found and action.target == DROPIN_PATH:
+            reload_systemd()
+        return found
 
     def delete_dir(self, action: act.DeleteDir) -> bool:
         clean_leftovers(action.target)  # a killed remove may have left the renamed-away copy here
@@ -548,6 +576,14 @@ class HostWriter:
 
     def delete_group(self, action: act.DeleteGroup) -> bool:
         delete_group(action.target)
+        return True
+
+    def remount_tracefs(self, action: act.RemountTracefs) -> bool:
+        remount_tracefs(action)
+        return True
+
+    def persist_tracefs(self, action: act.PersistTracefs) -> bool:
+        persist_tracefs(action)
         return True
 
 

@@ -8,14 +8,14 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import access, apply, verify
+from . import access, apply, reach, verify
 from . import facts as facts_mod
 from . import plan as plan_mod
-from .actions import Action, AddMember, CreateDir, InstallCopy
+from .actions import Action, AddMember, CreateDir, InstallCopy, RemountTracefs
 from .desired import Desired
 from .errors import ConvergeError, PerfgroupError
 from .facts import NodeFacts
-from .findings import CRITICAL, OK, UNKNOWN, Finding
+from .findings import CRITICAL, OK, UNKNOWN, WARNING, Finding
 from .perfsource import SYSTEM_DIRS
 from .plan import Plan
 from .policy import dir_is_safe
@@ -107,10 +107,35 @@ def build_state(desired: Desired, before: NodeFacts, after: NodeFacts, plan: Pla
         root_equivalent_allowed=desired.allow_root_equivalent or bool(previous and previous.root_equivalent_allowed),
         keep_paranoid=desired.keep_paranoid,
         paranoid_before=previous.paranoid_before if previous else before.paranoid,
-        files=tuple(sorted(dict([*plan_mod.planned_files(desired), *plan.files]).items())),
+        files=recorded_files(desired, after, previous, plan),
         members_added=tuple(sorted(added)),
         updated_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        tracefs_before=tracefs_before(previous, applied),
+        tracefs_kept=not desired.tracefs,
     )
+
+
+def recorded_files(desired: Desired, after: NodeFacts, previous: State | None, plan: Plan) -> tuple[tuple[str, str], ...]:
+    """Every file this setup wrote (its own, the node artifacts, the tracefs drop-in) and those an
+    earlier run wrote that this one did not render but still exist (the Ansible module renders none)."""
+    gid = after.group.gid
+    dropin = after.reach.dropin
+    ours = desired.tracefs and gid is not None and dropin == reach.render_dropin(desired.group, gid)
+    present = tuple(path for path in (reach.DROPIN_PATH, *reach.artifact_paths(desired.group)) if os.path.lexists(path))
+    return reach.record_files(
+        previous.files if previous else (), (*plan_mod.planned_files(desired), *plan.files),
+        (reach.DROPIN_PATH, facts_mod.sha256_text(dropin)) if ours and dropin is not None else None,
+        desired.group, present,
+    )
+
+
+def tracefs_before(previous: State | None, applied: list[Action]) -> tuple[tuple[str, int, int], ...]:
+    """What tracefs was before perfgroup first remounted it: kept across runs, for remove."""
+    before = {path: (mode, gid) for path, mode, gid in (previous.tracefs_before if previous else ())}
+    for action in applied:
+        if isinstance(action, RemountTracefs):
+            before.setdefault(action.target, (action.was_mode, action.was_gid))
+    return tuple((path, mode, gid) for path, (mode, gid) in sorted(before.items()))
 
 
 def record(desired: Desired, before: NodeFacts, after: NodeFacts, plan: Plan, applied: list[Action]) -> bool:
@@ -133,7 +158,22 @@ def run_verify(desired: Desired, facts: NodeFacts | None = None) -> verify.Verif
     facts = facts if facts is not None else facts_mod.read(desired)
     if facts.group.gid is None:
         raise ConvergeError("verify", f"group {desired.group} does not exist")
-    return verify.run(desired.dest, facts.group.gid, stock_perf(facts))
+    return verify.run(desired.dest, facts.group.gid, stock_perf(facts), verify_node(facts))
+
+
+def verify_node(facts: NodeFacts) -> verify.Node:
+    """What the node supports, so verify calls the rest unavailable rather than failed."""
+    mounts = facts.reach.tracefs
+    if not mounts:
+        tracefs = "tracefs is not mounted"
+    elif not all(reach.group_can_read(m, facts.group.gid) for m in mounts):
+        tracefs = "tracefs is not open to the group (setup --no-tracefs, or run setup)"
+    else:
+        tracefs = ""
+    caps = facts.copy.caps.permitted if facts.copy.caps else frozenset()
+    budget = facts.reach.mlock_kb or 0
+    return verify.Node(facts.paranoid, facts.kptr_restrict, facts.lockdown, tracefs,
+                       "cap_ipc_lock" in caps or budget >= reach.BIG_MMAP_KB)
 
 
 def setup(
@@ -199,7 +239,15 @@ def functional_findings(desired: Desired) -> list[Finding]:
     except PerfgroupError as error:
         return [Finding("verify.member", CRITICAL, str(error), fix)]
     lines = result.lines()
-    return [
+    found = [
         Finding("verify.member", OK if result.member_ok else CRITICAL, lines[0], fix),
         Finding("verify.non_member", OK if result.non_member_refused else CRITICAL, lines[1], f"chmod o-rwx {desired.dest}"),
     ]
+    for row in result.rows:
+        severity = OK if row.ok else WARNING
+        member = row.member.detail if row.member else "-"
+        other = row.non_member.detail if row.non_member else "-"
+        found.append(Finding(f"verify.{row.workload.id}", severity,
+                             f"{row.workload.title}: {row.expected}" + ("" if row.ok or row.unavailable else
+                                                                        f" (member: {member}; non-member: {other})"), fix))
+    return found

@@ -62,6 +62,7 @@ class Desired(NamedTuple):
     allow_root_equivalent: bool = False
     artifacts: tuple[NodeArtifact, ...] = ()  # rendered node artifacts, any kinds (see node_files.py)
     node_entry: bool = False  # install the node entry point (engine copy + launcher)
+    tracefs: bool = True  # give the group tracefs (gid=, mode 0750), live and at boot
 
     @property
     def dest_dir(self) -> str:

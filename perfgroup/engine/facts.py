@@ -16,6 +16,7 @@ from typing import Mapping, NamedTuple
 
 from . import access as access_mod
 from . import node_files, perfsource, sysctl
+from . import reach as reach_mod
 from .access import AccessFacts
 from .capabilities import XATTR_NAME, CapabilityError, FileCaps, decode
 from .desired import STATE_DIR, TMP_PREFIX, Desired, default_dest, state_path
@@ -99,6 +100,7 @@ class NodeFacts(NamedTuple):
     recorded_files: tuple[tuple[str, str | None], ...] = ()  # (path, sha256 now or None) of recorded files
     node_files: node_files.NodeFileFacts = node_files.NodeFileFacts()  # entry point + artifacts (setup only)
     access: AccessFacts = AccessFacts()  # ACLs, hidden group holders, leftovers (access.py)
+    reach: reach_mod.ReachFacts = reach_mod.ReachFacts()  # tracefs mounts, mlock budget
 
 
 def read_text(path: str, limit: int = 1 << 20) -> str | None:
@@ -405,6 +407,7 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
         recorded_files=recorded_files(state),
         node_files=node_files.read(desired.artifacts, desired.node_entry),
         access=access_mod.read(desired, state, group.gid, tuple(d.path for d in dirs if d.kind == "dir")),
+        reach=reach_mod.read_facts(),
     )
 
 

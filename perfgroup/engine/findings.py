@@ -9,7 +9,7 @@ from __future__ import annotations
 import stat
 from typing import Callable, Iterator, NamedTuple
 
-from . import access, errors, sysctl
+from . import access, errors, reach, sysctl
 from .capabilities import PROFILING_CAPS, sort_caps
 from .desired import Desired
 from .facts import NodeFacts, PathFacts
@@ -352,9 +352,16 @@ def rule_leftovers(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
         )
 
 
+def rule_reach(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+    caps = tuple(sorted(facts.copy.caps.permitted)) if facts.copy.caps else ()
+    kept = facts.state is not None and facts.state.tracefs_kept
+    for found in reach.findings(facts.reach, desired.group, facts.group.gid, kept, caps, facts.copy.caps is not None):
+        yield Finding(*found)
+
+
 RULES: tuple[Rule, ...] = (
     rule_state, rule_group, rule_copy_file, rule_caps, rule_path,
-    rule_drift, rule_paranoid, rule_files, rule_kernel, rule_leftovers, access.rule_access,
+    rule_drift, rule_paranoid, rule_files, rule_kernel, rule_leftovers, access.rule_access, rule_reach,
 )
 
 

@@ -16,6 +16,7 @@ from typing import NamedTuple, Optional, Tuple
 
 from .actions import Action, CreateSymlink, WriteFile
 from .desired import NodeArtifact
+from .errors import RefusedError
 
 LIB_DIR = "/usr/local/lib/perfgroup"
 ENGINE_DIR = f"{LIB_DIR}/perfgroup_engine"
@@ -112,6 +113,22 @@ def plan(facts: NodeFileFacts, artifacts: tuple[NodeArtifact, ...], node_entry: 
             actions.append(WriteFile(item.path, f"{item.kind} artifact", content=item.content, old=text,
                                      step=f"write_{item.kind}", mode=item.mode))
     return actions
+
+
+def refuse_foreign(facts: NodeFileFacts, artifacts: tuple[NodeArtifact, ...], group: str,
+                   recorded_paths: tuple[str, ...]) -> None:
+    """Never overwrite a file perfgroup did not write (e.g. a site's own /usr/local/bin/perf)."""
+    from .reach import is_ours
+
+    now = {path: text for path, text, _ in facts.present}
+    for item in artifacts:
+        old = now.get(item.path)
+        if old is None or old == item.content or item.link or item.path in recorded_paths or is_ours(old, group):
+            continue
+        raise RefusedError(
+            f"{item.path} exists and perfgroup did not write it; refusing to overwrite a site's file "
+            "(move it away, or leave members on PATH/module access only)"
+        )
 
 
 def recorded(facts: NodeFileFacts, artifacts: tuple[NodeArtifact, ...], node_entry: bool) -> tuple[tuple[str, str], ...]:

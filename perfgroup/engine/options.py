@@ -70,6 +70,10 @@ OPTIONS: tuple[Option, ...] = (
            "Allow capabilities that let members become root (cap_sys_admin, cap_sys_ptrace, cap_setuid, ...), "
            "by --caps or because the kernel lacks CAP_PERFMON. Every member can then become root.",
            ("setup",), ("main",)),
+    Option("tracefs", "bool", True,
+           "Give the group read access to tracefs (tracepoints, perf trace): mount options gid=GROUP,mode=0750, "
+           "live and at boot. Machine-wide; never opened to everyone. --no-tracefs keeps tracefs as it is.",
+           ("setup",), ("main",)),
     Option("verify", "bool", True, "Run perf as a member and as a non-member after converging.",
            ("setup",), ("main",), desired=False),
     Option("functional", "bool", False, "Also run perf as a member and as a non-member (needs root).",

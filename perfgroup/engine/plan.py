@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import access, node_files, profile, sysctl
+from . import access, node_files, profile, reach, sysctl
 from .actions import (
     Action,
     AddMember,
@@ -263,6 +263,10 @@ def check_power(facts: NodeFacts, desired: Desired, choice: CapChoice) -> list[s
     return [f"MEMBERS CAN BECOME ROOT: the copy carries {','.join(dangerous)} (allowed with {ROOT_EQUIVALENT_FLAG})"]
 
 
+def recorded_paths(facts: NodeFacts) -> tuple[str, ...]:
+    return tuple(path for path, _ in facts.state.files) if facts.state else ()
+
+
 def preflight(facts: NodeFacts, desired: Desired) -> None:
     """Every refusal that does not need the source perf: run before --install-perf touches the
     node, so bad input or an unsafe destination never gets a package installed."""
@@ -276,6 +280,7 @@ def preflight(facts: NodeFacts, desired: Desired) -> None:
     plan_paranoid(facts, desired)
     check_power(facts, desired, expected_caps(facts, desired))
     access.plan(facts, desired)
+    node_files.refuse_foreign(facts.node_files, desired.artifacts, desired.group, recorded_paths(facts))
 
 
 def make(facts: NodeFacts, desired: Desired) -> Plan:
@@ -296,6 +301,9 @@ def make(facts: NodeFacts, desired: Desired) -> Plan:
     notes += paranoid_notes
     actions += plan_selinux(facts, desired, actions)
     notes += selinux_notes(facts)
+    tracefs_actions, tracefs_notes = reach.plan_tracefs(facts.reach, desired.group, facts.group.gid, desired.tracefs)
+    actions += tracefs_actions
+    notes += tracefs_notes
     if facts.leftovers:
         actions.append(CleanLeftovers(desired.dest_dir, "an interrupted run left them", paths=facts.leftovers))
     if facts.state is None:

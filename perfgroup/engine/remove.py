@@ -12,8 +12,8 @@ import grp
 import os
 from typing import NamedTuple
 
-from . import access, node_files, perfsource
-from .actions import Action, DeleteCopy, DeleteDir, DeleteFile, DeleteGroup, RemoveMember
+from . import access, node_files, perfsource, reach
+from .actions import Action, DeleteCopy, DeleteDir, DeleteFile, DeleteGroup, RemountTracefs, RemoveMember
 from .desired import STATE_DIR, TMP_PREFIX, default_dest, profile_path, state_path, sysctl_path
 from .errors import RefusedError
 from .facts import load_state
@@ -32,11 +32,12 @@ class RemoveFacts(NamedTuple):
     leftovers_of_unrecorded: tuple[str, ...] = ()  # default paths that exist although no record does
     entry_point_cache: tuple[str, ...] = ()  # bytecode python wrote beside the engine copy being removed
     state_unsafe: str | None = None  # the record or its directory is not root's alone
+    tracefs: tuple[tuple[str, int, int], ...] = ()  # tracefs mounts now (point, mode, gid)
 
 
 def derived_files(group: str) -> tuple[str, ...]:
     """The only files remove may delete: the paths setup derives for this group."""
-    return (profile_path(group), sysctl_path(group))
+    return (profile_path(group), sysctl_path(group), reach.DROPIN_PATH, *reach.artifact_paths(group))
 
 
 def _copy_present(path: str) -> bool:
@@ -102,10 +103,14 @@ def read(group: str) -> RemoveFacts:
         cache = tuple(f"{pycache}/{n}" for n in (_entries(pycache) or ()) if n.endswith(".pyc"))
     parents = {os.path.dirname(copy) for copy in recorded}
     dirs = tuple((d, _entries(d)) for d in state.created_dirs if any(p == d or p.startswith(d + "/") for p in parents))
+    # The modulefiles' own directory (…/modules/perf), once they are gone and if nothing else lives there.
+    module_dirs = {os.path.dirname(path) for path, _ in files if path in reach.MODULEFILES}
+    dirs += tuple((d, _entries(d)) for d in sorted(module_dirs))
     copies = tuple((c, _copy_present(c)) for c in recorded) + tuple((c, True) for c in left if c not in recorded)
     return RemoveFacts(
         group, state, None, copies=copies, files=files, dirs=dirs,
         group_exists=exists, group_members=members, entry_point_cache=cache, state_unsafe=_state_unsafe(group),
+        tracefs=reach.read_facts().tracefs,
     )
 
 
@@ -150,6 +155,11 @@ def plan(facts: RemoveFacts) -> tuple[Action, ...]:
         if entries is not None and not left:
             actions.append(DeleteDir(path, "setup created it"))
             gone.add(path)
+    now = {point: (mode, gid) for point, mode, gid in facts.tracefs}
+    for point, mode, gid in state.tracefs_before:
+        if point in now and now[point] != (mode, gid):
+            actions.append(RemountTracefs(point, "setup opened tracefs to the group; put back as it was",
+                                          gid=gid, mode=mode, was_mode=now[point][0], was_gid=now[point][1]))
     if state.group_created and facts.group_exists:
         actions.append(DeleteGroup(state.group, "setup created it"))
     elif facts.group_exists:

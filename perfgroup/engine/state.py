@@ -45,6 +45,8 @@ class State(NamedTuple):
     members_added: tuple[str, ...] = ()
     updated_at: str = ""
     schema: int = SCHEMA
+    tracefs_before: tuple[tuple[str, int, int], ...] = ()  # (mount point, mode, gid) before setup remounted it
+    tracefs_kept: bool = False  # setup --no-tracefs: tracefs left as it was
 
     def file_sha(self, path: str) -> str | None:
         return dict(self.files).get(path)
@@ -116,6 +118,8 @@ def _typed(values: dict[str, Any]) -> dict[str, Any]:
         values["files"] = tuple(sorted((str(k), str(v)) for k, v in values["files"].items()))
     for key in ("source_stat", "copy_stat"):
         values[key] = _stat_key(values.get(key))
+    if "tracefs_before" in values:
+        values["tracefs_before"] = tuple((str(p), int(m), int(g)) for p, m, g in values["tracefs_before"])
     return values
 
 

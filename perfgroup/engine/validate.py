@@ -122,7 +122,7 @@ def check_caps(text: str, allow_root_equivalent: bool) -> frozenset[str]:
 def desired_from_input(
     *, group: str, dest: str | None = None, members: tuple[str, ...] = (), gid: int | None = None,
     source: str | None = None, caps: str | None = None, keep_paranoid: bool = False, install_perf: bool = False,
-    allow_privileged_group: bool = False, allow_root_equivalent: bool = False,
+    allow_privileged_group: bool = False, allow_root_equivalent: bool = False, tracefs: bool = True,
 ) -> Desired:
     """Every check of what an administrator typed, in one place for the CLI and the Ansible
     module; nothing here looks at the host, so a bad input is refused before anything else."""
@@ -141,4 +141,5 @@ def desired_from_input(
         caps_override=override, caps_auto=auto, keep_paranoid=keep_paranoid, install_perf=install_perf,
         allow_privileged_group=allow_privileged_group, allow_root_equivalent=allow_root_equivalent,
         node_entry=True,
+        tracefs=tracefs,
     )

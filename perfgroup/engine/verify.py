@@ -1,16 +1,30 @@
-"""Proof by running perf: an unprivileged identity holding the group must profile system-wide
-through the copy; the same identity without the group must be refused."""
+"""Proof by running perf: what members get, workload by workload, and that others do not.
+
+Identities: uid nobody holding the group (the member) runs the copy; uid nobody without it (the
+non-member) runs the copy (it must not even start) and the stock perf (what the perf wrapper gives
+them), which must be refused every privileged workload. Workloads: system-wide counting, counting
+another user's process, system-wide sampling with call graphs, kernel symbols in its report, a
+tracepoint, a large ring buffer. A workload the node cannot support (no tracefs, kptr_restrict=2,
+lockdown) is "unavailable" with the reason, never a failure of the group.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import shutil
 import subprocess
-from dataclasses import asdict, dataclass
-from typing import Callable
+import tempfile
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterator
 
 NOBODY = 65534
+OTHER_UID = 1  # daemon: the "other user" whose process members count
 PERF_ARGS = ("stat", "-a", "-e", "cpu-clock", "--", "true")
 TIMEOUT = 60
+SHORT = ("--", "sleep", "0.1")
+KERNEL_SYMBOL = re.compile(r"\[k\] +[A-Za-z_][A-Za-z0-9_.]*")
 
 
 @dataclass(frozen=True)
@@ -19,12 +33,76 @@ class Probe:
     returncode: int | None
     detail: str
 
+    @property
+    def allowed(self) -> bool:
+        return self.ran and self.returncode == 0
+
+
+@dataclass(frozen=True)
+class Workload:
+    id: str
+    title: str
+    args: tuple[str, ...]  # {dir} and {pid} are filled in
+    needs: str = ""  # "tracefs", "kallsyms", "mlock": what the node must support
+
+
+WORKLOADS: tuple[Workload, ...] = (
+    Workload("count_system", "system-wide counting (stat -a)", ("stat", "-a", "-e", "cpu-clock", *SHORT)),
+    Workload("count_other_process", "counting another user's process (stat -p)",
+             ("stat", "-e", "cpu-clock", "-p", "{pid}", *SHORT)),
+    Workload("sample_callgraph", "system-wide sampling with call graphs (record -a -g)",
+             ("record", "-q", "-a", "-g", "-o", "{dir}/cg.data", *SHORT)),
+    Workload("kernel_symbols", "kernel symbols in the report (report --sort sym)",
+             ("report", "-i", "{dir}/cg.data", "--stdio", "--sort", "sym"), needs="kallsyms"),
+    Workload("tracepoint", "tracepoint (stat -e sched:sched_switch -a)",
+             ("stat", "-e", "sched:sched_switch", "-a", *SHORT), needs="tracefs"),
+    Workload("big_buffer", "large ring buffer (record -m 2048 -a)",
+             ("record", "-q", "-m", "2048", "-a", "-o", "{dir}/big.data", *SHORT), needs="mlock"),
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    workload: Workload
+    member: Probe | None
+    non_member: Probe | None  # the stock perf; None when there is none
+    unavailable: str = ""  # the reason the node cannot support it
+    non_member_expected: str = "refused"  # or "either" (paranoid < 2 lets everyone)
+
+    @property
+    def ok(self) -> bool:
+        if self.unavailable:
+            return True
+        if self.member is None or not self.member.allowed:
+            return False
+        return self.non_member_expected != "refused" or self.non_member is None or not self.non_member.allowed
+
+    @property
+    def expected(self) -> str:
+        if self.unavailable:
+            return f"unavailable: {self.unavailable}"
+        return "member allowed, non-member " + self.non_member_expected
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "id": self.workload.id, "title": self.workload.title, "ok": self.ok, "expected": self.expected,
+            "unavailable": self.unavailable or None,
+            "member": _probe_dict(self.member), "non_member": _probe_dict(self.non_member),
+        }
+
+
+def _probe_dict(probe: Probe | None) -> dict[str, object] | None:
+    if probe is None:
+        return None
+    return {**asdict(probe), "outcome": "allowed" if probe.allowed else "refused"}
+
 
 @dataclass(frozen=True)
 class VerifyResult:
     member: Probe
     non_member: Probe
     stock: Probe | None  # the distribution's perf for the member, if there is one
+    rows: tuple[Row, ...] = field(default=())
 
     @property
     def member_ok(self) -> bool:
@@ -35,14 +113,20 @@ class VerifyResult:
         return not self.non_member.ran or self.non_member.returncode != 0
 
     @property
+    def workloads_ok(self) -> bool:
+        return all(row.ok for row in self.rows)
+
+    @property
     def ok(self) -> bool:
-        return self.member_ok and self.non_member_refused
+        return self.member_ok and self.non_member_refused and self.workloads_ok
 
     def as_dict(self) -> dict[str, object]:
         return {
             "ok": self.ok, "member_ok": self.member_ok, "non_member_refused": self.non_member_refused,
+            "workloads_ok": self.workloads_ok,
             "member": asdict(self.member), "non_member": asdict(self.non_member),
             "stock": asdict(self.stock) if self.stock else None,
+            "workloads": [row.as_dict() for row in self.rows],
         }
 
     def lines(self) -> list[str]:
@@ -53,6 +137,24 @@ class VerifyResult:
         if self.stock is not None:
             refused = not self.stock.ran or self.stock.returncode != 0
             out.append("stock perf for the member: " + ("refused -a, as expected" if refused else "allowed -a (perf_event_paranoid is low)"))
+        failed = [row for row in self.rows if not row.ok]
+        if failed:
+            out.append("workloads not as expected: " + "; ".join(
+                f"{row.workload.id} (member: {row.member.detail if row.member else '-'}; "
+                f"non-member: {row.non_member.detail if row.non_member else '-'})" for row in failed))
+        return out
+
+    def matrix(self) -> list[str]:
+        def cell(probe: Probe | None, unavailable: str) -> str:
+            if unavailable:
+                return "-"
+            return "-" if probe is None else "allowed" if probe.allowed else "refused"
+
+        out = [f"{'workload':54} {'member':8} {'non-member':10} expected"]
+        for row in self.rows:
+            mark = "" if row.ok else "  <-- NOT AS EXPECTED"
+            out.append(f"{row.workload.title:54} {cell(row.member, row.unavailable):8} "
+                       f"{cell(row.non_member, row.unavailable):10} {row.expected}{mark}")
         return out
 
 
@@ -69,11 +171,12 @@ def drop_to(uid: int, gid: int, groups: list[int]) -> Callable[[], None]:
     return switch
 
 
-def probe(executable: str, groups: list[int]) -> Probe:
+def probe(executable: str, groups: list[int], args: tuple[str, ...] = PERF_ARGS, cwd: str = "/",
+          check: Callable[[str], bool] | None = None) -> Probe:
     try:
         result = subprocess.run(
-            [executable, *PERF_ARGS], preexec_fn=drop_to(NOBODY, NOBODY, groups),
-            env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"}, cwd="/", stdin=subprocess.DEVNULL,
+            [executable, *args], preexec_fn=drop_to(NOBODY, NOBODY, groups),
+            env={"PATH": "/usr/bin:/bin", "LC_ALL": "C", "HOME": cwd}, cwd=cwd, stdin=subprocess.DEVNULL,
             capture_output=True, text=True, timeout=TIMEOUT, check=False,
         )
     except PermissionError:
@@ -83,13 +186,84 @@ def probe(executable: str, groups: list[int]) -> Probe:
     except OSError as error:
         return Probe(ran=False, returncode=None, detail=error.strerror or str(error))
     lines = [line.strip() for line in (result.stderr or result.stdout).splitlines() if line.strip()]
+    if result.returncode == 0 and check is not None and not check(result.stdout):
+        return Probe(ran=True, returncode=1, detail="ran, but no kernel symbol in the report")
     detail = "ok" if result.returncode == 0 else (lines[0] if lines else f"exit {result.returncode}")
-    return Probe(ran=True, returncode=result.returncode, detail=detail)
+    return Probe(ran=True, returncode=result.returncode, detail=detail[:300])
 
 
-def run(dest: str, gid: int, stock: str | None) -> VerifyResult:
+class Node:
+    """What verify needs to know of the node to call a workload unavailable (read by the caller)."""
+
+    def __init__(self, paranoid: int | None, kptr_restrict: int | None, lockdown: str | None,
+                 tracefs: str, mlock_ok: bool) -> None:
+        self.paranoid = paranoid
+        self.kptr_restrict = kptr_restrict
+        self.lockdown = lockdown
+        self.tracefs = tracefs  # "" when members can read it, else why not
+        self.mlock_ok = mlock_ok
+
+    def unavailable(self, needs: str) -> str:
+        if self.lockdown == "confidentiality" and needs in ("kallsyms", "tracefs"):
+            return "kernel lockdown=confidentiality"
+        if needs == "kallsyms" and self.kptr_restrict == 2:
+            return "kptr_restrict=2 hides kernel addresses from everyone"
+        if needs == "tracefs":
+            return self.tracefs
+        if needs == "mlock" and not self.mlock_ok:
+            return "the copy lacks cap_ipc_lock and the mlock budget is below 8 MiB per CPU"
+        return ""
+
+
+@contextlib.contextmanager
+def other_process() -> Iterator[int]:
+    """A process of another user (daemon) for members to count."""
+    child = subprocess.Popen(["sleep", "30"], preexec_fn=drop_to(OTHER_UID, OTHER_UID, []),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield child.pid
+    finally:
+        child.kill()
+        child.wait()
+
+
+def has_kernel_symbol(report: str) -> bool:
+    return bool(KERNEL_SYMBOL.search(report))
+
+
+def run_workload(workload: Workload, executable: str, groups: list[int], directory: str, pid: int) -> Probe:
+    args = tuple(a.replace("{dir}", directory).replace("{pid}", str(pid)) for a in workload.args)
+    check = has_kernel_symbol if workload.id == "kernel_symbols" else None
+    return probe(executable, groups, args, cwd=directory, check=check)
+
+
+def workload_rows(dest: str, gid: int, stock: str | None, node: Node) -> tuple[Row, ...]:
+    rows = []
+    member_dir = tempfile.mkdtemp(prefix="perfgroup-verify-")
+    other_dir = tempfile.mkdtemp(prefix="perfgroup-verify-")
+    try:
+        for directory in (member_dir, other_dir):
+            os.chown(directory, NOBODY, NOBODY)
+        with other_process() as pid:
+            for workload in WORKLOADS:
+                reason = node.unavailable(workload.needs)
+                if reason:
+                    rows.append(Row(workload, None, None, unavailable=reason))
+                    continue
+                member = run_workload(workload, dest, [gid], member_dir, pid)
+                other = run_workload(workload, stock, [], other_dir, pid) if stock else None
+                expected = "refused" if node.paranoid is None or node.paranoid >= 2 else "either (perf_event_paranoid < 2)"
+                rows.append(Row(workload, member, other, non_member_expected=expected))
+    finally:
+        shutil.rmtree(member_dir, ignore_errors=True)
+        shutil.rmtree(other_dir, ignore_errors=True)
+    return tuple(rows)
+
+
+def run(dest: str, gid: int, stock: str | None, node: Node | None = None) -> VerifyResult:
     return VerifyResult(
         member=probe(dest, [gid]),
         non_member=probe(dest, []),
         stock=probe(stock, [gid]) if stock else None,
+        rows=workload_rows(dest, gid, stock, node) if node is not None else (),
     )

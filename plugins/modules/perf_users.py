@@ -69,6 +69,12 @@ options:
       --caps or because the kernel lacks CAP_PERFMON. Every member can then become root.
     type: bool
     default: false
+  tracefs:
+    description: >-
+      Give the group read access to tracefs (tracepoints, perf trace): mount options gid=GROUP,mode=0750,
+      live and at boot. Machine-wide; never opened to everyone. --no-tracefs keeps tracefs as it is.
+    type: bool
+    default: true
   verify:
     description: >-
       Run perf as a member and as a non-member after converging.

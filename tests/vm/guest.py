@@ -48,7 +48,7 @@ done
 
 INSTALL = r"""#!/bin/sh
 set -eu
-/opt/perfgroup/bin/pip install -q --no-index --no-deps --disable-pip-version-check --find-links /vm/wheels perfgroup
+/opt/perfgroup/bin/pip install -q --no-index --no-deps --disable-pip-version-check --find-links /vm/wheels perfgroup jinja2 markupsafe
 ln -sf /opt/perfgroup/bin/perfgroup /usr/local/bin/perfgroup
 """
 

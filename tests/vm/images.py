@@ -38,7 +38,8 @@ _COMMON = ["python3", "python3-venv", "libcap2-bin", "passwd", "procps", "util-l
            "systemd-sysv", "kmod", "e2fsprogs"]
 # bullseye's perf is versioned (perf_5.10); linux-base carries the /usr/bin/perf wrapper there.
 PACKAGES = {
-    "bookworm": [*_COMMON, "linux-perf"],
+    # tcsh and environment-modules: members' perf in csh and through `module load` (issue 11).
+    "bookworm": [*_COMMON, "linux-perf", "tcsh", "environment-modules"],
     "bullseye": [*_COMMON, "linux-perf-5.10", "linux-base"],
     "trixie": [*_COMMON, "linux-perf"],
 }

@@ -108,11 +108,19 @@ def state_disk(path: Path, size_mb: int = 512) -> Path:
 
 
 def build_wheels(checkout: Path, dest: Path) -> Path:
-    """The perfgroup wheel from the checkout (click is already in the image)."""
+    """The perfgroup wheel from the checkout, and jinja2 with MarkupSafe for every guest Python
+    (setup renders the node artifacts with jinja2; click is already in the image)."""
     dest.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps",
                     "-w", str(dest), str(checkout)], check=True, capture_output=True)
+    for python in GUEST_PYTHONS:
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps",
+                        "--only-binary=:all:", "--python-version", python, "-d", str(dest), "jinja2", "markupsafe"],
+                       check=True, capture_output=True)
     return dest
+
+
+GUEST_PYTHONS = ("3.9", "3.11", "3.13")  # bullseye, bookworm, trixie
 
 
 def boot(image: Image, script: str, wheels: Path, *, mode: str = "systemd", state: Path | None = None,
