@@ -32,8 +32,11 @@ SETUP_STEPS = [
     "create_group", "create_dir", "write_copy", "fsync_copy", "chmod_private", "chown_copy", "chmod_copy",
     "setcap_copy", "rename_copy", "write_profile", "rename_write_profile", "set_paranoid", "write_sysctl",
     "rename_write_sysctl", "add_member", "write_node-entry", "rename_write_node-entry", "write_boot",
-    "rename_write_boot", "create_symlink", "write_apt", "rename_write_apt", "write_tcl-module",
-    "rename_write_tcl-module", "write_csh", "rename_write_csh", "write_wrapper", "rename_write_wrapper",
+    "rename_write_boot", "create_symlink", "write_apt", "rename_write_apt",
+    # A modulefile goes only where that module system is installed (the nodes see this machine's /etc).
+    *(["write_lmod", "rename_write_lmod"] if os.path.isdir("/etc/lmod/modules") else []),
+    *(["write_tcl-module", "rename_write_tcl-module"] if os.path.isdir("/etc/environment-modules/modules") else []),
+    "write_csh", "rename_write_csh", "write_wrapper", "rename_write_wrapper",
     "write_state", "rename_write_state",
 ]
 # A reinstall over an existing copy (the binary was replaced) adds the old inode's retirement.
@@ -41,7 +44,9 @@ REINSTALL_STEPS = ["write_copy", "fsync_copy", "chmod_private", "chown_copy", "c
                    "rename_copy", "write_state", "rename_write_state"]
 REMOVE_STEPS = [
     "delete_copy", "retire_removed_copy", "unlink_removed_copy", "delete_file:80perfgroup-perf_users",
-    "delete_file:privileged", "delete_file:perfgroup-perf_users.csh", "delete_file:perfgroup-perf_users.sh",
+    *(["delete_file:privileged.lua"] if os.path.isdir("/etc/lmod/modules") else []),
+    *(["delete_file:privileged"] if os.path.isdir("/etc/environment-modules/modules") else []),
+    "delete_file:perfgroup-perf_users.csh", "delete_file:perfgroup-perf_users.sh",
     "delete_file:90-perfgroup-perf_users.conf", "delete_file:perfgroup-heal-perf_users.service", "delete_file:perf",
     "delete_file:node-entry", "remove_dir", "delete_group", "delete_state:perf_users.json",
 ]
