@@ -18,7 +18,8 @@ from .common import Exit, command, engine_options, json_option
 @click.option("-i", "--inventory", metavar="INVENTORY", help="Audit every host of an Ansible inventory instead of this node.")
 @click.option("--limit", metavar="PATTERN", help="With -i: only these hosts.")
 @json_option
-def audit(group: str, dest: str | None, functional: bool, inventory: str | None, limit: str | None, as_json: bool) -> None:
+def audit(group: str, dest: str | None, format: str, textfile_dir: str | None, functional: bool, inventory: str | None,
+          limit: str | None, as_json: bool) -> None:
     """Check this node, read-only: group, copy, mode, capabilities, paths, sysctls.
 
     Each finding has a stable id, a severity (ok/warning/critical), a message and the command that
@@ -40,8 +41,14 @@ def audit(group: str, dest: str | None, functional: bool, inventory: str | None,
     found = findings_mod.audit(facts, desired)
     if functional:
         found.extend(converge.functional_findings(desired))
-    if as_json:
-        output.emit_json(findings_mod.report(facts, desired, found))
+    fmt = "json" if as_json else format
+    if fmt != "text":
+        import time
+
+        from ..engine.report_formats import machine_output
+
+        report = findings_mod.report(facts, desired, found)
+        click.echo(machine_output(fmt, report, group, textfile_dir, time.time()), nl=False)
     else:
         for finding in found:
             output.say(f"{output.severity_tag(finding.severity)} {finding.id:26} {output.escape(finding.message)}")

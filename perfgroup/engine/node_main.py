@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import argparse
 import grp
-import json
 import os
 import sys
 
 from . import errors
 from .desired import NodeArtifact
 from .errors import PerfgroupError, RefusedError
+from .options import BY_NAME
 
-FORMATS = ("text", "json", "nagios", "prometheus")
+FORMATS = BY_NAME["format"].choices  # one definition: the options table
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,22 +58,12 @@ def run_audit(group: str, dest: str | None, fmt: str, textfile_dir: str | None) 
     found = findings_mod.audit(facts, desired)
     report = findings_mod.report(facts, desired, found)
     status = findings_mod.worst(found)
-    if fmt == "json":
-        sys.stdout.write(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
-    elif fmt == "nagios":
-        from .report_formats import nagios
-
-        sys.stdout.write(nagios(report))
-    elif fmt == "prometheus":
+    if fmt != "text":
         import time
 
-        from .report_formats import prometheus, write_textfile
+        from .report_formats import machine_output
 
-        text = prometheus(report, time.time())
-        if textfile_dir:
-            write_textfile(textfile_dir, group, text)
-        else:
-            sys.stdout.write(text)
+        sys.stdout.write(machine_output(fmt, report, group, textfile_dir, time.time()))
     else:
         lines = []
         for finding in found:

@@ -76,6 +76,12 @@ OPTIONS: tuple[Option, ...] = (
            ("setup",), ("main",)),
     Option("verify", "bool", True, "Run perf as a member and as a non-member after converging.",
            ("setup",), ("main",), desired=False),
+    Option("format", "str", "text", "Output: text, json (same as --json), nagios (one line + perfdata) or "
+           "prometheus (node_exporter textfile format).", ("audit",), choices=("text", "json", "nagios", "prometheus"),
+           desired=False),
+    Option("textfile_dir", "str", None, "With --format prometheus: write GROUP's .prom file there atomically "
+           "(node_exporter's textfile collector directory) instead of printing it.", ("audit",), metavar="DIR",
+           desired=False),
     Option("functional", "bool", False, "Also run perf as a member and as a non-member (needs root).",
            ("audit",), ("audit",), desired=False),
 )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 SEVERITIES = ("ok", "warning", "critical", "unknown")
 VALUE = {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}
@@ -212,3 +213,19 @@ def nagios(report: Mapping[str, object]) -> str:
             line += f" (fix: {fix})"
         lines.append(_plain(line))
     return "\n".join(lines) + "\n"
+
+
+def machine_output(fmt: str, report: Mapping[str, Any], group: str, textfile_dir: str | None, now: float) -> str:
+    """The audit in a machine format, for the CLI and perfgroup-node alike: what to print (with
+    --textfile-dir, prometheus text is written to the textfile instead and nothing is printed)."""
+    if fmt == "json":
+        import json
+
+        return json.dumps(report, indent=2, sort_keys=True, default=str) + "\n"
+    if fmt == "nagios":
+        return nagios(report)
+    text = prometheus(report, now)
+    if textfile_dir:
+        write_textfile(textfile_dir, group, text)
+        return ""
+    return text

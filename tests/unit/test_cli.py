@@ -52,3 +52,23 @@ def test_audit_json_is_machine_readable(runner: CliRunner) -> None:
     assert result.exit_code == report["exit_code"] == 2
     assert {"id", "severity", "message", "fix"} <= set(report["findings"][0])
     assert "group.missing" in {f["id"] for f in report["findings"]}
+
+
+def test_audit_formats_for_monitoring(runner: CliRunner, tmp_path: object) -> None:
+    """The same audit as Nagios's line with perfdata and as a node_exporter textfile (read-only
+    against this host: a group that cannot exist here)."""
+    from pathlib import Path
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    args = ["audit", "--group", "pg_test_absent_group"]
+    nagios = runner.invoke(main, [*args, "--format", "nagios"])
+    assert nagios.exit_code == 2 and nagios.output.startswith("PERFGROUP CRITICAL - ") and "'critical'=" in nagios.output
+    prom = runner.invoke(main, [*args, "--format", "prometheus"])
+    families = {f.name for f in text_string_to_metric_families(prom.output)}
+    assert prom.exit_code == 2 and "perfgroup_status" in families
+    directory = Path(str(tmp_path))
+    written = runner.invoke(main, [*args, "--format", "prometheus", "--textfile-dir", str(directory)])
+    assert written.exit_code == 2 and written.output == ""
+    assert (directory / "perfgroup_pg_test_absent_group.prom").read_text().startswith("# HELP")
+    assert runner.invoke(main, [*args, "--format", "xml"]).exit_code == 3  # a bad argument is UNKNOWN
