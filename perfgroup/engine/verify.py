@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 NOBODY = 65534
 OTHER_UID = 1  # daemon: the "other user" whose process members count
@@ -171,25 +171,58 @@ def drop_to(uid: int, gid: int, groups: list[int]) -> Callable[[], None]:
     return switch
 
 
-def probe(executable: str, groups: list[int], args: tuple[str, ...] = PERF_ARGS, cwd: str = "/",
-          check: Callable[[str], bool] | None = None) -> Probe:
+class Started(NamedTuple):
+    """A probe running (or one that could not start: `done` already set)."""
+
+    process: subprocess.Popen | None  # type: ignore[type-arg]
+    output: Any  # temp file holding stdout+stderr
+    check: Callable[[str], bool] | None
+    done: Probe | None = None
+
+
+def start(executable: str, groups: list[int], args: tuple[str, ...] = PERF_ARGS, cwd: str = "/",
+          check: Callable[[str], bool] | None = None) -> Started:
+    """Start one probe; output goes to a temp file, so many can run at once (no pipes to fill,
+    no threads: preexec_fn is only safe without them)."""
+    output = tempfile.TemporaryFile(mode="w+")
     try:
-        result = subprocess.run(
+        process = subprocess.Popen(
             [executable, *args], preexec_fn=drop_to(NOBODY, NOBODY, groups),
             env={"PATH": "/usr/bin:/bin", "LC_ALL": "C", "HOME": cwd}, cwd=cwd, stdin=subprocess.DEVNULL,
-            capture_output=True, text=True, timeout=TIMEOUT, check=False,
+            stdout=output, stderr=subprocess.STDOUT, text=True,
         )
     except PermissionError:
-        return Probe(ran=False, returncode=None, detail="permission denied (cannot execute)")
-    except subprocess.TimeoutExpired:
-        return Probe(ran=True, returncode=None, detail=f"timed out after {TIMEOUT}s")
+        output.close()
+        return Started(None, None, check, Probe(ran=False, returncode=None, detail="permission denied (cannot execute)"))
     except OSError as error:
-        return Probe(ran=False, returncode=None, detail=error.strerror or str(error))
-    lines = [line.strip() for line in (result.stderr or result.stdout).splitlines() if line.strip()]
-    if result.returncode == 0 and check is not None and not check(result.stdout):
+        output.close()
+        return Started(None, None, check, Probe(ran=False, returncode=None, detail=error.strerror or str(error)))
+    return Started(process, output, check)
+
+
+def finish(started: Started) -> Probe:
+    if started.done is not None or started.process is None:
+        return started.done or Probe(ran=False, returncode=None, detail="did not start")
+    try:
+        code = started.process.wait(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        started.process.kill()
+        started.process.wait()
+        started.output.close()
+        return Probe(ran=True, returncode=None, detail=f"timed out after {TIMEOUT}s")
+    started.output.seek(0)
+    text = started.output.read()
+    started.output.close()
+    if code == 0 and started.check is not None and not started.check(text):
         return Probe(ran=True, returncode=1, detail="ran, but no kernel symbol in the report")
-    detail = "ok" if result.returncode == 0 else (lines[0] if lines else f"exit {result.returncode}")
-    return Probe(ran=True, returncode=result.returncode, detail=detail[:300])
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    detail = "ok" if code == 0 else (lines[0] if lines else f"exit {code}")
+    return Probe(ran=True, returncode=code, detail=detail[:300])
+
+
+def probe(executable: str, groups: list[int], args: tuple[str, ...] = PERF_ARGS, cwd: str = "/",
+          check: Callable[[str], bool] | None = None) -> Probe:
+    return finish(start(executable, groups, args, cwd, check))
 
 
 class Node:
@@ -231,32 +264,48 @@ def has_kernel_symbol(report: str) -> bool:
     return bool(KERNEL_SYMBOL.search(report))
 
 
-def run_workload(workload: Workload, executable: str, groups: list[int], directory: str, pid: int) -> Probe:
+def start_workload(workload: Workload, executable: str, groups: list[int], directory: str, pid: int) -> Started:
     args = tuple(a.replace("{dir}", directory).replace("{pid}", str(pid)) for a in workload.args)
     check = has_kernel_symbol if workload.id == "kernel_symbols" else None
-    return probe(executable, groups, args, cwd=directory, check=check)
+    return start(executable, groups, args, cwd=directory, check=check)
+
+
+def run_workload(workload: Workload, executable: str, groups: list[int], directory: str, pid: int) -> Probe:
+    return finish(start_workload(workload, executable, groups, directory, pid))
+
+
+# Workloads that read what an earlier one wrote run in a second wave; the rest run all at once.
+SECOND_WAVE = ("kernel_symbols",)
 
 
 def workload_rows(dest: str, gid: int, stock: str | None, node: Node) -> tuple[Row, ...]:
-    rows = []
     member_dir = tempfile.mkdtemp(prefix="perfgroup-verify-")
     other_dir = tempfile.mkdtemp(prefix="perfgroup-verify-")
+    probes: dict[tuple[str, str], Probe] = {}
     try:
         for directory in (member_dir, other_dir):
             os.chown(directory, NOBODY, NOBODY)
         with other_process() as pid:
-            for workload in WORKLOADS:
-                reason = node.unavailable(workload.needs)
-                if reason:
-                    rows.append(Row(workload, None, None, unavailable=reason))
-                    continue
-                member = run_workload(workload, dest, [gid], member_dir, pid)
-                other = run_workload(workload, stock, [], other_dir, pid) if stock else None
-                expected = "refused" if node.paranoid is None or node.paranoid >= 2 else "either (perf_event_paranoid < 2)"
-                rows.append(Row(workload, member, other, non_member_expected=expected))
+            available = [w for w in WORKLOADS if not node.unavailable(w.needs)]
+            for wave in ([w for w in available if w.id not in SECOND_WAVE], [w for w in available if w.id in SECOND_WAVE]):
+                started = {}
+                for workload in wave:
+                    started[(workload.id, "member")] = start_workload(workload, dest, [gid], member_dir, pid)
+                    if stock:
+                        started[(workload.id, "other")] = start_workload(workload, stock, [], other_dir, pid)
+                probes.update({key: finish(run) for key, run in started.items()})
     finally:
         shutil.rmtree(member_dir, ignore_errors=True)
         shutil.rmtree(other_dir, ignore_errors=True)
+    expected = "refused" if node.paranoid is None or node.paranoid >= 2 else "either (perf_event_paranoid < 2)"
+    rows = []
+    for workload in WORKLOADS:
+        reason = node.unavailable(workload.needs)
+        if reason:
+            rows.append(Row(workload, None, None, unavailable=reason))
+        else:
+            rows.append(Row(workload, probes[(workload.id, "member")], probes.get((workload.id, "other")),
+                            non_member_expected=expected))
     return tuple(rows)
 
 
