@@ -184,7 +184,7 @@ def start(executable: str, groups: list[int], args: tuple[str, ...] = PERF_ARGS,
           check: Callable[[str], bool] | None = None) -> Started:
     """Start one probe; output goes to a temp file, so many can run at once (no pipes to fill,
     no threads: preexec_fn is only safe without them)."""
-    output = tempfile.TemporaryFile(mode="w+")
+    output = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 -- closed by finish(), after the process ends
     try:
         process = subprocess.Popen(
             [executable, *args], preexec_fn=drop_to(NOBODY, NOBODY, groups),
