@@ -32,7 +32,6 @@ def audit(group: str, dest: str | None, format: str, textfile_dir: str | None, f
     if inventory is not None:
         _fleet_audit(group, inventory, limit, as_json, dest, functional)
         return
-    from ..engine import converge
     from ..engine import facts as facts_mod
     from ..engine import findings as findings_mod
 
@@ -40,6 +39,8 @@ def audit(group: str, dest: str | None, format: str, textfile_dir: str | None, f
     facts = facts_mod.read(desired)
     found = findings_mod.audit(facts, desired)
     if functional:
+        from ..engine import converge  # only here: converge pulls in apply, subprocess, dataclasses
+
         found.extend(converge.functional_findings(desired))
     fmt = "json" if as_json else format
     if fmt != "text":

@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from typing import NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, NamedTuple, Optional, Tuple
 
-from .actions import Action, CreateSymlink, WriteFile
 from .desired import NodeArtifact
 from .errors import RefusedError
+
+if TYPE_CHECKING:  # actions pull in dataclasses: not on the audit path
+    from .actions import Action
 
 LIB_DIR = "/usr/local/lib/perfgroup"
 ENGINE_DIR = f"{LIB_DIR}/perfgroup_engine"
@@ -99,6 +101,8 @@ def read(artifacts: tuple[NodeArtifact, ...], node_entry: bool) -> NodeFileFacts
 
 
 def plan(facts: NodeFileFacts, artifacts: tuple[NodeArtifact, ...], node_entry: bool) -> list[Action]:
+    from .actions import CreateSymlink, WriteFile
+
     now = {path: (text, link) for path, text, link in facts.present}
     actions: list[Action] = []
     for item in wanted(artifacts, facts.engine_sources, node_entry):

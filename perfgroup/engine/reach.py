@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Iterator, NamedTuple, Tuple
+from typing import TYPE_CHECKING, Iterator, NamedTuple, Tuple
 
-from .actions import Action, PersistTracefs, RemountTracefs
+if TYPE_CHECKING:  # actions pull in dataclasses: not on the audit path
+    from .actions import Action
+
+
 
 TRACEFS_PATHS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 TRACEFS_MODE = 0o750
@@ -184,6 +187,8 @@ def is_ours(content: str, group: str) -> bool:
 
 
 def plan_tracefs(reach: ReachFacts, group: str, gid: int | None, want: bool) -> tuple[list[Action], list[str]]:
+    from .actions import PersistTracefs, RemountTracefs
+
     """Remount actions for mounts not yet gid=<group>,mode=0750, and the boot drop-in."""
     actions: list[Action] = []
     notes: list[str] = []
