@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import os
+from typing import Any, NoReturn
 
 import click
 
 from .. import output
 from ..engine import errors
+from ..engine.errors import RefusedError
 from ..engine.validate import check_group
 from .common import Exit, command, engine_options, json_option
 
@@ -18,8 +20,8 @@ from .common import Exit, command, engine_options, json_option
 @click.option("-i", "--inventory", metavar="INVENTORY", help="Audit every host of an Ansible inventory instead of this node.")
 @click.option("--limit", metavar="PATTERN", help="With -i: only these hosts.")
 @json_option
-def audit(group: str, dest: str | None, format: str, textfile_dir: str | None, functional: bool, inventory: str | None,
-          limit: str | None, as_json: bool) -> None:
+def audit(group: str, dest: str | None, format: str, textfile_dir: str | None, root: str | None, functional: bool,
+          inventory: str | None, limit: str | None, as_json: bool) -> None:
     """Check this node, read-only: group, copy, mode, capabilities, paths, sysctls.
 
     Each finding has a stable id, a severity (ok/warning/critical), a message and the command that
@@ -28,10 +30,18 @@ def audit(group: str, dest: str | None, format: str, textfile_dir: str | None, f
     With -i INVENTORY it audits every host over Ansible (one module call per host) and adds fleet
     checks: same gid everywhere, same perf build per OS, same capabilities per kernel, same local
     members. An unreachable host is UNKNOWN.
+
+    With --root DIR it checks a node image (needs root: it runs the image's python3 chrooted into
+    DIR): the files setup put there; the live kernel state is checked on the booted nodes.
     """
     if inventory is not None:
         _fleet_audit(group, inventory, limit, as_json, dest, functional)
         return
+    fmt = "json" if as_json else format
+    if root is not None:
+        if functional:
+            raise RefusedError("--functional runs perf, which an image cannot: audit the booted nodes")
+        _print_report(_image_report(root, group, dest), fmt, group, textfile_dir)
     from ..engine import facts as facts_mod
     from ..engine import findings as findings_mod
 
@@ -42,21 +52,35 @@ def audit(group: str, dest: str | None, format: str, textfile_dir: str | None, f
         from ..engine import converge  # only here: converge pulls in apply, subprocess, dataclasses
 
         found.extend(converge.functional_findings(desired))
-    fmt = "json" if as_json else format
+    _print_report(findings_mod.report(facts, desired, found), fmt, group, textfile_dir)
+
+
+def _image_report(root: str, group: str, dest: str | None) -> dict[str, Any]:
+    from .. import image_root
+    check_group(group, allow_privileged=True)
+    if os.geteuid() != 0:
+        raise RefusedError("audit --root enters the image with chroot: run it as root")
+    answer = image_root.run(root, {"command": "audit", "group": group, "dest": dest})
+    image_root.raise_for(answer, str(answer.get("error")))
+    return {k: v for k, v in answer.items() if k != "outcome"}
+
+
+def _print_report(report: dict[str, Any], fmt: str, group: str, textfile_dir: str | None) -> NoReturn:
+    """The report in the chosen format, then exit with the worst finding's code."""
     if fmt != "text":
         import time
 
         from ..engine.report_formats import machine_output
 
-        report = findings_mod.report(facts, desired, found)
         click.echo(machine_output(fmt, report, group, textfile_dir, time.time()), nl=False)
     else:
-        for finding in found:
-            output.say(f"{output.severity_tag(finding.severity)} {finding.id:26} {output.escape(finding.message)}")
-            if finding.severity != "ok" and finding.fix:
-                output.say(f"{'':35}fix: {output.escape(finding.fix)}")
-        output.say(f"status: {findings_mod.worst(found).upper()}")
-    raise Exit(findings_mod.worst(found))
+        for finding in report["findings"]:
+            output.say(f"{output.severity_tag(finding['severity'])} {finding['id']:26} "
+                       f"{output.escape(finding['message'])}")
+            if finding["severity"] != "ok" and finding.get("fix"):
+                output.say(f"{'':35}fix: {output.escape(finding['fix'])}")
+        output.say(f"status: {str(report['status']).upper()}")
+    raise Exit(str(report["status"]))
 
 
 def _fleet_audit(group: str, inventory: str, limit: str | None, as_json: bool, dest: str | None = None,

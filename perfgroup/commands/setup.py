@@ -11,23 +11,15 @@ from .common import LOCK_WAIT, Exit, command, dry_run_option, engine_options, js
 
 
 def _print_plan(plan: Any, dry_run: bool) -> None:
-    output.say(f"capabilities: {plan.caps.text()}  ({plan.caps.reason})")
-    for note in plan.notes:
-        output.say(f"note: {output.escape(note)}")
-    if not plan.actions:
-        output.say(output.paint("nothing to change: the node is converged", "green"))
-        return
-    output.say(("would change" if dry_run else "plan") + f" ({len(plan.actions)} steps):")
-    for number, action in enumerate(plan.actions, 1):
-        output.say(f"  {number}. {output.escape(action.summary)}")
-        output.say(f"     why: {output.escape(action.why)}")
+    _print_plan_document({"caps_text": plan.caps.text(), "caps_reason": plan.caps.reason, "notes": plan.notes,
+                          "plan": [a.as_dict() for a in plan.actions]}, dry_run, "node")
 
 
 @command("setup")
 @engine_options("setup")
 @dry_run_option
 @json_option
-def setup(verify: bool, dry_run: bool, as_json: bool, **given: Any) -> None:
+def setup(root: str | None, verify: bool, dry_run: bool, as_json: bool, **given: Any) -> None:
     """Create the group, install the privileged perf copy, set its capabilities, verify.
 
     \b
@@ -51,14 +43,25 @@ def setup(verify: bool, dry_run: bool, as_json: bool, **given: Any) -> None:
         at every boot; an APT (or DNF) hook refreshes the copy when perf is upgraded
       - /var/lib/perfgroup/GROUP.json: what was done, for audit and remove
     The packaged perf is never modified. A second run on a converged node changes nothing.
+
+    \b
+    --root DIR prepares a node image instead (Warewulf 4 image, xCAT osimage rootimg): the same
+    files inside DIR, the group in DIR's own /etc/group (--gid, or a free gid of the image), the
+    copy from DIR's perf, run by DIR's python3 chrooted into DIR. Nothing live: no sysctl, no
+    tracefs remount, no verify (the image's kernel is not running). cpio-packed images lose file
+    capabilities; the enabled boot unit restores them on every node at every boot.
     """
     from .. import artifacts
     from ..engine import converge
 
     desired = desired_from_input(**given)
+    image_dir = _image_dir(root)
     node = artifacts.node_artifacts(desired.group, desired.dest, artifacts.setup_kinds())
-    desired = desired._replace(artifacts=(*node, *member_artifacts(desired)))
+    desired = desired._replace(artifacts=(*node, *member_artifacts(desired, image_dir or "/")))
     require_root("setup")
+    if image_dir is not None:
+        _setup_image(image_dir, desired._replace(image=True), dry_run, as_json)
+        return
     result = converge.SetupResult()
     try:
         converge.setup(desired, dry_run, run_checks=verify, lock_wait=LOCK_WAIT, result=result,
@@ -89,16 +92,20 @@ def setup(verify: bool, dry_run: bool, as_json: bool, **given: Any) -> None:
 ARTIFACT_KINDS = {"wrapper", "csh", "lmod", "tcl-module"}
 
 
-def member_artifacts(desired: Any) -> tuple[Any, ...]:
+def member_artifacts(desired: Any, root: str = "/") -> tuple[Any, ...]:
     """Render the perf wrapper, the csh snippet and the modulefiles (jinja2, here in the CLI: the
-    engine stays standard library) and hand them to the engine, which writes and records them."""
+    engine stays standard library) and hand them to the engine, which writes and records them.
+    root: the node image they are for (its files decide, not this machine's)."""
     import os
 
     from .. import artifacts
     from ..engine import reach
     from ..engine.desired import NodeArtifact
 
-    stock = "/usr/bin/perf" if os.path.exists("/usr/bin/perf") or desired.source is None else desired.source
+    def exists(path: str) -> bool:
+        return os.path.exists(os.path.join(root, path.lstrip("/")))
+
+    stock = "/usr/bin/perf" if exists("/usr/bin/perf") or desired.source is None else desired.source
     context: dict[str, object] = {
         "group": desired.group, "dest": desired.dest, "dest_dir": desired.dest_dir, "stock_perf": stock,
         "module_name": reach.MODULE_NAME,
@@ -108,8 +115,55 @@ def member_artifacts(desired: Any) -> tuple[Any, ...]:
     except ValueError as error:
         raise RefusedError(str(error)) from None
     # A modulefile only where that module system already looks (its root directory exists).
-    wanted = [r for r in rendered if r.kind not in ("lmod", "tcl-module") or os.path.isdir(reach.module_root(r.path))]
+    wanted = [r for r in rendered if r.kind not in ("lmod", "tcl-module")
+              or os.path.isdir(os.path.join(root, reach.module_root(r.path).lstrip("/")))]
     return tuple(NodeArtifact(r.path, r.content, r.mode, r.kind) for r in wanted)
+
+
+def _image_dir(root: str | None) -> str | None:
+    if root is None:
+        return None
+    from ..image_root import check_root
+
+    return check_root(root)
+
+
+def _setup_image(image_dir: str, desired: Any, dry_run: bool, as_json: bool) -> None:
+    """Setup inside a node image: the engine runs chrooted there and answers with setup's JSON."""
+    from .. import image_root
+    from ..engine.image import desired_to_dict
+
+    answer = image_root.run(image_dir, {"command": "setup", "desired": desired_to_dict(desired),
+                                        "dry_run": dry_run, "lock_wait": LOCK_WAIT})
+    error = answer.get("error")
+    if answer.get("failed_step"):
+        error = f"could not converge at step {error}"
+        if answer.get("applied"):
+            error += f" (applied before it: {'; '.join(a['summary'] for a in answer['applied'])}; run setup again to finish)"
+    if as_json:
+        output.emit_json({k: v for k, v in answer.items() if k != "outcome"} | {"error": error, "image": image_dir})
+    elif answer.get("plan") is not None and answer.get("caps_text"):
+        _print_plan_document(answer, dry_run)
+        if not dry_run and not error:
+            applied = answer.get("applied") or []
+            output.say(output.paint(f"changed: {len(applied)} steps applied", "yellow") if applied
+                       else "changed: setup record written" if answer.get("state_written") else "unchanged")
+            output.say(f"image {output.escape(image_dir)} prepared (no verify: its kernel is not running here)")
+    image_root.raise_for(answer, error or "failed")
+
+
+def _print_plan_document(answer: dict[str, Any], dry_run: bool, what: str = "image") -> None:
+    output.say(f"capabilities: {answer['caps_text']}  ({answer['caps_reason']})")
+    for note in answer.get("notes") or []:
+        output.say(f"note: {output.escape(note)}")
+    actions = answer.get("plan") or []
+    if not actions:
+        output.say(output.paint(f"nothing to change: the {what} is converged", "green"))
+        return
+    output.say(("would change" if dry_run else "plan") + f" ({len(actions)} steps):")
+    for number, action in enumerate(actions, 1):
+        output.say(f"  {number}. {output.escape(action['summary'])}")
+        output.say(f"     why: {output.escape(action['why'])}")
 
 
 def _report_failure(result: Any, dry_run: bool, as_json: bool, error: str) -> None:
@@ -130,20 +184,9 @@ def _report_would_install(result: Any, as_json: bool) -> None:
 
 
 def _setup_json(result: Any, dry_run: bool, error: str | None) -> dict[str, Any]:
-    plan = result.plan
-    return {
-        "changed": result.changed,
-        "dry_run": dry_run,
-        "caps": sorted(plan.caps.caps) if plan else None,
-        "caps_reason": plan.caps.reason if plan else None,
-        "group_origin": plan.group_origin if plan else None,
-        "plan": [a.as_dict() for a in plan.actions] if plan else [],
-        "applied": [a.as_dict() for a in result.applied],
-        "failed_step": result.failed_step,
-        "notes": list(plan.notes) if plan else [],
-        "verify": result.verify.as_dict() if result.verify else None,
-        "error": error,
-    }
+    from ..engine.converge import setup_document
+
+    return setup_document(result, dry_run, error)
 
 
 def _print_outcome(result: Any) -> None:

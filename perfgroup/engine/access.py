@@ -303,7 +303,7 @@ def read(desired: Desired, state: State | None, gid: int | None, dirs: tuple[str
         name_members = tuple(sorted({m for g in others for m in g.gr_mem}))
     return AccessFacts(
         copy_acl=copy_acl, dir_acls=dir_acls, gshadow=gshadow, primary_members=primary,
-        same_gid_names=names, same_gid_members=name_members, lingering=scan_processes(),
+        same_gid_names=names, same_gid_members=name_members, lingering=() if desired.image else scan_processes(),
         orphans=find_orphans(state, desired.dest, desired.group), state_dir=owner_mode(STATE_DIR),
         state_file=owner_mode(desired.state_path),
     )

@@ -53,9 +53,14 @@ def checkpoint(step: str) -> None:
 
 
 @contextlib.contextmanager
-def node_lock(wait_seconds: float, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
-    """Serialise perfgroup runs on one node (setup racing setup or remove)."""
-    fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+def node_lock(wait_seconds: float, on_wait: Callable[[str], None] | None = None, image: bool = False) -> Iterator[None]:
+    """Serialise perfgroup runs on one node (setup racing setup or remove). In an image chroot the
+    lock is its root directory itself: no lock file left behind in the image."""
+    if image:
+        fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    else:
+        fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    where = "the image root" if image else LOCK_PATH
     try:
         deadline = time.monotonic() + wait_seconds
         told = False
@@ -66,10 +71,10 @@ def node_lock(wait_seconds: float, on_wait: Callable[[str], None] | None = None)
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     raise LockedError(
-                        f"another perfgroup run holds {LOCK_PATH} (waited {wait_seconds:.0f}s); try again when it ends"
+                        f"another perfgroup run holds {where} (waited {wait_seconds:.0f}s); try again when it ends"
                     ) from None
                 if not told and on_wait is not None:
-                    on_wait(f"another perfgroup run holds {LOCK_PATH}; waiting up to {wait_seconds:.0f}s")
+                    on_wait(f"another perfgroup run holds {where}; waiting up to {wait_seconds:.0f}s")
                     told = True
                 time.sleep(0.1)
         yield

@@ -66,6 +66,27 @@ def summary(plan: Plan | None, result: SetupResult) -> dict[str, Any]:
     }
 
 
+def setup_document(result: SetupResult, dry_run: bool, error: str | None) -> dict[str, Any]:
+    """What `perfgroup setup --json` prints (and the image run returns)."""
+    plan = result.plan
+    return {
+        "changed": result.changed,
+        "dry_run": dry_run,
+        "caps": sorted(plan.caps.caps) if plan else None,
+        "caps_reason": plan.caps.reason if plan else None,
+        "caps_text": plan.caps.text() if plan else None,
+        "group_origin": plan.group_origin if plan else None,
+        "plan": [a.as_dict() for a in plan.actions] if plan else [],
+        "applied": [a.as_dict() for a in result.applied],
+        "failed_step": result.failed_step,
+        "notes": list(plan.notes) if plan else [],
+        "verify": result.verify.as_dict() if result.verify else None,
+        "state_written": result.state_written,
+        "would_install_perf": " ".join(result.would_install) if result.would_install else None,
+        "error": error,
+    }
+
+
 def plan_for(desired: Desired, facts: NodeFacts, dry_run: bool, result: SetupResult) -> tuple[NodeFacts, Plan | None]:
     """The plan; with --install-perf on a node without perf, install it first (not in a dry run)."""
     command = facts.source.install_command
@@ -202,7 +223,7 @@ def setup(
         if not plan.actions and not plan.record_missing:
             finish(desired, facts, plan, result, run_checks)
             return
-    with apply.node_lock(lock_wait, on_wait):
+    with apply.node_lock(lock_wait, on_wait, image=desired.image):
         if plan is None or facts_mod.fingerprint(desired) != mark:
             facts = facts_mod.read(desired, known_source=facts.source)
             facts, plan = plan_for(desired, facts, dry_run=False, result=result)

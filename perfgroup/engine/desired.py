@@ -63,6 +63,9 @@ class Desired(NamedTuple):
     artifacts: tuple[NodeArtifact, ...] = ()  # rendered node artifacts, any kinds (see node_files.py)
     node_entry: bool = False  # install the node entry point (engine copy + launcher)
     tracefs: bool = True  # give the group tracefs (gid=, mode 0750), live and at boot
+    # Preparing a node image (setup/audit --root, run chrooted into it): the running kernel is not
+    # the nodes' one, so nothing live is read or changed; only files (and the copy's xattr).
+    image: bool = False
 
     @property
     def dest_dir(self) -> str:

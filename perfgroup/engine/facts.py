@@ -367,28 +367,51 @@ def packaged_realpaths(source: SourceFacts) -> tuple[str, ...]:
     return tuple(sorted({os.path.realpath(name) for name in names}))
 
 
+# An image without a kernel under /lib/modules: assume a kernel with CAP_PERFMON (5.8+, as every
+# supported distribution ships); the boot unit re-plans on the kernel the node actually boots.
+IMAGE_ASSUMED_CAP_LAST_CAP = 40
+MODULE_DIRS = ("/lib/modules", "/usr/lib/modules")
+
+
+def image_kernel_release() -> str:
+    """The newest kernel an image carries (its /lib/modules entries), "" if none."""
+    from .capabilities import kernel_version
+
+    found: set[str] = set()
+    for directory in MODULE_DIRS:
+        try:
+            found.update(name for name in os.listdir(directory) if kernel_version(name) != (0, 0))
+        except OSError:
+            continue
+    return max(found, key=kernel_version) if found else ""
+
+
 def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts:
     """Everything about this node that setup and audit decide from. `known_source` is this run's
-    earlier reading of the source perf: unchanged (same stat identity), it is not hashed again."""
+    earlier reading of the source perf: unchanged (same stat identity), it is not hashed again.
+    In an image (desired.image) the running kernel is not the nodes': nothing of it is read."""
+    image = desired.image
     state, state_error = load_state(desired.state_path)
-    release = os.uname().release
+    release = image_kernel_release() if image else os.uname().release
     os_release = read_text("/etc/os-release") or ""
     value, where = persisted_paranoid()
     source = source_facts(desired, state, release, os_release, known_source)
-    paranoid = read_int(sysctl.PROC_PATH)
+    paranoid = None if image else read_int(sysctl.PROC_PATH)
     group = group_facts(desired.group)
     dirs = parent_chain(desired.dest)
     return NodeFacts(
         kernel_release=release,
-        cap_last_cap=read_int("/proc/sys/kernel/cap_last_cap"),
+        cap_last_cap=(None if release else IMAGE_ASSUMED_CAP_LAST_CAP) if image
+        else read_int("/proc/sys/kernel/cap_last_cap"),
         paranoid=paranoid,
-        kptr_restrict=read_int("/proc/sys/kernel/kptr_restrict"),
-        lockdown=lockdown_mode(),
-        selinux=selinux_mode(),
+        kptr_restrict=None if image else read_int("/proc/sys/kernel/kptr_restrict"),
+        lockdown=None if image else lockdown_mode(),
+        selinux=None if image else selinux_mode(),
         group=group,
         copy=copy_facts(desired.dest, state),
         dirs=dirs,
-        nosuid=nosuid_at(desired.dest_dir),
+        # The build host's mount flags say nothing about how nodes mount the image.
+        nosuid=None if image else nosuid_at(desired.dest_dir),
         source=source,
         profile=TextFacts(desired.profile_path, read_text(desired.profile_path)),
         sysctl_dropin=TextFacts(desired.sysctl_path, read_text(desired.sysctl_path)),
@@ -407,7 +430,7 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
         recorded_files=recorded_files(state),
         node_files=node_files.read(desired.artifacts, desired.node_entry),
         access=access_mod.read(desired, state, group.gid, tuple(d.path for d in dirs if d.kind == "dir")),
-        reach=reach_mod.read_facts(),
+        reach=reach_mod.read_facts(desired.image),
     )
 
 

@@ -263,7 +263,9 @@ def rule_paranoid(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
     kept = desired.keep_paranoid or (facts.state is not None and facts.state.keep_paranoid)
     fix = _setup(desired)
     blocked = paranoid_blocks_perfmon_on(facts.paranoid, facts.perf_restrict_config)
-    if facts.paranoid is None:
+    if desired.image:
+        pass  # no live value in an image: only what nodes boot with (below)
+    elif facts.paranoid is None:
         yield Finding("paranoid.unknown", WARNING, f"cannot read {sysctl.PROC_PATH}")
     elif facts.paranoid < MIN_PARANOID:
         yield Finding(
@@ -353,6 +355,10 @@ def rule_leftovers(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
 
 
 def rule_reach(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+    if desired.image:
+        yield Finding("image.live_state", OK, "an image: perf_event_paranoid, tracefs and the mlock budget are the "
+                      "booted kernel's; the boot unit sets them and audits them on each node")
+        return
     caps = tuple(sorted(facts.copy.caps.permitted)) if facts.copy.caps else ()
     kept = facts.state is not None and facts.state.tracefs_kept
     for found in reach.findings(facts.reach, desired.group, facts.group.gid, kept, caps, facts.copy.caps is not None):

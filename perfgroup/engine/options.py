@@ -74,6 +74,10 @@ OPTIONS: tuple[Option, ...] = (
            "Give the group read access to tracefs (tracepoints, perf trace): mount options gid=GROUP,mode=0750, "
            "live and at boot. Machine-wide; never opened to everyone. --no-tracefs keeps tracefs as it is.",
            ("setup",), ("main",)),
+    Option("root", "str", None,
+           "Work on a node image directory instead of this machine (Warewulf image, xCAT rootimg, any Linux root "
+           "with python3): its own /etc/group, perf and files, chrooted, never this machine's kernel.",
+           ("setup", "audit"), metavar="DIR", desired=False),
     Option("verify", "bool", True, "Run perf as a member and as a non-member after converging.",
            ("setup",), ("main",), desired=False),
     Option("format", "str", "text", "Output: text, json (same as --json), nagios (one line + perfdata) or "

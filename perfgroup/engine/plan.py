@@ -186,6 +186,8 @@ def plan_copy(facts: NodeFacts, desired: Desired, choice: CapChoice) -> list[Act
 def plan_paranoid(facts: NodeFacts, desired: Desired) -> tuple[list[Action], list[str]]:
     """perf_event_paranoid to 2: below it everyone profiles system-wide; at Debian's 3 or Ubuntu's 4
     CAP_PERFMON does not pass, so the group could not work at all."""
+    if desired.image:
+        return plan_paranoid_image(facts, desired)
     blocked = paranoid_blocks_perfmon_on(facts.paranoid, facts.perf_restrict_config)
     if desired.keep_paranoid:
         if blocked is not False:
@@ -216,6 +218,30 @@ def plan_paranoid(facts: NodeFacts, desired: Desired) -> tuple[list[Action], lis
         actions.append(WriteFile(desired.sysctl_path, "persist perf_event_paranoid across reboots", content=text,
                                  old=facts.sysctl_dropin.content, step="write_sysctl"))
     return actions, notes
+
+
+def plan_paranoid_image(facts: NodeFacts, desired: Desired) -> tuple[list[Action], list[str]]:
+    """An image: only the boot-time drop-in (the build host's kernel is not the nodes')."""
+    if desired.keep_paranoid:
+        return [], ["--keep-paranoid in an image: nodes boot with the kernel's own perf_event_paranoid "
+                    "(Debian's 3 and Ubuntu's 4 block the group; the boot unit's audit would say so)"]
+    text = sysctl.render_dropin(desired.group, TARGET_PARANOID)
+    if facts.sysctl_dropin.content == text:
+        return [], []
+    return [WriteFile(desired.sysctl_path, "nodes boot with perf_event_paranoid 2", content=text,
+                      old=facts.sysctl_dropin.content, step="write_sysctl")], []
+
+
+def image_notes(facts: NodeFacts, desired: Desired) -> list[str]:
+    if not desired.image:
+        return []
+    kernel = (f"capabilities chosen for the image's kernel {facts.kernel_release}" if facts.kernel_release else
+              "the image carries no kernel under /lib/modules: capabilities chosen for a kernel with CAP_PERFMON (5.8+)")
+    return [
+        "image: cpio-packed images (Warewulf, xCAT) drop file capabilities; the enabled boot unit "
+        f"perfgroup-heal-{desired.group}.service restores them, the sysctl and tracefs access at every boot",
+        kernel + "; nothing live was read or changed on this build host",
+    ]
 
 
 def plan_profile(facts: NodeFacts, desired: Desired) -> list[Action]:
@@ -301,7 +327,9 @@ def make(facts: NodeFacts, desired: Desired) -> Plan:
     notes += paranoid_notes
     actions += plan_selinux(facts, desired, actions)
     notes += selinux_notes(facts)
-    tracefs_actions, tracefs_notes = reach.plan_tracefs(facts.reach, desired.group, facts.group.gid, desired.tracefs)
+    notes += image_notes(facts, desired)
+    tracefs_actions, tracefs_notes = reach.plan_tracefs(facts.reach, desired.group, facts.group.gid, desired.tracefs,
+                                                        desired.image)
     actions += tracefs_actions
     notes += tracefs_notes
     if facts.leftovers:

@@ -88,18 +88,19 @@ def _read(path: str) -> str | None:
         return None
 
 
-def read_facts() -> ReachFacts:
+def read_facts(image: bool = False) -> ReachFacts:
+    """image: an image chroot, where nothing is mounted yet: only what its files say about boot."""
     mounts = []
-    for point in tracefs_points(_read(MOUNTINFO) or ""):
+    for point in () if image else tracefs_points(_read(MOUNTINFO) or ""):
         try:
             info = os.stat(point)
         except OSError:
             continue
         mounts.append((point, stat.S_IMODE(info.st_mode), info.st_gid))
-    mlock = (_read("/proc/sys/kernel/perf_event_mlock_kb") or "").strip()
+    mlock = "" if image else (_read("/proc/sys/kernel/perf_event_mlock_kb") or "").strip()
     return ReachFacts(
         tracefs=tuple(mounts),
-        systemd=os.path.isdir("/run/systemd/system") and any(os.path.exists(u) for u in MOUNT_UNITS),
+        systemd=(image or os.path.isdir("/run/systemd/system")) and any(os.path.exists(u) for u in MOUNT_UNITS),
         fstab_tracefs=fstab_mounts_tracefs(_read(FSTAB) or ""),
         dropin=_read(DROPIN_PATH),
         mlock_kb=int(mlock) if mlock.isdigit() else None,
@@ -186,15 +187,17 @@ def is_ours(content: str, group: str) -> bool:
     return any(f"Managed by perfgroup for group {group}:" in line for line in head)
 
 
-def plan_tracefs(reach: ReachFacts, group: str, gid: int | None, want: bool) -> tuple[list[Action], list[str]]:
+def plan_tracefs(reach: ReachFacts, group: str, gid: int | None, want: bool,
+                 image: bool = False) -> tuple[list[Action], list[str]]:
+    """Remount actions for mounts not yet gid=<group>,mode=0750, and the boot drop-in (in an image:
+    only the drop-in, since nothing is mounted there until it boots)."""
     from .actions import PersistTracefs, RemountTracefs
 
-    """Remount actions for mounts not yet gid=<group>,mode=0750, and the boot drop-in."""
     actions: list[Action] = []
     notes: list[str] = []
     if not want:
         return actions, notes
-    if not reach.tracefs:
+    if not reach.tracefs and not image:
         notes.append("tracefs is not mounted here: nothing to open to the group (tracepoints unavailable)")
         return actions, notes
     for point, mode, owner_gid in reach.tracefs:
@@ -209,6 +212,9 @@ def plan_tracefs(reach: ReachFacts, group: str, gid: int | None, want: bool) -> 
     elif how == "fstab":
         notes.append(f"tracefs is mounted from {FSTAB}: add gid=<gid of {group}>,mode=0750 to its options there "
                      "to keep the group's access after a reboot (perfgroup does not edit fstab)")
+    elif image:
+        notes.append("the image has no systemd sys-kernel-tracing.mount or fstab entry for tracefs: the boot unit "
+                     "opens tracefs to the group at every boot, if the booted kernel mounts it")
     else:
         notes.append("no systemd mount unit or fstab entry mounts tracefs: the group's access lasts until reboot")
     return actions, notes
