@@ -235,7 +235,8 @@ def choose_caps(cap_last_cap: int | None, kernel_release: str, allow_root_equiva
         )
     caps = set(PERFMON_SET)
     why = [
-        f"CAP_PERFMON exists (cap_last_cap={cap_last_cap})",
+        f"CAP_PERFMON exists (cap_last_cap={cap_last_cap})" if cap_last_cap is not None
+        else f"CAP_PERFMON exists (kernel {version[0]}.{version[1]} >= 5.8)",
         "cap_syslog: kernel symbols at perf_event_paranoid >= 2",
         "cap_ipc_lock: perf top/record -m beyond the mlock budget",
     ]

@@ -28,6 +28,7 @@ class Option(NamedTuple):
     choices: tuple[str, ...] = ()
     role_default: Any = "same"  # the role's default when a declarative default differs from the CLI's
     desired: bool = True  # part of what the node should look like (else a run option such as verify)
+    not_in_role: str = ""  # why a setup option has no role variable (the role must otherwise do all setup can)
 
     @property
     def cli_flag(self) -> str:
@@ -77,7 +78,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("root", "str", None,
            "Work on a node image directory instead of this machine (Warewulf image, xCAT rootimg, any Linux root "
            "with python3): its own /etc/group, perf and files, chrooted, never this machine's kernel.",
-           ("setup", "audit"), metavar="DIR", desired=False),
+           ("setup", "audit"), metavar="DIR", desired=False,
+           not_in_role="the role converges running nodes; images are prepared on the image build host"),
     Option("verify", "bool", True, "Run perf as a member and as a non-member after converging.",
            ("setup",), ("main",), desired=False),
     Option("format", "str", "text", "Output: text, json (same as --json), nagios (one line + perfdata) or "

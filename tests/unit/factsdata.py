@@ -78,3 +78,11 @@ def with_copy(facts: NodeFacts, **changes: Any) -> NodeFacts:
 
 def caps(*names: str, effective: bool = True) -> Any:
     return decode(encode(frozenset(names), effective=effective))
+
+
+def fresh() -> NodeFacts:
+    return replace(
+        with_copy(converged(), kind="missing"), group=GroupFacts("perf_users", None), state=None, state_error="missing",
+        dirs=tuple(d if d.path in ("/usr/local", "/usr", "/") else PathFacts(d.path, "missing") for d in dirs()),
+        profile=TextFacts("p", None), sysctl_dropin=TextFacts("s", None), persisted_paranoid=None,
+    )

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from factsdata import CAPS, caps, converged, desired, dirs, replace, with_copy
+from factsdata import CAPS, caps, converged, desired, dirs, fresh, replace, with_copy
 
 from perfgroup.engine.errors import RefusedError
 from perfgroup.engine.facts import GroupFacts, NodeFacts, PathFacts, SourceFacts, TextFacts
@@ -10,14 +10,6 @@ from perfgroup.engine.plan import make
 
 def kinds(facts: NodeFacts, **want: object) -> list[str]:
     return [a.kind for a in make(facts, desired(**want)).actions]
-
-
-def fresh() -> NodeFacts:
-    return replace(
-        with_copy(converged(), kind="missing"), group=GroupFacts("perf_users", None), state=None, state_error="missing",
-        dirs=tuple(d if d.path in ("/usr/local", "/usr", "/") else PathFacts(d.path, "missing") for d in dirs()),
-        profile=TextFacts("p", None), sysctl_dropin=TextFacts("s", None), persisted_paranoid=None,
-    )
 
 
 def test_converged_node_needs_nothing() -> None:
