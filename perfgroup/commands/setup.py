@@ -56,7 +56,7 @@ def setup(root: str | None, verify: bool, dry_run: bool, as_json: bool, **given:
 
     desired = desired_from_input(**given)
     image_dir = _image_dir(root)
-    node = artifacts.node_artifacts(desired.group, desired.dest, artifacts.setup_kinds())
+    node = artifacts.node_artifacts(desired.group, desired.dest, artifacts.setup_kinds(image_dir or "/"))
     desired = desired._replace(artifacts=(*node, *member_artifacts(desired, image_dir or "/")))
     require_root("setup")
     if image_dir is not None:

@@ -100,9 +100,11 @@ def test_setup_root_prepares_the_image_from_its_own_files_and_leaves_the_build_h
     assert drifted.returncode == 2 and drifted.stdout.startswith("PERFGROUP CRITICAL"), drifted.stdout
 
 
-def test_setup_root_gid_option_and_dry_run(make_node: object, bookworm_cpio: Path) -> None:
+def test_setup_root_gid_option_dry_run_and_the_images_package_manager(make_node: object, bookworm_cpio: Path) -> None:
     node = make_node()  # type: ignore[operator]
     unpack(node, bookworm_cpio)
+    # The image's package manager decides the hook, not the build host's (this Debian machine has apt).
+    node.ok(f"mv {IMG}/etc/apt {IMG}/etc/apt.off && mkdir -p {IMG}/etc/dnf/plugins/post-transaction-actions.d")
     before = node.snapshot()
     dry = node.run([PERFGROUP, "setup", "--root", IMG, "--group", GROUP, "--gid", "4242", "--dry-run"])
     assert dry.returncode == 0 and "would change" in dry.stdout, dry.stdout + dry.stderr
@@ -110,6 +112,8 @@ def test_setup_root_gid_option_and_dry_run(make_node: object, bookworm_cpio: Pat
     done = node.run([PERFGROUP, "setup", "--root", IMG, "--group", GROUP, "--gid", "4242"])
     assert done.returncode == 0, done.stdout + done.stderr
     assert image_gid(node) == 4242
+    assert node.sh(f"test -e {IMG}/etc/dnf/plugins/post-transaction-actions.d/perfgroup-{GROUP}.action").returncode == 0
+    assert node.sh(f"ls {IMG}/etc/apt.off/apt.conf.d | grep -q perfgroup").returncode != 0
     assert "image /srv/img prepared" in done.stdout
 
 
