@@ -15,7 +15,7 @@ import pytest
 from conftest import PERFGROUP
 from node import Node
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vm"))
+sys.path.append(str(Path(__file__).resolve().parents[1] / "vm"))  # after tests/: its conftest stays ours
 from images import ensure_image
 
 pytestmark = pytest.mark.integration
