@@ -327,8 +327,38 @@ class PersistTracefs(Action):
         return f"{'create' if self.old is None else 'rewrite'} {self.target} (tracefs gid {self.group}, mode 0750 at boot)"
 
 
+@dataclass(frozen=True)
+class EditFstab(Action):
+    """One tracefs entry's line in /etc/fstab (target): setup gives it the group's gid and mode
+    0750 (`new_line` "" = computed with the group's gid when applied: the same plan may create the
+    group); remove puts back the line setup found."""
+
+    line: str = ""  # the line as it is now
+    new_line: str = ""
+    group: str = ""
+    gid: int | None = None
+    step: str = "edit_fstab"
+    kind = "edit_fstab"
+
+    @property
+    def summary(self) -> str:
+        return f"edit the tracefs entry in {self.target}: {self.after} (machine-wide, at boot)"
+
+    @property
+    def before(self) -> str:
+        return self.line
+
+    @property
+    def after(self) -> str:
+        if self.new_line:
+            return self.new_line
+        from .fstab import edit_line
+
+        return edit_line(self.line, self.gid) if self.gid is not None else f"options +gid=<gid of {self.group}>,mode=0750"
+
+
 ALL_ACTIONS = (
     CreateGroup, LockGroupPassword, CreateDir, RepairDir, InstallCopy, FixCopy, RestoreContext, WriteFile, SetParanoid,
     AddMember, RemoveMember, CleanLeftovers, DeleteCopy, DeleteFile, DeleteDir, DeleteGroup, CreateSymlink, SecurePath,
-    RemountTracefs, PersistTracefs,
+    RemountTracefs, PersistTracefs, EditFstab,
 )

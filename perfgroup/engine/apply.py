@@ -438,6 +438,64 @@ def persist_tracefs(action: act.PersistTracefs) -> None:
     log.change("persist_tracefs", action.target, "absent" if action.old is None else "old content", "perfgroup content")
 
 
+def rewrite_in_place(path: str, data: bytes, info: os.stat_result, step: str) -> None:
+    """Atomically replace a file that is not ours (e.g. /etc/fstab) keeping its owner and mode."""
+    directory, name = os.path.split(path)
+    try:
+        clean_leftovers(directory)
+        fd, temp = _open_temp(directory, name)
+    except OSError as error:
+        raise ConvergeError(step, f"cannot write in {directory}: {error.strerror}") from None
+    try:
+        try:
+            if os.write(fd, data) != len(data):
+                raise OSError(errno.ENOSPC, "short write")
+            os.fchown(fd, info.st_uid, info.st_gid)
+            os.fchmod(fd, stat.S_IMODE(info.st_mode))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        checkpoint(f"rename_{step}")
+        os.rename(temp, path)
+        _fsync_dir(directory)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise ConvergeError(step, f"{path}: {error.strerror}") from None
+
+
+def edit_fstab(action: act.EditFstab) -> bool:
+    """Replace exactly the planned line; fstab changed since planning (the line is gone or
+    doubled) fails the step rather than editing a line nobody looked at. False: nothing to do
+    (the line already carries the gid of a group this plan created)."""
+    from . import fstab
+
+    step = action.step
+    checkpoint(step)
+    new: str | None = action.new_line
+    if not new:
+        new = fstab.edited(action.line, action.gid if action.gid is not None else group_gid(action.group, step))
+        if new is None:
+            return False
+    try:
+        fd = os.open(action.target, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            info = os.fstat(fd)
+            with os.fdopen(os.dup(fd), "rb") as handle:
+                text = handle.read().decode("utf-8", "surrogateescape")
+        finally:
+            os.close(fd)
+    except OSError as error:
+        raise ConvergeError(step, f"{action.target}: {error.strerror}") from None
+    edited = fstab.replace_line(text, action.line, new)
+    if edited is None or not stat.S_ISREG(info.st_mode):
+        raise ConvergeError(step, f"{action.target} changed while perfgroup ran; run it again")
+    rewrite_in_place(action.target, edited.encode("utf-8", "surrogateescape"), info, step)
+    reload_systemd()  # systemd's fstab generator makes the mount unit from the entry
+    log.change(step, action.target, action.line, new)
+    return True
+
+
 def reload_systemd() -> None:
     """So systemd's view of the mount unit matches its files (it warns otherwise); best effort."""
     if os.path.isdir("/run/systemd/system"):
@@ -590,6 +648,9 @@ class HostWriter:
     def persist_tracefs(self, action: act.PersistTracefs) -> bool:
         persist_tracefs(action)
         return True
+
+    def edit_fstab(self, action: act.EditFstab) -> bool:
+        return edit_fstab(action)
 
 
 def perform(actions: Iterable[act.Action], writer: object = None,

@@ -8,10 +8,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import access, apply, reach, verify
+from . import access, apply, fstab, reach, verify
 from . import facts as facts_mod
 from . import plan as plan_mod
-from .actions import Action, AddMember, CreateDir, InstallCopy, RemountTracefs
+from .actions import Action, AddMember, CreateDir, EditFstab, InstallCopy, RemountTracefs
 from .desired import Desired
 from .errors import ConvergeError, PerfgroupError
 from .facts import NodeFacts
@@ -133,6 +133,7 @@ def build_state(desired: Desired, before: NodeFacts, after: NodeFacts, plan: Pla
         updated_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         tracefs_before=tracefs_before(previous, applied),
         tracefs_kept=not desired.tracefs,
+        fstab_edits=fstab_edits(previous, applied, after.group.gid),
     )
 
 
@@ -157,6 +158,13 @@ def tracefs_before(previous: State | None, applied: list[Action]) -> tuple[tuple
         if isinstance(action, RemountTracefs):
             before.setdefault(action.target, (action.was_mode, action.was_gid))
     return tuple((path, mode, gid) for path, (mode, gid) in sorted(before.items()))
+
+
+def fstab_edits(previous: State | None, applied: list[Action], gid: int | None) -> tuple[tuple[str, str], ...]:
+    """The fstab lines setup changed: what each was before perfgroup first edited it, for remove."""
+    done = tuple((a.line, a.new_line or (fstab.edit_line(a.line, gid) if gid is not None else a.line))
+                 for a in applied if isinstance(a, EditFstab))
+    return fstab.recorded(previous.fstab_edits if previous else (), done)
 
 
 def record(desired: Desired, before: NodeFacts, after: NodeFacts, plan: Plan, applied: list[Action]) -> bool:

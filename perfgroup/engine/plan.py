@@ -307,6 +307,7 @@ def preflight(facts: NodeFacts, desired: Desired) -> None:
     check_power(facts, desired, expected_caps(facts, desired))
     access.plan(facts, desired)
     node_files.refuse_foreign(facts.node_files, desired.artifacts, desired.group, recorded_paths(facts))
+    reach.plan_tracefs(facts.reach, desired.group, facts.group.gid, desired.tracefs)  # refuses an ambiguous fstab
 
 
 def make(facts: NodeFacts, desired: Desired) -> Plan:

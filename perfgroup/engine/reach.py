@@ -17,6 +17,8 @@ import os
 import stat
 from typing import TYPE_CHECKING, Iterator, NamedTuple, Tuple
 
+from . import fstab
+
 if TYPE_CHECKING:  # actions pull in dataclasses: not on the audit path
     from .actions import Action
 
@@ -56,6 +58,7 @@ class ReachFacts(NamedTuple):
     dropin: str | None = None  # our drop-in's content, if present
     mlock_kb: int | None = None  # kernel.perf_event_mlock_kb (per CPU, per user)
     cpus: int = 1
+    fstab_lines: tuple[str, ...] = ()  # /etc/fstab's tracefs entries, as they are (engine/fstab.py)
 
 
 def tracefs_points(mountinfo: str) -> tuple[str, ...]:
@@ -98,13 +101,15 @@ def read_facts(image: bool = False) -> ReachFacts:
             continue
         mounts.append((point, stat.S_IMODE(info.st_mode), info.st_gid))
     mlock = "" if image else (_read("/proc/sys/kernel/perf_event_mlock_kb") or "").strip()
+    fstab_text = fstab.read_text(FSTAB)
     return ReachFacts(
         tracefs=tuple(mounts),
         systemd=(image or os.path.isdir("/run/systemd/system")) and any(os.path.exists(u) for u in MOUNT_UNITS),
-        fstab_tracefs=fstab_mounts_tracefs(_read(FSTAB) or ""),
+        fstab_tracefs=fstab_mounts_tracefs(fstab_text),
         dropin=_read(DROPIN_PATH),
         mlock_kb=int(mlock) if mlock.isdigit() else None,
         cpus=os.cpu_count() or 1,
+        fstab_lines=fstab.tracefs_lines(fstab_text),
     )
 
 
@@ -128,7 +133,7 @@ def needs_remount(reach: ReachFacts, gid: int | None) -> tuple[str, ...]:
 
 def persistence(reach: ReachFacts) -> str:
     """How the node mounts tracefs at boot: "systemd", "fstab" or "" (the kernel/someone else)."""
-    if reach.fstab_tracefs:
+    if reach.fstab_tracefs or reach.fstab_lines:
         return "fstab"
     return "systemd" if reach.systemd else ""
 
@@ -154,6 +159,12 @@ def findings(reach: ReachFacts, group: str, gid: int | None, kept: bool, caps: t
                    f"{point} is mode {mode:04o} gid {owner_gid}: members cannot read tracepoints{why}", fix)
         else:
             yield ("tracefs.ok", "ok", f"{point} is mode {mode:04o} gid {owner_gid}: members read tracepoints", "")
+    if gid is not None:
+        for entry in fstab.missing(reach.fstab_lines, gid):
+            why = " (kept as it was: setup --no-tracefs)" if kept else ""
+            yield ("tracefs.not_persistent", "ok" if kept else "warning",
+                   f"{FSTAB} mounts tracefs at {entry.point} with options {entry.options or '(none)'}, "
+                   f"not gid={gid},mode=0750: members lose tracepoints at the next boot{why}", fix)
     if reach.mlock_kb is not None:
         budget = reach.mlock_kb * reach.cpus
         text = (f"perf mlock budget {reach.mlock_kb} KiB per CPU x {reach.cpus} CPUs = {budget} KiB per user; "
@@ -189,17 +200,30 @@ def is_ours(content: str, group: str) -> bool:
 
 def plan_tracefs(reach: ReachFacts, group: str, gid: int | None, want: bool,
                  image: bool = False) -> tuple[list[Action], list[str]]:
-    """Remount actions for mounts not yet gid=<group>,mode=0750, and the boot drop-in (in an image:
-    only the drop-in, since nothing is mounted there until it boots)."""
-    from .actions import PersistTracefs, RemountTracefs
+    """Remount actions for mounts not yet gid=<group>,mode=0750, and what keeps it at boot: the
+    systemd drop-in, or the fstab entry where fstab mounts tracefs (edited even while tracefs is
+    not mounted: the entry is what the next boot uses). In an image nothing is mounted yet: only
+    what keeps it at boot."""
+    from .actions import EditFstab, PersistTracefs, RemountTracefs
+    from .errors import RefusedError
 
     actions: list[Action] = []
     notes: list[str] = []
     if not want:
         return actions, notes
+    refused = fstab.refusal(reach.fstab_lines)
+    if refused:
+        raise RefusedError(refused)
+    edits: list[Action] = [
+        EditFstab(FSTAB, "keep the group's tracefs access after a reboot (the node mounts tracefs from fstab)",
+                  line=entry.line, group=group, gid=gid)
+        for entry in fstab.missing(reach.fstab_lines, gid)
+    ]
     if not reach.tracefs and not image:
         notes.append("tracefs is not mounted here: nothing to open to the group (tracepoints unavailable)")
-        return actions, notes
+        if edits:
+            notes.append(f"{FSTAB} mounts tracefs: its entry gets gid=<gid of {group}>,mode=0750 for the next boot")
+        return edits, notes
     for point, mode, owner_gid in reach.tracefs:
         if point in needs_remount(reach, gid):
             actions.append(RemountTracefs(point, "members read tracepoints (perf trace, -e sched:*); never others",
@@ -210,8 +234,10 @@ def plan_tracefs(reach: ReachFacts, group: str, gid: int | None, want: bool,
             actions.append(PersistTracefs(DROPIN_PATH, "keep the group's tracefs access after a reboot",
                                           group=group, old=reach.dropin))
     elif how == "fstab":
-        notes.append(f"tracefs is mounted from {FSTAB}: add gid=<gid of {group}>,mode=0750 to its options there "
-                     "to keep the group's access after a reboot (perfgroup does not edit fstab)")
+        actions += edits
+        if edits:
+            notes.append(f"tracefs is mounted from {FSTAB}: its entry gets gid=<gid of {group}>,mode=0750 "
+                         "(only its options field changes; remove puts the line back)")
     elif image:
         notes.append("the image has no systemd sys-kernel-tracing.mount or fstab entry for tracefs: the boot unit "
                      "opens tracefs to the group at every boot, if the booted kernel mounts it")

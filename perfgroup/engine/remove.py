@@ -12,8 +12,8 @@ import grp
 import os
 from typing import NamedTuple
 
-from . import access, node_files, perfsource, reach
-from .actions import Action, DeleteCopy, DeleteDir, DeleteFile, DeleteGroup, RemountTracefs, RemoveMember
+from . import access, fstab, node_files, perfsource, reach
+from .actions import Action, DeleteCopy, DeleteDir, DeleteFile, DeleteGroup, EditFstab, RemountTracefs, RemoveMember
 from .desired import STATE_DIR, TMP_PREFIX, default_dest, profile_path, state_path, sysctl_path
 from .errors import RefusedError
 from .facts import load_state
@@ -33,6 +33,7 @@ class RemoveFacts(NamedTuple):
     entry_point_cache: tuple[str, ...] = ()  # bytecode python wrote beside the engine copy being removed
     state_unsafe: str | None = None  # the record or its directory is not root's alone
     tracefs: tuple[tuple[str, int, int], ...] = ()  # tracefs mounts now (point, mode, gid)
+    fstab_lines: tuple[str, ...] = ()  # /etc/fstab's tracefs entries now
 
 
 def derived_files(group: str) -> tuple[str, ...]:
@@ -110,7 +111,7 @@ def read(group: str) -> RemoveFacts:
     return RemoveFacts(
         group, state, None, copies=copies, files=files, dirs=dirs,
         group_exists=exists, group_members=members, entry_point_cache=cache, state_unsafe=_state_unsafe(group),
-        tracefs=reach.read_facts().tracefs,
+        tracefs=reach.read_facts().tracefs, fstab_lines=fstab.tracefs_lines(fstab.read_text()),
     )
 
 
@@ -160,6 +161,9 @@ def plan(facts: RemoveFacts) -> tuple[Action, ...]:
         if point in now and now[point] != (mode, gid):
             actions.append(RemountTracefs(point, "setup opened tracefs to the group; put back as it was",
                                           gid=gid, mode=mode, was_mode=now[point][0], was_gid=now[point][1]))
+    actions += [EditFstab(fstab.FSTAB, "setup gave tracefs's entry the group's options; put the line back",
+                          line=now, new_line=before, step="restore_fstab")
+                for now, before in fstab.restores(state.fstab_edits, facts.fstab_lines)]
     if state.group_created and facts.group_exists:
         actions.append(DeleteGroup(state.group, "setup created it"))
     elif facts.group_exists:
@@ -174,7 +178,11 @@ def notes(facts: RemoveFacts) -> list[str]:
     if facts.state is None:
         return [f"nothing to remove: no setup record and no perfgroup files for group {facts.group}"]
     before = facts.state.paranoid_before
+    changed = [f"{fstab.FSTAB}: the tracefs line setup wrote ({written!r}) was changed since; left as it is"
+               for original, written in facts.state.fstab_edits
+               if written != original and written not in facts.fstab_lines and original not in facts.fstab_lines]
     return [
+        *changed,
         "kernel.perf_event_paranoid keeps its live value; without the drop-in, boot applies the distribution default"
-        + (f" (it was {before} before setup)" if before is not None else "")
+        + (f" (it was {before} before setup)" if before is not None else ""),
     ]

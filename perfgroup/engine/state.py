@@ -47,6 +47,7 @@ class State(NamedTuple):
     schema: int = SCHEMA
     tracefs_before: tuple[tuple[str, int, int], ...] = ()  # (mount point, mode, gid) before setup remounted it
     tracefs_kept: bool = False  # setup --no-tracefs: tracefs left as it was
+    fstab_edits: tuple[tuple[str, str], ...] = ()  # (tracefs line in /etc/fstab before setup, line setup wrote)
 
     def file_sha(self, path: str) -> str | None:
         return dict(self.files).get(path)
@@ -120,6 +121,8 @@ def _typed(values: dict[str, Any]) -> dict[str, Any]:
         values[key] = _stat_key(values.get(key))
     if "tracefs_before" in values:
         values["tracefs_before"] = tuple((str(p), int(m), int(g)) for p, m, g in values["tracefs_before"])
+    if "fstab_edits" in values:
+        values["fstab_edits"] = tuple((str(before), str(written)) for before, written in values["fstab_edits"])
     return values
 
 

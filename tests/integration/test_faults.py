@@ -37,6 +37,7 @@ SETUP_STEPS = [
     *(["write_lmod", "rename_write_lmod"] if os.path.isdir("/etc/lmod/modules") else []),
     *(["write_tcl-module", "rename_write_tcl-module"] if os.path.isdir("/etc/environment-modules/modules") else []),
     "write_csh", "rename_write_csh", "write_wrapper", "rename_write_wrapper",
+    "edit_fstab", "rename_edit_fstab",  # the node's fstab mounts tracefs (fresh())
     "write_state", "rename_write_state",
 ]
 # A reinstall over an existing copy (the binary was replaced) adds the old inode's retirement.
@@ -48,14 +49,23 @@ REMOVE_STEPS = [
     *(["delete_file:privileged"] if os.path.isdir("/etc/environment-modules/modules") else []),
     "delete_file:perfgroup-perf_users.csh", "delete_file:perfgroup-perf_users.sh",
     "delete_file:90-perfgroup-perf_users.conf", "delete_file:perfgroup-heal-perf_users.service", "delete_file:perf",
-    "delete_file:node-entry", "remove_dir", "delete_group", "delete_state:perf_users.json",
+    "delete_file:node-entry", "remove_dir", "restore_fstab", "rename_restore_fstab", "delete_group",
+    "delete_state:perf_users.json",
 ]
+FSTAB_ENTRY = "tracefs\t/sys/kernel/tracing\ttracefs\tnosuid,nodev,noexec\t0 0"
 
 
 def fresh(make_node: Any) -> Node:
     node: Node = make_node(sysctls={"kernel/perf_event_paranoid": "1"})
     node.ok("useradd -M -s /bin/sh alice && useradd -M -s /bin/sh bob")
+    node.ok(f"printf '{FSTAB_ENTRY}\\n' >> /etc/fstab")
     return node
+
+
+def fstab_entry(node: Node) -> str:
+    lines = [line for line in node.path("/etc/fstab").read_text().splitlines() if "tracefs" in line]
+    assert len(lines) == 1, lines
+    return lines[0]
 
 
 def start(node: Node, *args: str, pause_at: str | None = None) -> subprocess.Popen[str]:
@@ -116,6 +126,8 @@ def assert_each_artifact_before_or_after(node: Node) -> None:
     state = node.path(STATE)
     if state.exists():
         json.loads(state.read_text())
+    gid = node.sh("getent group perf_users").stdout.split(":")[2:3]
+    assert fstab_entry(node) in (FSTAB_ENTRY, *(FSTAB_ENTRY.replace("noexec", f"noexec,gid={g},mode=0750") for g in gid))
     paranoid = node.ok("cat /proc/sys/kernel/perf_event_paranoid").strip()
     assert paranoid in ("1", "2")
 
@@ -187,6 +199,7 @@ def test_kill_during_remove(make_node: Any, step: str) -> None:
     assert again.returncode == 0, again.stdout + again.stderr
     for path in (DEST, "/usr/local/libexec/perfgroup", PROFILE, SYSCTL, STATE):
         assert not node.path(path).exists(), path
+    assert fstab_entry(node) == FSTAB_ENTRY
     assert node.sh("getent group perf_users").returncode != 0
 
 

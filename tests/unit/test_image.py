@@ -75,3 +75,10 @@ def test_request_round_trips_into_the_image() -> None:
                    artifacts=(NodeArtifact("/usr/local/bin/perf", "#!/bin/sh\n", 0o755, "wrapper"),))
     back = desired_from_dict(json.loads(json.dumps(desired_to_dict(want))))
     assert back == want._replace(image=True)
+
+
+def test_image_that_mounts_tracefs_from_fstab_gets_the_entry_edited_not_a_drop_in() -> None:
+    line = "tracefs /sys/kernel/tracing tracefs defaults 0 0"
+    facts = image_facts(reach=replace(IMAGE_REACH, fstab_tracefs=True, fstab_lines=(line,)))
+    kinds = [a.kind for a in make(facts, desired(image=True)).actions]
+    assert "edit_fstab" in kinds and "persist_tracefs" not in kinds and "remount_tracefs" not in kinds

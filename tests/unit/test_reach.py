@@ -82,8 +82,9 @@ def test_plan_tracefs(facts_access: ReachFacts, gid: int | None, want: bool, exp
 
 
 def test_plan_tracefs_says_how_it_persists() -> None:
-    _, notes = reach.plan_tracefs(CLOSED._replace(fstab_tracefs=True), "perf_users", GID, True)
-    assert any("fstab" in note for note in notes)
+    fstab = CLOSED._replace(fstab_tracefs=True, fstab_lines=("tracefs /sys/kernel/tracing tracefs defaults 0 0",))
+    _, notes = reach.plan_tracefs(fstab, "perf_users", GID, True)
+    assert any("fstab" in note and "gid=<gid of perf_users>,mode=0750" in note for note in notes)
     _, notes = reach.plan_tracefs(ReachFacts(), "perf_users", GID, True)
     assert any("not mounted" in note for note in notes)
 
