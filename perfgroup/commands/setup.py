@@ -27,7 +27,7 @@ def _print_plan(plan: Any, dry_run: bool) -> None:
 @engine_options("setup")
 @dry_run_option
 @json_option
-def setup(verify: bool, dry_run: bool, as_json: bool, **given: Any) -> None:
+def setup(verify: bool, dry_run: bool, as_json: bool, textfile_dir: str | None, nhc: bool, **given: Any) -> None:
     """Create the group, install the privileged perf copy, set its capabilities, verify.
 
     \b
@@ -49,15 +49,17 @@ def setup(verify: bool, dry_run: bool, as_json: bool, **given: Any) -> None:
       - /usr/local/sbin/perfgroup-node (+ the engine under /usr/local/lib/perfgroup): audit and
         heal with the node's python3; perfgroup-heal-GROUP.service, enabled, re-applies the setup
         at every boot; an APT (or DNF) hook refreshes the copy when perf is upgraded
+      - with --textfile-dir DIR: perfgroup-textfile-GROUP.timer (enabled) writes the audit to
+        DIR/perfgroup_GROUP.prom for node_exporter every 5 minutes
+      - with --nhc: /etc/nhc/scripts/perfgroup.nhc (check_perfgroup, for LBNL NHC); add the line
+        `* || check_perfgroup GROUP` to /etc/nhc/nhc.conf
       - /var/lib/perfgroup/GROUP.json: what was done, for audit and remove
     The packaged perf is never modified. A second run on a converged node changes nothing.
     """
-    from .. import artifacts
     from ..engine import converge
 
     desired = desired_from_input(**given)
-    node = artifacts.node_artifacts(desired.group, desired.dest, artifacts.setup_kinds())
-    desired = desired._replace(artifacts=(*node, *member_artifacts(desired)))
+    desired = desired._replace(artifacts=rendered_artifacts(desired, textfile_dir, nhc))
     require_root("setup")
     result = converge.SetupResult()
     try:
@@ -86,30 +88,18 @@ def setup(verify: bool, dry_run: bool, as_json: bool, **given: Any) -> None:
         raise Exit("failed", failure)
 
 
-ARTIFACT_KINDS = {"wrapper", "csh", "lmod", "tcl-module"}
-
-
-def member_artifacts(desired: Any) -> tuple[Any, ...]:
-    """Render the perf wrapper, the csh snippet and the modulefiles (jinja2, here in the CLI: the
-    engine stays standard library) and hand them to the engine, which writes and records them."""
-    import os
-
+def rendered_artifacts(desired: Any, textfile_dir: str | None, nhc: bool) -> tuple[Any, ...]:
+    """Render every candidate node artifact (jinja2, here in the CLI: the engine stays standard
+    library; the role's action plugin calls the same function) and hand them to the engine, which
+    picks those this node takes (node_files.select), writes and records them."""
     from .. import artifacts
-    from ..engine import reach
     from ..engine.desired import NodeArtifact
 
-    stock = "/usr/bin/perf" if os.path.exists("/usr/bin/perf") or desired.source is None else desired.source
-    context: dict[str, object] = {
-        "group": desired.group, "dest": desired.dest, "dest_dir": desired.dest_dir, "stock_perf": stock,
-        "module_name": reach.MODULE_NAME,
-    }
     try:
-        rendered = artifacts.render(context, ARTIFACT_KINDS)
+        rendered = artifacts.setup_artifacts(desired.group, desired.dest, desired.source, textfile_dir, nhc)
     except ValueError as error:
         raise RefusedError(str(error)) from None
-    # A modulefile only where that module system already looks (its root directory exists).
-    wanted = [r for r in rendered if r.kind not in ("lmod", "tcl-module") or os.path.isdir(reach.module_root(r.path))]
-    return tuple(NodeArtifact(r.path, r.content, r.mode, r.kind) for r in wanted)
+    return tuple(NodeArtifact(**item._asdict()) for item in rendered)
 
 
 def _report_failure(result: Any, dry_run: bool, as_json: bool, error: str) -> None:

@@ -79,6 +79,22 @@ def wanted(desired_artifacts: tuple[NodeArtifact, ...], sources: Sources, node_e
     return (*(entry_point(sources) if node_entry else ()), *desired_artifacts)
 
 
+def select(artifacts: tuple[NodeArtifact, ...], root: str = "/") -> tuple[NodeArtifact, ...]:
+    """The artifacts whose node-side condition holds here: a package manager's hook where that
+    package manager is, a modulefile where that module system looks, the wrapper variant for the
+    stock perf this node has. The same rule for the CLI and the role, which render every candidate."""
+    out = []
+    for item in artifacts:
+        want = item.requires
+        if want:
+            absent = want.startswith("!")
+            path = os.path.join(root, want.lstrip("!").lstrip("/"))
+            if os.path.exists(path) == absent:
+                continue
+        out.append(item._replace(requires=""))
+    return tuple(out)
+
+
 def _current(path: str) -> tuple[str, str | None, str | None]:
     link = None
     with contextlib.suppress(OSError):
@@ -127,7 +143,8 @@ def refuse_foreign(facts: NodeFileFacts, artifacts: tuple[NodeArtifact, ...], gr
     now = {path: text for path, text, _ in facts.present}
     for item in artifacts:
         old = now.get(item.path)
-        if old is None or old == item.content or item.link or item.path in recorded_paths or is_ours(old, group):
+        if old is None or old == item.content or item.link or item.path in recorded_paths or is_ours(old, group) \
+                or is_entry_point(item.path):
             continue
         raise RefusedError(
             f"{item.path} exists and perfgroup did not write it; refusing to overwrite a site's file "
