@@ -107,17 +107,28 @@ def _current(path: str) -> tuple[str, str | None, str | None]:
     return path, text, link
 
 
-def read(artifacts: tuple[NodeArtifact, ...], node_entry: bool) -> NodeFileFacts:
+def optional_paths(group: str) -> tuple[str, ...]:
+    """The artifacts setup installs only when asked (--textfile-dir, --nhc): a run that rendered
+    artifacts without them retires them (a unit test keeps these equal to perfgroup/artifacts.py)."""
+    unit = f"/etc/systemd/system/perfgroup-textfile-{group}"
+    return (f"{unit}.service", f"{unit}.timer", f"/etc/systemd/system/timers.target.wants/perfgroup-textfile-{group}.timer",
+            "/etc/nhc/scripts/perfgroup.nhc")
+
+
+def read(artifacts: tuple[NodeArtifact, ...], node_entry: bool, group: str = "") -> NodeFileFacts:
     """Only setup and heal ask (audit passes nothing): an audit reads none of this."""
     if not artifacts and not node_entry:
         return NodeFileFacts()
     sources = read_engine_sources() if node_entry else None
     paths = [a.path for a in wanted(artifacts, sources, node_entry) if not a.keep_sha256]
+    if artifacts and group:
+        paths += [path for path in optional_paths(group) if path not in paths]
     return NodeFileFacts(engine_sources=sources, present=tuple(_current(p) for p in paths))
 
 
-def plan(facts: NodeFileFacts, artifacts: tuple[NodeArtifact, ...], node_entry: bool) -> list[Action]:
-    from .actions import CreateSymlink, WriteFile
+def plan(facts: NodeFileFacts, artifacts: tuple[NodeArtifact, ...], node_entry: bool, group: str = "",
+         recorded_paths: tuple[str, ...] = ()) -> list[Action]:
+    from .actions import CreateSymlink, DeleteFile, WriteFile
 
     now = {path: (text, link) for path, text, link in facts.present}
     actions: list[Action] = []
@@ -132,6 +143,13 @@ def plan(facts: NodeFileFacts, artifacts: tuple[NodeArtifact, ...], node_entry: 
         elif text != item.content or link is not None:
             actions.append(WriteFile(item.path, f"{item.kind} artifact", content=item.content, old=text,
                                      step=f"write_{item.kind}", mode=item.mode))
+    if artifacts and group:  # a full render without the optional kinds: retire what this group's setup installed
+        paths = {item.path for item in artifacts}
+        for path in optional_paths(group):
+            text, link = now.get(path, (None, None))
+            if path not in paths and path in recorded_paths and (text is not None or link is not None):
+                actions.append(DeleteFile(path, "no longer asked for (setup without --textfile-dir/--nhc, "
+                                                "role variable unset)", step="delete_file:retired"))
     return actions
 
 

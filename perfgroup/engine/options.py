@@ -84,7 +84,7 @@ OPTIONS: tuple[Option, ...] = (
            "perfgroup-textfile-GROUP.timer (enabled), which writes it there every 5 minutes.", ("audit", "setup"),
            ("main",), metavar="DIR", desired=False),
     Option("nhc", "bool", False, "Install the LBNL NHC check /etc/nhc/scripts/perfgroup.nhc (check_perfgroup); "
-           "add `* || check_perfgroup GROUP` to /etc/nhc/nhc.conf to drain a node whose group is broken.",
+           "add the line `* || check_perfgroup GROUP` to /etc/nhc/nhc.conf to drain a node whose group is broken.",
            ("setup",), ("main",), desired=False),
     Option("functional", "bool", False, "Also run perf as a member and as a non-member (needs root).",
            ("audit",), ("audit",), desired=False),

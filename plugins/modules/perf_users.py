@@ -88,7 +88,7 @@ options:
     type: str
   nhc:
     description: >-
-      Install the LBNL NHC check /etc/nhc/scripts/perfgroup.nhc (check_perfgroup); add `* ||
+      Install the LBNL NHC check /etc/nhc/scripts/perfgroup.nhc (check_perfgroup); add the line `* ||
       check_perfgroup GROUP` to /etc/nhc/nhc.conf to drain a node whose group is broken.
     type: bool
     default: false
