@@ -75,6 +75,10 @@ def documentation_options(entry_point: str) -> str:
     lines = [BEGIN, "options:"]
     for option in options.for_entry_point(entry_point):
         lines += _option_lines(option, "  ", option.name)
+    for option in options.INTERNAL.get(entry_point, ()):
+        lines += _option_lines(option, "  ", option.name)
+        if option.kind == "list":
+            lines[-1] = lines[-1].replace("elements: str", "elements: dict")
     return "\n".join([*lines, END])
 
 

@@ -1,12 +1,14 @@
 """Node-side artifacts (systemd units, package-manager hooks, NHC check, modulefiles, shell
 snippets, the perf wrapper) rendered from the jinja2 templates in `templates/`.
 
-Rendered at setup time on the controller or the node, never at audit time. Every value that
+Rendered at setup time on the controller, never at audit time: by `perfgroup setup`, and by the
+collection's action plugin for the role (this very file is plugins/plugin_utils/artifacts.py,
+so it imports nothing from the perfgroup package: stdlib and jinja2 only). Every value that
 goes into a template is checked first against a deliberately small alphabet: the same value
 lands in eight syntaxes (systemd, sh, csh, Lua, Tcl, apt.conf, dnf action lines, bash), and
 none of them then needs quoting. Templates come from PERFGROUP_TEMPLATES, the checkout's
-`templates/` beside this package, or the copy an installed wheel puts under
-`<prefix>/share/perfgroup/templates`.
+`templates/` beside this package, the collection's `templates/` (beside plugins/), or the copy an
+installed wheel puts under `<prefix>/share/perfgroup/templates`.
 """
 
 from __future__ import annotations
@@ -17,18 +19,18 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import jinja2
-
-from .engine.desired import NodeArtifact
 
 
 def templates_dir() -> Path:
     if os.environ.get("PERFGROUP_TEMPLATES"):
         return Path(os.environ["PERFGROUP_TEMPLATES"])
-    checkout = Path(__file__).resolve().parent.parent / "templates"
-    if checkout.is_dir():
-        return checkout
+    here = Path(__file__).resolve()
+    for candidate in (here.parent.parent / "templates", here.parents[2] / "templates"):  # checkout, collection
+        if candidate.is_dir():
+            return candidate
     return Path(sys.prefix) / "share" / "perfgroup" / "templates"
 
 
@@ -140,40 +142,77 @@ def render(context: dict[str, object], kinds: set[str] | None = None,
 
 
 NODE_COMMAND = "/usr/local/sbin/perfgroup-node"  # engine.node_files.LAUNCHER
+MODULE_NAME = "perf/privileged"  # engine.reach.MODULE_NAME (a unit test keeps them equal)
+STOCK_PERF = "/usr/bin/perf"
 # Units a setup enables: .wants link directory for each (what `systemctl enable` would make).
 _ENABLE = {"boot": "multi-user.target.wants", "prometheus": "timers.target.wants"}
+# What setup installs on every node, each kind where the node has what it needs (REQUIRES, decided
+# on the node by engine.node_files.select), plus the optional kinds when asked (setup_kinds).
+SETUP_KINDS = ("boot", "apt", "dnf", "wrapper", "csh", "lmod", "tcl-module")
+REQUIRES = {"apt": "/etc/apt", "dnf": "/etc/dnf"}  # and a modulefile: its module root (module_root)
 
 
-def setup_kinds(root: str = "/", prometheus_textfile_dir: str | None = None, nhc: bool = False) -> set[str]:
-    """The artifact kinds `perfgroup setup` installs on a node (or image) at root: the boot unit
-    always, each package manager's hook where that package manager is, the textfile timer and
-    the NHC check when asked."""
-    kinds = {"boot"}
-    if os.path.isdir(os.path.join(root, "etc/apt")):
-        kinds.add("apt")
-    if os.path.isdir(os.path.join(root, "etc/dnf")):
-        kinds.add("dnf")
-    if prometheus_textfile_dir:
+class Candidate(NamedTuple):
+    """A rendered artifact as the engine's NodeArtifact takes it (same field names)."""
+
+    path: str
+    content: str
+    mode: int
+    kind: str
+    link: str = ""
+    requires: str = ""
+
+
+def module_root(path: str) -> str:
+    """/etc/lmod/modules for /etc/lmod/modules/perf/privileged.lua."""
+    return path[: path.rindex("/" + MODULE_NAME)]
+
+
+def setup_kinds(textfile_dir: str | None = None, nhc: bool = False) -> set[str]:
+    """The artifact kinds `perfgroup setup` and the role render: the node decides which of them it
+    installs (REQUIRES); the textfile timer and the NHC check only when asked."""
+    kinds = set(SETUP_KINDS)
+    if textfile_dir:
         kinds.add("prometheus")
     if nhc:
         kinds.add("nhc")
     return kinds
 
 
+def setup_artifacts(group: str, dest: str, source: str | None = None, textfile_dir: str | None = None,
+                    nhc: bool = False, timer_interval: str = "5min") -> tuple[Candidate, ...]:
+    """Every candidate artifact of a setup, with the enablement link of each enabled unit and the
+    node-side condition of each. The wrapper falls back to the stock perf; where a --perf source
+    was given, the node picks the variant: /usr/bin/perf if it has one, else that source."""
+    kinds = setup_kinds(textfile_dir, nhc)
+    stocks = [("", STOCK_PERF)] if source in (None, STOCK_PERF) else [(STOCK_PERF, STOCK_PERF), ("!" + STOCK_PERF, source)]
+    out: list[Candidate] = []
+    for requires, stock in stocks:
+        wrapper_only = requires != stocks[0][0]
+        rendered = node_artifacts(group, dest, {"wrapper"} if wrapper_only else kinds, textfile_dir=textfile_dir,
+                                  timer_interval=timer_interval, stock_perf=str(stock))
+        for item in rendered:
+            need = requires if item.kind == "wrapper" else REQUIRES.get(item.kind, "")
+            if item.kind in ("lmod", "tcl-module"):
+                need = module_root(item.path)
+            out.append(item._replace(requires=need))
+    return tuple(out)
+
+
 def node_artifacts(group: str, dest: str, kinds: set[str], textfile_dir: str | None = None,
-                   timer_interval: str = "5min", stock_perf: str = "/usr/bin/perf") -> tuple[NodeArtifact, ...]:
-    """Rendered artifacts as the engine's NodeArtifact values (the engine never renders), with
-    the enablement symlink of each unit that is installed enabled."""
+                   timer_interval: str = "5min", stock_perf: str = STOCK_PERF) -> tuple[Candidate, ...]:
+    """Rendered artifacts of the given kinds, with the enablement symlink of each unit that is
+    installed enabled (the engine never renders)."""
     context: dict[str, object] = {
         "group": group, "dest": dest, "dest_dir": os.path.dirname(dest), "node_command": NODE_COMMAND,
         "stock_perf": stock_perf, "textfile_dir": textfile_dir or "/var/lib/prometheus/node-exporter",
-        "timer_interval": timer_interval,
+        "timer_interval": timer_interval, "module_name": MODULE_NAME,
     }
-    out: list[NodeArtifact] = []
+    out: list[Candidate] = []
     for item in render(context, kinds):
-        out.append(NodeArtifact(item.path, item.content, item.mode, item.kind))
+        out.append(Candidate(item.path, item.content, item.mode, item.kind))
         wants = _ENABLE.get(item.kind)
         if wants and "[Install]" in item.content:
             directory, name = os.path.split(item.path)
-            out.append(NodeArtifact(f"{directory}/{wants}/{name}", item.content, item.mode, item.kind, link=item.path))
+            out.append(Candidate(f"{directory}/{wants}/{name}", item.content, item.mode, item.kind, link=item.path))
     return tuple(out)

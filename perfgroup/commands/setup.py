@@ -19,7 +19,8 @@ def _print_plan(plan: Any, dry_run: bool) -> None:
 @engine_options("setup")
 @dry_run_option
 @json_option
-def setup(root: str | None, verify: bool, dry_run: bool, as_json: bool, **given: Any) -> None:
+def setup(root: str | None, verify: bool, dry_run: bool, as_json: bool, textfile_dir: str | None, nhc: bool,
+          **given: Any) -> None:
     """Create the group, install the privileged perf copy, set its capabilities, verify.
 
     \b
@@ -41,6 +42,10 @@ def setup(root: str | None, verify: bool, dry_run: bool, as_json: bool, **given:
       - /usr/local/sbin/perfgroup-node (+ the engine under /usr/local/lib/perfgroup): audit and
         heal with the node's python3; perfgroup-heal-GROUP.service, enabled, re-applies the setup
         at every boot; an APT (or DNF) hook refreshes the copy when perf is upgraded
+      - with --textfile-dir DIR: perfgroup-textfile-GROUP.timer (enabled) writes the audit to
+        DIR/perfgroup_GROUP.prom for node_exporter every 5 minutes
+      - with --nhc: /etc/nhc/scripts/perfgroup.nhc (check_perfgroup, for LBNL NHC); add the line
+        `* || check_perfgroup GROUP` to /etc/nhc/nhc.conf
       - /var/lib/perfgroup/GROUP.json: what was done, for audit and remove
     The packaged perf is never modified. A second run on a converged node changes nothing.
 
@@ -51,13 +56,11 @@ def setup(root: str | None, verify: bool, dry_run: bool, as_json: bool, **given:
     tracefs remount, no verify (the image's kernel is not running). cpio-packed images lose file
     capabilities; the enabled boot unit restores them on every node at every boot.
     """
-    from .. import artifacts
     from ..engine import converge
 
     desired = desired_from_input(**given)
     image_dir = _image_dir(root)
-    node = artifacts.node_artifacts(desired.group, desired.dest, artifacts.setup_kinds(image_dir or "/"))
-    desired = desired._replace(artifacts=(*node, *member_artifacts(desired, image_dir or "/")))
+    desired = desired._replace(artifacts=rendered_artifacts(desired, textfile_dir, nhc))
     require_root("setup")
     if image_dir is not None:
         _setup_image(image_dir, desired._replace(image=True), dry_run, as_json)
@@ -89,35 +92,18 @@ def setup(root: str | None, verify: bool, dry_run: bool, as_json: bool, **given:
         raise Exit("failed", failure)
 
 
-ARTIFACT_KINDS = {"wrapper", "csh", "lmod", "tcl-module"}
-
-
-def member_artifacts(desired: Any, root: str = "/") -> tuple[Any, ...]:
-    """Render the perf wrapper, the csh snippet and the modulefiles (jinja2, here in the CLI: the
-    engine stays standard library) and hand them to the engine, which writes and records them.
-    root: the node image they are for (its files decide, not this machine's)."""
-    import os
-
+def rendered_artifacts(desired: Any, textfile_dir: str | None, nhc: bool) -> tuple[Any, ...]:
+    """Render every candidate node artifact (jinja2, here in the CLI: the engine stays standard
+    library; the role's action plugin calls the same function) and hand them to the engine, which
+    picks those this node takes (node_files.select), writes and records them."""
     from .. import artifacts
-    from ..engine import reach
     from ..engine.desired import NodeArtifact
 
-    def exists(path: str) -> bool:
-        return os.path.exists(os.path.join(root, path.lstrip("/")))
-
-    stock = "/usr/bin/perf" if exists("/usr/bin/perf") or desired.source is None else desired.source
-    context: dict[str, object] = {
-        "group": desired.group, "dest": desired.dest, "dest_dir": desired.dest_dir, "stock_perf": stock,
-        "module_name": reach.MODULE_NAME,
-    }
     try:
-        rendered = artifacts.render(context, ARTIFACT_KINDS)
+        rendered = artifacts.setup_artifacts(desired.group, desired.dest, desired.source, textfile_dir, nhc)
     except ValueError as error:
         raise RefusedError(str(error)) from None
-    # A modulefile only where that module system already looks (its root directory exists).
-    wanted = [r for r in rendered if r.kind not in ("lmod", "tcl-module")
-              or os.path.isdir(os.path.join(root, reach.module_root(r.path).lstrip("/")))]
-    return tuple(NodeArtifact(r.path, r.content, r.mode, r.kind) for r in wanted)
+    return tuple(NodeArtifact(**item._asdict()) for item in rendered)
 
 
 def _image_dir(root: str | None) -> str | None:

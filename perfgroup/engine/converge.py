@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import access, apply, fstab, reach, verify
+from . import access, apply, fstab, node_files, reach, verify
 from . import facts as facts_mod
 from . import plan as plan_mod
 from .actions import Action, AddMember, CreateDir, EditFstab, InstallCopy, RemountTracefs
@@ -215,6 +215,7 @@ def setup(
     nothing. With changes to make, the lock is taken and the facts are read again only if another
     run changed something meanwhile (their fingerprint differs). `result` is filled as it goes, so
     a caller still has what was applied when a step fails."""
+    desired = desired._replace(artifacts=node_files.select(desired.artifacts))
     mark = facts_mod.fingerprint(desired)
     facts = facts_mod.read(desired)
     facts, plan = plan_for(desired, facts, dry_run=True, result=result)

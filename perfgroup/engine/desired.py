@@ -44,6 +44,9 @@ class NodeArtifact(NamedTuple):
     kind: str = "file"
     link: str = ""
     keep_sha256: str = ""  # set: only keep this (path, sha256) in the record, write nothing (heal, drifted)
+    # Decided on the node (node_files.select): install only if this path exists ("!PATH": only
+    # if PATH does not exist). The renderer (controller) cannot see the node.
+    requires: str = ""
 
 
 class Desired(NamedTuple):

@@ -428,7 +428,7 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
         os_release=os_release,
         perf_restrict_config=perf_restrict_config(release, paranoid),
         recorded_files=recorded_files(state),
-        node_files=node_files.read(desired.artifacts, desired.node_entry),
+        node_files=node_files.read(desired.artifacts, desired.node_entry, desired.group),
         access=access_mod.read(desired, state, group.gid, tuple(d.path for d in dirs if d.kind == "dir")),
         reach=reach_mod.read_facts(desired.image),
     )

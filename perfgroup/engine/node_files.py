@@ -79,6 +79,22 @@ def wanted(desired_artifacts: tuple[NodeArtifact, ...], sources: Sources, node_e
     return (*(entry_point(sources) if node_entry else ()), *desired_artifacts)
 
 
+def select(artifacts: tuple[NodeArtifact, ...], root: str = "/") -> tuple[NodeArtifact, ...]:
+    """The artifacts whose node-side condition holds here: a package manager's hook where that
+    package manager is, a modulefile where that module system looks, the wrapper variant for the
+    stock perf this node has. The same rule for the CLI and the role, which render every candidate."""
+    out = []
+    for item in artifacts:
+        want = item.requires
+        if want:
+            absent = want.startswith("!")
+            path = os.path.join(root, want.lstrip("!").lstrip("/"))
+            if os.path.exists(path) == absent:
+                continue
+        out.append(item._replace(requires=""))
+    return tuple(out)
+
+
 def _current(path: str) -> tuple[str, str | None, str | None]:
     link = None
     with contextlib.suppress(OSError):
@@ -91,17 +107,28 @@ def _current(path: str) -> tuple[str, str | None, str | None]:
     return path, text, link
 
 
-def read(artifacts: tuple[NodeArtifact, ...], node_entry: bool) -> NodeFileFacts:
+def optional_paths(group: str) -> tuple[str, ...]:
+    """The artifacts setup installs only when asked (--textfile-dir, --nhc): a run that rendered
+    artifacts without them retires them (a unit test keeps these equal to perfgroup/artifacts.py)."""
+    unit = f"/etc/systemd/system/perfgroup-textfile-{group}"
+    return (f"{unit}.service", f"{unit}.timer", f"/etc/systemd/system/timers.target.wants/perfgroup-textfile-{group}.timer",
+            "/etc/nhc/scripts/perfgroup.nhc")
+
+
+def read(artifacts: tuple[NodeArtifact, ...], node_entry: bool, group: str = "") -> NodeFileFacts:
     """Only setup and heal ask (audit passes nothing): an audit reads none of this."""
     if not artifacts and not node_entry:
         return NodeFileFacts()
     sources = read_engine_sources() if node_entry else None
     paths = [a.path for a in wanted(artifacts, sources, node_entry) if not a.keep_sha256]
+    if artifacts and group:
+        paths += [path for path in optional_paths(group) if path not in paths]
     return NodeFileFacts(engine_sources=sources, present=tuple(_current(p) for p in paths))
 
 
-def plan(facts: NodeFileFacts, artifacts: tuple[NodeArtifact, ...], node_entry: bool) -> list[Action]:
-    from .actions import CreateSymlink, WriteFile
+def plan(facts: NodeFileFacts, artifacts: tuple[NodeArtifact, ...], node_entry: bool, group: str = "",
+         recorded_paths: tuple[str, ...] = ()) -> list[Action]:
+    from .actions import CreateSymlink, DeleteFile, WriteFile
 
     now = {path: (text, link) for path, text, link in facts.present}
     actions: list[Action] = []
@@ -116,6 +143,13 @@ def plan(facts: NodeFileFacts, artifacts: tuple[NodeArtifact, ...], node_entry: 
         elif text != item.content or link is not None:
             actions.append(WriteFile(item.path, f"{item.kind} artifact", content=item.content, old=text,
                                      step=f"write_{item.kind}", mode=item.mode))
+    if artifacts and group:  # a full render without the optional kinds: retire what this group's setup installed
+        paths = {item.path for item in artifacts}
+        for path in optional_paths(group):
+            text, link = now.get(path, (None, None))
+            if path not in paths and path in recorded_paths and (text is not None or link is not None):
+                actions.append(DeleteFile(path, "no longer asked for (setup without --textfile-dir/--nhc, "
+                                                "role variable unset)", step="delete_file:retired"))
     return actions
 
 
@@ -127,7 +161,8 @@ def refuse_foreign(facts: NodeFileFacts, artifacts: tuple[NodeArtifact, ...], gr
     now = {path: text for path, text, _ in facts.present}
     for item in artifacts:
         old = now.get(item.path)
-        if old is None or old == item.content or item.link or item.path in recorded_paths or is_ours(old, group):
+        if old is None or old == item.content or item.link or item.path in recorded_paths or is_ours(old, group) \
+                or is_entry_point(item.path):
             continue
         raise RefusedError(
             f"{item.path} exists and perfgroup did not write it; refusing to overwrite a site's file "

@@ -85,13 +85,27 @@ OPTIONS: tuple[Option, ...] = (
     Option("format", "str", "text", "Output: text, json (same as --json), nagios (one line + perfdata) or "
            "prometheus (node_exporter textfile format).", ("audit",), choices=("text", "json", "nagios", "prometheus"),
            desired=False),
-    Option("textfile_dir", "str", None, "With --format prometheus: write GROUP's .prom file there atomically "
-           "(node_exporter's textfile collector directory) instead of printing it.", ("audit",), metavar="DIR",
-           desired=False),
+    Option("textfile_dir", "str", None, "node_exporter's textfile collector directory. audit --format prometheus: "
+           "write GROUP's .prom file there atomically instead of printing it. setup and the role: install "
+           "perfgroup-textfile-GROUP.timer (enabled), which writes it there every 5 minutes.", ("audit", "setup"),
+           ("main",), metavar="DIR", desired=False),
+    Option("nhc", "bool", False, "Install the LBNL NHC check /etc/nhc/scripts/perfgroup.nhc (check_perfgroup); "
+           "add the line `* || check_perfgroup GROUP` to /etc/nhc/nhc.conf to drain a node whose group is broken.",
+           ("setup",), ("main",), desired=False),
     Option("functional", "bool", False, "Also run perf as a member and as a non-member (needs root).",
            ("audit",), ("audit",), desired=False),
 )
 BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
+# Module parameters no administrator sets: the collection's action plugin (plugins/action) fills
+# them in on the controller. In the module's argument spec and DOCUMENTATION, not in the role.
+INTERNAL: dict[str, tuple[Option, ...]] = {
+    "main": (
+        Option("artifacts", "list", None, "Set by the action plugin: the rendered node artifacts (dicts of path, "
+               "content, mode, kind, link, requires) and the node entry point's files. Never set it in a task.", ()),
+        Option("artifacts_error", "str", None, "Set by the action plugin when it could not render the artifacts: "
+               "the module refuses with it, after the engine's own checks. Never set it in a task.", ()),
+    ),
+}
 
 
 def for_command(command: str) -> tuple[Option, ...]:
@@ -105,10 +119,11 @@ def for_entry_point(entry_point: str) -> tuple[Option, ...]:
 def argument_spec(entry_point: str) -> dict[str, dict[str, Any]]:
     """AnsibleModule(argument_spec=...) for the module behind a role entry point."""
     spec: dict[str, dict[str, Any]] = {}
-    for option in for_entry_point(entry_point):
+    internal = INTERNAL.get(entry_point, ())
+    for option in (*for_entry_point(entry_point), *internal):
         entry: dict[str, Any] = {"type": option.kind}
         if option.kind == "list":
-            entry["elements"] = "str"
+            entry["elements"] = "dict" if option in internal else "str"
         if option.ansible_default is not None:
             entry["default"] = option.ansible_default
         if option.choices:

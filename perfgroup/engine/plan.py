@@ -323,7 +323,7 @@ def make(facts: NodeFacts, desired: Desired) -> Plan:
     actions: list[Action] = [
         *group_actions, *secure, *plan_dirs(facts, desired), *plan_copy(facts, desired, choice),
         *left_behind, *plan_profile(facts, desired), *paranoid_actions, *plan_members(facts, desired, origin),
-        *node_files.plan(facts.node_files, desired.artifacts, desired.node_entry),
+        *node_files.plan(facts.node_files, desired.artifacts, desired.node_entry, desired.group, recorded_paths(facts)),
     ]
     notes += paranoid_notes
     actions += plan_selinux(facts, desired, actions)

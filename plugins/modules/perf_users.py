@@ -80,6 +80,29 @@ options:
       Run perf as a member and as a non-member after converging.
     type: bool
     default: true
+  textfile_dir:
+    description: >-
+      node_exporter's textfile collector directory. audit --format prometheus: write GROUP's .prom file
+      there atomically instead of printing it. setup and the role: install perfgroup-textfile-GROUP.timer
+      (enabled), which writes it there every 5 minutes.
+    type: str
+  nhc:
+    description: >-
+      Install the LBNL NHC check /etc/nhc/scripts/perfgroup.nhc (check_perfgroup); add the line `* ||
+      check_perfgroup GROUP` to /etc/nhc/nhc.conf to drain a node whose group is broken.
+    type: bool
+    default: false
+  artifacts:
+    description: >-
+      Set by the action plugin: the rendered node artifacts (dicts of path, content, mode, kind, link,
+      requires) and the node entry point's files. Never set it in a task.
+    type: list
+    elements: dict
+  artifacts_error:
+    description: >-
+      Set by the action plugin when it could not render the artifacts: the module refuses with it, after
+      the engine's own checks. Never set it in a task.
+    type: str
 # END generated options
 attributes:
   check_mode:
@@ -164,8 +187,8 @@ step:
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine import converge, options
-from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine.desired import Desired
+from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine import converge, node_files, options
+from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine.desired import Desired, NodeArtifact
 from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine.errors import (
     ConvergeError,
     LockedError,
@@ -176,11 +199,28 @@ from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine.val
 # Every result carries it, failures too: `perfgroup deploy` selects results by it, not by task names.
 KIND = "converge"
 
+# artifacts/artifacts_error: set by the action plugin (plugins/action/perf_users.py), which renders
+# the node artifacts on the controller; the engine decides here which of them this node takes.
 ARGUMENT_SPEC = options.argument_spec("main")
+ARTIFACT_FIELDS = {"path": str, "content": str, "mode": int, "kind": str, "link": str, "requires": str}
+
+
+def artifact_from(item: dict[str, Any]) -> NodeArtifact:
+    if set(item) - set(ARTIFACT_FIELDS) or not {"path", "content"} <= set(item) or not all(
+            isinstance(value, ARTIFACT_FIELDS[key]) and not isinstance(value, bool) for key, value in item.items()):
+        raise RefusedError(f"artifacts: malformed entry (keys {sorted(item)}); the action plugin sets this parameter")
+    return NodeArtifact(**item)
 
 
 def desired_from(params: dict[str, Any]) -> Desired:
-    return desired_from_input(**options.desired_kwargs(params, "main"))
+    desired = desired_from_input(**options.desired_kwargs(params, "main"))
+    if params.get("artifacts_error"):
+        raise RefusedError(params["artifacts_error"])
+    items = tuple(artifact_from(item) for item in params.get("artifacts") or ())
+    # The module runs from a zip on the node, where the engine cannot copy itself: the action
+    # plugin sends the entry point's files with the artifacts (the controller's engine: the same files).
+    shipped = any(node_files.is_entry_point(item.path) for item in items)
+    return desired._replace(artifacts=items, node_entry=desired.node_entry and not shipped)
 
 
 def main() -> None:

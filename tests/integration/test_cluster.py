@@ -18,6 +18,10 @@ pytestmark = pytest.mark.integration
 DEST = "/usr/local/libexec/perfgroup/perf_users/perf"
 PERF_A = ["stat", "-a", "-e", "cpu-clock", "--", "true"]
 STANDARD = ("std1", "std2", "old", "std3", "std4")
+NODE_ARTIFACTS = ("/usr/local/bin/perf", "/etc/profile.d/perfgroup-perf_users.csh",
+                  "/etc/systemd/system/perfgroup-heal-perf_users.service",
+                  "/etc/systemd/system/multi-user.target.wants/perfgroup-heal-perf_users.service",
+                  "/etc/apt/apt.conf.d/80perfgroup-perf_users", "/usr/local/sbin/perfgroup-node")
 
 
 def _ansible_core() -> tuple[int, ...]:
@@ -106,6 +110,11 @@ def test_deploy_converges_standard_nodes_and_fails_clearly_elsewhere(cluster: Cl
         node = cluster.nodes[name].node
         assert node.run([DEST, *PERF_A], user="alice").returncode == 0, name
         assert node.run([DEST, *PERF_A], user="bob").returncode != 0, name
+        # The node artifacts `perfgroup setup` installs, by the role too.
+        missing = [path for path in NODE_ARTIFACTS if node.sh(f"test -e {path}").returncode != 0]
+        assert missing == [], (name, missing)
+        assert node.ok(f"readlink {NODE_ARTIFACTS[3]}").strip() == NODE_ARTIFACTS[2]
+        assert node.sh("test -e /etc/nhc/scripts/perfgroup.nhc").returncode != 0  # only when asked
     login = cluster.nodes["login"].node
     assert login.sh(f"test -e {DEST}").returncode != 0
     post = task_results(report, AUDIT, handler=True)  # the handler, on changed hosts only
@@ -218,6 +227,9 @@ def test_deploy_from_a_plain_wheel_install(cluster: Cluster, tmp_path: Any) -> N
     assert installed.returncode == 0, installed.stderr
     installed_engine = venv / "share/perfgroup/collections/ansible_collections/perfgroup/hpc/plugins/module_utils/perfgroup_engine"
     assert (installed_engine / "facts.py").read_bytes() == (REPO / "perfgroup/engine/facts.py").read_bytes()
+    collection = installed_engine.parent.parent.parent
+    assert (collection / "plugins/plugin_utils/artifacts.py").read_bytes() == (REPO / "perfgroup/artifacts.py").read_bytes()
+    assert {p.name for p in (collection / "templates").iterdir()} == {p.name for p in (REPO / "templates").iterdir()}
     # click and ansible-core come from the test environment; perfgroup itself from the wheel.
     env = {**cluster.env(), "PYTHONPATH": ":".join(site.getsitepackages())}
     # --prefix wrote the script with the test interpreter's shebang: run it with the new venv's.
@@ -225,7 +237,9 @@ def test_deploy_from_a_plain_wheel_install(cluster: Cluster, tmp_path: Any) -> N
                              "-e", json.dumps({"perf_users_members": ["alice"]}), "--json"],
                             env=env, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert json.loads(result.stdout)["hosts"][0]["verified"] is True
+    host = json.loads(result.stdout)["hosts"][0]
+    # The installed collection renders the very artifacts the checkout's did: nothing to change.
+    assert host["verified"] is True and host["changed"] is False, host
     check = subprocess.run([str(venv / "bin" / "python"), str(venv / "bin" / "perfgroup"), "deploy", "-i", str(cluster.inventory),
                             "--limit", "std1,std2", "--check"],
                            env=env, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)

@@ -94,6 +94,18 @@ def test_check_mode_changes_nothing_on_a_drifted_host(cluster: Cluster) -> None:
     assert audit["status"] == "ok"
 
 
+def test_monitoring_artifacts_follow_the_role_variables(cluster: Cluster) -> None:
+    code, report, stderr = role_test(cluster, "tests_monitoring.yml")
+    assert code == 0, stderr[-3000:]
+    for name in NODES:
+        assert report["stats"][name]["failures"] == 0 and report["stats"][name]["ok"] > 0, report["stats"]
+    std = cluster.nodes["std"].node
+    assert std.sh("ls /etc/nhc/scripts/perfgroup.nhc /etc/systemd/system/perfgroup-textfile-*").returncode != 0
+    # What the role installed is what the CLI would: a setup right after it changes nothing.
+    again = std.run([PERFGROUP, "setup", "--group", "perf_users", "--json", "--no-verify"])
+    assert again.returncode == 0 and json.loads(again.stdout)["changed"] is False, again.stdout
+
+
 def test_testinfra_suite_judges_nodes_by_the_same_findings(cluster: Cluster, tmp_path: Any) -> None:
     """perfgroup.testinfra, as a site would run it, against the converged nodes and then a drifted one."""
     import sys

@@ -77,3 +77,45 @@ def test_engine_reads_its_own_sources_including_the_entry_point() -> None:
     sources = dict(node_files.read_engine_sources() or ())
     assert "node_main.py" in sources and "facts.py" in sources
     assert "import click" not in "".join(sources.values()) and "import jinja2" not in "".join(sources.values())
+
+
+def test_select_keeps_each_artifact_whose_node_side_condition_holds(tmp_path: pytest.TempPathFactory) -> None:
+    root = str(tmp_path)
+    import os
+
+    os.makedirs(f"{root}/etc/apt")
+    os.makedirs(f"{root}/usr/bin")
+    open(f"{root}/usr/bin/perf", "w").close()
+    items = (NodeArtifact("/a", "x", kind="apt", requires="/etc/apt"), NodeArtifact("/d", "x", kind="dnf", requires="/etc/dnf"),
+             NodeArtifact("/w1", "x", kind="wrapper", requires="/usr/bin/perf"),
+             NodeArtifact("/w2", "x", kind="wrapper", requires="!/usr/bin/perf"), NodeArtifact("/b", "x", kind="boot"))
+    assert [(a.path, a.requires) for a in node_files.select(items, root)] == [("/a", ""), ("/w1", ""), ("/b", "")]
+
+
+def test_setup_renders_every_candidate_and_the_optional_kinds_only_when_asked() -> None:
+    from perfgroup.engine import reach
+
+    dest = "/usr/local/libexec/perfgroup/perf_users/perf"
+    plain = artifacts.setup_artifacts("perf_users", dest)
+    assert {a.kind for a in plain} == set(artifacts.SETUP_KINDS)
+    requires = {a.kind: a.requires for a in plain}
+    assert requires == {"boot": "", "apt": "/etc/apt", "dnf": "/etc/dnf", "wrapper": "", "csh": "",
+                        "lmod": "/etc/lmod/modules", "tcl-module": "/etc/environment-modules/modules"}
+    asked = artifacts.setup_artifacts("perf_users", dest, textfile_dir="/var/lib/node_exporter", nhc=True)
+    extra = {a.path for a in asked} - {a.path for a in plain}
+    assert extra == set(node_files.optional_paths("perf_users"))
+    assert all(node_files.owned("perf_users", path) for path in extra)
+    assert "--textfile-dir /var/lib/node_exporter" in next(a.content for a in asked if a.path.endswith("textfile-perf_users.service"))
+    assert artifacts.MODULE_NAME == reach.MODULE_NAME and artifacts.NODE_COMMAND == node_files.LAUNCHER
+    # A --perf source: the node picks the wrapper running /usr/bin/perf if it has one, else the source.
+    wrappers = [a for a in artifacts.setup_artifacts("perf_users", dest, source="/opt/perf/bin/perf") if a.kind == "wrapper"]
+    assert [(a.requires, "exec /opt/perf/bin/perf" in a.content) for a in wrappers] == [
+        ("/usr/bin/perf", False), ("!/usr/bin/perf", True)]
+
+
+def test_a_full_render_without_the_optional_kinds_retires_only_what_this_group_recorded() -> None:
+    timer, nhc = node_files.optional_paths("g")[1], node_files.optional_paths("g")[3]
+    present = facts({timer: ("[Timer]\n", None), nhc: ("fn\n", None)}, sources=None)
+    actions = node_files.plan(present, (UNIT,), False, "g", recorded_paths=(timer,))
+    assert [(type(a).__name__, a.target) for a in actions] == [("WriteFile", UNIT.path), ("DeleteFile", timer)]
+    assert node_files.plan(present, (), False, "g", recorded_paths=(timer,)) == []  # no render (e.g. audit): keep

@@ -1,0 +1,1 @@
+../../perfgroup/artifacts.py
