@@ -28,6 +28,7 @@ IMAGE_FILES = (
     f"/etc/systemd/system/perfgroup-heal-{GROUP}.service", f"/etc/sysctl.d/90-perfgroup-{GROUP}.conf",
     "/etc/systemd/system/sys-kernel-tracing.mount.d/perfgroup.conf", f"/etc/profile.d/perfgroup-{GROUP}.sh",
     f"/etc/profile.d/perfgroup-{GROUP}.csh", "/usr/local/bin/perf", f"/etc/apt/apt.conf.d/80perfgroup-{GROUP}",
+    "/etc/environment-modules/modules/perf/privileged",
 )
 WANTS = f"/etc/systemd/system/multi-user.target.wants/perfgroup-heal-{GROUP}.service"
 
@@ -109,11 +110,16 @@ def test_setup_root_gid_option_dry_run_and_the_images_package_manager(make_node:
     dry = node.run([PERFGROUP, "setup", "--root", IMG, "--group", GROUP, "--gid", "4242", "--dry-run"])
     assert dry.returncode == 0 and "would change" in dry.stdout, dry.stdout + dry.stderr
     assert node.snapshot() == before, "--dry-run changed something"
-    done = node.run([PERFGROUP, "setup", "--root", IMG, "--group", GROUP, "--gid", "4242"])
+    done = node.run([PERFGROUP, "setup", "--root", IMG, "--group", GROUP, "--gid", "4242", "--nhc",
+                     "--textfile-dir", "/var/lib/prometheus/node-exporter"])
     assert done.returncode == 0, done.stdout + done.stderr
     assert image_gid(node) == 4242
     assert node.sh(f"test -e {IMG}/etc/dnf/plugins/post-transaction-actions.d/perfgroup-{GROUP}.action").returncode == 0
     assert node.sh(f"ls {IMG}/etc/apt.off/apt.conf.d | grep -q perfgroup").returncode != 0
+    assert node.sh(f"test -f {IMG}/etc/nhc/scripts/perfgroup.nhc").returncode == 0
+    timer = f"/etc/systemd/system/perfgroup-textfile-{GROUP}.timer"
+    # The link is absolute, as systemctl enable makes it: it resolves inside the booted image.
+    assert node.ok(f"readlink {IMG}/etc/systemd/system/timers.target.wants/perfgroup-textfile-{GROUP}.timer").strip() == timer
     assert "image /srv/img prepared" in done.stdout
 
 
