@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import NamedTuple
+
+from .tuples import NamedTuple
 
 # Numbers from linux/capability.h. Kept complete so a decoded attribute never loses a bit.
 CAP_NUMBERS: dict[str, int] = {

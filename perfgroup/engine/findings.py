@@ -7,7 +7,7 @@ fixes it. Severities follow the Nagios plugin convention so `audit` exits 0/1/2/
 from __future__ import annotations
 
 import stat
-from typing import Callable, Iterator, NamedTuple
+from typing import Callable, Iterator
 
 from . import access, errors, reach, sysctl
 from .capabilities import PROFILING_CAPS, sort_caps
@@ -24,6 +24,7 @@ from .policy import (
     root_equivalent,
     root_equivalent_allowed,
 )
+from .tuples import NamedTuple
 
 OK, WARNING, CRITICAL, UNKNOWN = "ok", "warning", "critical", "unknown"
 RANK = {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}

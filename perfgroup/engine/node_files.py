@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from typing import TYPE_CHECKING, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Optional, Tuple
 
 from .desired import NodeArtifact
 from .errors import RefusedError
+from .tuples import NamedTuple
 
 if TYPE_CHECKING:  # actions pull in dataclasses: not on the audit path
     from .actions import Action

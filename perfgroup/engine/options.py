@@ -9,7 +9,9 @@ uses it, its tests.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
+
+from .tuples import NamedTuple
 
 # How long a changing command waits for another perfgroup run before giving up (exit "busy").
 LOCK_WAIT_SECONDS = 120.0

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import re
 import stat
-from typing import Callable, NamedTuple
+from typing import Callable
 
 from .errors import RefusedError
+from .tuples import NamedTuple
 
 ELF_MAGIC = b"\x7fELF"
 # perf's own version banner format string: present in every perf build, absent from other ELFs.

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import TYPE_CHECKING, Iterator, NamedTuple, Tuple
+from typing import TYPE_CHECKING, Iterator, Tuple
+
+from .tuples import NamedTuple
 
 if TYPE_CHECKING:  # actions pull in dataclasses: not on the audit path
     from .actions import Action

@@ -9,7 +9,9 @@ every schema, and a test loads each.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
+
+from .tuples import NamedTuple
 
 SCHEMA = 2
 
