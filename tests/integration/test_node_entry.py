@@ -86,6 +86,16 @@ def test_node_audit_is_the_cli_audit_in_every_format_without_click_or_jinja2(nod
     imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in trace.stderr.splitlines() if "|" in line}
     assert "perfgroup_engine" in imported
     assert not imported & {"click", "jinja2", "perfgroup", "ansible"}, imported
+    # NHC and the timer run it every few minutes: no argparse (with gettext, locale and shutil),
+    # no hashlib (OpenSSL), and no process started, the interpreter's own execve being the only one.
+    assert not imported & {"argparse", "hashlib", "subprocess", "dataclasses"}, imported
+    argv = [python, "-I", NODE] if python else [NODE]
+    for fmt in (["--format", "nagios"], ["--format", "prometheus", "--textfile-dir", "/run"]):
+        trace = node.run(["strace", "-f", "-qq", "-e", "trace=execve,clone,clone3,fork,vfork", "-o", "/dev/stderr",
+                          *argv, "audit", "--group", "perf_users", *fmt])
+        assert trace.returncode == 0, trace.stderr
+        calls = [line for line in trace.stderr.splitlines() if "(" in line]
+        assert len(calls) == 1 and "execve(" in calls[0], calls
 
 
 def test_textfile_dir_written_atomically(node: Node) -> None:
