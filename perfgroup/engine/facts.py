@@ -330,13 +330,39 @@ def _proc_config() -> str | None:
 
 
 def recorded_files(state: State | None) -> tuple[tuple[str, str | None], ...]:
-    """Current sha256 of every file the record says setup wrote (None: missing or unreadable)."""
+    """Current sha256 of every file the record says setup wrote (None: missing or unreadable);
+    a file whose stat is still what setup recorded with that same sha256 is not read again."""
     if state is None:
         return ()
-    out = []
-    for path, _ in state.files:
+    known = {(path, sha): key for path, sha, key in state.file_stats}
+    out: list[tuple[str, str | None]] = []
+    for path, sha in state.files:
+        key = known.get((path, sha))
+        if key is not None:
+            try:
+                if key_of(os.stat(path)) == key:
+                    out.append((path, sha))
+                    continue
+            except OSError:
+                pass
         text = read_text(path)
         out.append((path, sha256_text(text) if text is not None else None))
+    return tuple(out)
+
+
+def file_stats(files: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str, StatKey], ...]:
+    """For the record: the stat of each recorded file whose content has its recorded sha256 now
+    (stat and content from one open file, so a change in between cannot be recorded as trusted)."""
+    out = []
+    for path, sha in files:
+        try:  # read as read_text reads, so the sha256 is sha256_text's
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                info = os.fstat(handle.fileno())
+                text = handle.read(1 << 20)
+        except OSError:
+            continue
+        if sha256_text(text) == sha:
+            out.append((path, sha, key_of(info)))
     return tuple(out)
 
 

@@ -49,6 +49,9 @@ class State(NamedTuple):
     schema: int = SCHEMA
     tracefs_before: tuple[tuple[str, int, int], ...] = ()  # (mount point, mode, gid) before setup remounted it
     tracefs_kept: bool = False  # setup --no-tracefs: tracefs left as it was
+    # (path, sha256, stat) of recorded files whose content had that sha256 when setup stat'ed
+    # them: an audit re-reads and re-hashes only files whose stat changed since (as for the copy)
+    file_stats: tuple[tuple[str, str, StatKey], ...] = ()
 
     def file_sha(self, path: str) -> str | None:
         return dict(self.files).get(path)
@@ -59,6 +62,7 @@ class State(NamedTuple):
             value = data[key]
             data[key] = value._asdict() if value is not None else None
         data["files"] = dict(self.files)
+        data["file_stats"] = {path: {"sha256": sha, **key._asdict()} for path, sha, key in self.file_stats}
         return data
 
     def to_json(self) -> str:
@@ -120,6 +124,13 @@ def _typed(values: dict[str, Any]) -> dict[str, Any]:
         values["files"] = tuple(sorted((str(k), str(v)) for k, v in values["files"].items()))
     for key in ("source_stat", "copy_stat"):
         values[key] = _stat_key(values.get(key))
+    if "file_stats" in values:
+        if not isinstance(values["file_stats"], dict):
+            raise StateError("file_stats is not an object")
+        values["file_stats"] = tuple(sorted(
+            (str(path), str(entry["sha256"]), _stat_key({k: entry[k] for k in StatKey._fields}))
+            for path, entry in values["file_stats"].items()
+        ))
     if "tracefs_before" in values:
         values["tracefs_before"] = tuple((str(p), int(m), int(g)) for p, m, g in values["tracefs_before"])
     return values
