@@ -94,7 +94,9 @@ def escape(text: str) -> str:
 def main() -> None:
     code = audit(sys.argv[1:])
     if code is not None:
-        sys.exit(code)
+        from .engine.errors import exit_now
+
+        exit_now(code)
     from .cli import main as click_main
 
     click_main()

@@ -17,13 +17,15 @@ import os
 import pwd
 import stat
 import struct
-from typing import TYPE_CHECKING, Iterator
 
 from .capabilities import CAP_NAMES, CAP_NUMBERS, PROFILING_CAPS, ROOT_EQUIVALENT_CAPS, XATTR_NAME
 from .desired import LIBEXEC_ROOT, STATE_DIR, Desired
 from .tuples import NamedTuple
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
 if TYPE_CHECKING:
+    from typing import Iterator
+
     from .actions import Action
     from .facts import NodeFacts
     from .findings import Finding

@@ -12,7 +12,6 @@ import os
 import pwd
 import stat
 from types import MappingProxyType
-from typing import Any, Mapping
 
 from . import access as access_mod
 from . import node_files, perfsource, sysctl
@@ -24,6 +23,10 @@ from .errors import RefusedError
 from .state import State, StateError, StatKey, parse
 from .tuples import NamedTuple
 from .validate import check_abs_path, check_group
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any, Mapping
 
 
 class PathFacts(NamedTuple):

@@ -12,11 +12,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from typing import TYPE_CHECKING, Optional, Tuple
 
 from .desired import NodeArtifact
 from .errors import RefusedError
 from .tuples import NamedTuple
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Optional, Tuple
 
 if TYPE_CHECKING:  # actions pull in dataclasses: not on the audit path
     from .actions import Action
@@ -25,8 +28,9 @@ LIB_DIR = "/usr/local/lib/perfgroup"
 ENGINE_DIR = f"{LIB_DIR}/perfgroup_engine"
 LAUNCHER = "/usr/local/sbin/perfgroup-node"
 # -I: ignore PYTHON* variables, the user site and the script's directory: root runs this at boot
-# and from package hooks, with whatever environment they have.
-LAUNCHER_TEXT = '''#!/usr/bin/python3 -I
+# and from package hooks, with whatever environment they have. -S: no site module, no site-packages
+# (the engine is standard library only): NHC and the textfile timer start it every few minutes.
+LAUNCHER_TEXT = '''#!/usr/bin/python3 -IS
 """perfgroup node entry point, installed by `perfgroup setup`: audit and heal with the node's own
 python3 and the engine copy beside it (no pip, no click, no Ansible)."""
 import sys
@@ -46,7 +50,8 @@ ARTIFACT_DIRS = (
     "/etc/lmod/modules", "/etc/environment-modules/modules", "/etc/profile.d", "/usr/local/bin",
 )
 
-Sources = Optional[Tuple[Tuple[str, str], ...]]
+if TYPE_CHECKING:
+    Sources = Optional[Tuple[Tuple[str, str], ...]]
 
 
 class NodeFileFacts(NamedTuple):

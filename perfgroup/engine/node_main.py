@@ -13,13 +13,13 @@ from __future__ import annotations
 import grp
 import os
 import sys
-from typing import TYPE_CHECKING
 
 from . import errors
 from .desired import NodeArtifact
 from .errors import PerfgroupError, RefusedError
 from .options import BY_NAME
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
 if TYPE_CHECKING:
     import argparse
 
@@ -214,7 +214,10 @@ def main(argv: list[str] | None = None) -> int:
         if command == "audit":
             if textfile_dir and fmt != "prometheus":
                 raise RefusedError("--textfile-dir goes with --format prometheus")
-            return run_audit(group, dest, fmt, textfile_dir)
+            code = run_audit(group, dest, fmt, textfile_dir)
+            if argv is None:  # the program itself (the launcher), not a caller that continues
+                errors.exit_now(code)
+            return code
         return run_heal(group, if_source_changed)
     except PerfgroupError as error:
         sys.stderr.write(f"perfgroup-node {command}: {error}\n")

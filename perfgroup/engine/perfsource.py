@@ -10,10 +10,13 @@ from __future__ import annotations
 import os
 import re
 import stat
-from typing import Callable
 
 from .errors import RefusedError
 from .tuples import NamedTuple
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Callable
 
 ELF_MAGIC = b"\x7fELF"
 # perf's own version banner format string: present in every perf build, absent from other ELFs.
@@ -171,7 +174,8 @@ def check_source_file(path: str) -> os.stat_result:
     return info
 
 
-Trust = Callable[[str, os.stat_result], bool]
+if TYPE_CHECKING:
+    Trust = Callable[[str, os.stat_result], bool]
 
 
 def resolve(requested: str, kernel_release: str, depth: int = 0, trusted: Trust | None = None) -> ResolvedSource:

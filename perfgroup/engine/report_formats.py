@@ -18,7 +18,10 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 SEVERITIES = ("ok", "warning", "critical", "unknown")
 VALUE = {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}

@@ -9,9 +9,12 @@ every schema, and a test loads each.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
 
 from .tuples import NamedTuple
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 SCHEMA = 2
 

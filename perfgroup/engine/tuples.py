@@ -9,8 +9,7 @@ same tuple class (fields, defaults, methods, properties, docstring, __annotation
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
 if TYPE_CHECKING:
     from typing import NamedTuple as NamedTuple
 else:

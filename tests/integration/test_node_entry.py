@@ -50,7 +50,7 @@ def test_setup_installs_entry_point_boot_unit_and_apt_hook_and_records_them(node
     assert node.ok(f"readlink {WANTS}").strip() == UNIT
     assert node.ok(f"stat -c '%U %a' {NODE}").split() == ["root", "755"]
     assert f"ExecStart={NODE} heal --group perf_users" in node.ok(f"cat {UNIT}")
-    assert node.ok(f"head -1 {NODE}").strip() == "#!/usr/bin/python3 -I"
+    assert node.ok(f"head -1 {NODE}").strip() == "#!/usr/bin/python3 -IS"
     # The unit as systemd reads it (syntax, ExecStart exists and is executable).
     check = node.sh(f"systemd-analyze verify --man=no {UNIT} 2>&1 | grep -v -e 'Cannot add dependency' -e slurmd -e nhc"
                     " -e 'sys-kernel-tracing' -e 'Failed to' || true")

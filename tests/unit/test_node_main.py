@@ -50,3 +50,17 @@ def test_bad_arguments_still_exit_unknown_with_one_line(capsys: pytest.CaptureFi
         node_main.main(["audit", "--group", "g", "--format", "xml"])
     assert exit_info.value.code == 3
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("stdout, expected", [(None, (2, "report")), ("closed", (120, None))])
+def test_exit_now_flushes_and_keeps_the_code(stdout: str | None, expected: tuple[int, str | None]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    script = "import sys\nfrom perfgroup.engine.errors import exit_now\nsys.stdout.write('report')\nexit_now(2)\n"
+    if stdout == "closed":  # the reader went away: flushing fails, as at Python's own exit
+        script = "import os\nread, write = os.pipe()\nos.close(read)\nos.dup2(write, 1)\n" + script
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, env=env)
+    assert (result.returncode, result.stdout if stdout is None else None) == expected, result.stderr
