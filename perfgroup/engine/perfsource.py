@@ -8,7 +8,6 @@ Capabilities on a script do nothing, so wrappers are followed to the ELF they ru
 from __future__ import annotations
 
 import os
-import re
 import stat
 
 from .errors import RefusedError
@@ -130,7 +129,8 @@ _VAR_PATTERN = r"\$\([^)]*\)|`[^`]*`|\$\{[^}]*\}|\$\w+"
 
 def wrapper_targets(script: str, kernel_release: str) -> list[str]:
     """Candidate paths a wrapper script execs, most likely first (pure)."""
-    import glob  # only wrappers need it; keep the audit path light
+    import glob  # only wrappers need it (and re): keep the audit path light
+    import re
 
     found: list[str] = []
     for match in re.finditer(_EXEC_PATTERN, script):

@@ -89,6 +89,8 @@ def test_node_audit_is_the_cli_audit_in_every_format_without_click_or_jinja2(nod
     # NHC and the timer run it every few minutes: no argparse (with gettext, locale and shutil),
     # no hashlib (OpenSSL), and no process started, the interpreter's own execve being the only one.
     assert not imported & {"argparse", "hashlib", "subprocess", "dataclasses"}, imported
+    if python is None:  # the launcher as installed (-IS: no site): not even typing, re, json or contextlib
+        assert not imported & {"typing", "re", "json", "contextlib", "site", "enum"}, imported
     argv = [python, "-I", NODE] if python else [NODE]
     for fmt in (["--format", "nagios"], ["--format", "prometheus", "--textfile-dir", "/run"]):
         trace = node.run(["strace", "-f", "-qq", "-e", "trace=execve,clone,clone3,fork,vfork", "-o", "/dev/stderr",
