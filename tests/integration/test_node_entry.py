@@ -82,7 +82,8 @@ def test_node_audit_is_the_cli_audit_in_every_format_without_click_or_jinja2(nod
     assert {"perfgroup_status", "perfgroup_check"} <= names, names
     # What the audit imports: the standard library and the engine copy, never click or jinja2.
     py = python or "/usr/bin/python3"
-    trace = node.sh(f"{py} -I -X importtime {NODE} audit --group perf_users --format nagios >/dev/null")
+    flags = "-I" if python else "-IS"  # the launcher's own shebang flags
+    trace = node.sh(f"{py} {flags} -X importtime {NODE} audit --group perf_users --format nagios >/dev/null")
     imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in trace.stderr.splitlines() if "|" in line}
     assert "perfgroup_engine" in imported
     assert not imported & {"click", "jinja2", "perfgroup", "ansible"}, imported
