@@ -69,37 +69,108 @@ def baseline_install(rev: str) -> str:
     return str(where / "venv" / "bin" / "perfgroup")
 
 
+def checkout_install() -> str:
+    """This checkout's perfgroup command, installed (not editable) in its own venv exactly as
+    baseline_install installs the baseline: an editable install adds setuptools' import finder
+    (pathlib, urllib, ipaddress: ~5 ms here) to every start, which the baseline does not pay."""
+    where = Path("/tmp/perfgroup-bench-checkout")
+    subprocess.run(["rm", "-rf", str(where / "src")], check=True)
+    (where / "src").mkdir(parents=True)
+    files = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           check=True, capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (where / "src" / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, where / "src" / name)
+    if not (where / "venv" / "bin" / "pip").exists():
+        subprocess.run([PY, "-m", "venv", str(where / "venv")], check=True)
+        subprocess.run([str(where / "venv" / "bin" / "pip"), "install", "-q", str(where / "src")], check=True)
+    else:  # dependencies are there: only this checkout's files change between runs
+        subprocess.run([str(where / "venv" / "bin" / "pip"), "install", "-q", "--no-deps", "--force-reinstall",
+                        str(where / "src")], check=True)
+    return str(where / "venv" / "bin" / "perfgroup")
+
+
+def process_count(node: Node, argv: list[str]) -> tuple[int, int]:
+    """(execve calls, new processes or threads) of argv and everything it starts."""
+    trace = node.run(["strace", "-f", "-qq", "-e", "trace=execve,clone,clone3,fork,vfork", "-o", "/dev/stderr", *argv])
+    lines = trace.stderr.splitlines()
+    execs = sum("execve(" in x for x in lines)
+    forks = sum(any(f"{c}(" in x for c in ("clone", "fork", "vfork")) for x in lines)
+    return execs, forks
+
+
 def local(runs: int, baseline: str | None = None) -> dict[str, float]:
     print(f"\n1. Static local audit on one converged node (median of {runs}, timed inside the node)")
     base_cmd = baseline_install(baseline) if baseline else None
+    installed = checkout_install()
     with Node(NodeOptions()) as node:
         node.ok("useradd -M alice")
         # Converged by the baseline when there is one: this checkout reads (migrates) its record.
         assert node.run([base_cmd or PERFGROUP, "setup", "--member", "alice"]).returncode == 0
         commands = {
             "floor": [PY, "-c", "import click"],
-            "audit": [PERFGROUP, "audit", "--json"],
+            "audit": [installed, "audit", "--json"],
+            "text": [installed, "audit"],
+            "editable": [PERFGROUP, "audit", "--json"],
             "shell": ["/bin/sh", str(REPO / "bench" / "audit.sh")],
         }
         if base_cmd:
             commands["baseline"] = [base_cmd, "audit", "--json"]
+            commands["baseline_text"] = [base_cmd, "audit"]
         result = node.run([PY, str(REPO / "bench" / "timeit_cmds.py"), str(runs), json.dumps(commands)], timeout=900)
         samples = json.loads(result.stdout)
         m = {name: median(values) for name, values in samples.items()}
         line('python -c "import click" (floor)', m["floor"], m["floor"])
         line("perfgroup audit --json", m["audit"], m["floor"], f"target <= 1.25x: {verdict(m['audit'] <= 1.25 * m['floor'])}")
+        line("perfgroup audit", m["text"], m["floor"])
+        line("perfgroup audit --json, editable checkout", m["editable"], m["floor"], "(setuptools' finder at every start)")
         line("shell script (getent/stat/getcap/cat)", m["shell"], m["floor"])
         if base_cmd:
             line(f"perfgroup audit --json at {baseline}", m["baseline"], m["floor"],
                  f"this checkout / baseline = {m['audit'] / m['baseline']:.2f}x (target <= 1.0x + noise)")
+            line(f"perfgroup audit at {baseline}", m["baseline_text"], m["floor"],
+                 f"this checkout / baseline = {m['text'] / m['baseline_text']:.2f}x (target <= 1.0x + noise)")
         for name, argv in (("perfgroup audit --json", commands["audit"]), ("shell script", commands["shell"])):
-            trace = node.run(["strace", "-f", "-qq", "-e", "trace=execve,clone,clone3,fork,vfork", "-o", "/dev/stderr", *argv])
-            execs = sum("execve(" in x for x in trace.stderr.splitlines())
-            forks = sum(any(f"{c}(" in x for c in ("clone", "fork", "vfork")) for x in trace.stderr.splitlines())
+            execs, forks = process_count(node, argv)
             print(f"  {name:44} execve {execs} (itself included), new processes/threads {forks}")
         probe = node.run([PY, "-c", "import sys\nfrom perfgroup.cli import main\ntry:\n    main(['audit','--json'])\n"
                           "except SystemExit:\n    pass\nprint(sorted(m for m in sys.modules if m.split('.')[0] in ('jinja2','ansible')), file=sys.stderr)"])
         print(f"  jinja2/ansible modules imported by the audit: {probe.stderr.strip().splitlines()[-1]}")
+        return m
+
+
+NODE_ENTRY = "/usr/local/sbin/perfgroup-node"
+NODE_PYTHON = "/usr/bin/python3"
+
+
+def node_entry(runs: int) -> dict[str, float]:
+    """The node entry point's static audit as NHC (--format nagios) and the textfile timer
+    (--format prometheus) run it, on the node's own python3, side by side with that
+    interpreter's bare start and with the shell equivalent."""
+    print(f"\n1b. Node entry point {NODE_ENTRY} on {NODE_PYTHON} (median of {runs}, timed inside the node)")
+    with Node(NodeOptions()) as node:
+        node.ok("useradd -M alice && mkdir -p /var/lib/node_exporter")
+        assert node.run([PERFGROUP, "setup", "--member", "alice"]).returncode == 0
+        nhc = [NODE_ENTRY, "audit", "--group", "perf_users", "--format", "nagios"]
+        timer = [NODE_ENTRY, "audit", "--group", "perf_users", "--format", "prometheus",
+                 "--textfile-dir", "/var/lib/node_exporter"]
+        node.run(nhc)  # as root, like NHC: python writes the engine's bytecode cache once
+        commands = {"floor": [NODE_PYTHON, "-c", "pass"], "nhc": nhc, "timer": timer,
+                    "shell": ["/bin/sh", str(REPO / "bench" / "audit.sh")]}
+        result = node.run([NODE_PYTHON, str(REPO / "bench" / "timeit_cmds.py"), str(runs), json.dumps(commands)],
+                          timeout=900)
+        m = {name: median(values) for name, values in json.loads(result.stdout).items()}
+        line(f'{NODE_PYTHON} -c pass (floor)', m["floor"], m["floor"])
+        line("shell script (getent/stat/getcap/cat)", m["shell"], m["floor"])
+        for name, label in (("nhc", "perfgroup-node audit --format nagios (NHC)"),
+                            ("timer", "perfgroup-node audit --format prometheus")):
+            line(label, m[name], m["floor"],
+                 f"/ shell = {m[name] / m['shell']:.2f}x, target <= 1.0x: {verdict(m[name] <= m['shell'])}")
+        for name, argv in (("perfgroup-node audit (NHC)", nhc), ("perfgroup-node audit (timer)", timer),
+                           ("shell script", commands["shell"])):
+            execs, forks = process_count(node, argv)
+            print(f"  {name:44} execve {execs} (itself included), new processes/threads {forks}")
         return m
 
 
@@ -194,6 +265,7 @@ def main() -> None:
     print(f"perfgroup benchmarks, {time.strftime('%Y-%m-%d')}: {platform.node()}, Linux {platform.release()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}, {ansible}")
     local(args.runs, args.baseline)
+    node_entry(args.runs)
     if not args.skip_fleet:
         fleet(args.fleet_runs)
         scaling([int(x) for x in args.sizes.split(",")], args.fleet_runs)

@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from .quick import escape as escape
+
 COLOURS = {"ok": "green", "warning": "yellow", "critical": "red", "unknown": "magenta"}
 
 
@@ -29,14 +31,6 @@ def say(text: str = "") -> None:
 def error(text: str) -> None:
     """One line on stderr; newlines in data are flattened so the error stays one line."""
     click.echo(paint("perfgroup: error: ", "red") + escape(" ".join(text.split("\n"))), err=True, color=use_colour())
-
-
-def escape(text: str) -> str:
-    """Control characters from names perfgroup did not write (group database, paths) shown as
-    escapes, so they cannot move the cursor or forge lines on an administrator's terminal."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def emit_json(data: object) -> None:

@@ -17,12 +17,15 @@ import os
 import pwd
 import stat
 import struct
-from typing import TYPE_CHECKING, Iterator, NamedTuple
 
 from .capabilities import CAP_NAMES, CAP_NUMBERS, PROFILING_CAPS, ROOT_EQUIVALENT_CAPS, XATTR_NAME
 from .desired import LIBEXEC_ROOT, STATE_DIR, Desired
+from .tuples import NamedTuple
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
 if TYPE_CHECKING:
+    from typing import Iterator
+
     from .actions import Action
     from .facts import NodeFacts
     from .findings import Finding
@@ -166,17 +169,31 @@ def cap_names(mask: int) -> frozenset[str]:
     return frozenset(CAP_NAMES[bit] for bit in CAP_NAMES if mask >> bit & 1)
 
 
-def parse_status(text: str) -> tuple[int | None, int]:
+_STATUS_CAPS = (b"\nCapPrm:", b"\nCapEff:", b"\nCapAmb:")
+
+
+def parse_status(text: str | bytes) -> tuple[int | None, int]:
     """(real uid, CapEff | CapPrm | CapAmb) of one /proc/PID/status."""
-    uid: int | None = None
+    data = b"\n" + (text.encode() if isinstance(text, str) else text)
+    at = data.find(b"\nUid:")
+    uid = int(data[at + 5:data.find(b"\n", at + 5)].split()[0]) if at >= 0 else None
     mask = 0
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key == "Uid":
-            uid = int(value.split()[0])
-        elif key in ("CapEff", "CapPrm", "CapAmb"):
-            mask |= int(value.strip(), 16)
+    for key in _STATUS_CAPS:
+        at = data.find(key)
+        if at >= 0:
+            end = data.find(b"\n", at + 1)
+            mask |= int(data[at + len(key):end if end >= 0 else len(data)], 16)
     return uid, mask
+
+
+def _read_status(path: str) -> bytes:
+    # One open/read/close per process, bytes only: the scan runs on every audit over every PID
+    # of the node (kernel threads included), so no text layer and no line splitting.
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 1 << 16)
+    finally:
+        os.close(fd)
 
 
 def scan_processes(proc: str = "/proc") -> tuple[Lingering, ...]:
@@ -191,9 +208,8 @@ def scan_processes(proc: str = "/proc") -> tuple[Lingering, ...]:
         return ()
     for pid in pids:
         try:
-            with open(f"{proc}/{pid}/status", encoding="utf-8", errors="replace") as handle:
-                uid, mask = parse_status(handle.read())
-        except (OSError, ValueError):
+            uid, mask = parse_status(_read_status(f"{proc}/{pid}/status"))
+        except (OSError, ValueError, IndexError):
             continue
         if uid is None or uid == 0 or not mask & watched or not _same_root(f"{proc}/{pid}/root", ours):
             continue

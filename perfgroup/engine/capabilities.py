@@ -5,9 +5,9 @@ Standard library only: this package is shipped to nodes by Ansible as module_uti
 
 from __future__ import annotations
 
-import re
 import struct
-from typing import NamedTuple
+
+from .tuples import NamedTuple
 
 # Numbers from linux/capability.h. Kept complete so a decoded attribute never loses a bit.
 CAP_NUMBERS: dict[str, int] = {
@@ -204,8 +204,12 @@ class CapChoice(NamedTuple):
 
 def kernel_version(release: str) -> tuple[int, int]:
     """(major, minor) from a `uname -r` string such as `6.1.0-18-amd64`; (0, 0) if unreadable."""
-    found = re.match(r"(\d+)\.(\d+)", release)
-    return (int(found.group(1)), int(found.group(2))) if found else (0, 0)
+    # As re.match(r"(\d+)\.(\d+)", release), without re (and enum) on the audit path.
+    major, dot, rest = release.partition(".")
+    minor = rest[: len(rest) - len(rest.lstrip("0123456789"))]
+    if not (dot and major.isascii() and major.isdigit() and minor):
+        return (0, 0)
+    return (int(major), int(minor))
 
 
 def has_perfmon(cap_last_cap: int | None, kernel_release: str) -> bool:

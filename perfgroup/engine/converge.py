@@ -170,6 +170,7 @@ def fstab_edits(previous: State | None, applied: list[Action], gid: int | None) 
 def record(desired: Desired, before: NodeFacts, after: NodeFacts, plan: Plan, applied: list[Action]) -> bool:
     """Write the state file if what it would say differs from what it says. True if written."""
     state = build_state(desired, before, after, plan, applied)
+    state = state._replace(file_stats=facts_mod.file_stats(state.files))
     if state.same_as(before.state):
         return False
     apply.write_file(desired.state_path, state.to_json(), step="write_state")

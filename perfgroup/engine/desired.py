@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
+
+from .tuples import NamedTuple
 
 STATE_DIR = "/var/lib/perfgroup"
 LIBEXEC_ROOT = "/usr/local/libexec/perfgroup"

@@ -7,7 +7,9 @@ epilogs and the README's exit-code table are generated from the same table.
 
 from __future__ import annotations
 
-from typing import Tuple
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
+if TYPE_CHECKING:
+    from typing import NoReturn, Tuple
 
 # Outcome names: what happened, independent of which number a command uses for it.
 OK, FAILED, REFUSED, BUSY = "ok", "failed", "refused", "busy"
@@ -49,7 +51,8 @@ class LockedError(PerfgroupError):
 
 
 # command -> ((outcome, exit code, meaning), ...). Order is the order --help prints.
-ExitTable = Tuple[Tuple[str, int, str], ...]
+if TYPE_CHECKING:
+    ExitTable = Tuple[Tuple[str, int, str], ...]
 EXIT_TABLES: dict[str, ExitTable] = {
     "setup": (
         (OK, 0, "converged and verified (a member profiled system-wide, a non-member was refused)"),
@@ -109,3 +112,19 @@ def epilog(command: str) -> str:
     """The 'Exit codes' block of a command's --help (click's \\b keeps the lines as they are)."""
     lines = [f"  {code}  {meaning}" for _, code, meaning in EXIT_TABLES[command]]
     return "\b\nExit codes:\n" + "\n".join(lines) + "\n"
+
+
+def exit_now(code: int) -> NoReturn:
+    """Exit after a read-only audit without the interpreter's teardown (freeing every module and
+    object: ~3 ms of a ~25 ms audit, which NHC and the timers run every few minutes). Nothing is
+    left to clean up: output is flushed here, files were closed where written. A failed flush
+    exits 120, as Python's own exit does."""
+    import os
+    import sys
+
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        code = 120
+    os._exit(code)

@@ -12,7 +12,6 @@ import os
 import pwd
 import stat
 from types import MappingProxyType
-from typing import Mapping, NamedTuple
 
 from . import access as access_mod
 from . import node_files, perfsource, sysctl
@@ -22,7 +21,12 @@ from .capabilities import XATTR_NAME, CapabilityError, FileCaps, decode
 from .desired import STATE_DIR, TMP_PREFIX, Desired, default_dest, state_path
 from .errors import RefusedError
 from .state import State, StateError, StatKey, parse
+from .tuples import NamedTuple
 from .validate import check_abs_path, check_group
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any, Mapping
 
 
 class PathFacts(NamedTuple):
@@ -151,9 +155,20 @@ def sha256_file(path: str) -> str | None:
 
 
 def sha256_text(text: str) -> str:
-    import hashlib
+    return _small_sha256(text.encode()).hexdigest()  # type: ignore[no-any-return]
 
-    return hashlib.sha256(text.encode()).hexdigest()
+
+def _small_sha256(data: bytes) -> Any:
+    """sha256 for the audit's few small files: CPython's own implementation where it is built in,
+    since hashlib first loads OpenSSL's libcrypto (2-3 ms per run, more than the hashing)."""
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found]  # Python <= 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # type: ignore[import-not-found]  # Python >= 3.12
+        except ImportError:
+            from hashlib import sha256
+    return sha256(data)
 
 
 def digest(path: str, key: StatKey | None, known_key: StatKey | None, known_sha: str | None) -> str | None:
@@ -318,13 +333,39 @@ def _proc_config() -> str | None:
 
 
 def recorded_files(state: State | None) -> tuple[tuple[str, str | None], ...]:
-    """Current sha256 of every file the record says setup wrote (None: missing or unreadable)."""
+    """Current sha256 of every file the record says setup wrote (None: missing or unreadable);
+    a file whose stat is still what setup recorded with that same sha256 is not read again."""
     if state is None:
         return ()
-    out = []
-    for path, _ in state.files:
+    known = {(path, sha): key for path, sha, key in state.file_stats}
+    out: list[tuple[str, str | None]] = []
+    for path, sha in state.files:
+        key = known.get((path, sha))
+        if key is not None:
+            try:
+                if key_of(os.stat(path)) == key:
+                    out.append((path, sha))
+                    continue
+            except OSError:
+                pass
         text = read_text(path)
         out.append((path, sha256_text(text) if text is not None else None))
+    return tuple(out)
+
+
+def file_stats(files: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str, StatKey], ...]:
+    """For the record: the stat of each recorded file whose content has its recorded sha256 now
+    (stat and content from one open file, so a change in between cannot be recorded as trusted)."""
+    out = []
+    for path, sha in files:
+        try:  # read as read_text reads, so the sha256 is sha256_text's
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                info = os.fstat(handle.fileno())
+                text = handle.read(1 << 20)
+        except OSError:
+            continue
+        if sha256_text(text) == sha:
+            out.append((path, sha, key_of(info)))
     return tuple(out)
 
 

@@ -7,7 +7,6 @@ fixes it. Severities follow the Nagios plugin convention so `audit` exits 0/1/2/
 from __future__ import annotations
 
 import stat
-from typing import Callable, Iterator, NamedTuple
 
 from . import access, errors, reach, sysctl
 from .capabilities import PROFILING_CAPS, sort_caps
@@ -24,6 +23,11 @@ from .policy import (
     root_equivalent,
     root_equivalent_allowed,
 )
+from .tuples import NamedTuple
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Callable, Iterator
 
 OK, WARNING, CRITICAL, UNKNOWN = "ok", "warning", "critical", "unknown"
 RANK = {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}
@@ -51,7 +55,8 @@ def _setup(desired: Desired) -> str:
     return f"perfgroup setup --group {desired.group}"
 
 
-Rule = Callable[[NodeFacts, Desired], Iterator[Finding]]
+if TYPE_CHECKING:
+    Rule = Callable[[NodeFacts, Desired], Iterator[Finding]]
 
 
 def rule_state(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:

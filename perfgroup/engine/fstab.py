@@ -18,13 +18,17 @@ Pure functions on text, plus read_text(); standard library only.
 
 from __future__ import annotations
 
-import re
-from typing import NamedTuple, Tuple
+from .tuples import NamedTuple
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing on the audit path
+if TYPE_CHECKING:
+    from typing import Tuple
+
+    # (line setup found, line setup wrote): what remove puts back.
+    Edit = Tuple[str, str]
 
 FSTAB = "/etc/fstab"
 MODE = 0o750
-# (line setup found, line setup wrote): what remove puts back.
-Edit = Tuple[str, str]
 
 
 class Entry(NamedTuple):
@@ -33,8 +37,37 @@ class Entry(NamedTuple):
     options: str  # "" when the entry has no options field
 
 
-def _fields(line: str) -> list[re.Match[str]]:
-    return list(re.finditer(r"\S+", line.split("#", 1)[0]))
+class _Field(NamedTuple):
+    """One whitespace-separated field of an fstab line and where it is (as a regex match would)."""
+
+    text: str
+    begin: int
+    finish: int
+
+    def group(self) -> str:
+        return self.text
+
+    def start(self) -> int:
+        return self.begin
+
+    def end(self) -> int:
+        return self.finish
+
+
+def _fields(line: str) -> list[_Field]:
+    """The fields before any comment, as re.finditer(r"\\S+") finds them, without re (audit path)."""
+    body = line.split("#", 1)[0]
+    fields, index = [], 0
+    while index < len(body):
+        if body[index].isspace():
+            index += 1
+            continue
+        stop = index
+        while stop < len(body) and not body[stop].isspace():
+            stop += 1
+        fields.append(_Field(body[index:stop], index, stop))
+        index = stop
+    return fields
 
 
 def entry(line: str) -> Entry | None:

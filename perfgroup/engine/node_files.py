@@ -9,13 +9,15 @@ facts.py, plan.py and remove.py each call in here once.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
-from typing import TYPE_CHECKING, NamedTuple, Optional, Tuple
 
 from .desired import NodeArtifact
 from .errors import RefusedError
+from .tuples import NamedTuple
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Optional, Tuple
 
 if TYPE_CHECKING:  # actions pull in dataclasses: not on the audit path
     from .actions import Action
@@ -24,8 +26,9 @@ LIB_DIR = "/usr/local/lib/perfgroup"
 ENGINE_DIR = f"{LIB_DIR}/perfgroup_engine"
 LAUNCHER = "/usr/local/sbin/perfgroup-node"
 # -I: ignore PYTHON* variables, the user site and the script's directory: root runs this at boot
-# and from package hooks, with whatever environment they have.
-LAUNCHER_TEXT = '''#!/usr/bin/python3 -I
+# and from package hooks, with whatever environment they have. -S: no site module, no site-packages
+# (the engine is standard library only): NHC and the textfile timer start it every few minutes.
+LAUNCHER_TEXT = '''#!/usr/bin/python3 -IS
 """perfgroup node entry point, installed by `perfgroup setup`: audit and heal with the node's own
 python3 and the engine copy beside it (no pip, no click, no Ansible)."""
 import sys
@@ -45,7 +48,8 @@ ARTIFACT_DIRS = (
     "/etc/lmod/modules", "/etc/environment-modules/modules", "/etc/profile.d", "/usr/local/bin",
 )
 
-Sources = Optional[Tuple[Tuple[str, str], ...]]
+if TYPE_CHECKING:
+    Sources = Optional[Tuple[Tuple[str, str], ...]]
 
 
 class NodeFileFacts(NamedTuple):
@@ -97,8 +101,10 @@ def select(artifacts: tuple[NodeArtifact, ...], root: str = "/") -> tuple[NodeAr
 
 def _current(path: str) -> tuple[str, str | None, str | None]:
     link = None
-    with contextlib.suppress(OSError):
+    try:  # noqa: SIM105 - contextlib is not imported on the audit path
         link = os.readlink(path)
+    except OSError:
+        pass
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             text: str | None = handle.read(16 << 20)
@@ -187,6 +193,8 @@ def owned(group: str, path: str) -> bool:
         return True
     if directory not in ARTIFACT_DIRS or not name.startswith(("perfgroup", "80perfgroup")):
         return False
+    import re
+
     return name == "perfgroup.nhc" or re.search(rf"[-_.]{re.escape(group)}(\.[a-z]+)?\Z", name) is not None
 
 

@@ -10,7 +10,6 @@ no second implementation:
 
 from __future__ import annotations
 
-import argparse
 import grp
 import os
 import sys
@@ -20,20 +19,23 @@ from .desired import NodeArtifact
 from .errors import PerfgroupError, RefusedError
 from .options import BY_NAME
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
+if TYPE_CHECKING:
+    import argparse
+
 FORMATS = BY_NAME["format"].choices  # one definition: the options table
 
 
-class _Parser(argparse.ArgumentParser):
-    """Bad arguments: one stderr line and the command's documented code (audit: UNKNOWN, 3)."""
+def parser(command: str) -> argparse.ArgumentParser:
+    import argparse  # only when plain_audit_args cannot read the arguments
 
-    command = "heal"
+    class _Parser(argparse.ArgumentParser):
+        """Bad arguments: one stderr line and the command's documented code (audit: UNKNOWN, 3)."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"perfgroup-node: {message}\n")
-        sys.exit(errors.exit_code(self.command, errors.REFUSED))
+        def error(self, message: str) -> None:  # type: ignore[override]
+            sys.stderr.write(f"perfgroup-node: {message}\n")
+            sys.exit(errors.exit_code(command, errors.REFUSED))
 
-
-def parser() -> argparse.ArgumentParser:
     top = _Parser(prog="perfgroup-node", description=__doc__.split("\n\n")[0])
     sub = top.add_subparsers(dest="command", parser_class=_Parser)
     sub.required = True
@@ -174,17 +176,49 @@ def run_heal(group: str, if_source_changed: bool) -> int:
     return errors.exit_code("heal", errors.OK)
 
 
+AUDIT_OPTIONS = ("--group", "--dest", "--format", "--textfile-dir")
+
+
+def plain_audit_args(argv: list[str]) -> dict[str, str] | None:
+    """The options of `audit --group G [--dest P] [--format F] [--textfile-dir D]` written out in
+    full (as NHC, the timer and the hooks write them), else None: anything else (abbreviations,
+    --help, errors) goes to argparse. NHC and the textfile timer run this every few minutes on
+    every node, and argparse with the gettext, locale and shutil it loads costs more than the
+    checks themselves."""
+    if argv[:1] != ["audit"] or len(argv) % 2 == 0:
+        return None
+    found: dict[str, str] = {}
+    for option, value in zip(argv[1::2], argv[2::2]):
+        if option not in AUDIT_OPTIONS or option in found or value.startswith("-"):
+            return None
+        found[option] = value
+    if "--group" not in found or found.get("--format", "text") not in FORMATS:
+        return None
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
-    _Parser.command = "audit" if args_list[:1] == ["audit"] else "heal"
-    args = parser().parse_args(args_list)
-    command = str(args.command)
+    plain = plain_audit_args(args_list)
+    if plain is not None:
+        command, group, if_source_changed = "audit", plain["--group"], False
+        dest, fmt, textfile_dir = plain.get("--dest"), plain.get("--format", "text"), plain.get("--textfile-dir")
+    else:
+        args = parser("audit" if args_list[:1] == ["audit"] else "heal").parse_args(args_list)
+        command, group = str(args.command), args.group
+        if command == "audit":
+            dest, fmt, textfile_dir = args.dest, args.format, args.textfile_dir
+        else:
+            if_source_changed = args.if_source_changed
     try:
         if command == "audit":
-            if args.textfile_dir and args.format != "prometheus":
+            if textfile_dir and fmt != "prometheus":
                 raise RefusedError("--textfile-dir goes with --format prometheus")
-            return run_audit(args.group, args.dest, args.format, args.textfile_dir)
-        return run_heal(args.group, args.if_source_changed)
+            code = run_audit(group, dest, fmt, textfile_dir)
+            if argv is None:  # the program itself (the launcher), not a caller that continues
+                errors.exit_now(code)
+            return code
+        return run_heal(group, if_source_changed)
     except PerfgroupError as error:
         sys.stderr.write(f"perfgroup-node {command}: {error}\n")
         return errors.exit_code(command, error.outcome)

@@ -9,7 +9,11 @@ uses it, its tests.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from .tuples import NamedTuple
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 # How long a changing command waits for another perfgroup run before giving up (exit "busy").
 LOCK_WAIT_SECONDS = 120.0

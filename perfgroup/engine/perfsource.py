@@ -8,11 +8,14 @@ Capabilities on a script do nothing, so wrappers are followed to the ELF they ru
 from __future__ import annotations
 
 import os
-import re
 import stat
-from typing import Callable, NamedTuple
 
 from .errors import RefusedError
+from .tuples import NamedTuple
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Callable
 
 ELF_MAGIC = b"\x7fELF"
 # perf's own version banner format string: present in every perf build, absent from other ELFs.
@@ -126,7 +129,8 @@ _VAR_PATTERN = r"\$\([^)]*\)|`[^`]*`|\$\{[^}]*\}|\$\w+"
 
 def wrapper_targets(script: str, kernel_release: str) -> list[str]:
     """Candidate paths a wrapper script execs, most likely first (pure)."""
-    import glob  # only wrappers need it; keep the audit path light
+    import glob  # only wrappers need it (and re): keep the audit path light
+    import re
 
     found: list[str] = []
     for match in re.finditer(_EXEC_PATTERN, script):
@@ -170,7 +174,8 @@ def check_source_file(path: str) -> os.stat_result:
     return info
 
 
-Trust = Callable[[str, os.stat_result], bool]
+if TYPE_CHECKING:
+    Trust = Callable[[str, os.stat_result], bool]
 
 
 def resolve(requested: str, kernel_release: str, depth: int = 0, trusted: Trust | None = None) -> ResolvedSource:

@@ -4,7 +4,6 @@ report) both decide from these rules, so the two can never disagree."""
 from __future__ import annotations
 
 import stat
-from typing import TYPE_CHECKING
 
 from .capabilities import (
     ROOT_EQUIVALENT_CAPS,
@@ -16,6 +15,7 @@ from .capabilities import (
 from .desired import LIBEXEC_ROOT, Desired
 from .perfsource import SYSTEM_DIRS
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
 if TYPE_CHECKING:
     from .facts import NodeFacts, PathFacts
 

@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import TYPE_CHECKING, Iterator, NamedTuple, Tuple
 
 from . import fstab
+from .tuples import NamedTuple
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Iterator, Tuple
 
 if TYPE_CHECKING:  # actions pull in dataclasses: not on the audit path
     from .actions import Action
@@ -48,7 +52,8 @@ DROPIN_TEMPLATE = """\
 Options=nosuid,nodev,noexec,gid={gid},mode={mode}
 """
 
-Mounted = Tuple[str, int, int]  # (mount point, mode of its root, gid of its root)
+if TYPE_CHECKING:
+    Mounted = Tuple[str, int, int]  # (mount point, mode of its root, gid of its root)
 
 
 class ReachFacts(NamedTuple):

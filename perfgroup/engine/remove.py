@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import grp
 import os
-from typing import NamedTuple
 
 from . import access, fstab, node_files, perfsource, reach
 from .actions import Action, DeleteCopy, DeleteDir, DeleteFile, DeleteGroup, EditFstab, RemountTracefs, RemoveMember
@@ -18,6 +17,7 @@ from .desired import STATE_DIR, TMP_PREFIX, default_dest, profile_path, state_pa
 from .errors import RefusedError
 from .facts import load_state
 from .state import State
+from .tuples import NamedTuple
 
 
 class RemoveFacts(NamedTuple):

@@ -8,8 +8,11 @@ every schema, and a test loads each.
 
 from __future__ import annotations
 
-import json
-from typing import Any, Callable, NamedTuple
+from .tuples import NamedTuple
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 SCHEMA = 2
 
@@ -48,6 +51,9 @@ class State(NamedTuple):
     tracefs_before: tuple[tuple[str, int, int], ...] = ()  # (mount point, mode, gid) before setup remounted it
     tracefs_kept: bool = False  # setup --no-tracefs: tracefs left as it was
     fstab_edits: tuple[tuple[str, str], ...] = ()  # (tracefs line in /etc/fstab before setup, line setup wrote)
+    # (path, sha256, stat) of recorded files whose content had that sha256 when setup stat'ed
+    # them: an audit re-reads and re-hashes only files whose stat changed since (as for the copy)
+    file_stats: tuple[tuple[str, str, StatKey], ...] = ()
 
     def file_sha(self, path: str) -> str | None:
         return dict(self.files).get(path)
@@ -58,9 +64,12 @@ class State(NamedTuple):
             value = data[key]
             data[key] = value._asdict() if value is not None else None
         data["files"] = dict(self.files)
+        data["file_stats"] = {path: {"sha256": sha, **key._asdict()} for path, sha, key in self.file_stats}
         return data
 
     def to_json(self) -> str:
+        import json
+
         return json.dumps(self.as_dict(), indent=2, sort_keys=True) + "\n"
 
     def same_as(self, other: State | None) -> bool:
@@ -72,6 +81,42 @@ class State(NamedTuple):
 
 class StateError(ValueError):
     pass
+
+
+_WHITESPACE = " \t\n\r"
+
+
+class _Decoding:
+    """What CPython's C JSON scanner reads from its context: json.JSONDecoder's defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}.__getitem__
+
+
+def loads(text: str) -> Any:
+    """json.loads(text), through the C scanner json.loads itself uses when there is one: the json
+    package imports re (and enum), a quarter of a node audit's time. Anything but a clean parse
+    is handed to json.loads, which raises its usual JSONDecodeError."""
+    try:
+        import _json
+    except ImportError:
+        _json = None  # type: ignore[assignment]
+    if _json is not None:
+        start = len(text) - len(text.lstrip(_WHITESPACE))
+        try:
+            value, end = _json.make_scanner(_Decoding())(text, start)  # type: ignore[arg-type]
+        except (StopIteration, ValueError, RecursionError):
+            pass
+        else:
+            if not text[end:].strip(_WHITESPACE):
+                return value
+    import json
+
+    return json.loads(text)
 
 
 def _from_schema_1(raw: dict[str, Any]) -> dict[str, Any]:
@@ -119,6 +164,13 @@ def _typed(values: dict[str, Any]) -> dict[str, Any]:
         values["files"] = tuple(sorted((str(k), str(v)) for k, v in values["files"].items()))
     for key in ("source_stat", "copy_stat"):
         values[key] = _stat_key(values.get(key))
+    if "file_stats" in values:
+        if not isinstance(values["file_stats"], dict):
+            raise StateError("file_stats is not an object")
+        values["file_stats"] = tuple(sorted(
+            (str(path), str(entry["sha256"]), _stat_key({k: entry[k] for k in StatKey._fields}))
+            for path, entry in values["file_stats"].items()
+        ))
     if "tracefs_before" in values:
         values["tracefs_before"] = tuple((str(p), int(m), int(g)) for p, m, g in values["tracefs_before"])
     if "fstab_edits" in values:
@@ -132,9 +184,10 @@ REQUIRED = tuple(name for name in State._fields if name not in State._field_defa
 def parse(text: str) -> State:
     """Parse state JSON; raise StateError with a short reason when it is not a valid record."""
     try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise StateError(f"not JSON ({error.msg} at line {error.lineno})") from None
+        raw = loads(text)
+    except ValueError as error:  # json.JSONDecodeError
+        msg, line = getattr(error, "msg", str(error)), getattr(error, "lineno", "?")
+        raise StateError(f"not JSON ({msg} at line {line})") from None
     if not isinstance(raw, dict):
         raise StateError("not a JSON object")
     raw = _migrate(raw)

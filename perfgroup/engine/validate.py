@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 
 from .capabilities import PROFILING_CAPS, ROOT_EQUIVALENT_CAPS, CapabilityError, parse_cap_list, sort_caps
 from .desired import Desired, default_dest
@@ -11,7 +10,14 @@ from .errors import RefusedError
 
 # shadow-utils accepts at most 32 characters; the portable set keeps names safe in
 # /etc/group, sudoers, shell snippets and file names alike.
-NAME_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")
+# [a-z_][a-z0-9_-]{0,31}, written out: every audit checks the group name, and re (with enum) is
+# the biggest import on the node audit path.
+NAME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz_")
+NAME_REST = NAME_FIRST | frozenset("0123456789-")
+
+
+def name_ok(value: str) -> bool:
+    return 0 < len(value) <= 32 and value[0] in NAME_FIRST and all(c in NAME_REST for c in value[1:])
 
 # Groups whose members already hold root-equivalent or broad system powers: turning one of them
 # into the perf group silently widens who can profile the kernel.
@@ -36,7 +42,7 @@ def check_name(kind: str, value: str) -> str:
         raise RefusedError(f"{kind} name {value[:40]!r}... is longer than 32 characters")
     if value.startswith("-"):
         raise RefusedError(f"{kind} name {value!r} starts with '-' (it would be read as an option)")
-    if not NAME_RE.match(value):
+    if not name_ok(value):
         raise RefusedError(
             f"{kind} name {_describe(value)} has characters outside a-z, 0-9, '_' and '-' "
             "(or does not start with a letter or '_')"

@@ -17,7 +17,9 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterator
+
+from .tuples import NamedTuple
 
 NOBODY = 65534
 OTHER_UID = 1  # daemon: the "other user" whose process members count

@@ -50,7 +50,7 @@ def test_setup_installs_entry_point_boot_unit_and_apt_hook_and_records_them(node
     assert node.ok(f"readlink {WANTS}").strip() == UNIT
     assert node.ok(f"stat -c '%U %a' {NODE}").split() == ["root", "755"]
     assert f"ExecStart={NODE} heal --group perf_users" in node.ok(f"cat {UNIT}")
-    assert node.ok(f"head -1 {NODE}").strip() == "#!/usr/bin/python3 -I"
+    assert node.ok(f"head -1 {NODE}").strip() == "#!/usr/bin/python3 -IS"
     # The unit as systemd reads it (syntax, ExecStart exists and is executable).
     check = node.sh(f"systemd-analyze verify --man=no {UNIT} 2>&1 | grep -v -e 'Cannot add dependency' -e slurmd -e nhc"
                     " -e 'sys-kernel-tracing' -e 'Failed to' || true")
@@ -82,10 +82,23 @@ def test_node_audit_is_the_cli_audit_in_every_format_without_click_or_jinja2(nod
     assert {"perfgroup_status", "perfgroup_check"} <= names, names
     # What the audit imports: the standard library and the engine copy, never click or jinja2.
     py = python or "/usr/bin/python3"
-    trace = node.sh(f"{py} -I -X importtime {NODE} audit --group perf_users --format nagios >/dev/null")
+    flags = "-I" if python else "-IS"  # the launcher's own shebang flags
+    trace = node.sh(f"{py} {flags} -X importtime {NODE} audit --group perf_users --format nagios >/dev/null")
     imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in trace.stderr.splitlines() if "|" in line}
     assert "perfgroup_engine" in imported
     assert not imported & {"click", "jinja2", "perfgroup", "ansible"}, imported
+    # NHC and the timer run it every few minutes: no argparse (with gettext, locale and shutil),
+    # no hashlib (OpenSSL), and no process started, the interpreter's own execve being the only one.
+    assert not imported & {"argparse", "hashlib", "subprocess", "dataclasses"}, imported
+    if python is None:  # the launcher as installed (-IS: no site): not even typing, re, json or contextlib
+        assert not imported & {"typing", "re", "json", "contextlib", "site", "enum"}, imported
+    argv = [python, "-I", NODE] if python else [NODE]
+    for fmt in (["--format", "nagios"], ["--format", "prometheus", "--textfile-dir", "/run"]):
+        trace = node.run(["strace", "-f", "-qq", "-e", "trace=execve,clone,clone3,fork,vfork", "-o", "/dev/stderr",
+                          *argv, "audit", "--group", "perf_users", *fmt])
+        assert trace.returncode == 0, trace.stderr
+        calls = [line for line in trace.stderr.splitlines() if "(" in line]
+        assert len(calls) == 1 and "execve(" in calls[0], calls
 
 
 def test_textfile_dir_written_atomically(node: Node) -> None:

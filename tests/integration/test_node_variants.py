@@ -89,6 +89,31 @@ def test_static_audit_execs_nothing_under_strace(node: Node) -> None:
     assert len(calls) == 1, calls
 
 
+CLICK_PATH = "import sys\nfrom perfgroup.cli import main\nmain(sys.argv[1:])\n"
+QUICK_PATH = ("import sys\nfrom perfgroup import quick\ncode = quick.audit(sys.argv[1:])\n"
+              "sys.stderr.write(repr(('click' in sys.modules, code)))\nsys.exit(code)\n")
+
+
+def test_plain_audit_skips_click_and_prints_what_click_prints(node: Node) -> None:
+    """The console script answers plain audits without click (perfgroup/quick.py): same bytes,
+    same exit code as the click command, on a node with findings that carry fixes."""
+    node.ok("useradd -M alice")
+    assert node.run([PERFGROUP, "setup", "--member", "alice"]).returncode == 0
+    node.ok("rm /etc/profile.d/perfgroup-perf_users.sh && chmod 0755 /usr/local/libexec/perfgroup/perf_users/perf")
+    for argv in (["audit"], ["audit", "--json"], ["audit", "--group", "perf_users", "--format", "nagios"],
+                 ["audit", "--format", "json", "--dest", DEST], ["audit", "--group", "Bad!"]):
+        quick = node.run([PYTHON, "-c", QUICK_PATH, *argv])
+        click = node.run([PYTHON, "-c", CLICK_PATH, *argv])
+        imported_click, code = eval(quick.stderr.strip().splitlines()[-1])
+        if argv[-1] == "Bad!":  # an error: quick prints nothing and leaves it to click
+            assert (code, quick.stdout, click.returncode) == (None, "", 3), click.stderr
+            continue
+        assert (quick.stdout, code) == (click.stdout, click.returncode) and code == 2, argv
+        assert not imported_click, argv
+        if argv == ["audit"]:
+            assert "fix: " in quick.stdout and "WARNING " in quick.stdout, quick.stdout
+
+
 # Ubuntu's layout: /usr/bin/perf is a shell script that execs the per-kernel ELF.
 UBUNTU_WRAPPER = (
     'mkdir -p "$R/usr/lib/linux-tools/$(uname -r)" && mv $R/usr/bin/perf "$R/usr/lib/linux-tools/$(uname -r)/perf" && '

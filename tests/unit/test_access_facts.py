@@ -74,6 +74,10 @@ def test_parse_status_and_cap_names() -> None:
     uid, mask = access.parse_status(text)
     assert uid == 1002
     assert access.cap_names(mask) == {"cap_perfmon", "cap_syslog"}
+    assert access.parse_status(text.encode()) == (uid, mask)  # the scan reads bytes
+    assert access.parse_status(text.rstrip("\n")) == (uid, mask)  # last line unterminated
+    assert access.parse_status("Name:\tkthreadd\nUid:\t0\t0\t0\t0\nCapEff:\t000001ffffffffff\n")[0] == 0
+    assert access.parse_status("Name:\tx\n") == (None, 0)
 
 
 def test_acl_findings_and_severities() -> None:

@@ -119,3 +119,10 @@ def test_a_full_render_without_the_optional_kinds_retires_only_what_this_group_r
     actions = node_files.plan(present, (UNIT,), False, "g", recorded_paths=(timer,))
     assert [(type(a).__name__, a.target) for a in actions] == [("WriteFile", UNIT.path), ("DeleteFile", timer)]
     assert node_files.plan(present, (), False, "g", recorded_paths=(timer,)) == []  # no render (e.g. audit): keep
+
+
+def test_sha256_text_is_hashlib_sha256() -> None:
+    import hashlib
+
+    for text in ("", "x", "é" * 5000):
+        assert sha256_text(text) == hashlib.sha256(text.encode()).hexdigest()
