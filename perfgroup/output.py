@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from .quick import escape as escape
+from .engine.report_formats import escape as escape
 
 COLOURS = {"ok": "green", "warning": "yellow", "critical": "red", "unknown": "magenta"}
 

@@ -58,20 +58,16 @@ def audit(argv: list[str]) -> int | None:
         facts = facts_mod.read(desired)
         found = findings_mod.audit(facts, desired)
         worst = findings_mod.worst(found)
+        report = findings_mod.report(facts, desired, found)
         if fmt == "text":
-            lines = []
-            for finding in found:
-                lines.append(f"{finding.severity.upper():8} {finding.id:26} {escape(finding.message)}")
-                if finding.severity != "ok" and finding.fix:
-                    lines.append(f"{'':35}fix: {escape(finding.fix)}")
-            lines.append(f"status: {worst.upper()}")
-            text = "\n".join(lines) + "\n"
+            from .engine.report_formats import text as text_report
+
+            text = text_report(report)
         else:
             import time
 
             from .engine.report_formats import machine_output
 
-            report = findings_mod.report(facts, desired, found)
             text = machine_output(fmt, report, desired.group, plain.get("--textfile-dir"), time.time())
     except errors.PerfgroupError:
         return None  # read-only so far (the textfile is written atomically or not at all)
@@ -80,15 +76,6 @@ def audit(argv: list[str]) -> int | None:
     sys.stdout.write(text)
     sys.stdout.flush()
     return errors.exit_code("audit", worst)
-
-
-def escape(text: str) -> str:
-    """Control characters from names perfgroup did not write (group database, paths) shown as
-    escapes, so they cannot move the cursor or forge lines on an administrator's terminal.
-    (output.escape: defined here, since output imports click.)"""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def main() -> None:

@@ -74,12 +74,10 @@ def _print_report(report: dict[str, Any], fmt: str, group: str, textfile_dir: st
 
         click.echo(machine_output(fmt, report, group, textfile_dir, time.time()), nl=False)
     else:
-        for finding in report["findings"]:
-            output.say(f"{output.severity_tag(finding['severity'])} {finding['id']:26} "
-                       f"{output.escape(finding['message'])}")
-            if finding["severity"] != "ok" and finding.get("fix"):
-                output.say(f"{'':35}fix: {output.escape(finding['fix'])}")
-        output.say(f"status: {str(report['status']).upper()}")
+        from ..engine.report_formats import text
+
+        for line in text(report, output.severity_tag).splitlines():
+            output.say(line)
     raise Exit(str(report["status"]))
 
 

@@ -67,13 +67,9 @@ def run_audit(group: str, dest: str | None, fmt: str, textfile_dir: str | None) 
 
         sys.stdout.write(machine_output(fmt, report, group, textfile_dir, time.time()))
     else:
-        lines = []
-        for finding in found:
-            lines.append(f"{finding.severity.upper():8} {finding.id:26} {finding.message}")
-            if finding.severity != "ok" and finding.fix:
-                lines.append(f"{'':35}fix: {finding.fix}")
-        lines.append(f"status: {status.upper()}")
-        sys.stdout.write("\n".join(lines) + "\n")
+        from .report_formats import text
+
+        sys.stdout.write(text(report))
     return errors.exit_code("audit", status)
 
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable
 
 SEVERITIES = ("ok", "warning", "critical", "unknown")
 VALUE = {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}
@@ -64,6 +64,34 @@ def _status(report: Mapping[str, object], findings: Sequence[tuple[str, str, str
     if not findings:
         return "unknown"
     return max((severity for _, severity, _, _ in findings), key=lambda s: _RANK[s])
+
+
+# -- text, for people ---------------------------------------------------------------------------
+
+def escape(text: str) -> str:
+    """Control characters from names perfgroup did not write (group database, paths) shown as
+    escapes, so they cannot move the cursor or forge lines on an administrator's terminal."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def plain_tag(severity: str) -> str:
+    return f"{severity.upper():8}"
+
+
+def text(report: Mapping[str, object], tag: Callable[[str], str] = plain_tag) -> str:
+    """The audit as people read it (the CLI passes a colouring tag): one line per finding, the fix
+    under each that is not ok, the status last. The same lines from the CLI, its click-free path and
+    perfgroup-node."""
+    findings = _findings(report)
+    lines = []
+    for finding_id, severity, message, fix in findings:
+        lines.append(f"{tag(severity)} {finding_id:26} {escape(message)}")
+        if severity != "ok" and fix:
+            lines.append(f"{'':35}fix: {escape(fix)}")
+    lines.append(f"status: {_status(report, findings).upper()}")
+    return "\n".join(lines) + "\n"
 
 
 # -- Prometheus ---------------------------------------------------------------------------------
