@@ -109,7 +109,9 @@ def loads(text: str) -> Any:
         start = len(text) - len(text.lstrip(_WHITESPACE))
         try:
             value, end = _json.make_scanner(_Decoding())(text, start)  # type: ignore[arg-type]
-        except (StopIteration, ValueError, RecursionError):
+        except Exception:
+            # Any failure goes to json.loads: the scanner reports some syntax errors through
+            # json.decoder, and where that is not imported yet (3.11) it fails with SystemError.
             pass
         else:
             if not text[end:].strip(_WHITESPACE):

@@ -62,3 +62,18 @@ def test_fstab_fields_are_the_regex_fields(line: str) -> None:
 
     expected = [(m.group(), m.start(), m.end()) for m in re.finditer(r"\S+", line.split("#", 1)[0])]
     assert [(f.group(), f.start(), f.end()) for f in _fields(line)] == expected
+
+
+@pytest.mark.parametrize("text", ['{"a": 1', '{"a": "b', '{"a" 1}', "{", "[1,", '{"caps": ["x",'])
+def test_record_loads_in_a_fresh_interpreter_raises_json_errors(text: str) -> None:
+    """As the node audit runs it: json not imported yet (the C scanner cannot raise its own errors
+    then), so a damaged record must still be a JSONDecodeError, never SystemError."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys\nfrom perfgroup.engine.state import loads\n"
+            "try:\n    loads(sys.argv[1])\nexcept ValueError as error:\n    print(type(error).__name__)\n")
+    done = subprocess.run([sys.executable, "-S", "-c", code, text], capture_output=True, text=True, check=False,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.stdout.strip() == "JSONDecodeError", done.stdout + done.stderr
