@@ -100,7 +100,10 @@ step() {
     shift
     case $- in *e*) _vm_e=-e ;; *) _vm_e=+e ;; esac
     set +e
-    ("$@") >"$_vm_d/stdout" 2>"$_vm_d/stderr" </dev/null
+    # A step that hangs is killed (its whole process group) and reported with rc 124, so one stuck
+    # command fails its step instead of the boot; a fresh sh with this library runs shell functions.
+    timeout --kill-after=10 "${VM_STEP_TIMEOUT:-150}" sh -c '. /vm/lib.sh; "$@"' step "$@" \
+        >"$_vm_d/stdout" 2>"$_vm_d/stderr" </dev/null
     echo $? >"$_vm_d/rc"
     set "$_vm_e"
     return 0

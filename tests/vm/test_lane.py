@@ -117,6 +117,8 @@ setcap cap_perfmon=ep /usr/local/bin/capped
 echo kernel.perf_event_paranoid=2 >/etc/sysctl.d/99-lane.conf
 echo not-kept >/root/outside-state
 step written getcap /usr/local/bin/capped
+VM_STEP_TIMEOUT=3 step hung sh -c 'sleep 300 & sleep 200'
+step after_hung echo still-running
 """
 SECOND_BOOT = """
 step caps getcap /usr/local/bin/capped
@@ -129,6 +131,8 @@ def test_state_disk_survives_reboot(bookworm: Machine, tmp_path: Path) -> None:
     disk = state_disk(tmp_path / "state.img")
     first = bookworm.boot(FIRST_BOOT, mode="init", state=disk)
     assert first.rc == 0 and "cap_perfmon" in first.step("written").stdout, (first.stderr, first.extra)
+    # A hung step (and what it started) is killed after VM_STEP_TIMEOUT and reported; the boot goes on.
+    assert first.step("hung").rc == 124 and first.step("after_hung").stdout.strip() == "still-running"
     second = bookworm.boot(SECOND_BOOT, mode="systemd", state=disk)
     assert second.rc == 0, second.stderr
     assert "cap_perfmon" in second.step("caps").stdout, second.step("caps")
