@@ -490,10 +490,34 @@ def edit_fstab(action: act.EditFstab) -> bool:
     edited = fstab.replace_line(text, action.line, new)
     if edited is None or not stat.S_ISREG(info.st_mode):
         raise ConvergeError(step, f"{action.target} changed while perfgroup ran; run it again")
+    if action.group and action.step == "edit_fstab":  # setup (remove's restore needs no journal)
+        journal = fstab.journal_path(action.group)
+        known = fstab.parse_journal(_read_small(journal))
+        write_file(journal, fstab.journal_text((*known, (action.line, new))), step="journal_fstab", mode=0o600)
     rewrite_in_place(action.target, edited.encode("utf-8", "surrogateescape"), info, step)
     reload_systemd()  # systemd's fstab generator makes the mount unit from the entry
     log.change(step, action.target, action.line, new)
     return True
+
+
+def _read_small(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+            return handle.read(1 << 20)
+    except OSError:
+        return ""
+
+
+def delete_fstab_journal(group: str) -> None:
+    """After the record carries the journal's edits (setup's last write)."""
+    from . import fstab
+
+    path = fstab.journal_path(group)
+    if not os.path.lexists(path):
+        return
+    checkpoint("delete_fstab_journal")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def reload_systemd() -> None:

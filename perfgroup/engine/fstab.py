@@ -178,3 +178,28 @@ def restores(edits: tuple[Edit, ...], lines: tuple[str, ...]) -> tuple[Edit, ...
     """(line now, line to put back) for each recorded edit whose line is still as setup wrote it.
     A line someone changed since is theirs now: left alone."""
     return tuple((written, before) for before, written in edits if written != before and lines.count(written) == 1)
+
+
+# -- the journal: an edit is written down before fstab changes --------------------------------
+# A run killed after fstab was renamed into place but before the setup record was written would
+# otherwise leave an edited line nobody remembers: the next setup sees nothing to do and records
+# nothing, so remove could not put the line back. The journal holds (line before, line written)
+# until a record carries them; setup merges it into the record and then deletes it.
+
+def journal_path(group: str) -> str:
+    from .desired import STATE_DIR
+
+    return f"{STATE_DIR}/{group}.fstab-edits"
+
+
+def journal_text(edits: tuple[Edit, ...]) -> str:
+    """Two lines per edit ("- " the line found, "+ " the line written): fstab lines hold no newline."""
+    return "".join(f"- {before}\n+ {written}\n" for before, written in edits)
+
+
+def parse_journal(text: str) -> tuple[Edit, ...]:
+    lines = text.split("\n")
+    pairs = zip(lines[0::2], lines[1::2])
+    return tuple((before[2:], written[2:]) for before, written in pairs
+                 if before.startswith("- ") and written.startswith("+ "))
+

@@ -37,8 +37,9 @@ SETUP_STEPS = [
     *(["write_lmod", "rename_write_lmod"] if os.path.isdir("/etc/lmod/modules") else []),
     *(["write_tcl-module", "rename_write_tcl-module"] if os.path.isdir("/etc/environment-modules/modules") else []),
     "write_csh", "rename_write_csh", "write_wrapper", "rename_write_wrapper",
-    "edit_fstab", "rename_edit_fstab",  # the node's fstab mounts tracefs (fresh())
-    "write_state", "rename_write_state",
+    # The node's fstab mounts tracefs (fresh()): the edit is journaled before fstab changes.
+    "edit_fstab", "journal_fstab", "rename_journal_fstab", "rename_edit_fstab",
+    "write_state", "rename_write_state", "delete_fstab_journal",
 ]
 # A reinstall over an existing copy (the binary was replaced) adds the old inode's retirement.
 REINSTALL_STEPS = ["write_copy", "fsync_copy", "chmod_private", "chown_copy", "chmod_copy", "setcap_copy",
@@ -168,6 +169,9 @@ def test_kill_during_setup(make_node: Any, step: str) -> None:
     assert_each_artifact_before_or_after(node)
     converges(node)
     assert not any(".perfgroup-tmp-" in path for path in node.snapshot())
+    # Whatever the killed run did to fstab, remove puts the original line back.
+    assert node.run([PERFGROUP, "remove"]).returncode == 0
+    assert fstab_entry(node) == FSTAB_ENTRY
 
 
 @pytest.mark.parametrize("step", ["chmod_private", "chown_copy", "setcap_copy", "retire_old_copy", "rename_copy"])

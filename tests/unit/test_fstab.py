@@ -174,3 +174,26 @@ def test_apply_rewrites_atomically_keeping_owner_mode_and_other_bytes(tmp_path: 
     with pytest.raises(ConvergeError, match="changed while perfgroup ran"):  # the planned line is gone
         apply.edit_fstab(act.EditFstab(str(path), "w", line=line, group="perf_users", gid=GID))
     assert path.read_text() == after
+
+
+JOURNAL_EDITS = [
+    (),
+    (("tracefs /sys/kernel/tracing tracefs defaults 0 0", "tracefs /sys/kernel/tracing tracefs defaults,gid=5,mode=0750 0 0"),),
+    (("a\tb  c # - x", "a\tb  c,gid=1 # + y"), ("- tricky", "+ tricky")),
+]
+
+
+@pytest.mark.parametrize("edits", JOURNAL_EDITS)
+def test_journal_round_trips(edits: tuple[tuple[str, str], ...]) -> None:
+    assert fstab.parse_journal(fstab.journal_text(edits)) == edits
+
+
+def test_a_killed_runs_journaled_edit_is_recorded_with_the_line_before_perfgroup() -> None:
+    from perfgroup.engine.converge import fstab_edits
+
+    original = "tracefs /sys/kernel/tracing tracefs defaults 0 0"
+    edited = "tracefs /sys/kernel/tracing tracefs defaults,gid=5,mode=0750 0 0"
+    # The killed run renamed fstab but wrote no record; this run has nothing left to edit.
+    assert fstab_edits(None, [], 5, ((original, edited),)) == ((original, edited),)
+    # The same edit also made by this run (journaled, then applied) is recorded once.
+    assert fstab_edits(None, [], 5, ((original, edited), (original, edited))) == ((original, edited),)
