@@ -338,6 +338,7 @@ class EditFstab(Action):
     group: str = ""
     gid: int | None = None
     step: str = "edit_fstab"
+    journal: str = ""  # setup: where the edit is written down before fstab changes (fstab.py)
     kind = "edit_fstab"
 
     @property

@@ -490,10 +490,9 @@ def edit_fstab(action: act.EditFstab) -> bool:
     edited = fstab.replace_line(text, action.line, new)
     if edited is None or not stat.S_ISREG(info.st_mode):
         raise ConvergeError(step, f"{action.target} changed while perfgroup ran; run it again")
-    if action.group and action.step == "edit_fstab":  # setup (remove's restore needs no journal)
-        journal = fstab.journal_path(action.group)
-        known = fstab.parse_journal(_read_small(journal))
-        write_file(journal, fstab.journal_text((*known, (action.line, new))), step="journal_fstab", mode=0o600)
+    if action.journal:  # setup's edit (remove's restore needs none)
+        known = fstab.parse_journal(_read_small(action.journal))
+        write_file(action.journal, fstab.journal_text((*known, (action.line, new))), step="journal_fstab", mode=0o600)
     rewrite_in_place(action.target, edited.encode("utf-8", "surrogateescape"), info, step)
     reload_systemd()  # systemd's fstab generator makes the mount unit from the entry
     log.change(step, action.target, action.line, new)

@@ -133,7 +133,7 @@ def build_state(desired: Desired, before: NodeFacts, after: NodeFacts, plan: Pla
         updated_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         tracefs_before=tracefs_before(previous, applied),
         tracefs_kept=not desired.tracefs,
-        fstab_edits=fstab_edits(previous, applied, after.group.gid, journal(desired)),
+        fstab_edits=fstab_edits(previous, applied, after.group.gid, after.fstab_journal),
     )
 
 
@@ -160,16 +160,11 @@ def tracefs_before(previous: State | None, applied: list[Action]) -> tuple[tuple
     return tuple((path, mode, gid) for path, (mode, gid) in sorted(before.items()))
 
 
-def journal(desired: Desired) -> tuple[tuple[str, str], ...]:
-    """Edits to fstab not yet in a record, a killed run's too (fstab.py: the journal). An entry
-    whose rename never happened is harmless: remove restores only lines that are as written."""
-    return fstab.parse_journal(facts_mod.read_text(fstab.journal_path(desired.group)) or "")
-
-
 def fstab_edits(previous: State | None, applied: list[Action], gid: int | None,
                 journaled: tuple[tuple[str, str], ...] = ()) -> tuple[tuple[str, str], ...]:
     """The fstab lines setup changed: what each was before perfgroup first edited it, for remove
-    (a killed run's edits, from the journal, first: they came before this run's)."""
+    (a killed run's edits, from the journal, first: they came before this run's; a journaled edit
+    whose rename never happened is harmless, remove restores only lines that are as written)."""
     done = tuple((a.line, a.new_line or (fstab.edit_line(a.line, gid) if gid is not None else a.line))
                  for a in applied if isinstance(a, EditFstab))
     return fstab.recorded(previous.fstab_edits if previous else (), (*journaled, *done))
@@ -261,7 +256,8 @@ def finish(desired: Desired, facts: NodeFacts, plan: Plan, result: SetupResult, 
         if unsafe:
             raise ConvergeError("check_path", f"{', '.join(unsafe)} above the copy changed while setup ran; run setup again")
         result.state_written = record(desired, facts, after, plan, result.applied)
-        apply.delete_fstab_journal(desired.group)
+        if after.fstab_journal:  # now in the record
+            apply.delete_fstab_journal(desired.group)
     except ConvergeError as error:
         result.failed_step = error.step
         raise

@@ -14,7 +14,7 @@ import stat
 from types import MappingProxyType
 
 from . import access as access_mod
-from . import node_files, perfsource, sysctl
+from . import fstab, node_files, perfsource, sysctl
 from . import reach as reach_mod
 from .access import AccessFacts
 from .capabilities import XATTR_NAME, CapabilityError, FileCaps, decode
@@ -105,6 +105,7 @@ class NodeFacts(NamedTuple):
     node_files: node_files.NodeFileFacts = node_files.NodeFileFacts()  # entry point + artifacts (setup only)
     access: AccessFacts = AccessFacts()  # ACLs, hidden group holders, leftovers (access.py)
     reach: reach_mod.ReachFacts = reach_mod.ReachFacts()  # tracefs mounts, mlock budget
+    fstab_journal: tuple[tuple[str, str], ...] = ()  # fstab edits not yet recorded (fstab.py: the journal)
 
 
 def read_text(path: str, limit: int = 1 << 20) -> str | None:
@@ -472,6 +473,7 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
         node_files=node_files.read(desired.artifacts, desired.node_entry, desired.group),
         access=access_mod.read(desired, state, group.gid, tuple(d.path for d in dirs if d.kind == "dir")),
         reach=reach_mod.read_facts(desired.image),
+        fstab_journal=fstab.parse_journal(read_text(fstab.journal_path(desired.group)) or ""),
     )
 
 

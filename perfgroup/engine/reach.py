@@ -221,7 +221,7 @@ def plan_tracefs(reach: ReachFacts, group: str, gid: int | None, want: bool,
         raise RefusedError(refused)
     edits: list[Action] = [
         EditFstab(FSTAB, "keep the group's tracefs access after a reboot (the node mounts tracefs from fstab)",
-                  line=entry.line, group=group, gid=gid)
+                  line=entry.line, group=group, gid=gid, journal=fstab.journal_path(group))
         for entry in fstab.missing(reach.fstab_lines, gid)
     ]
     if not reach.tracefs and not image:
