@@ -364,19 +364,29 @@ def fix_copy(action: act.FixCopy) -> None:
 
 def write_file(path: str, content: str, step: str = "write_file", mode: int = FILE_MODE) -> None:
     """Atomically replace path with content (root-owned, mode), never following a symlink."""
-    directory, name = os.path.split(path)
     checkpoint(step)
     try:
-        os.makedirs(directory, 0o755, exist_ok=True)
+        os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
+    except OSError as error:
+        raise ConvergeError(step, f"cannot write in {os.path.dirname(path)}: {error.strerror}") from None
+    replace_atomically(path, content.encode(), step, mode)
+
+
+def replace_atomically(path: str, data: bytes, step: str, mode: int, owner: tuple[int, int] | None = None) -> None:
+    """Temp file beside path, written, chmod (and chown when owner is given), fsync'd, renamed
+    over path, directory fsync'd: a reader sees the old file or the new one, never a part."""
+    directory, name = os.path.split(path)
+    try:
         clean_leftovers(directory)
         fd, temp = _open_temp(directory, name)
     except OSError as error:
         raise ConvergeError(step, f"cannot write in {directory}: {error.strerror}") from None
     try:
         try:
-            data = content.encode()
             if os.write(fd, data) != len(data):
                 raise OSError(errno.ENOSPC, "short write")
+            if owner is not None:
+                os.fchown(fd, *owner)
             os.fchmod(fd, mode)
             os.fsync(fd)
         finally:
@@ -438,32 +448,6 @@ def persist_tracefs(action: act.PersistTracefs) -> None:
     log.change("persist_tracefs", action.target, "absent" if action.old is None else "old content", "perfgroup content")
 
 
-def rewrite_in_place(path: str, data: bytes, info: os.stat_result, step: str) -> None:
-    """Atomically replace a file that is not ours (e.g. /etc/fstab) keeping its owner and mode."""
-    directory, name = os.path.split(path)
-    try:
-        clean_leftovers(directory)
-        fd, temp = _open_temp(directory, name)
-    except OSError as error:
-        raise ConvergeError(step, f"cannot write in {directory}: {error.strerror}") from None
-    try:
-        try:
-            if os.write(fd, data) != len(data):
-                raise OSError(errno.ENOSPC, "short write")
-            os.fchown(fd, info.st_uid, info.st_gid)
-            os.fchmod(fd, stat.S_IMODE(info.st_mode))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        checkpoint(f"rename_{step}")
-        os.rename(temp, path)
-        _fsync_dir(directory)
-    except OSError as error:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise ConvergeError(step, f"{path}: {error.strerror}") from None
-
-
 def edit_fstab(action: act.EditFstab) -> bool:
     """Replace exactly the planned line; fstab changed since planning (the line is gone or
     doubled) fails the step rather than editing a line nobody looked at. False: nothing to do
@@ -493,7 +477,9 @@ def edit_fstab(action: act.EditFstab) -> bool:
     if action.journal:  # setup's edit (remove's restore needs none)
         known = fstab.parse_journal(_read_small(action.journal))
         write_file(action.journal, fstab.journal_text((*known, (action.line, new))), step="journal_fstab", mode=0o600)
-    rewrite_in_place(action.target, edited.encode("utf-8", "surrogateescape"), info, step)
+    # Not perfgroup's file: it keeps its owner and mode.
+    replace_atomically(action.target, edited.encode("utf-8", "surrogateescape"), step, stat.S_IMODE(info.st_mode),
+                       (info.st_uid, info.st_gid))
     reload_systemd()  # systemd's fstab generator makes the mount unit from the entry
     log.change(step, action.target, action.line, new)
     return True
