@@ -219,7 +219,8 @@ def setup(
     nothing. With changes to make, the lock is taken and the facts are read again only if another
     run changed something meanwhile (their fingerprint differs). `result` is filled as it goes, so
     a caller still has what was applied when a step fails."""
-    desired = desired._replace(artifacts=node_files.select(desired.artifacts))
+    present = node_files.existing_requirements(desired.artifacts)
+    desired = desired._replace(artifacts=node_files.select(desired.artifacts, present))
     mark = facts_mod.fingerprint(desired)
     facts = facts_mod.read(desired)
     facts, plan = plan_for(desired, facts, dry_run=True, result=result)

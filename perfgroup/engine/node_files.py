@@ -83,18 +83,22 @@ def wanted(desired_artifacts: tuple[NodeArtifact, ...], sources: Sources, node_e
     return (*(entry_point(sources) if node_entry else ()), *desired_artifacts)
 
 
-def select(artifacts: tuple[NodeArtifact, ...], root: str = "/") -> tuple[NodeArtifact, ...]:
-    """The artifacts whose node-side condition holds here: a package manager's hook where that
-    package manager is, a modulefile where that module system looks, the wrapper variant for the
-    stock perf this node has. The same rule for the CLI and the role, which render every candidate."""
+def existing_requirements(artifacts: tuple[NodeArtifact, ...], root: str = "/") -> frozenset[str]:
+    """The facts select() decides from: which of the artifacts' required paths exist here."""
+    paths = {item.requires.lstrip("!") for item in artifacts if item.requires}
+    return frozenset(path for path in paths if os.path.exists(os.path.join(root, path.lstrip("/"))))
+
+
+def select(artifacts: tuple[NodeArtifact, ...], existing: frozenset[str]) -> tuple[NodeArtifact, ...]:
+    """The artifacts whose node-side condition holds (pure; `existing` from existing_requirements):
+    a package manager's hook where that package manager is, a modulefile where that module system
+    looks, the wrapper variant for the stock perf this node has. The same rule for the CLI and the
+    role, which render every candidate."""
     out = []
     for item in artifacts:
         want = item.requires
-        if want:
-            absent = want.startswith("!")
-            path = os.path.join(root, want.lstrip("!").lstrip("/"))
-            if os.path.exists(path) == absent:
-                continue
+        if want and (want.lstrip("!") in existing) == want.startswith("!"):
+            continue
         out.append(item._replace(requires=""))
     return tuple(out)
 

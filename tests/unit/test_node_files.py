@@ -89,7 +89,7 @@ def test_select_keeps_each_artifact_whose_node_side_condition_holds(tmp_path: py
     items = (NodeArtifact("/a", "x", kind="apt", requires="/etc/apt"), NodeArtifact("/d", "x", kind="dnf", requires="/etc/dnf"),
              NodeArtifact("/w1", "x", kind="wrapper", requires="/usr/bin/perf"),
              NodeArtifact("/w2", "x", kind="wrapper", requires="!/usr/bin/perf"), NodeArtifact("/b", "x", kind="boot"))
-    assert [(a.path, a.requires) for a in node_files.select(items, root)] == [("/a", ""), ("/w1", ""), ("/b", "")]
+    assert [(a.path, a.requires) for a in node_files.select(items, node_files.existing_requirements(items, root))] == [("/a", ""), ("/w1", ""), ("/b", "")]
 
 
 def test_setup_renders_every_candidate_and_the_optional_kinds_only_when_asked() -> None:
@@ -126,3 +126,12 @@ def test_sha256_text_is_hashlib_sha256() -> None:
 
     for text in ("", "x", "é" * 5000):
         assert sha256_text(text) == hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.mark.parametrize(("requires", "existing", "kept"), [
+    ("", frozenset(), True), ("/etc/apt", frozenset({"/etc/apt"}), True), ("/etc/apt", frozenset(), False),
+    ("!/usr/bin/perf", frozenset({"/usr/bin/perf"}), False), ("!/usr/bin/perf", frozenset(), True),
+])
+def test_select_is_a_pure_decision(requires: str, existing: frozenset[str], kept: bool) -> None:
+    item = NodeArtifact("/x", "x", kind="k", requires=requires)
+    assert node_files.select((item,), existing) == ((item._replace(requires=""),) if kept else ())
