@@ -50,25 +50,11 @@ def audit(argv: list[str]) -> int | None:
     encoding = (getattr(sys.stdout, "encoding", "") or "").lower().replace("-", "")
     if encoding != "utf8" or (fmt == "text" and not os.environ.get("NO_COLOR") and sys.stdout.isatty()):
         return None  # click's stream wrapping and colours
-    from .engine import facts as facts_mod
-    from .engine import findings as findings_mod
+    from .engine.node_main import audit_output
 
     try:
-        desired = facts_mod.audit_target(plain.get("--group", str(BY_NAME["group"].default)), plain.get("--dest"))
-        facts = facts_mod.read(desired)
-        found = findings_mod.audit(facts, desired)
-        worst = findings_mod.worst(found)
-        report = findings_mod.report(facts, desired, found)
-        if fmt == "text":
-            from .engine.report_formats import text as text_report
-
-            text = text_report(report)
-        else:
-            import time
-
-            from .engine.report_formats import machine_output
-
-            text = machine_output(fmt, report, desired.group, plain.get("--textfile-dir"), time.time())
+        text, worst = audit_output(plain.get("--group", str(BY_NAME["group"].default)), plain.get("--dest"), fmt,
+                                   plain.get("--textfile-dir"))
     except errors.PerfgroupError:
         return None  # read-only so far (the textfile is written atomically or not at all)
     if "\x1b" in text:

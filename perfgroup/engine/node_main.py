@@ -51,7 +51,10 @@ def parser(command: str) -> argparse.ArgumentParser:
     return top
 
 
-def run_audit(group: str, dest: str | None, fmt: str, textfile_dir: str | None) -> int:
+def audit_output(group: str, dest: str | None, fmt: str, textfile_dir: str | None) -> tuple[str, str]:
+    """(what to print, status) of a static audit in any format: the one sequence behind
+    perfgroup-node audit and the CLI's click-free audit (with --textfile-dir, prometheus text is
+    written there and nothing is printed)."""
     from . import facts as facts_mod
     from . import findings as findings_mod
 
@@ -59,17 +62,20 @@ def run_audit(group: str, dest: str | None, fmt: str, textfile_dir: str | None) 
     facts = facts_mod.read(desired)
     found = findings_mod.audit(facts, desired)
     report = findings_mod.report(facts, desired, found)
-    status = findings_mod.worst(found)
-    if fmt != "text":
-        import time
-
-        from .report_formats import machine_output
-
-        sys.stdout.write(machine_output(fmt, report, group, textfile_dir, time.time()))
-    else:
+    if fmt == "text":
         from .report_formats import text
 
-        sys.stdout.write(text(report))
+        return text(report), findings_mod.worst(found)
+    import time
+
+    from .report_formats import machine_output
+
+    return machine_output(fmt, report, desired.group, textfile_dir, time.time()), findings_mod.worst(found)
+
+
+def run_audit(group: str, dest: str | None, fmt: str, textfile_dir: str | None) -> int:
+    printed, status = audit_output(group, dest, fmt, textfile_dir)
+    sys.stdout.write(printed)
     return errors.exit_code("audit", status)
 
 
