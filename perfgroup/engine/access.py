@@ -20,6 +20,7 @@ import struct
 
 from .capabilities import CAP_NAMES, CAP_NUMBERS, PROFILING_CAPS, ROOT_EQUIVALENT_CAPS, XATTR_NAME
 from .desired import LIBEXEC_ROOT, STATE_DIR, Desired
+from .trust import setup_made
 from .tuples import NamedTuple
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
@@ -256,8 +257,8 @@ def recorded_dests(group: str) -> set[str]:
 
 
 def find_orphans(state: State | None, current: str, group: str) -> tuple[str, ...]:
-    """Capability-carrying regular files under the install root, and recorded copies of this group,
-    that are not a current copy (this group's, or another group's by its record)."""
+    """Capability-carrying regular files under the install root, and recorded copies of this group
+    that setup could have made, that are not a current copy (this group's, or another group's by its record)."""
     keep = {current} | recorded_dests(group)
     # A hard link to the current copy is the copy itself (reported as copy.hardlinked; a reinstall
     # neutralises the old inode under every name).
@@ -270,9 +271,9 @@ def find_orphans(state: State | None, current: str, group: str) -> tuple[str, ..
             if (path not in keep and os.path.isfile(path) and not os.path.islink(path) and _has_caps(path)
                     and _inode(path) not in same):
                 found.add(path)
-    for path in state.copies if state is not None else ():
-        if path not in keep and os.path.isfile(path) and not os.path.islink(path) and _copy_like(path):
-            found.add(path)
+    if state is not None:
+        found.update(path for path in state.copies
+                     if path not in keep and os.path.lexists(path) and setup_made(path, state))
     return tuple(sorted(found))
 
 
@@ -282,13 +283,6 @@ def _inode(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return info.st_dev, info.st_ino
-
-
-def _copy_like(path: str) -> bool:
-    """A recorded copy still worth neutralising: it carries capabilities or is still a perf ELF."""
-    from . import perfsource
-
-    return _has_caps(path) or perfsource.is_perf_elf(path)
 
 
 def owner_mode(path: str) -> tuple[int, int, str] | None:

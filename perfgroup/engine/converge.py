@@ -12,6 +12,7 @@ from . import access, apply, fstab, node_files, reach, verify
 from . import facts as facts_mod
 from . import plan as plan_mod
 from .actions import Action, AddMember, CreateDir, EditFstab, InstallCopy, RemountTracefs
+from .capabilities import sort_caps
 from .desired import Desired
 from .errors import ConvergeError, PerfgroupError
 from .facts import NodeFacts
@@ -125,7 +126,6 @@ def build_state(desired: Desired, before: NodeFacts, after: NodeFacts, plan: Pla
         copy_stat=after.copy.node.key,
         caps=tuple(sorted(plan.caps.caps)),
         caps_override=override,
-        root_equivalent_allowed=desired.allow_root_equivalent or bool(previous and previous.root_equivalent_allowed),
         keep_paranoid=desired.keep_paranoid,
         paranoid_before=previous.paranoid_before if previous else before.paranoid,
         files=recorded_files(desired, after, previous, plan),
@@ -134,6 +134,8 @@ def build_state(desired: Desired, before: NodeFacts, after: NodeFacts, plan: Pla
         tracefs_before=tracefs_before(previous, applied),
         tracefs_kept=not desired.tracefs,
         fstab_edits=fstab_edits(previous, applied, after.group.gid, after.fstab_journal),
+        # The plan refused root-equivalent caps unless this run opted in: what it chose is what it granted.
+        root_equivalent_caps=tuple(sort_caps(plan.caps.root_equivalent)),
     )
 
 

@@ -19,9 +19,9 @@ from .policy import (
     TARGET_PARANOID,
     dir_is_safe,
     expected_caps,
+    granted_root_equivalent,
     paranoid_blocks_perfmon_on,
     root_equivalent,
-    root_equivalent_allowed,
 )
 from .tuples import NamedTuple
 
@@ -151,7 +151,7 @@ def rule_caps(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
     copy = facts.copy
     if copy.node.kind != "file":
         return
-    choice = expected_caps(facts, desired)
+    choice = expected_caps(facts, desired, audit=True)
     fix = _setup(desired)
     if copy.caps_error:
         yield Finding("caps.unreadable", CRITICAL, f"{desired.dest}: {copy.caps_error}", fix)
@@ -183,25 +183,28 @@ def rule_caps(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
 
 
 def _power_findings(facts: NodeFacts, desired: Desired, have: frozenset[str], extra: frozenset[str]) -> Iterator[Finding]:
-    """Capabilities beyond profiling: members run their own code with them (perf script)."""
+    """Capabilities beyond profiling: members run their own code with them (perf script). The
+    opt-in covers exactly the root-equivalent capabilities setup recorded granting, nothing else."""
     fix = _setup(desired)
-    opted_in = root_equivalent_allowed(facts, desired)
     dangerous = root_equivalent(have)
-    if dangerous and opted_in:
+    recorded = granted_root_equivalent(facts, desired, audit=True)
+    granted = dangerous & recorded
+    if granted:
         yield Finding(
             "caps.root_equivalent", WARNING,
-            f"{desired.dest} carries {','.join(sort_caps(dangerous))}: every member can become root "
+            f"{desired.dest} carries {','.join(sort_caps(granted))}: every member can become root "
             "(allowed on purpose with --allow-root-equivalent)", fix,
         )
-    elif dangerous:
+    if dangerous - granted:
         yield Finding(
             "caps.excessive", CRITICAL,
-            f"{desired.dest} carries {','.join(sort_caps(dangerous))}: every member can become root "
-            "(perf script runs their code with the copy's capabilities)", fix,
+            f"{desired.dest} carries {','.join(sort_caps(dangerous - granted))}: every member can become root "
+            "(perf script runs their code with the copy's capabilities)"
+            + ("; setup granted only " + ",".join(sort_caps(recorded)) if recorded else ""), fix,
         )
     unexpected = extra - dangerous
     beyond = unexpected - PROFILING_CAPS
-    if beyond and not opted_in:
+    if beyond:
         yield Finding(
             "caps.excessive", CRITICAL,
             f"{desired.dest} carries {','.join(sort_caps(beyond))}: power beyond profiling for every member", fix,

@@ -127,7 +127,7 @@ def heal_target(group: str) -> object:
         group=group, dest=state.dest, gid=gid,
         caps_override=frozenset(state.caps) if state.caps_override else None,
         keep_paranoid=state.keep_paranoid, allow_privileged_group=True,
-        allow_root_equivalent=state.root_equivalent_allowed,
+        allow_root_equivalent=bool(state.root_equivalent_caps),
         artifacts=recorded_artifacts(state), node_entry=True,
     )
 

@@ -32,10 +32,10 @@ from .policy import (
     caps_match,
     dir_is_safe,
     expected_caps,
+    granted_root_equivalent,
     is_packaged,
     managed_dir,
     paranoid_blocks_perfmon_on,
-    root_equivalent_allowed,
 )
 from .validate import ROOT_EQUIVALENT_FLAG, check_dest_path, check_gid, check_group, check_member
 
@@ -280,7 +280,13 @@ def check_power(facts: NodeFacts, desired: Desired, choice: CapChoice) -> list[s
     dangerous = sort_caps(choice.root_equivalent)
     if not dangerous:
         return []
-    if not root_equivalent_allowed(facts, desired):
+    if not set(dangerous) <= granted_root_equivalent(facts, desired):
+        if facts.state is not None and facts.state.caps_override and desired.caps_override is None:
+            raise RefusedError(
+                f"the recorded --caps {','.join(sort_caps(choice.caps))} include {','.join(dangerous)}, with which "
+                f"every member can become root; the opt-in is not remembered: pass {ROOT_EQUIVALENT_FLAG} "
+                "again to keep them, or --caps auto"
+            )
         raise RefusedError(
             f"this kernel has no CAP_PERFMON: a perf group needs {','.join(dangerous)}, with which every member "
             f"can become root; refusing. Alternatives: per-job access on exclusive nodes (batch prolog/epilog), "

@@ -33,13 +33,13 @@ PERFMON_BLOCKED_FROM = 3
 PACKAGED_PERF = tuple(f"{directory}/perf" for directory in SYSTEM_DIRS)
 
 
-def expected_caps(facts: NodeFacts, desired: Desired) -> CapChoice:
+def expected_caps(facts: NodeFacts, desired: Desired, audit: bool = False) -> CapChoice:
     """What the copy should carry: the asked override, the recorded one, or the kernel's need."""
     if desired.caps_override is not None:
         return choice_from_override(desired.caps_override)
     if facts.state is not None and facts.state.caps_override and not desired.caps_auto:
         return choice_from_override(frozenset(facts.state.caps))
-    allowed = desired.allow_root_equivalent or (facts.state is not None and facts.state.root_equivalent_allowed)
+    allowed = bool(granted_root_equivalent(facts, desired, audit))
     return choose_caps(facts.cap_last_cap, facts.kernel_release, allow_root_equivalent=allowed)
 
 
@@ -52,8 +52,13 @@ def caps_match(caps: FileCaps | None, choice: CapChoice) -> bool:
     )
 
 
-def root_equivalent_allowed(facts: NodeFacts, desired: Desired) -> bool:
-    return desired.allow_root_equivalent or (facts.state is not None and facts.state.root_equivalent_allowed)
+def granted_root_equivalent(facts: NodeFacts, desired: Desired, audit: bool = False) -> frozenset[str]:
+    """The root-equivalent capabilities opted into. Setup: any, with this run's
+    --allow-root-equivalent, else none (an earlier run's opt-in is not inherited: each run says it
+    again or the record drops it). Audit, which has no such option: the set setup recorded granting."""
+    if audit:
+        return frozenset(facts.state.root_equivalent_caps) if facts.state is not None else frozenset()
+    return ROOT_EQUIVALENT_CAPS if desired.allow_root_equivalent else frozenset()
 
 
 def root_equivalent(caps: frozenset[str]) -> frozenset[str]:

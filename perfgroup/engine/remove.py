@@ -2,8 +2,8 @@
 
 Planned like setup: facts (what of the record still exists) -> a tuple of actions that each have
 something to do -> apply. A record is trusted only for paths setup could have made: recorded copies
-are deleted only while they are perf executables, files only at the paths setup derives for the
-group, directories only when empty and above a recorded copy.
+are deleted only while they look like what setup installs (trust.setup_made), files only at the
+paths setup derives for the group, directories only when empty and above a recorded copy.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import grp
 import os
 
-from . import access, fstab, node_files, perfsource, reach
+from . import access, fstab, node_files, reach, trust
 from .actions import Action, DeleteCopy, DeleteDir, DeleteFile, DeleteGroup, EditFstab, RemountTracefs, RemoveMember
 from .desired import STATE_DIR, TMP_PREFIX, default_dest, profile_path, state_path, sysctl_path
 from .errors import RefusedError
@@ -34,21 +34,12 @@ class RemoveFacts(NamedTuple):
     state_unsafe: str | None = None  # the record or its directory is not root's alone
     tracefs: tuple[tuple[str, int, int], ...] = ()  # tracefs mounts now (point, mode, gid)
     fstab_lines: tuple[str, ...] = ()  # /etc/fstab's tracefs entries now
+    untrusted: tuple[str, ...] = ()  # recorded copies that exist but setup could not have made: left in place
 
 
 def derived_files(group: str) -> tuple[str, ...]:
     """The only files remove may delete: the paths setup derives for this group."""
     return (profile_path(group), sysctl_path(group), reach.DROPIN_PATH, *reach.artifact_paths(group))
-
-
-def _copy_present(path: str) -> bool:
-    """Still a copy setup made: a perf ELF (or a name a planted symlink took over), never the
-    distribution's own perf (setup refuses to install there, so a record naming it is forged)."""
-    if os.path.dirname(path) in perfsource.SYSTEM_DIRS:
-        return False
-    if os.path.islink(path):
-        return True
-    return os.path.isfile(path) and perfsource.is_perf_elf(path)
 
 
 def _state_unsafe(group: str) -> str | None:
@@ -107,11 +98,15 @@ def read(group: str) -> RemoveFacts:
     # The modulefiles' own directory (…/modules/perf), once they are gone and if nothing else lives there.
     module_dirs = {os.path.dirname(path) for path, _ in files if path in reach.MODULEFILES}
     dirs += tuple((d, _entries(d)) for d in sorted(module_dirs))
-    copies = tuple((c, _copy_present(c)) for c in recorded) + tuple((c, True) for c in left if c not in recorded)
+    existing = [c for c in recorded if os.path.lexists(c)]
+    untrusted = tuple(c for c in existing if not trust.setup_made(c, state))
+    copies = tuple((c, c in existing and c not in untrusted) for c in recorded)
+    copies += tuple((c, True) for c in left if c not in recorded)
     return RemoveFacts(
         group, state, None, copies=copies, files=files, dirs=dirs,
         group_exists=exists, group_members=members, entry_point_cache=cache, state_unsafe=_state_unsafe(group),
         tracefs=reach.read_facts().tracefs, fstab_lines=fstab.tracefs_lines(fstab.read_text()),
+        untrusted=untrusted,
     )
 
 
@@ -182,6 +177,7 @@ def notes(facts: RemoveFacts) -> list[str]:
                for original, written in facts.state.fstab_edits
                if written != original and written not in facts.fstab_lines and original not in facts.fstab_lines]
     return [
+        *(trust.untrusted_note(path) for path in facts.untrusted),
         *changed,
         "kernel.perf_event_paranoid keeps its live value; without the drop-in, boot applies the distribution default"
         + (f" (it was {before} before setup)" if before is not None else ""),

@@ -41,7 +41,6 @@ class State(NamedTuple):
     copies: tuple[str, ...] = ()  # every copy path setup ever installed (dest changes leave none behind)
     created_dirs: tuple[str, ...] = ()
     caps_override: bool = False
-    root_equivalent_allowed: bool = False
     keep_paranoid: bool = False
     paranoid_before: int | None = None
     files: tuple[tuple[str, str], ...] = ()  # (path, sha256) of every file setup wrote
@@ -54,6 +53,10 @@ class State(NamedTuple):
     # (path, sha256, stat) of recorded files whose content had that sha256 when setup stat'ed
     # them: an audit re-reads and re-hashes only files whose stat changed since (as for the copy)
     file_stats: tuple[tuple[str, str, StatKey], ...] = ()
+    # The root-equivalent capabilities this setup granted with --allow-root-equivalent (a set, not a
+    # flag: audit reports any other root-equivalent capability on the copy as critical). Each setup
+    # run decides it anew from its own input; it is never inherited from an earlier run.
+    root_equivalent_caps: tuple[str, ...] = ()
 
     def file_sha(self, path: str) -> str | None:
         return dict(self.files).get(path)
@@ -123,19 +126,29 @@ def loads(text: str) -> Any:
 
 def _from_schema_1(raw: dict[str, Any]) -> dict[str, Any]:
     """Schema 1 (perfgroup 0.1): profile/sysctl paths and hashes as fields, no copy history."""
-    from .capabilities import ROOT_EQUIVALENT_CAPS
-
     files = {raw.get("profile_path"): raw.get("profile_sha256"), raw.get("sysctl_path"): raw.get("sysctl_sha256")}
     out = {k: v for k, v in raw.items() if k not in (
         "profile_path", "profile_sha256", "sysctl_path", "sysctl_sha256", "caps_reason", "group_source", "notes")}
     out["files"] = {path: sha for path, sha in files.items() if path and sha}
     out["copies"] = [raw["dest"]] if raw.get("dest") else []
-    out["root_equivalent_allowed"] = bool(set(raw.get("caps") or ()) & ROOT_EQUIVALENT_CAPS)
+    # perfgroup 0.1 granted the pre-5.8 set without asking: nobody opted in to it.
+    out["root_equivalent_caps"] = []
     out["schema"] = 2
     return out
 
 
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _from_schema_1}
+
+
+def _from_opt_in_flag(raw: dict[str, Any]) -> dict[str, Any]:
+    """Schema 2 records written before root_equivalent_caps carry the opt-in as a flag: what it
+    granted is the root-equivalent part of the recorded caps."""
+    from .capabilities import ROOT_EQUIVALENT_CAPS, sort_caps
+
+    flag = raw.pop("root_equivalent_allowed", False)
+    if "root_equivalent_caps" not in raw:
+        raw["root_equivalent_caps"] = sort_caps(set(raw.get("caps") or ()) & ROOT_EQUIVALENT_CAPS) if flag is True else []
+    return raw
 
 
 def _stat_key(value: object) -> StatKey | None:
@@ -157,7 +170,7 @@ def _migrate(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _typed(values: dict[str, Any]) -> dict[str, Any]:
-    for key in ("created_dirs", "caps", "members_added", "copies"):
+    for key in ("created_dirs", "caps", "members_added", "copies", "root_equivalent_caps"):
         if key in values:
             values[key] = tuple(str(item) for item in values[key])
     if "files" in values:
@@ -192,7 +205,7 @@ def parse(text: str) -> State:
         raise StateError(f"not JSON ({msg} at line {line})") from None
     if not isinstance(raw, dict):
         raise StateError("not a JSON object")
-    raw = _migrate(raw)
+    raw = _from_opt_in_flag(_migrate(raw))
     missing = [name for name in REQUIRED if name not in raw]
     if missing:
         raise StateError(f"missing {', '.join(missing)}")

@@ -8,7 +8,7 @@ import struct
 import pytest
 from factsdata import DEST, converged, state
 
-from perfgroup.engine import access, plan
+from perfgroup.engine import access, plan, trust
 from perfgroup.engine import remove as remove_mod
 from perfgroup.engine.access import GROUP, GROUP_OBJ, MASK, OTHER, USER, USER_OBJ, AccessFacts, Acl, AclEntry
 from perfgroup.engine.desired import Desired, default_dest
@@ -160,7 +160,7 @@ def test_plan_refusals(changes: dict[str, object], words: str) -> None:
 
 def test_remove_never_deletes_the_packaged_perf_a_record_names() -> None:
     facts = remove_mod.RemoveFacts("perf_users", state(copies=("/usr/bin/perf", DEST)),
-                                   None, copies=(("/usr/bin/perf", remove_mod._copy_present("/usr/bin/perf")),
+                                   None, copies=(("/usr/bin/perf", trust.setup_made("/usr/bin/perf", state())),
                                                  (DEST, True)))
     targets = [a.target for a in remove_mod.plan(facts) if a.kind == "delete_copy"]
     assert targets == [DEST]

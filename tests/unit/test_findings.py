@@ -98,10 +98,48 @@ LEGACY = ("cap_sys_admin", "cap_sys_ptrace", "cap_syslog")
 def test_root_equivalent_copy_is_critical_unless_opted_in_then_still_a_warning() -> None:
     facts = with_copy(replace(converged(), cap_last_cap=37, state=state(caps=LEGACY)), caps=caps(*LEGACY))
     assert non_ok(facts) == {"caps.excessive": "critical"}
-    allowed = replace(facts, state=state(caps=LEGACY, root_equivalent_allowed=True))
+    allowed = replace(facts, state=state(caps=LEGACY, root_equivalent_caps=("cap_sys_admin", "cap_sys_ptrace")))
     found = {f.id: f for f in audit(allowed, desired())}
     assert found["caps.root_equivalent"].severity == "warning" and "become root" in found["caps.root_equivalent"].message
     assert non_ok(allowed) == {"caps.root_equivalent": "warning"}
+
+
+MODERN_OPTED_IN = replace(converged(), state=state(root_equivalent_caps=("cap_sys_ptrace",)))
+LEGACY_OPTED_IN = replace(converged(), cap_last_cap=37,
+                          state=state(caps=LEGACY, root_equivalent_caps=("cap_sys_admin", "cap_sys_ptrace")))
+# The opt-in covers the set setup granted, not every root-equivalent capability from then on: a
+# capability added by hand beside it is as critical as on a node that never opted in.
+OPTED_IN_CASES: list[tuple[str, NodeFacts, dict[str, str]]] = [
+    ("5.8 opt-in, ptrace as granted", with_copy(replace(converged(), kernel_release="5.8.0", state=state(
+        caps=(*CAPS, "cap_sys_ptrace"), root_equivalent_caps=("cap_sys_ptrace",))), caps=caps(*CAPS, "cap_sys_ptrace")),
+     {"caps.root_equivalent": "warning"}),
+    ("opted in + cap_sys_ptrace by hand", with_copy(replace(converged(), state=state(
+        root_equivalent_caps=("cap_sys_admin",))), caps=caps(*CAPS, "cap_sys_ptrace")), {"caps.excessive": "critical"}),
+    ("never opted in + cap_sys_ptrace by hand", with_copy(replace(converged(), state=state()),
+                                                                       caps=caps(*CAPS, "cap_sys_ptrace")),
+     {"caps.excessive": "critical"}),
+    ("opted in + cap_setuid by hand", with_copy(MODERN_OPTED_IN, caps=caps(*CAPS, "cap_setuid")),
+     {"caps.excessive": "critical"}),
+    ("opted in + cap_sys_module by hand", with_copy(MODERN_OPTED_IN, caps=caps(*CAPS, "cap_sys_module")),
+     {"caps.excessive": "critical"}),
+    ("opted in + cap_kill by hand", with_copy(MODERN_OPTED_IN, caps=caps(*CAPS, "cap_kill")),
+     {"caps.excessive": "critical"}),  # the rule for any non-root-equivalent extra beyond profiling
+    ("legacy opted in + cap_setuid by hand", with_copy(LEGACY_OPTED_IN, caps=caps(*LEGACY, "cap_setuid")),
+     {"caps.root_equivalent": "warning", "caps.excessive": "critical"}),
+    ("legacy opted in, as granted", with_copy(LEGACY_OPTED_IN, caps=caps(*LEGACY)), {"caps.root_equivalent": "warning"}),
+]
+
+
+@pytest.mark.parametrize(("facts", "expected"), [c[1:] for c in OPTED_IN_CASES], ids=[c[0] for c in OPTED_IN_CASES])
+def test_the_opt_in_covers_only_the_granted_root_equivalent_set(facts: NodeFacts, expected: dict[str, str]) -> None:
+    assert non_ok(facts) == expected
+
+
+def test_a_hand_added_cap_is_named_beside_what_setup_granted() -> None:
+    found = {f.id: f for f in audit(with_copy(LEGACY_OPTED_IN, caps=caps(*LEGACY, "cap_setuid")), desired())}
+    assert "perf carries cap_setuid: every member" in found["caps.excessive"].message
+    assert "setup granted only cap_sys_ptrace,cap_sys_admin" in found["caps.excessive"].message
+    assert "cap_setuid" not in found["caps.root_equivalent"].message
 
 
 def test_recorded_override_with_a_root_equivalent_cap_is_not_ok() -> None:

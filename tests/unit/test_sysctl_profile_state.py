@@ -80,8 +80,32 @@ def test_schema_1_record_from_perfgroup_0_1_still_loads() -> None:
     assert state.file_sha("/etc/profile.d/perfgroup-perf_users.sh") == "b" * 64
     assert state.file_sha("/etc/sysctl.d/90-perfgroup-perf_users.conf") == "c" * 64
     assert state.members_added == ("alice",) and state.paranoid_before == 3
-    assert not state.root_equivalent_allowed
+    assert state.root_equivalent_caps == ()
     assert parse(state.to_json()) == state  # and it is written back as the current schema
+
+
+LEGACY = ["cap_sys_admin", "cap_sys_ptrace", "cap_syslog"]
+
+
+def test_schema_1_legacy_caps_were_never_opted_in() -> None:
+    """perfgroup 0.1 chose the pre-5.8 set silently: migrated, the record grants nothing, so audit
+    reports those capabilities as critical rather than as an opt-in."""
+    raw = json.loads((DATA / "state_schema1.json").read_text())
+    raw["caps"] = LEGACY
+    assert parse(json.dumps(raw)).root_equivalent_caps == ()
+
+
+@pytest.mark.parametrize(("flag", "granted"), [
+    (True, ("cap_sys_ptrace", "cap_sys_admin")), (False, ()), (None, ()),
+])
+def test_the_old_opt_in_flag_reads_as_the_set_it_granted(flag: bool | None, granted: tuple[str, ...]) -> None:
+    raw = json.loads(sample_state()._replace(caps=tuple(LEGACY)).to_json())
+    del raw["root_equivalent_caps"]
+    if flag is not None:
+        raw["root_equivalent_allowed"] = flag
+    state = parse(json.dumps(raw))
+    assert state.root_equivalent_caps == granted
+    assert "root_equivalent_allowed" not in state.as_dict() and parse(state.to_json()) == state
 
 
 def test_optional_fields_take_their_defaults() -> None:
