@@ -18,9 +18,9 @@ import pwd
 import stat
 import struct
 
-from .capabilities import CAP_NAMES, CAP_NUMBERS, PROFILING_CAPS, ROOT_EQUIVALENT_CAPS, XATTR_NAME
+from .capabilities import CAP_NAMES, CAP_NUMBERS, PROFILING_CAPS, ROOT_EQUIVALENT_CAPS
 from .desired import LIBEXEC_ROOT, STATE_DIR, Desired
-from .trust import setup_made
+from .trust import has_caps, setup_made
 from .tuples import NamedTuple
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
@@ -232,14 +232,6 @@ def _same_root(link: str, ours: os.stat_result) -> bool:
     return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
 
 
-def _has_caps(path: str) -> bool:
-    try:
-        os.getxattr(path, XATTR_NAME, follow_symlinks=False)
-    except OSError:
-        return False
-    return True
-
-
 def recorded_dests(group: str) -> set[str]:
     """The current copy of every other group with a setup record (theirs are not orphans)."""
     from .facts import load_state
@@ -268,7 +260,7 @@ def find_orphans(state: State | None, current: str, group: str) -> tuple[str, ..
         subdirs[:] = [d for d in subdirs if not os.path.islink(os.path.join(directory, d))]
         for name in names:
             path = os.path.join(directory, name)
-            if (path not in keep and os.path.isfile(path) and not os.path.islink(path) and _has_caps(path)
+            if (path not in keep and os.path.isfile(path) and not os.path.islink(path) and has_caps(path)
                     and _inode(path) not in same):
                 found.add(path)
     if state is not None:

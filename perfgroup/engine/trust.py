@@ -32,7 +32,7 @@ def _inside(path: str, directory: str) -> bool:
     return path.startswith(directory.rstrip("/") + "/")
 
 
-def _has_caps(path: str) -> bool:
+def has_caps(path: str) -> bool:
     try:
         os.getxattr(path, XATTR_NAME, follow_symlinks=False)
     except OSError:
@@ -59,7 +59,7 @@ def setup_made(path: str, state: State) -> bool:
         return False
     # gid 0 is no mark of ours: every root:root file has it.
     ours_gid = info.st_gid == state.gid and state.gid > 0
-    caps = _has_caps(path)
+    caps = has_caps(path)
     ours_dir = _inside(path, LIBEXEC_ROOT) or any(_inside(path, d) for d in state.created_dirs if d != "/")
     return (ours_dir and (ours_gid or caps)) or (ours_gid and caps)
 

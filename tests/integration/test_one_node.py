@@ -118,53 +118,53 @@ def test_dry_run_changes_nothing(node: Node) -> None:
 
 
 DRIFTS = [
-    # (what is done to a converged node, finding id, audit exit code)
-    (f"chmod o+x {DEST}", "copy.world_access", 2),
-    (f"chmod g+w {DEST}", "copy.group_writable", 2),
-    (f"chmod u+s {DEST}", "copy.setid", 2),
-    (f"setcap cap_perfmon,cap_sys_admin=ep {DEST}", "caps.excessive", 2),
-    (f"setcap cap_perfmon,cap_syslog,cap_ipc_lock,cap_sys_ptrace=ep {DEST}", "caps.excessive", 2),
-    (f"setcap cap_perfmon,cap_ipc_lock=ep {DEST}", "kptr_restrict.no_syslog", 1),
-    (f"setcap -r {DEST}", "caps.missing", 2),
-    (f"setcap cap_perfmon=p {DEST}", "caps.not_effective", 2),
-    (f"cat /bin/ls > {DEST}", "copy.modified", 2),
+    # (what is done to a converged node, finding id, its severity, audit exit code)
+    (f"chmod o+x {DEST}", "copy.world_access", "critical", 2),
+    (f"chmod g+w {DEST}", "copy.group_writable", "critical", 2),
+    (f"chmod u+s {DEST}", "copy.setid", "critical", 2),
+    (f"setcap cap_perfmon,cap_sys_admin=ep {DEST}", "caps.excessive", "critical", 2),
+    (f"setcap cap_perfmon,cap_syslog,cap_ipc_lock,cap_sys_ptrace=ep {DEST}", "caps.excessive", "critical", 2),
+    (f"setcap cap_perfmon,cap_ipc_lock=ep {DEST}", "kptr_restrict.no_syslog", "warning", 1),
+    (f"setcap -r {DEST}", "caps.missing", "critical", 2),
+    (f"setcap cap_perfmon=p {DEST}", "caps.not_effective", "critical", 2),
+    (f"cat /bin/ls > {DEST}", "copy.modified", "critical", 2),
     (f"cp /bin/ls {DEST}.new && chgrp perf_users {DEST}.new && chmod 0750 {DEST}.new && mv {DEST}.new {DEST}",
-     "copy.modified", 2),
-    ("chmod o+w /usr/local/libexec/perfgroup/perf_users", "path.unsafe", 2),
-    ("chown nobody /usr/local/libexec/perfgroup", "path.unsafe", 2),
-    (f"ln {DEST} /usr/local/libexec/perfgroup/other-name", "copy.hardlinked", 1),
-    (f"chgrp root {DEST}", "copy.group", 2),
-    (f"rm {PROFILE}", "profile.missing", 1),
-    (f"echo 'PATH=/tmp:$PATH' >> {PROFILE}", "profile.modified", 1),
-    (f"sed -i 's/= 2/= 0/' {SYSCTL}", "paranoid.not_persisted", 1),
-    (f"rm {DEST}", "copy.missing", 2),
+     "copy.modified", "critical", 2),
+    ("chmod o+w /usr/local/libexec/perfgroup/perf_users", "path.unsafe", "critical", 2),
+    ("chown nobody /usr/local/libexec/perfgroup", "path.unsafe", "critical", 2),
+    (f"ln {DEST} /usr/local/libexec/perfgroup/other-name", "copy.hardlinked", "warning", 1),
+    (f"chgrp root {DEST}", "copy.group", "critical", 2),
+    (f"rm {PROFILE}", "profile.missing", "warning", 1),
+    (f"echo 'PATH=/tmp:$PATH' >> {PROFILE}", "profile.modified", "warning", 1),
+    (f"sed -i 's/= 2/= 0/' {SYSCTL}", "paranoid.not_persisted", "warning", 1),
+    (f"rm {DEST}", "copy.missing", "critical", 2),
     ("/usr/bin/python3 -c \"import os, struct; os.setxattr('" + DEST + "', 'security.capability', "
-     "struct.pack('<6I', 0x03000001, 0, 0, 1 << 6, 0, 100000))\"", "caps.namespaced", 2),
-    ("groupmod -g 4444 perf_users", "copy.group", 2),
-    ("groupmod -n perf_old perf_users", "group.missing", 2),
-    ("printf x >> /usr/bin/perf", "copy.stale", 1),
-    (f"chmod g+s {DEST}", "copy.setid", 2),
+     "struct.pack('<6I', 0x03000001, 0, 0, 1 << 6, 0, 100000))\"", "caps.namespaced", "critical", 2),
+    ("groupmod -g 4444 perf_users", "copy.group", "critical", 2),
+    ("groupmod -n perf_old perf_users", "group.missing", "critical", 2),
+    ("printf x >> /usr/bin/perf", "copy.stale", "warning", 1),
+    (f"chmod g+s {DEST}", "copy.setid", "critical", 2),
     # Access the mode bits do not show (issue 10): setup strips the ACL, the copy keeps mode 0750.
-    (f"setfacl -m u:bob:rx {DEST}", "copy.acl", 2),
-    (f"setfacl -m g:users:rx {DEST}", "copy.acl", 2),
-    ("setfacl -m u:bob:rwx /usr/local/libexec/perfgroup/perf_users", "path.acl", 2),
-    ("setfacl -d -m u:bob:rwx /usr/local/libexec/perfgroup/perf_users", "path.acl_default", 1),
-    ("echo 'perf_users:secret' | chgpasswd", "group.password", 2),
+    (f"setfacl -m u:bob:rx {DEST}", "copy.acl", "critical", 2),
+    (f"setfacl -m g:users:rx {DEST}", "copy.acl", "critical", 2),
+    ("setfacl -m u:bob:rwx /usr/local/libexec/perfgroup/perf_users", "path.acl", "critical", 2),
+    ("setfacl -d -m u:bob:rwx /usr/local/libexec/perfgroup/perf_users", "path.acl_default", "warning", 1),
+    ("echo 'perf_users:secret' | chgpasswd", "group.password", "critical", 2),
     (f"cp {DEST} /usr/local/libexec/perfgroup/perf_users/perf.old && setcap cap_perfmon=ep "
-     "/usr/local/libexec/perfgroup/perf_users/perf.old", "copy.orphan", 2),
+     "/usr/local/libexec/perfgroup/perf_users/perf.old", "copy.orphan", "critical", 2),
     ("cp /bin/true /usr/local/libexec/perfgroup/stray && setcap cap_sys_admin=ep /usr/local/libexec/perfgroup/stray",
-     "copy.orphan", 2),
-    ("chmod o+w /var/lib/perfgroup", "state.unsafe", 2),
-    (f"chmod g+w {STATE}", "state.unsafe", 2),
+     "copy.orphan", "critical", 2),
+    ("chmod o+w /var/lib/perfgroup", "state.unsafe", "critical", 2),
+    (f"chmod g+w {STATE}", "state.unsafe", "critical", 2),
 ]
 
 
-@pytest.mark.parametrize(("drift", "finding", "code"), DRIFTS, ids=[d[1] + ":" + d[0][:30] for d in DRIFTS])
-def test_drift_is_found_and_repaired(node: Node, drift: str, finding: str, code: int) -> None:
+@pytest.mark.parametrize(("drift", "finding", "severity", "code"), DRIFTS, ids=[d[1] + ":" + d[0][:30] for d in DRIFTS])
+def test_drift_is_found_and_repaired(node: Node, drift: str, finding: str, severity: str, code: int) -> None:
     converged(node)
     node.ok(drift)
     got, report = audit_json(node)
-    assert finding in ids(report), report
+    assert finding in ids(report, severity), report
     assert got == code, report
     # --member: after a rename the re-created group starts empty; everywhere else it is a no-op.
     repair = perfgroup(node, "setup", "--group", "perf_users", "--member", "alice")
@@ -235,6 +235,7 @@ def test_kernel_without_perfmon_gets_the_sys_admin_fallback(make_node: Any) -> N
     before = node.snapshot()
     refused = perfgroup(node, "setup")
     assert refused.returncode == 2 and "per-job access" in refused.stderr and "--allow-root-equivalent" in refused.stderr
+    assert "lowering perf_event_paranoid" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
     assert node.snapshot() == before
     result = converged(node, "--allow-root-equivalent")
     assert "kernel has no CAP_PERFMON" in result.stdout and "MEMBERS CAN BECOME ROOT" in result.stdout
