@@ -149,7 +149,7 @@ def read_acl(path: str, kind: str) -> Acl | None:
 
 
 def parse_gshadow(text: str, group: str) -> tuple[str, tuple[str, ...], tuple[str, ...]] | None:
-    for line in text.splitlines():
+    for line in text.split("\n"):  # as shadow-utils reads it: a CR or form feed inside a name is no line break
         fields = line.split(":")
         if len(fields) >= 4 and fields[0] == group:
             return fields[1], _names(fields[2]), _names(fields[3])
@@ -305,7 +305,7 @@ def read(desired: Desired, state: State | None, gid: int | None, dirs: tuple[str
     dir_acls = tuple(acl for d in dirs for acl in (read_acl(d, "access"), read_acl(d, "default")) if acl is not None)
     gshadow: tuple[str, tuple[str, ...], tuple[str, ...]] | None = None
     try:
-        with open(GSHADOW, encoding="utf-8", errors="replace") as handle:
+        with open(GSHADOW, encoding="utf-8", errors="replace", newline="") as handle:  # a CR stays in its name
             gshadow = parse_gshadow(handle.read(), desired.group) or ("", (), ())
     except OSError:
         gshadow = None

@@ -4,12 +4,13 @@ throwaway nodes: each case shown open first, then refused, repaired or reported.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from typing import Any
 
 import pytest
 from conftest import PERFGROUP
-from node import Node
+from node import ENV, Node
 
 pytestmark = pytest.mark.integration
 
@@ -193,3 +194,27 @@ def test_a_record_owned_by_a_user_is_refused_reported_and_not_trusted(users: Nod
         assert refused.returncode == 2 and "cannot be trusted" in refused.stderr, refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1
     assert node.snapshot() == before
+
+
+def test_names_from_the_group_database_are_printed_escaped(users: Node) -> None:
+    """A member name with a terminal escape sequence and a carriage return (written straight into
+    /etc/group and /etc/gshadow, as any tool or hand edit can), and a planted copy whose file name
+    carries one: every text output shows them escaped, none prints a raw control byte."""
+    node = users
+    setup(node)
+    esc = "$(printf '\\033')"
+    node.ok(f"sed -i \"s/^perf_users:.*/&,{esc}[31mmallory/\" /etc/group")
+    node.ok(f"sed -i \"s/^\\(perf_users:[^:]*:[^:]*:\\).*/\\1alice,{esc}[31mmallory,$(printf '\\r')carol/\" /etc/gshadow")
+    planted = f"/usr/local/libexec/perfgroup/{esc}[2Jold"
+    node.ok(f"cp {DEST} \"{planted}\" && setcap cap_perfmon=ep \"{planted}\"")
+    outputs = {}
+    for what in ("audit", "members list", "setup --dry-run"):
+        # Bytes, as a terminal gets them (text mode would turn a raw CR into a newline).
+        result = subprocess.run(node.argv([PERFGROUP, *what.split()]), env=ENV, capture_output=True, check=False)
+        for stream in (result.stdout, result.stderr):
+            assert b"\x1b" not in stream and b"\r" not in stream and b"\x9b" not in stream, (what, stream)
+        outputs[what] = result.stdout.decode()
+    audit_text = outputs["audit"]
+    assert "\\rcarol" in audit_text and "\\x1b[2Jold" in audit_text
+    assert "  \\x1b[31mmallory" in outputs["members list"].splitlines()
+    assert "\\x1b[2Jold" in outputs["setup --dry-run"]

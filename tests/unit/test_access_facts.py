@@ -66,6 +66,9 @@ def test_parse_gshadow() -> None:
     text = "root:*::\nperf_users:!:dave:alice,carol\nother:x::\n"
     assert access.parse_gshadow(text, "perf_users") == ("!", ("dave",), ("alice", "carol"))
     assert access.parse_gshadow(text, "missing") is None
+    # shadow-utils splits lines on newlines only: a CR is part of a name, not the start of a line.
+    assert access.parse_gshadow("perf_users:!::alice,\rcarol\n", "perf_users") == ("!", (), ("alice", "\rcarol"))
+    assert access.parse_gshadow("x:!::a\rperf_users:pw::\n", "perf_users") is None
 
 
 def test_parse_status_and_cap_names() -> None:
