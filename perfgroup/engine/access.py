@@ -388,6 +388,15 @@ def rule_access(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
                 "path.acl_default", WARNING,
                 f"{dir_acl.path} has a default ACL ({dir_acl.text()}): files created there inherit it", setup,
             )
+        else:
+            # Not (yet) a way in, but access the mode bits do not show: one write bit added to an
+            # entry, or a copy made there by other means, and it is. Setup strips what it creates.
+            yield Finding(
+                "path.acl_other", WARNING,
+                f"{dir_acl.path} (above {desired.dest}) has {'a default' if dir_acl.kind == 'default' else 'an'} "
+                f"ACL with entries beyond owner/group/other: {dir_acl.text() or 'a mask'}",
+                f"setfacl -{'k' if dir_acl.kind == 'default' else 'b'} {dir_acl.path}  # once nothing there needs it",
+            )
     if access.gshadow is not None:
         password, admins, members = access.gshadow
         if password_set(password):

@@ -149,6 +149,7 @@ DRIFTS = [
     (f"setfacl -m g:users:rx {DEST}", "copy.acl", 2),
     ("setfacl -m u:bob:rwx /usr/local/libexec/perfgroup/perf_users", "path.acl", 2),
     ("setfacl -d -m u:bob:rwx /usr/local/libexec/perfgroup/perf_users", "path.acl_default", 1),
+    ("setfacl -m u:bob:rx /usr/local/libexec/perfgroup/perf_users", "path.acl_other", 1),
     ("echo 'perf_users:secret' | chgpasswd", "group.password", 2),
     (f"cp {DEST} /usr/local/libexec/perfgroup/perf_users/perf.old && setcap cap_perfmon=ep "
      "/usr/local/libexec/perfgroup/perf_users/perf.old", "copy.orphan", 2),
