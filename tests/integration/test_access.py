@@ -106,6 +106,33 @@ def test_hidden_holders_are_listed_and_the_password_locked(users: Node) -> None:
     assert "group.password" not in found(audit(node)[1])
 
 
+GROUP_HASH = "$6$perfgrouptest$MdgUd1ygSb5WnvXObVF6m7Nb87wfSKQQCvQin9T99fR3TcWUvk4y6bq8fdOGTmw7bJnDhOvg09opUyzfnr1Eq0"  # "secret"
+
+
+@pytest.mark.parametrize("gshadow", ["no line", "no file"])
+def test_a_password_in_etc_group_is_found_and_locked(users: Node, gshadow: str) -> None:
+    """Without a gshadow line for the group, newgrp/sg take the password from field 2 of /etc/group."""
+    node = users
+    setup(node)
+    node.ok("sed -i '/^perf_users:/d' /etc/gshadow" if gshadow == "no line" else "mv /etc/gshadow /etc/gshadow.gone")
+    node.ok(f"sed -i 's#^perf_users:x:#perf_users:{GROUP_HASH}:#' /etc/group")
+    opened = node.sh(f"echo secret | sg perf_users -c '{DEST} {' '.join(PERF_A)}'", user="bob")
+    assert opened.returncode == 0, opened.stderr  # non-member bob profiles system-wide with the password
+    code, report = audit(node)
+    assert found(report)["group.password"] == "critical" and code == 2
+    assert "password in /etc/group" in next(f["message"] for f in report["findings"] if f["id"] == "group.password")
+    repair = setup(node)
+    assert "lock the group password" in repair.stdout
+    # gpasswd -R: "!" in a new gshadow line and "x" in /etc/group, or "!" in /etc/group without gshadow.
+    assert node.ok("grep ^perf_users: /etc/group").split(":")[1] == ("x" if gshadow == "no line" else "!")
+    if gshadow == "no line":
+        assert node.ok("grep ^perf_users: /etc/gshadow").split(":")[1] == "!"
+    refused = node.sh(f"echo secret | sg perf_users -c '{DEST} {' '.join(PERF_A)}'", user="bob")
+    assert refused.returncode != 0
+    code, report = audit(node)
+    assert "group.password" not in found(report) and code == 0, [f for f in report["findings"] if f["severity"] != "ok"]
+
+
 def test_a_second_name_on_the_gid_is_critical_and_setup_refuses(users: Node) -> None:
     node = users
     setup(node)

@@ -57,9 +57,39 @@ def test_named_entries_are_limited_by_the_mask() -> None:
 
 @pytest.mark.parametrize(("password", "usable"), [
     ("", False), ("!", False), ("*", False), ("!$6$abc", False), ("$6$salt$hash", True), ("plain", True),
+    ("x", False),  # /etc/group's placeholder: no crypt result is "x"
+    ("ab01FAX.bQRSU", True),  # a DES hash (13 characters)
 ])
 def test_group_password(password: str, usable: bool) -> None:
     assert access.password_set(password) is usable
+
+
+class FakeGroup:
+    gr_passwd = "$6$salt$hash"
+
+
+@pytest.mark.parametrize(("gshadow", "in_group", "found"), [
+    # newgrp/sg: the gshadow line wins, even when /etc/group's field holds a hash
+    ("perf_users:!::alice\n", "$6$salt$hash", (("!", (), ("alice",)), "/etc/gshadow")),
+    # no gshadow line: field 2 of /etc/group is the password
+    ("other:!::\n", "$6$salt$hash", (("$6$salt$hash", (), ()), "/etc/group")),
+    ("other:!::\n", "x", (("x", (), ()), "/etc/group")),
+    ("", "$6$salt$hash", (("$6$salt$hash", (), ()), "/etc/group")),  # no /etc/gshadow at all
+    (None, "$6$salt$hash", (None, "/etc/gshadow")),  # gshadow not readable (not root): not judged
+])
+def test_where_the_group_password_comes_from(monkeypatch: pytest.MonkeyPatch, gshadow: str | None, in_group: str,
+                                             found: object) -> None:
+    monkeypatch.setattr(FakeGroup, "gr_passwd", in_group)
+    monkeypatch.setattr(access.grp, "getgrnam", lambda name: FakeGroup())
+    assert access.group_password(gshadow, "perf_users") == found
+
+
+def test_a_password_in_etc_group_is_critical_and_named() -> None:
+    facts = with_access(gshadow=("$6$salt$hash", (), ()), password_file="/etc/group")
+    finding = next(f for f in audit(facts, want()) if f.id == "group.password")  # type: ignore[arg-type]
+    assert finding.severity == "critical" and "password in /etc/group" in finding.message
+    assert finding.fix.startswith("gpasswd -R perf_users")
+    assert "group.password" not in ids(with_access(gshadow=("x", (), ()), password_file="/etc/group"))
 
 
 def test_parse_gshadow() -> None:
@@ -159,6 +189,9 @@ def test_plan_repairs_acls_password_state_and_deletes_orphans() -> None:
     secure = plan.make(facts, want()).actions[0]  # type: ignore[arg-type]
     assert secure.mode == 0o755  # type: ignore[attr-defined]
     assert kinds(converged()) == []
+    in_group = with_access(gshadow=("$6$salt$hash", (), ()), password_file="/etc/group")
+    assert kinds(in_group) == [("lock_group_password", "perf_users")]  # gpasswd -R: "!" in gshadow, "x" in group
+    assert kinds(with_access(gshadow=("x", (), ()), password_file="/etc/group")) == []
 
 
 @pytest.mark.parametrize(("changes", "words"), [
