@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from conftest import PERFGROUP
 from node import ENV, Node
+from test_faults import MARKER, TRACE, wait_paused
 
 from perfgroup.engine.errors import EXIT_TABLES, FAILED
 
@@ -21,8 +22,6 @@ pytestmark = pytest.mark.integration
 OUTER = "/usr/local/libexec/perfgroup"
 INNER = f"{OUTER}/perf_users"
 DEST = f"{INNER}/perf"
-MARKER = "/run/perfgroup-test-paused"
-TRACE = "/run/perfgroup-test-trace"
 PERF_A = ["stat", "-a", "-e", "cpu-clock", "--", "true"]
 SWAP = f"cd {OUTER} && mv perf_users perf_users.old && mkdir perf_users && cp /usr/bin/perf perf_users/perf"
 FAILED_CODE = next(code for outcome, code, _ in EXIT_TABLES["setup"] if outcome == FAILED)
@@ -48,15 +47,8 @@ def start_paused_setup(node: Node) -> subprocess.Popen[str]:
 
 def next_pause(node: Node, proc: subprocess.Popen[str]) -> str:
     """Wait until setup pauses; the step it paused at."""
-    marker = node.path(MARKER)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if marker.exists() and marker.read_text().strip():
-            return marker.read_text().split()[1]
-        if proc.poll() is not None:
-            raise AssertionError(f"setup ended before pausing: {proc.communicate()}")
-        time.sleep(0.02)
-    raise AssertionError("setup never paused")
+    wait_paused(node, proc)
+    return node.path(MARKER).read_text().split()[1]
 
 
 def resume(node: Node) -> None:
