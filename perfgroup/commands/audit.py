@@ -108,11 +108,12 @@ def _fleet_audit(group: str, inventory: str, limit: str | None, as_json: bool, d
     else:
         for host, host_report in sorted(reports.items()):
             host_status = host_report["status"] if host_report else "unknown"
-            output.say(f"{output.severity_tag(host_status)} {host}")
+            output.say(f"{output.severity_tag(host_status)} {output.escape(host)}")
             for finding in (host_report or {}).get("findings", []):
                 if finding["severity"] != "ok":
-                    output.say(f"    {finding['severity']:8} {finding['id']:26} {finding['message']}")
+                    output.say(f"    {finding['severity']:8} {output.escape(str(finding['id'])):26} "
+                               f"{output.escape(str(finding['message']))}")
         for finding in fleet_found:
-            output.say(f"{output.severity_tag(finding.severity)} {finding.id:26} {finding.message}")
+            output.say(f"{output.severity_tag(finding.severity)} {finding.id:26} {output.escape(finding.message)}")
         output.say(f"status: {status.upper()}")
     raise Exit(status)

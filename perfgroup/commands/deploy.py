@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from .. import output
+from ..output import escape
 from .common import Exit, command
 
 
@@ -64,5 +65,6 @@ def table_lines(rows: list[dict[str, Any]], check: bool) -> list[str]:
     for r in rows:
         verified = "-" if r["verified"] is None else "yes" if r["verified"] else "NO"
         changed = ("would change" if check else "yes") if r["changed"] else "no"
-        lines.append(f"{r['host']:20} {changed:12} {r['caps']:40} {verified:9} {r['error']}")
+        # Host names and node messages (which quote names from the nodes' group databases): escaped.
+        lines.append(f"{escape(r['host']):20} {changed:12} {escape(r['caps']):40} {verified:9} {escape(r['error'])}")
     return lines

@@ -66,7 +66,7 @@ def _change_members(group: str, users: tuple[str, ...], add: bool, dry_run: bool
         with apply.node_lock(LOCK_WAIT, on_wait):
             changed = members_mod.change(group, list(users), add)
     verb = "added" if add else "removed"
-    output.say(f"{verb}: {', '.join(changed)}" if changed else "unchanged")
+    output.say(f"{verb}: {output.escape(', '.join(changed))}" if changed else "unchanged")
     if add and changed:
         output.say("note: a membership applies from the member's next login (or `newgrp`)")
     if not add:

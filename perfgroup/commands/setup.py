@@ -186,8 +186,8 @@ def _print_outcome(result: Any) -> None:
         output.say("unchanged")
     if result.verify is not None:
         for line in result.verify.lines():
-            output.say(f"verify: {line}")
+            output.say(f"verify: {output.escape(line)}")
         for line in result.verify.matrix():
-            output.say(f"verify: {line}")
+            output.say(f"verify: {output.escape(line)}")
         if result.verify.ok:
             output.say(output.paint("verified", "green", bold=True))

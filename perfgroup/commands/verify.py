@@ -29,8 +29,8 @@ def verify(group: str, dest: str | None, as_json: bool) -> None:
         output.emit_json(result.as_dict())
     else:
         for line in result.lines():
-            output.say(line)
+            output.say(output.escape(line))
         for line in result.matrix():
-            output.say(line)
+            output.say(output.escape(line))
     if not result.ok:
         raise Exit("failed", "verification failed")

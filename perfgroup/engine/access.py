@@ -100,6 +100,7 @@ class AccessFacts(NamedTuple):
     orphans: tuple[str, ...] = ()  # capability-carrying or recorded copies that are no current copy
     state_dir: tuple[int, int, str] | None = None  # (uid, mode, kind) of /var/lib/perfgroup
     state_file: tuple[int, int, str] | None = None  # (uid, mode, kind) of the record
+    password_file: str = GSHADOW  # where newgrp/sg read the group password: /etc/group when gshadow has no line
 
 
 def _name(tag: int, ident: int | None) -> str:
@@ -150,7 +151,7 @@ def read_acl(path: str, kind: str) -> Acl | None:
 
 
 def parse_gshadow(text: str, group: str) -> tuple[str, tuple[str, ...], tuple[str, ...]] | None:
-    for line in text.splitlines():
+    for line in text.split("\n"):  # as shadow-utils reads it: a CR or form feed inside a name is no line break
         fields = line.split(":")
         if len(fields) >= 4 and fields[0] == group:
             return fields[1], _names(fields[2]), _names(fields[3])
@@ -162,8 +163,25 @@ def _names(value: str) -> tuple[str, ...]:
 
 
 def password_set(password: str) -> bool:
-    """A usable group password: anything but empty or a locked marker ('!', '*', '!...')."""
-    return bool(password) and not password.startswith(("!", "*"))
+    """A usable group password: anything but empty (newgrp/sg then refuse every non-member), the
+    /etc/group placeholder 'x' or a locked marker ('!', '*', '!...'), none of which crypt can produce."""
+    return bool(password) and password != "x" and not password.startswith(("!", "*"))
+
+
+def group_password(gshadow_text: str | None, group: str) -> tuple[tuple[str, tuple[str, ...], tuple[str, ...]] | None, str]:
+    """(password, admins, members) and the file newgrp/sg take the password from. As shadow-utils
+    does: the gshadow line when there is one, else field 2 of /etc/group (also when there is no
+    /etc/gshadow at all: gshadow_text ""). None: gshadow exists but is not ours to read."""
+    if gshadow_text is None:
+        return None, GSHADOW
+    entry = parse_gshadow(gshadow_text, group)
+    if entry is not None:
+        return entry, GSHADOW
+    try:
+        password = grp.getgrnam(group).gr_passwd or ""
+    except KeyError:
+        password = ""
+    return (password, (), ()), "/etc/group"
 
 
 def cap_names(mask: int) -> frozenset[str]:
@@ -289,12 +307,13 @@ def owner_mode(path: str) -> tuple[int, int, str] | None:
 def read(desired: Desired, state: State | None, gid: int | None, dirs: tuple[str, ...]) -> AccessFacts:
     copy_acl = read_acl(desired.dest, "access") if os.path.isfile(desired.dest) else None
     dir_acls = tuple(acl for d in dirs for acl in (read_acl(d, "access"), read_acl(d, "default")) if acl is not None)
-    gshadow: tuple[str, tuple[str, ...], tuple[str, ...]] | None = None
+    text: str | None
     try:
-        with open(GSHADOW, encoding="utf-8", errors="replace") as handle:
-            gshadow = parse_gshadow(handle.read(), desired.group) or ("", (), ())
-    except OSError:
-        gshadow = None
+        with open(GSHADOW, encoding="utf-8", errors="replace", newline="") as handle:  # a CR stays in its name
+            text = handle.read()
+    except OSError as error:
+        text = "" if error.errno == errno.ENOENT else None
+    gshadow, password_file = group_password(text, desired.group)
     primary: tuple[str, ...] = ()
     names: tuple[str, ...] = ()
     name_members: tuple[str, ...] = ()
@@ -307,7 +326,7 @@ def read(desired: Desired, state: State | None, gid: int | None, dirs: tuple[str
         copy_acl=copy_acl, dir_acls=dir_acls, gshadow=gshadow, primary_members=primary,
         same_gid_names=names, same_gid_members=name_members, lingering=() if desired.image else scan_processes(),
         orphans=find_orphans(state, desired.dest, desired.group), state_dir=owner_mode(STATE_DIR),
-        state_file=owner_mode(desired.state_path),
+        state_file=owner_mode(desired.state_path), password_file=password_file,
     )
 
 
@@ -374,12 +393,22 @@ def rule_access(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
                 "path.acl_default", WARNING,
                 f"{dir_acl.path} has a default ACL ({dir_acl.text()}): files created there inherit it", setup,
             )
+        else:
+            # Not (yet) a way in, but access the mode bits do not show: one write bit added to an
+            # entry, or a copy made there by other means, and it is. Setup strips what it creates.
+            yield Finding(
+                "path.acl_other", WARNING,
+                f"{dir_acl.path} (above {desired.dest}) has {'a default' if dir_acl.kind == 'default' else 'an'} "
+                f"ACL with entries beyond owner/group/other: {dir_acl.text() or 'a mask'}",
+                f"setfacl -{'k' if dir_acl.kind == 'default' else 'b'} {dir_acl.path}  # once nothing there needs it",
+            )
     if access.gshadow is not None:
         password, admins, members = access.gshadow
         if password_set(password):
             yield Finding(
                 "group.password", CRITICAL,
-                f"group {desired.group} has a password in {GSHADOW}: anyone who knows it can `sg {desired.group}`",
+                f"group {desired.group} has a password in {access.password_file}: anyone who knows it can "
+                f"`sg {desired.group}`",
                 f"gpasswd -R {desired.group}  # or: {setup}",
             )
         hidden = [u for u in members if u not in facts.group.members]

@@ -42,7 +42,8 @@ def checkpoint(step: str) -> None:
         with open(trace, "a") as handle:
             handle.write(step + "\n")
     wanted = os.environ.get(PAUSE_ENV)
-    if wanted and wanted == step:
+    # "repair_dir" pauses at every "repair_dir:PATH" (a step named per target, so the trace shows the order).
+    if wanted and wanted in (step, step.split(":", 1)[0]):
         # The test kills us here, or deletes the marker to let us go on.
         marker = os.environ.get("PERFGROUP_TEST_PAUSE_FILE", "/run/perfgroup-paused")
         with open(marker, "w") as handle:
@@ -185,7 +186,7 @@ def secure_path(action: act.SecurePath) -> None:
 
 
 def repair_dir(action: act.RepairDir) -> None:
-    checkpoint("repair_dir")
+    checkpoint(f"repair_dir:{action.target}")
     mode = action.mode
     try:
         fd = os.open(action.target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)

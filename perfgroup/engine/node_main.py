@@ -18,6 +18,7 @@ from . import errors
 from .desired import NodeArtifact
 from .errors import PerfgroupError, RefusedError
 from .options import BY_NAME
+from .report_formats import escape
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def parser(command: str) -> argparse.ArgumentParser:
         """Bad arguments: one stderr line and the command's documented code (audit: UNKNOWN, 3)."""
 
         def error(self, message: str) -> None:  # type: ignore[override]
-            sys.stderr.write(f"perfgroup-node: {message}\n")
+            sys.stderr.write(f"perfgroup-node: {escape(message)}\n")
             sys.exit(errors.exit_code(command, errors.REFUSED))
 
     top = _Parser(prog="perfgroup-node", description=__doc__.split("\n\n")[0])
@@ -150,7 +151,7 @@ def source_changed(desired: object) -> bool:
 
 
 def _say_err(message: str) -> None:
-    sys.stderr.write(message + "\n")
+    sys.stderr.write(escape(message) + "\n")
 
 
 def run_heal(group: str, if_source_changed: bool) -> int:
@@ -172,9 +173,9 @@ def run_heal(group: str, if_source_changed: bool) -> int:
         done = f" (applied before it: {result.applied_summary()})" if result.applied else ""
         raise errors.ConvergeError(error.step, f"{str(error).split(': ', 1)[-1]}{done}") from None
     if result.applied:
-        sys.stdout.write(f"perfgroup-node heal {group}: {result.applied_summary()}\n")
+        sys.stdout.write(f"perfgroup-node heal {escape(group)}: {escape(result.applied_summary())}\n")
     else:
-        sys.stdout.write(f"perfgroup-node heal {group}: converged, nothing to change\n")
+        sys.stdout.write(f"perfgroup-node heal {escape(group)}: converged, nothing to change\n")
     return errors.exit_code("heal", errors.OK)
 
 
@@ -222,10 +223,10 @@ def main(argv: list[str] | None = None) -> int:
             return code
         return run_heal(group, if_source_changed)
     except PerfgroupError as error:
-        sys.stderr.write(f"perfgroup-node {command}: {error}\n")
+        sys.stderr.write(f"perfgroup-node {command}: {escape(str(error))}\n")
         return errors.exit_code(command, error.outcome)
     except OSError as error:
-        sys.stderr.write(f"perfgroup-node {command}: {error}\n")
+        sys.stderr.write(f"perfgroup-node {command}: {escape(str(error))}\n")
         return errors.exit_code(command, errors.FAILED)
 
 

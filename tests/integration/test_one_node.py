@@ -117,6 +117,7 @@ def test_dry_run_changes_nothing(node: Node) -> None:
     assert node.snapshot() == before
 
 
+GROUP_HASH = "$6$perfgrouptest$MdgUd1ygSb5WnvXObVF6m7Nb87wfSKQQCvQin9T99fR3TcWUvk4y6bq8fdOGTmw7bJnDhOvg09opUyzfnr1Eq0"  # "secret"
 DRIFTS = [
     # (what is done to a converged node, finding id, its severity, audit exit code)
     (f"chmod o+x {DEST}", "copy.world_access", "critical", 2),
@@ -149,7 +150,13 @@ DRIFTS = [
     (f"setfacl -m g:users:rx {DEST}", "copy.acl", "critical", 2),
     ("setfacl -m u:bob:rwx /usr/local/libexec/perfgroup/perf_users", "path.acl", "critical", 2),
     ("setfacl -d -m u:bob:rwx /usr/local/libexec/perfgroup/perf_users", "path.acl_default", "warning", 1),
+    ("setfacl -m u:bob:rx /usr/local/libexec/perfgroup/perf_users", "path.acl_other", "warning", 1),
     ("echo 'perf_users:secret' | chgpasswd", "group.password", "critical", 2),
+    # No gshadow line (or no /etc/gshadow): newgrp/sg take the password from field 2 of /etc/group.
+    (f"sed -i '/^perf_users:/d' /etc/gshadow && sed -i 's#^perf_users:x:#perf_users:{GROUP_HASH}:#' /etc/group",
+     "group.password", "critical", 2),
+    (f"mv /etc/gshadow /etc/gshadow.gone && sed -i 's#^perf_users:x:#perf_users:{GROUP_HASH}:#' /etc/group",
+     "group.password", "critical", 2),
     (f"cp {DEST} /usr/local/libexec/perfgroup/perf_users/perf.old && setcap cap_perfmon=ep "
      "/usr/local/libexec/perfgroup/perf_users/perf.old", "copy.orphan", "critical", 2),
     ("cp /bin/true /usr/local/libexec/perfgroup/stray && setcap cap_sys_admin=ep /usr/local/libexec/perfgroup/stray",

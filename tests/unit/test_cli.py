@@ -72,3 +72,18 @@ def test_audit_formats_for_monitoring(runner: CliRunner, tmp_path: object) -> No
     assert written.exit_code == 2 and written.output == ""
     assert (directory / "perfgroup_pg_test_absent_group.prom").read_text().startswith("# HELP")
     assert runner.invoke(main, [*args, "--format", "xml"]).exit_code == 3  # a bad argument is UNKNOWN
+
+
+def test_fleet_audit_text_escapes_what_the_nodes_sent(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Host names and node findings (which quote names from the nodes' group databases) reach the
+    administrator's terminal escaped."""
+    from perfgroup import ansible_run
+
+    node = {"status": "warning", "gid": 995, "members": ["\x1b[31mroot"], "findings": [
+        {"id": "group.gshadow_members", "severity": "warning", "message": "\x1b[31mroot\r holds it", "fix": ""}]}
+    monkeypatch.setattr(ansible_run, "run", lambda *args, **kwargs: {})
+    monkeypatch.setattr(ansible_run, "host_results", lambda report, task: {
+        "n\x1b[2J1": {"ansible_facts": {"perf_users_audit": node}}})
+    result = runner.invoke(main, ["audit", "-i", "inventory.ini"])
+    assert "\x1b" not in result.output and "\r" not in result.output, result.output
+    assert "n\\x1b[2J1" in result.output and "\\x1b[31mroot\\r holds it" in result.output

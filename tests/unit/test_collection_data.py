@@ -137,6 +137,13 @@ def test_deploy_table(fixture: str, check: bool, lines: list[str]) -> None:
     assert [line[:len(want)] for line, want in zip(rendered[1:], lines, strict=True)] == lines
 
 
+def test_deploy_table_escapes_what_the_nodes_sent() -> None:
+    results = {"n\x1b[2J1": {"failed": True, "msg": "unknown user \x1b[31mroot\rbob", "caps": ["cap_perf\x07"]}}
+    rendered = "\n".join(table_lines(table_rows(results, False), False))
+    assert "\x1b" not in rendered and "\r" not in rendered and "\x07" not in rendered
+    assert "n\\x1b[2J1" in rendered and "unknown user \\x1b[31mroot\\rbob" in rendered
+
+
 @pytest.mark.parametrize(("hosts", "limit", "message"), [
     ("perf_nodes", None, "no host of inv.ini matches 'perf_nodes': FIX"),
     ("perf_nodes", "node1", "no host of inv.ini matches 'perf_nodes' with --limit 'node1': FIX"),

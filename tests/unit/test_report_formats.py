@@ -231,3 +231,27 @@ def test_source_is_python_38_and_standard_library_only() -> None:
     assert "from __future__ import annotations" in source  # builtin generics only in annotations
     for name in ("removeprefix", "removesuffix", "functools.cache"):
         assert name not in source, name
+
+
+@pytest.mark.parametrize(("raw", "shown"), [
+    ("alice", "alice"),
+    ("ünïcødé-名前", "ünïcødé-名前"),  # printable non-ASCII stays as it is
+    ("\x1b[31mroot", "\\x1b[31mroot"),  # a colour/cursor sequence cannot reach the terminal
+    ("bob\rcarol", "bob\\rcarol"),  # a carriage return cannot overwrite the line
+    ("x\nCRITICAL forged", "x\\nCRITICAL forged"),  # nor forge a second line
+    ("tab\there", "tab\\there"),
+    ("bell\x07\x00", "bell\\x07\\x00"),
+    ("\x9b31m", "\\x9b31m"),  # the 8-bit CSI
+    ("\u202eevil", "\\u202eevil"),  # a bidi override (not printable either)
+])
+def test_escape_shows_control_characters_as_escapes(raw: str, shown: str) -> None:
+    assert report_formats.escape(raw) == shown
+    assert report_formats.escape(shown) == shown  # idempotent on its own output
+
+
+def test_audit_text_escapes_messages_and_fixes() -> None:
+    hostile = {"group": "perf_users", "status": "warning", "exit_code": 1, "findings": [
+        {"id": "group.gshadow_members", "severity": "warning", "message": "\x1b[31mevil\r holds it", "fix": "gpasswd -d \x1b[0m x"}]}
+    printed = report_formats.text(hostile)
+    assert "\x1b" not in printed and "\r" not in printed
+    assert "\\x1b[31mevil\\r holds it" in printed and "gpasswd -d \\x1b[0m x" in printed
