@@ -145,6 +145,19 @@ def test_no_match_message_is_one_line(hosts: str, limit: str | None, message: st
     assert ansible_run.no_match_message(hosts, limit, "inv.ini", "FIX") == message
 
 
+@pytest.mark.parametrize(("version", "wants"), [
+    ((3, 9, 18), "install perfgroup under a newer Python, e.g. python3.11 -m venv /opt/perfgroup && "
+                 "/opt/perfgroup/bin/pip install /src/perfgroup && ln -sf"),
+    ((3, 10, 13), "run /ctl/python -m pip install 'ansible-core>=2.16' "),
+    ((3, 13, 0), "run /ctl/python -m pip install 'ansible-core>=2.16' "),
+])
+def test_install_hint_names_a_command_that_works_on_this_python(version: tuple[int, ...], wants: str) -> None:
+    """Issue 13: no ansible-core>=2.16 exists for Python 3.9, so pip install on it cannot be the hint."""
+    hint = ansible_run.install_hint(version, "/ctl/python", "/src/perfgroup")
+    assert wants in hint and "\n" not in hint
+    assert ("-m pip install 'ansible-core" in hint) == (version >= (3, 10))
+
+
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "plugins").glob("modules/*.py")), ids=lambda p: p.name)
