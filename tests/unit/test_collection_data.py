@@ -126,6 +126,12 @@ TABLES = [
         "nosuid               no                                                    -         --dest /usr/local/libexec/perfgroup/perf_users/perf is on a nosuid mount",
         "std                  would change cap_perfmon                              -         ",
     ]),
+    # Issue 9: the change was applied, then the record write failed: failed AND changed, step named.
+    ("deploy_failed_record.json", False, [
+        "nosuid               no                                                    NO        --dest ",
+        "std                  yes          cap_perfmon,cap_syslog                   NO        could not converge at step "
+        "write_state: cannot write in /var/lib/perfgroup: Read-only file system (applied before it: set ",
+    ]),
 ]
 
 
