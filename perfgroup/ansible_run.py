@@ -36,11 +36,34 @@ class NoHostsMatched(DeployError):
     pass
 
 
-def install_hint() -> str:
-    """Exactly what to install on this controller (ansible-core runs on Python >= 3.10 there)."""
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    return (f"run {sys.executable} -m pip install '{ANSIBLE_CORE}' "
-            f"(ansible-core needs a Python >= 3.10 controller; this one is {version})")
+# ansible-core 2.16, the oldest supported, runs its controller on Python 3.10 and newer.
+CONTROLLER_PYTHON = (3, 10)
+
+
+def install_hint(version_info: tuple[int, ...] | None = None, executable: str | None = None,
+                 source: str | None = None) -> str:
+    """Exactly what to install on this controller. On a Python no supported ansible-core runs on
+    (3.9, RHEL 9's), pip cannot help: perfgroup itself goes under a newer Python."""
+    major, minor = (version_info or sys.version_info)[:2]
+    executable = executable or sys.executable
+    if (major, minor) >= CONTROLLER_PYTHON:
+        return (f"run {executable} -m pip install '{ANSIBLE_CORE}' "
+                f"(ansible-core needs a Python >= 3.10 controller; this one is {major}.{minor})")
+    return (f"{ANSIBLE_CORE} needs Python 3.10 or newer on the controller and this perfgroup runs on "
+            f"{major}.{minor} ({executable}): install perfgroup under a newer Python, e.g. "
+            f"python3.11 -m venv /opt/perfgroup && /opt/perfgroup/bin/pip install {source or installed_from()} "
+            "&& ln -sf /opt/perfgroup/bin/perfgroup /usr/local/bin/perfgroup (RHEL 9: dnf install -y python3.11)")
+
+
+def installed_from() -> str:
+    """Where this perfgroup was installed from (pip's direct_url.json: the checkout or wheel file)."""
+    from importlib import metadata
+
+    try:
+        url = json.loads(metadata.distribution("perfgroup").read_text("direct_url.json") or "{}").get("url", "")
+    except (metadata.PackageNotFoundError, ValueError):
+        url = ""
+    return url[len("file://"):] if url.startswith("file://") else url or "PERFGROUP_CHECKOUT_OR_WHEEL"
 
 
 def ansible_tool(name: str) -> str:

@@ -35,6 +35,12 @@ def audit(group: str, dest: str | None, format: str, textfile_dir: str | None, r
     DIR): the files setup put there; the live kernel state is checked on the booted nodes.
     """
     if inventory is not None:
+        # The fleet report is text or --json; these options shape a single node's output.
+        unused = [name for name, given in (("--format", format != "text"), ("--textfile-dir", textfile_dir is not None),
+                                           ("--root", root is not None)) if given]
+        if unused:
+            raise RefusedError(f"audit -i does not take {', '.join(unused)} (it audits each node over Ansible: "
+                               "use --json for a machine-readable fleet report)")
         _fleet_audit(group, inventory, limit, as_json, dest, functional)
         return
     fmt = "json" if as_json else format

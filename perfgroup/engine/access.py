@@ -531,4 +531,3 @@ def lingering_note(users: set[str] | None = None) -> str | None:
     if not found:
         return None
     return "still holding capabilities (end them to take the access away): " + lingering_text(found)
-

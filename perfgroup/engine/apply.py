@@ -671,4 +671,3 @@ def perform(actions: Iterable[act.Action], writer: object = None,
     for action in actions:
         if getattr(writer, action.kind)(action) and on_done is not None:
             on_done(action)
-

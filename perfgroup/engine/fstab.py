@@ -202,4 +202,3 @@ def parse_journal(text: str) -> tuple[Edit, ...]:
     pairs = zip(lines[0::2], lines[1::2])
     return tuple((before[2:], written[2:]) for before, written in pairs
                  if before.startswith("- ") and written.startswith("+ "))
-

@@ -27,7 +27,6 @@ if TYPE_CHECKING:  # actions pull in dataclasses: not on the audit path
     from .actions import Action
 
 
-
 TRACEFS_PATHS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 TRACEFS_MODE = 0o750
 DROPIN_PATH = "/etc/systemd/system/sys-kernel-tracing.mount.d/perfgroup.conf"

@@ -19,6 +19,7 @@ NAME_REST = NAME_FIRST | frozenset("0123456789-")
 def name_ok(value: str) -> bool:
     return 0 < len(value) <= 32 and value[0] in NAME_FIRST and all(c in NAME_REST for c in value[1:])
 
+
 # Groups whose members already hold root-equivalent or broad system powers: turning one of them
 # into the perf group silently widens who can profile the kernel.
 PRIVILEGED_GROUPS: frozenset[str] = frozenset(

@@ -142,6 +142,17 @@ perfgroup_result_kind:
   returned: always
   type: str
   sample: converge
+check_mode:
+  description: >-
+    True when the module ran in check mode (C(--check), or C(check_mode: true) on the play or task, which
+    C(ansible_check_mode) does not show); the role's post-change audit is skipped then.
+  returned: always
+  type: bool
+python:
+  description: The node Python version the module ran on.
+  returned: always
+  type: str
+  sample: 3.8.18
 caps:
   description: The capabilities the copy carries (or would carry in check mode).
   returned: when the node could be planned
@@ -184,6 +195,7 @@ step:
   type: str
 """
 
+import platform
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
@@ -225,29 +237,32 @@ def desired_from(params: dict[str, Any]) -> Desired:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    # On every result: the handler needs check_mode (ansible_check_mode misses check_mode: true on a
+    # play or task); python tells which node interpreter really ran the engine (the tests check it).
+    common = {"perfgroup_result_kind": KIND, "check_mode": module.check_mode, "python": platform.python_version()}
     result = converge.SetupResult()
     try:
         desired = desired_from(module.params)
         converge.setup(desired, dry_run=module.check_mode, run_checks=module.params["verify"],
                        lock_wait=options.LOCK_WAIT_SECONDS, result=result)
     except RefusedError as error:
-        module.fail_json(msg=str(error), refused=True, changed=False, perfgroup_result_kind=KIND)
+        module.fail_json(msg=str(error), refused=True, changed=False, **common)
     except LockedError as error:
-        module.fail_json(msg=str(error), changed=False, perfgroup_result_kind=KIND)
+        module.fail_json(msg=str(error), changed=False, **common)
     except ConvergeError as error:
         applied = f" (applied before it: {result.applied_summary()})" if result.applied else ""
         module.fail_json(msg=f"could not converge at step {error}{applied}", step=error.step, changed=result.changed,
-                         perfgroup_result_kind=KIND, **converge.summary(result.plan, result))
+                         **common, **converge.summary(result.plan, result))
     plan = result.plan
     if module.check_mode:
         changed = result.would_install is not None or bool(plan and plan.actions)
-        module.exit_json(changed=changed, diff=converge.diff(plan) if plan else [], perfgroup_result_kind=KIND,
+        module.exit_json(changed=changed, diff=converge.diff(plan) if plan else [], **common,
                          **converge.summary(plan, result))
     out = converge.summary(plan, result)
     if result.verify is not None and not result.verify.ok:
         module.fail_json(msg="verification failed: " + "; ".join(result.verify.lines()), changed=result.changed,
-                         perfgroup_result_kind=KIND, **out)
-    module.exit_json(changed=result.changed, diff=converge.diff(plan) if result.applied else [], perfgroup_result_kind=KIND,
+                         **common, **out)
+    module.exit_json(changed=result.changed, diff=converge.diff(plan) if result.applied else [], **common,
                      **out)
 
 

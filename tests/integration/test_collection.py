@@ -57,7 +57,9 @@ def test_tarball_holds_real_engine_files_identical_to_the_package(tarball: Path)
 
 def test_the_wheel_carries_the_same_tree_as_the_tarball(tarball: Path) -> None:
     """pyproject.toml lists the collection's files as data-files; nothing may be missing or extra."""
-    import tomllib
+    # Python 3.11+ (the main lane); the ansible-core 2.16 lane runs on 3.10, and the data-files do
+    # not depend on the ansible-core release.
+    tomllib = pytest.importorskip("tomllib")
 
     with tarfile.open(tarball) as tar:
         in_tarball = {m.name for m in tar.getmembers() if m.isfile()} - {"MANIFEST.json", "FILES.json"}

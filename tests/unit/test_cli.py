@@ -4,6 +4,7 @@ Nothing here changes the host: only read-only commands and refusals are exercise
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -36,6 +37,23 @@ def test_help_documents_exit_codes(runner: CliRunner) -> None:
 def test_bad_input_exit_codes(runner: CliRunner, args: list[str], code: int) -> None:
     result = runner.invoke(main, args)
     assert result.exit_code == code, result.output
+
+
+@pytest.mark.parametrize(("extra", "named"), [
+    (["--format", "nagios"], "--format"),
+    (["--textfile-dir", "/tmp/x"], "--textfile-dir"),
+    (["--root", "/srv/image"], "--root"),
+    (["--format", "prometheus", "--root", "/srv/image"], "--format, --root"),
+])
+def test_fleet_audit_refuses_single_node_output_options(runner: CliRunner, tmp_path: Path, extra: list[str],
+                                                        named: str) -> None:
+    """audit -i used to drop these silently; refused before any Ansible run (UNKNOWN, one line)."""
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("[perf_nodes]\nnode1\n")
+    result = runner.invoke(main, ["audit", "-i", str(inventory), *extra])
+    assert result.exit_code == 3, result.output
+    assert result.stdout == "" and result.stderr.count("\n") == 1
+    assert f"audit -i does not take {named} " in result.stderr
 
 
 def test_refusal_is_one_line_on_stderr(runner: CliRunner) -> None:

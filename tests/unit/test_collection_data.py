@@ -126,6 +126,12 @@ TABLES = [
         "nosuid               no                                                    -         --dest /usr/local/libexec/perfgroup/perf_users/perf is on a nosuid mount",
         "std                  would change cap_perfmon                              -         ",
     ]),
+    # Issue 9: the change was applied, then the record write failed: failed AND changed, step named.
+    ("deploy_failed_record.json", False, [
+        "nosuid               no                                                    NO        --dest ",
+        "std                  yes          cap_perfmon,cap_syslog                   NO        could not converge at step "
+        "write_state: cannot write in /var/lib/perfgroup: Read-only file system (applied before it: set ",
+    ]),
 ]
 
 
@@ -150,6 +156,19 @@ def test_deploy_table_escapes_what_the_nodes_sent() -> None:
 ])
 def test_no_match_message_is_one_line(hosts: str, limit: str | None, message: str) -> None:
     assert ansible_run.no_match_message(hosts, limit, "inv.ini", "FIX") == message
+
+
+@pytest.mark.parametrize(("version", "wants"), [
+    ((3, 9, 18), "install perfgroup under a newer Python, e.g. python3.11 -m venv /opt/perfgroup && "
+                 "/opt/perfgroup/bin/pip install /src/perfgroup && ln -sf"),
+    ((3, 10, 13), "run /ctl/python -m pip install 'ansible-core>=2.16' "),
+    ((3, 13, 0), "run /ctl/python -m pip install 'ansible-core>=2.16' "),
+])
+def test_install_hint_names_a_command_that_works_on_this_python(version: tuple[int, ...], wants: str) -> None:
+    """Issue 13: no ansible-core>=2.16 exists for Python 3.9, so pip install on it cannot be the hint."""
+    hint = ansible_run.install_hint(version, "/ctl/python", "/src/perfgroup")
+    assert wants in hint and "\n" not in hint
+    assert ("-m pip install 'ansible-core" in hint) == (version >= (3, 10))
 
 
 

@@ -1,8 +1,9 @@
 """Re-record the callback JSON fixtures (run as root from the checkout: .venv/bin/python tests/unit/data/record.py).
 
 Real ansible-playbook runs of the collection's playbooks against simulated nodes: a first deploy
-(one node converges, one is refused: nosuid), a check-mode deploy on a drifted node, and a fleet
-audit with an unreachable host."""
+(one node converges, one is refused: nosuid), a check-mode deploy on a drifted node, a deploy whose
+record write fails after the change (read-only state directory), and a fleet audit with an
+unreachable host."""
 
 from __future__ import annotations
 
@@ -32,6 +33,13 @@ def main() -> None:
         record(cluster, "deploy_first.json", str(REPO / "playbooks/perf_users.yml"))
         cluster.nodes["std"].node.ok(f"chmod o+x {DEST}")
         record(cluster, "deploy_check_drift.json", str(REPO / "playbooks/perf_users.yml"), "--check", "--diff")
+        std = cluster.nodes["std"].node
+        std.ok("mount --bind /var/lib/perfgroup /var/lib/perfgroup && mount -o remount,bind,ro /var/lib/perfgroup")
+        try:
+            record(cluster, "deploy_failed_record.json", str(REPO / "playbooks/perf_users.yml"),
+                   "-e", json.dumps({"perf_users_caps": "cap_perfmon,cap_syslog"}))
+        finally:
+            std.ok("umount /var/lib/perfgroup")
         dead = cluster.dir / "dead.ini"
         dead.write_text(cluster.inventory.read_text().replace(
             "[all:vars]", "[perf_nodes]\ndead ansible_host=127.0.0.1 ansible_port=1\n\n[all:vars]"))
