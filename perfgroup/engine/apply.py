@@ -494,6 +494,25 @@ def _read_small(path: str) -> str:
         return ""
 
 
+def write_pending(state_path: str, text: str) -> None:
+    """Before the first change: what only a record would remember (pending.py)."""
+    from . import pending
+
+    write_file(pending.path_for(state_path), text, step="write_pending", mode=0o600)
+
+
+def delete_pending(state_path: str) -> None:
+    """Once a record carries the intent (setup's record, or remove's end)."""
+    from . import pending
+
+    path = pending.path_for(state_path)
+    if not os.path.lexists(path):
+        return
+    checkpoint("delete_pending")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
 def delete_fstab_journal(group: str) -> None:
     """After the record carries the journal's edits (setup's last write)."""
     from . import fstab

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import access, apply, fstab, node_files, reach, verify
+from . import access, apply, fstab, node_files, pending, reach, verify
 from . import facts as facts_mod
 from . import plan as plan_mod
 from .actions import Action, AddMember, CreateDir, EditFstab, InstallCopy, RemountTracefs
@@ -103,12 +103,15 @@ def plan_for(desired: Desired, facts: NodeFacts, dry_run: bool, result: SetupRes
 
 def build_state(desired: Desired, before: NodeFacts, after: NodeFacts, plan: Plan, applied: list[Action]) -> State:
     previous = before.state
-    created_dirs = set(previous.created_dirs if previous else ())
+    # What a failed earlier run applied but never recorded comes first (pending.py).
+    intent = before.pending or pending.Intent()
+    created_dirs = set(previous.created_dirs if previous else ()) | set(intent.created_dirs)
     created_dirs |= {a.target for a in applied if isinstance(a, CreateDir)}
-    added = set(previous.members_added if previous else ())
+    added = set(previous.members_added if previous else ()) | set(intent.members_added)
     added |= {a.target for a in applied if isinstance(a, AddMember)}
-    copies = list(previous.copies if previous else ())
+    copies = [*(previous.copies if previous else ()), *intent.copies]
     copies += [a.target for a in applied if isinstance(a, InstallCopy)]
+    paranoid_before = previous.paranoid_before if previous else intent.paranoid_before
     override = desired.caps_override is not None or (
         previous is not None and previous.caps_override and not desired.caps_auto
     )
@@ -127,11 +130,11 @@ def build_state(desired: Desired, before: NodeFacts, after: NodeFacts, plan: Pla
         caps=tuple(sorted(plan.caps.caps)),
         caps_override=override,
         keep_paranoid=desired.keep_paranoid,
-        paranoid_before=previous.paranoid_before if previous else before.paranoid,
+        paranoid_before=before.paranoid if paranoid_before is None and previous is None else paranoid_before,
         files=recorded_files(desired, after, previous, plan),
         members_added=tuple(sorted(added)),
         updated_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        tracefs_before=tracefs_before(previous, applied),
+        tracefs_before=tracefs_before(previous, applied, intent.tracefs_before),
         tracefs_kept=not desired.tracefs,
         fstab_edits=fstab_edits(previous, applied, after.group.gid, after.fstab_journal),
         # The plan refused root-equivalent caps unless this run opted in: what it chose is what it granted.
@@ -153,9 +156,12 @@ def recorded_files(desired: Desired, after: NodeFacts, previous: State | None, p
     )
 
 
-def tracefs_before(previous: State | None, applied: list[Action]) -> tuple[tuple[str, int, int], ...]:
+def tracefs_before(previous: State | None, applied: list[Action],
+                   intended: tuple[tuple[str, int, int], ...] = ()) -> tuple[tuple[str, int, int], ...]:
     """What tracefs was before perfgroup first remounted it: kept across runs, for remove."""
     before = {path: (mode, gid) for path, mode, gid in (previous.tracefs_before if previous else ())}
+    for path, mode, gid in intended:
+        before.setdefault(path, (mode, gid))
     for action in applied:
         if isinstance(action, RemountTracefs):
             before.setdefault(action.target, (action.was_mode, action.was_gid))

@@ -15,11 +15,13 @@ from types import MappingProxyType
 
 from . import access as access_mod
 from . import fstab, node_files, perfsource, sysctl
+from . import pending as pending_mod
 from . import reach as reach_mod
 from .access import AccessFacts
 from .capabilities import XATTR_NAME, CapabilityError, FileCaps, decode
 from .desired import STATE_DIR, TMP_PREFIX, Desired, default_dest, state_path
 from .errors import RefusedError
+from .pending import Intent
 from .state import State, StateError, StatKey, parse
 from .tuples import NamedTuple
 from .validate import check_abs_path, check_group
@@ -106,6 +108,7 @@ class NodeFacts(NamedTuple):
     access: AccessFacts = AccessFacts()  # ACLs, hidden group holders, leftovers (access.py)
     reach: reach_mod.ReachFacts = reach_mod.ReachFacts()  # tracefs mounts, mlock budget
     fstab_journal: tuple[tuple[str, str], ...] = ()  # fstab edits not yet recorded (fstab.py: the journal)
+    pending: Intent | None = None  # what a setup run that did not finish meant to record (pending.py)
 
 
 def read_text(path: str, limit: int = 1 << 20) -> str | None:
@@ -474,6 +477,7 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
         access=access_mod.read(desired, state, group.gid, tuple(d.path for d in dirs if d.kind == "dir")),
         reach=reach_mod.read_facts(desired.image),
         fstab_journal=fstab.parse_journal(read_text(fstab.journal_path(desired.group)) or ""),
+        pending=pending_mod.read(desired.state_path, group.gid is not None, group.members),
     )
 
 

@@ -117,6 +117,7 @@ def plan_group(facts: NodeFacts, desired: Desired) -> tuple[list[Action], str, l
             f"group {desired.group} exists with gid {group.gid}, not --gid {desired.gid}; perfgroup will not renumber it"
         )
     created_before = facts.state is not None and facts.state.group_created and facts.state.group == desired.group
+    created_before = created_before or (facts.pending is not None and facts.pending.group_created)  # by a failed run
     if created_before:
         return [], "created", notes
     if group.local:

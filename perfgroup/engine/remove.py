@@ -11,7 +11,7 @@ from __future__ import annotations
 import grp
 import os
 
-from . import access, fstab, node_files, reach, trust
+from . import access, fstab, node_files, pending, reach, trust
 from .actions import Action, DeleteCopy, DeleteDir, DeleteFile, DeleteGroup, EditFstab, RemountTracefs, RemoveMember
 from .desired import STATE_DIR, TMP_PREFIX, default_dest, profile_path, state_path, sysctl_path
 from .errors import RefusedError
@@ -35,6 +35,7 @@ class RemoveFacts(NamedTuple):
     tracefs: tuple[tuple[str, int, int], ...] = ()  # tracefs mounts now (point, mode, gid)
     fstab_lines: tuple[str, ...] = ()  # /etc/fstab's tracefs entries now
     untrusted: tuple[str, ...] = ()  # recorded copies that exist but setup could not have made: left in place
+    pending: bool = False  # a failed setup run's intent lies beside the record (folded into `state`)
 
 
 def derived_files(group: str) -> tuple[str, ...]:
@@ -74,11 +75,13 @@ def read(group: str) -> RemoveFacts:
         exists, members = True, tuple(entry.gr_mem)
     except KeyError:
         exists, members = False, ()
+    intent = pending.read(state_path(group), exists, members)
     if state is None:
-        defaults = (default_dest(group), *derived_files(group), state_path(group))
+        defaults = (default_dest(group), *derived_files(group), state_path(group), pending.path_for(state_path(group)))
         present = tuple(path for path in defaults if os.path.lexists(path))
         return RemoveFacts(group, None, error, group_exists=exists, group_members=members,
                            leftovers_of_unrecorded=present)
+    state = pending.fold(state, intent)
     # Copies this record names, and any capability-carrying file under the install root that no
     # other group's record claims (a copy an older setup left behind).
     left = access.find_orphans(None, state.dest, group)
@@ -106,7 +109,7 @@ def read(group: str) -> RemoveFacts:
         group, state, None, copies=copies, files=files, dirs=dirs,
         group_exists=exists, group_members=members, entry_point_cache=cache, state_unsafe=_state_unsafe(group),
         tracefs=reach.read_facts().tracefs, fstab_lines=fstab.tracefs_lines(fstab.read_text()),
-        untrusted=untrusted,
+        untrusted=untrusted, pending=intent is not None,
     )
 
 
@@ -164,6 +167,9 @@ def plan(facts: RemoveFacts) -> tuple[Action, ...]:
     elif facts.group_exists:
         actions += [RemoveMember(user, "setup added them", group=state.group)
                     for user in state.members_added if user in facts.group_members]
+    if facts.pending:
+        actions.append(DeleteFile(pending.path_for(state_path(state.group)), "what a setup run that did not finish meant to record",
+                                  step="delete_state:pending"))
     actions.append(DeleteFile(state_path(state.group), "the record of this setup", step="delete_state:" +
                               os.path.basename(state_path(state.group))))
     return tuple(actions)

@@ -86,8 +86,13 @@ def test_audit_needs_no_root(node: Node) -> None:
     # The test interpreter may live under /root (pyenv): let users reach it, inside this node only.
     node.ok("chmod o+x /root")
     result = node.run([PERFGROUP, "audit", "--json"], user="bob")  # e.g. the monitoring account
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert json.loads(result.stdout)["status"] == "ok"
+    report = json.loads(result.stdout)
+    # Nodes share this machine's PID namespace, and bob may not read another user's /proc/PID/root:
+    # a privileged perf that another test (another node) runs at this moment is, to bob, a process
+    # that holds the capabilities. That warning is honest; everything else must be OK.
+    others = [f for f in report["findings"] if f["severity"] != "ok" and f["id"] != "process.lingering"]
+    assert others == [], result.stdout + result.stderr
+    assert result.returncode == (0 if report["status"] == "ok" else 1), result.stdout + result.stderr
     refused = node.run([PERFGROUP, "setup"], user="bob")
     assert refused.returncode == 2 and "run it as root" in refused.stderr
     node.ok(f"cat /bin/ls > {DEST}")  # tampered: bob may not read it, but sees that it changed
