@@ -256,22 +256,38 @@ def setup(
 
 def finish(desired: Desired, facts: NodeFacts, plan: Plan, result: SetupResult, run_checks: bool = True) -> None:
     """Apply the plan, read the host once more, record, verify. Raises ConvergeError naming the
-    failed step; result.applied then says what was done before it."""
+    failed step; result.applied then says what was done before it. Any other exception here (a bug,
+    a host surprise) becomes a ConvergeError too: once a step is applied, the caller must still say
+    `changed`, the step and what was applied, never die with a traceback or report `unchanged`."""
+    step = "apply"
     try:
-        apply.perform(plan.actions, on_done=result.applied.append)
+        for action in plan.actions:
+            step = action.kind
+            apply.perform((action,), on_done=result.applied.append)
+        step = "read_after"
         after = facts_mod.read(desired, known_source=facts.source)
+        step = "check_path"
         unsafe = [node.path for node in after.dirs if node.exists and not dir_is_safe(node)]
         unsafe += access.acl_holes(after)
         if unsafe:
             raise ConvergeError("check_path", f"{', '.join(unsafe)} above the copy changed while setup ran; run setup again")
+        step = "record"
         result.state_written = record(desired, facts, after, plan, result.applied)
         if after.fstab_journal:  # now in the record
+            step = "delete_fstab_journal"
             apply.delete_fstab_journal(desired.group)
+        if run_checks:
+            step = "verify"
+            result.verify = run_verify(desired, after)
     except ConvergeError as error:
         result.failed_step = error.step
         raise
-    if run_checks:
-        result.verify = run_verify(desired, after)
+    except Exception as error:
+        result.failed_step = step
+        detail = " ".join(str(error).split()) or "no detail"
+        if not isinstance(error, PerfgroupError):
+            detail = f"unexpected {type(error).__name__}: {detail}"
+        raise ConvergeError(step, detail) from error
 
 
 def functional_findings(desired: Desired) -> list[Finding]:

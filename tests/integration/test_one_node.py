@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import PERFGROUP
+from conftest import PERFGROUP, PYTHON
 from node import Node
 
 pytestmark = pytest.mark.integration
@@ -376,6 +376,43 @@ def test_a_failed_record_step_is_reported_as_a_change_and_the_next_run_finishes(
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "write_state" in lines[0] and "applied before it" in lines[0], lines
     node.ok("mount -o remount,rw /var/lib/perfgroup")
+    again = perfgroup(node, "setup", "--member", "alice")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "changed: setup record written" in again.stdout
+    assert audit_json(node)[0] == 0
+
+
+# The CLI as installed, with one engine function replaced by a bug: a non-OSError exception after
+# every action was applied (the only way to have it: the engine raises none on purpose).
+BROKEN_RECORD = """
+import sys
+from perfgroup.engine import converge
+def build_state(*args, **kwargs):
+    raise AttributeError("'NoneType' object has no attribute 'gid'")
+converge.build_state = build_state
+from perfgroup.quick import main
+sys.argv[0] = "perfgroup"
+main()
+"""
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_an_unexpected_error_after_applied_steps_is_reported_as_a_change_and_the_next_run_finishes(
+        node: Node, as_json: bool) -> None:
+    users(node)
+    result = node.run([PYTHON, "-c", BROKEN_RECORD, "setup", "--member", "alice", *(["--json"] if as_json else [])])
+    assert result.returncode == 1, result.stdout + result.stderr  # EXIT_TABLES["setup"]: failed
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "at step record: unexpected AttributeError: 'NoneType' object has no attribute 'gid'" in lines[0], lines
+    assert "applied before it: " in lines[0] and f"install /usr/bin/perf as {DEST}" in lines[0], lines
+    if as_json:
+        report = json.loads(result.stdout)
+        assert report["changed"] is True and report["failed_step"] == "record", report
+        assert "install_copy" in {a["kind"] for a in report["applied"]}
+    else:
+        assert "changed: " in result.stdout and "steps applied before the failure" in result.stdout, result.stdout
+    assert node.run(["test", "-e", STATE]).returncode == 1
     again = perfgroup(node, "setup", "--member", "alice")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "changed: setup record written" in again.stdout

@@ -12,7 +12,7 @@ from perfgroup.engine import actions as act
 from perfgroup.engine import apply, converge
 from perfgroup.engine import members as members_mod
 from perfgroup.engine import remove as remove_mod
-from perfgroup.engine.errors import RefusedError
+from perfgroup.engine.errors import ConvergeError, RefusedError
 from perfgroup.engine.facts import GroupFacts
 from perfgroup.engine.plan import make
 
@@ -162,3 +162,39 @@ def test_module_diff_and_summary_are_plain_data() -> None:
     assert out["caps"] == sorted(plan.caps.caps) and out["verified"] is False
     assert converge.diff(None) == [] and converge.summary(None, converge.SetupResult())["plan"] == []
     assert result.changed  # a failed step after an applied one is still a change
+
+
+def _raise(error: Exception) -> Any:
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise error
+    return fail
+
+
+@pytest.mark.parametrize(("target", "error", "step", "text"), [
+    # A bug while building the record, after every action was applied.
+    ("build_state", AttributeError("'NoneType' object has no attribute 'gid'"), "record",
+     "record: unexpected AttributeError: 'NoneType' object has no attribute 'gid'"),
+    # An engine error that is not a ConvergeError (a refusal means "nothing changed": not true now).
+    ("run_verify", RefusedError("group\nvanished"), "verify", "verify: group vanished"),
+])
+def test_any_error_after_applied_steps_is_a_named_converge_error(monkeypatch: pytest.MonkeyPatch, target: str,
+                                                                 error: Exception, step: str, text: str) -> None:
+    facts = replace(converged(), paranoid=1)
+    plan = make(facts, desired())
+    assert plan.actions
+
+    def perform(actions: Any, writer: object = None, on_done: Any = None) -> None:
+        for action in actions:
+            on_done(action)
+
+    monkeypatch.setattr(apply, "perform", perform)
+    monkeypatch.setattr(converge.facts_mod, "read", lambda *args, **kwargs: converged())
+    if target != "build_state":
+        monkeypatch.setattr(converge, "record", lambda *args: False)
+    monkeypatch.setattr(converge, target, _raise(error))
+    result = converge.SetupResult(plan=plan)
+    with pytest.raises(ConvergeError) as raised:
+        converge.finish(desired(), facts, plan, result, run_checks=True)
+    assert str(raised.value) == text and raised.value.step == step
+    assert result.failed_step == step and result.changed
+    assert result.applied == list(plan.actions)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from factsdata import CAPS, caps, converged, desired, dirs, fresh, replace, with_copy
 
+from perfgroup.engine import facts as facts_mod
 from perfgroup.engine.errors import RefusedError
 from perfgroup.engine.facts import GroupFacts, NodeFacts, PathFacts, SourceFacts, TextFacts
 from perfgroup.engine.plan import make
@@ -51,15 +52,40 @@ def test_paranoid_3_that_blocks_the_group_is_lowered_to_2_and_the_plan_says_why(
     assert any("3 -> 2" in note and "their own processes" in note for note in plan.notes)
 
 
+def test_paranoid_3_with_an_unreadable_kernel_config_is_lowered_to_2_too() -> None:
+    plan = make(replace(fresh(), paranoid=3, perf_restrict_config=None), desired())
+    assert [(a.was, a.value) for a in plan.actions if a.kind == "set_paranoid"] == [(3, 2)]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("boot", "proc", "paranoid", "expected"), [
+    ("CONFIG_SECURITY_PERF_EVENTS_RESTRICT=y\n", None, 3, True),
+    ("# CONFIG_SECURITY_PERF_EVENTS_RESTRICT is not set\n", None, 3, False),
+    (None, "CONFIG_SECURITY_PERF_EVENTS_RESTRICT=y\n", 3, True),  # /proc/config.gz when /boot has none
+    (None, None, 3, None),  # unreadable: neither
+    ("CONFIG_SECURITY_PERF_EVENTS_RESTRICT=y\n", None, 2, None),  # only asked at 3 and above
+])
+def test_kernel_config_decides_whether_paranoid_3_blocks(monkeypatch: pytest.MonkeyPatch, boot: str | None,
+                                                        proc: str | None, paranoid: int, expected: bool | None) -> None:
+    read: list[str] = []
+    monkeypatch.setattr(facts_mod, "read_text", lambda path, limit=0: read.append(path) or boot)
+    monkeypatch.setattr(facts_mod, "_proc_config", lambda: proc)
+    assert facts_mod.perf_restrict_config("6.1.0-x-cloud-amd64", paranoid) is expected
+    assert read == (["/boot/config-6.1.0-x-cloud-amd64"] if paranoid >= 3 else [])
+
+
 def test_paranoid_3_on_a_mainline_kernel_is_left_alone() -> None:
     plan = make(replace(fresh(), paranoid=3, perf_restrict_config=False), desired())
     assert "set_paranoid" not in [a.kind for a in plan.actions]
 
 
-@pytest.mark.parametrize("config", [True, None])
-def test_keep_paranoid_where_it_blocks_the_group_is_refused(config: bool | None) -> None:
-    with pytest.raises(RefusedError, match="drop --keep-paranoid"):
+@pytest.mark.parametrize(("config", "reason"), [
+    (True, "this kernel blocks perf for everyone"),
+    (None, "this kernel may block (kernel config unreadable) perf"),  # no /boot/config-*, no /proc/config.gz
+])
+def test_keep_paranoid_where_it_blocks_the_group_is_refused(config: bool | None, reason: str) -> None:
+    with pytest.raises(RefusedError, match="drop --keep-paranoid") as refused:
         make(replace(fresh(), paranoid=3, perf_restrict_config=config), desired(keep_paranoid=True))
+    assert reason in str(refused.value)
     with pytest.raises(RefusedError, match="drop --keep-paranoid"):
         make(replace(fresh(), paranoid=4), desired(keep_paranoid=True))
 

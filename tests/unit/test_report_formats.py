@@ -74,7 +74,7 @@ def test_overall_status(status: str | None, code: int | None, findings: list[tup
 
 def test_hostile_labels_are_escaped_and_round_trip() -> None:
     hostile = 'id"with\\back\nslash} x="1'
-    text = report_formats.prometheus(report((hostile, "critical"), ("ok.id", "ok")) | {"group": 'g"\\\n'}, now=5)
+    text = report_formats.prometheus({**report((hostile, "critical"), ("ok.id", "ok")), "group": 'g"\\\n'}, now=5)
     got = samples(text)
     assert got[("perfgroup_check", (("finding", hostile), ("group", 'g"\\\n'), ("severity", "critical")))] == 2
     assert len([line for line in text.splitlines() if not line.startswith("#")]) == 2 + 1 + 4 + 1

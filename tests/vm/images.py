@@ -8,7 +8,8 @@ build leaves a `.tmp-*` directory that the next build removes, never a half imag
 The image carries no project code; the perfgroup wheel and the scenario travel in a second, small
 cpio appended per boot (see qemu.py). What it does carry, built once:
 - `vmlinuz` of `linux-image-<ver>-cloud-amd64` from the suite's own archive, and in the rootfs
-  only the modules a virtio state disk needs (the cloud kernel builds virtio_blk as a module);
+  only the modules a virtio state disk needs (the cloud kernel builds virtio_blk as a module) and
+  the kernel's `/boot/config-<release>`, as the package installs it;
 - users `alice` and `bob` (no groups beyond their own);
 - `/opt/perfgroup`, a venv made with the guest's python3 holding click (so per boot only the
   perfgroup wheel is installed, offline).
@@ -32,7 +33,7 @@ from pathlib import Path
 
 CACHE = Path(os.environ.get("PERFGROUP_VM_CACHE", "/var/cache/perfgroup-vm"))
 MIRROR = "http://deb.debian.org/debian"
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: /boot/config-$kver in the rootfs
 
 _COMMON = ["python3", "python3-venv", "libcap2-bin", "passwd", "procps", "util-linux", "acl",
            "systemd-sysv", "kmod", "e2fsprogs"]
@@ -66,6 +67,10 @@ for d in usr/lib/modules lib/modules; do
 done
 kver=$(ls "$kmods")
 cp "$out"/kernel/boot/vmlinuz-"$kver" "$out/vmlinuz"
+# The kernel's config, where linux-image puts it on every Debian node: perfgroup reads it to know
+# whether paranoid 3 blocks CAP_PERFMON (CONFIG_SECURITY_PERF_EVENTS_RESTRICT).
+mkdir -p "$root/boot"
+cp "$out"/kernel/boot/config-"$kver" "$root/boot/"
 # Only the disk modules and what they depend on; modules.dep is made by depmod, not shipped in the deb.
 mdir=lib/modules/$kver
 mkdir -p "$root/lib/modules"

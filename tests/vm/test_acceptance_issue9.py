@@ -4,6 +4,7 @@ failed expectation before failing, so one run lists all that is missing."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -20,6 +21,16 @@ step_as report alice '{COPY} report -i /tmp/a.data --stdio --sort sym'
 step_as non_member bob '{COPY} stat -e task-clock true'
 step audit perfgroup audit --json
 step paranoid cat /proc/sys/kernel/perf_event_paranoid
+"""
+
+# Back at Debian's 3 after setup (an admin, a sysctl.d file of the site's): the group cannot work
+# there, and audit, verify and the functional audit must say so (the kernel config is in /boot).
+PARANOID_BACK_TO_3 = """
+step_sh config 'grep CONFIG_SECURITY_PERF_EVENTS_RESTRICT /boot/config-$(uname -r)'
+step set3 sysctl -w kernel.perf_event_paranoid=3
+step audit3 perfgroup audit --json
+step verify3 perfgroup verify
+step functional3 perfgroup audit --functional
 """
 
 KEEP_PARANOID = """
@@ -44,6 +55,14 @@ class Expectations:
             raise AssertionError(f"{len(self.failed)} expectation(s) failed:\n\n" + "\n\n".join(self.failed))
 
 
+def parses_as_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
 def step_rc(result: BootResult, name: str) -> int | None:
     return result.steps[name].rc if name in result.steps else None
 
@@ -57,9 +76,15 @@ def check_member_can_profile(result: BootResult, exp: Expectations) -> None:
 
 
 def test_fresh_bookworm_node(bookworm: Machine) -> None:
-    result = bookworm.boot(FRESH_NODE_SETUP, mode="systemd")
+    result = bookworm.boot(FRESH_NODE_SETUP + PARANOID_BACK_TO_3, mode="systemd")
     exp = Expectations(result)
     check_member_can_profile(result, exp)
+    setup = result.steps.get("setup")
+    plan = setup.stdout if setup else ""
+    exp.expect("lower kernel.perf_event_paranoid 3 -> 2" in plan and "blocks CAP_PERFMON on this kernel" in plan,
+               "the plan lowers Debian's 3 to 2 and says why", "setup")
+    exp.expect("perf_event_paranoid 3 -> 2 (the upstream default): non-members may again profile their own "
+               "processes in user space" in plan, "the plan says what 2 means for non-members", "setup")
     exp.expect(step_rc(result, "record") == 0, "alice: perf record -a -g works", "record")
     report = result.steps.get("report")
     exp.expect(report is not None and report.rc == 0 and KERNEL_SYMBOL.search(report.stdout) is not None,
@@ -70,7 +95,26 @@ def test_fresh_bookworm_node(bookworm: Machine) -> None:
     exp.expect(step_rc(result, "audit") == 0, "perfgroup audit --json exits 0", "audit")
     paranoid = result.steps.get("paranoid")
     exp.expect(paranoid is not None and paranoid.stdout.strip() == "2", "Debian's 3 is set to 2 (live)", "paranoid")
+    check_paranoid_3_is_critical(result, exp)
     exp.check()
+
+
+def check_paranoid_3_is_critical(result: BootResult, exp: Expectations) -> None:
+    config = result.steps.get("config")
+    exp.expect(config is not None and "CONFIG_SECURITY_PERF_EVENTS_RESTRICT=y" in config.stdout,
+               "the image carries the kernel's /boot/config-$(uname -r), restricting", "config")
+    exp.expect(step_rc(result, "set3") == 0, "sysctl -w kernel.perf_event_paranoid=3", "set3")
+    audit = result.steps.get("audit3")
+    exp.expect(audit is not None and audit.rc == 2, "audit --json exits 2 (CRITICAL) at paranoid 3", "audit3")
+    try:
+        findings = {f["id"]: f["severity"] for f in json.loads(audit.stdout)["findings"]} if audit else {}
+    except ValueError:
+        findings = {}
+    exp.expect(findings.get("paranoid.blocks_group") == "critical",
+               "audit: paranoid.blocks_group is critical (the config was read: not 'probably')", "audit3")
+    exp.expect(step_rc(result, "verify3") == 1, "verify exits 1 (failed) at paranoid 3", "verify3")
+    exp.expect(step_rc(result, "functional3") == 2, "audit --functional exits 2 (CRITICAL) at paranoid 3",
+               "functional3")
 
 
 def test_keep_paranoid_refuses_on_debian_kernel(bookworm: Machine) -> None:
@@ -82,6 +126,8 @@ def test_keep_paranoid_refuses_on_debian_kernel(bookworm: Machine) -> None:
     exp.expect(setup is not None and setup.rc == 2, "setup --keep-paranoid at paranoid 3 exits 2", "setup")
     exp.expect(len(lines) == 1 and "perf_event_paranoid" in lines[0],
                "setup --keep-paranoid says why in one stderr line naming perf_event_paranoid", "setup")
+    exp.expect(bool(lines) and "this kernel blocks perf for everyone" in lines[0] and "unreadable" not in lines[0],
+               "the refusal is definite: the kernel config was read", "setup")
     exp.check()
 
 
@@ -102,8 +148,11 @@ def test_fresh_bullseye_node_python39_runs_every_command(bullseye: Machine) -> N
     result = bullseye.boot(EVERY_COMMAND, mode="systemd")
     exp = Expectations(result)
     check_member_can_profile(result, exp)
-    for name in ("verify", "members_add", "members_remove", "remove", "remove_again", "copy_gone"):
+    for name in ("audit", "verify", "members_add", "members_remove", "remove", "remove_again", "copy_gone"):
         exp.expect(step_rc(result, name) == 0, f"{name} exits 0 on Python 3.9", name)
+    for name in ("audit", "verify"):
+        step = result.steps.get(name)
+        exp.expect(step is not None and parses_as_json(step.stdout), f"{name} --json prints JSON", name)
     listing = result.steps.get("members_list")
     exp.expect(listing is not None and '"bob"' in listing.stdout, "members list shows bob", "members_list")
     exp.check()
