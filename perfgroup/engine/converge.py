@@ -261,6 +261,10 @@ def finish(desired: Desired, facts: NodeFacts, plan: Plan, result: SetupResult, 
     `changed`, the step and what was applied, never die with a traceback or report `unchanged`."""
     step = "apply"
     try:
+        intent = pending.union(facts.pending, pending.of_plan(plan.actions, facts.paranoid, facts.state))
+        if not intent.empty() and intent != facts.pending:
+            step = "write_pending"
+            apply.write_pending(desired.state_path, pending.to_json(intent))
         for action in plan.actions:
             step = action.kind
             apply.perform((action,), on_done=result.applied.append)
@@ -273,6 +277,9 @@ def finish(desired: Desired, facts: NodeFacts, plan: Plan, result: SetupResult, 
             raise ConvergeError("check_path", f"{', '.join(unsafe)} above the copy changed while setup ran; run setup again")
         step = "record"
         result.state_written = record(desired, facts, after, plan, result.applied)
+        if after.pending is not None:  # now in the record
+            step = "delete_pending"
+            apply.delete_pending(desired.state_path)
         if after.fstab_journal:  # now in the record
             step = "delete_fstab_journal"
             apply.delete_fstab_journal(desired.group)

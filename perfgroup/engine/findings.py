@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import stat
 
-from . import access, errors, reach, sysctl
+from . import access, errors, pending, reach, sysctl
 from .capabilities import PROFILING_CAPS, sort_caps
 from .desired import Desired
 from .facts import NodeFacts, PathFacts
@@ -60,6 +60,12 @@ if TYPE_CHECKING:
 
 
 def rule_state(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+    if facts.pending is not None:
+        yield Finding(
+            "state.incomplete", WARNING,
+            f"a setup run did not finish: {pending.path_for(desired.state_path)} holds what it meant to record",
+            _setup(desired),
+        )
     if facts.state is not None:
         yield Finding("state.present", OK, f"setup record {desired.state_path} read (updated {facts.state.updated_at or 'unknown'})")
     elif facts.state_error == "missing":

@@ -23,6 +23,16 @@ if TYPE_CHECKING:
     from .state import State
 
 
+class _Nothing(NamedTuple):
+    created_dirs: tuple[str, ...] = ()
+    members_added: tuple[str, ...] = ()
+    copies: tuple[str, ...] = ()
+    tracefs_before: tuple[tuple[str, int, int], ...] = ()
+
+
+_NOTHING = _Nothing()
+
+
 class Intent(NamedTuple):
     group_created: bool = False
     created_dirs: tuple[str, ...] = ()
@@ -40,16 +50,19 @@ def path_for(state_path: str) -> str:
     return state_path[: -len(".json")] + ".pending" if state_path.endswith(".json") else state_path + ".pending"
 
 
-def of_plan(actions: tuple[Action, ...], paranoid_now: int | None, recorded: bool) -> Intent:
-    """What `actions` would make that only a record remembers. paranoid_now is kept only on a node
-    without a record (a record already holds the value from before perfgroup's first run)."""
+def of_plan(actions: tuple[Action, ...], paranoid_now: int | None, recorded: State | None) -> Intent:
+    """What `actions` would make that the record does not already remember. paranoid_now is kept
+    only on a node without a record (a record holds the value from before perfgroup's first run)."""
+    known = recorded or _NOTHING
+    tracefs_known = {point for point, _, _ in known.tracefs_before}
     return Intent(
         group_created=any(isinstance(a, CreateGroup) for a in actions),
-        created_dirs=tuple(a.target for a in actions if isinstance(a, CreateDir)),
-        members_added=tuple(a.target for a in actions if isinstance(a, AddMember)),
-        copies=tuple(a.target for a in actions if isinstance(a, InstallCopy)),
+        created_dirs=tuple(a.target for a in actions if isinstance(a, CreateDir) and a.target not in known.created_dirs),
+        members_added=tuple(a.target for a in actions if isinstance(a, AddMember) and a.target not in known.members_added),
+        copies=tuple(a.target for a in actions if isinstance(a, InstallCopy) and a.target not in known.copies),
         paranoid_before=None if recorded else paranoid_now,
-        tracefs_before=tuple((a.target, a.was_mode, a.was_gid) for a in actions if isinstance(a, RemountTracefs)),
+        tracefs_before=tuple((a.target, a.was_mode, a.was_gid) for a in actions
+                             if isinstance(a, RemountTracefs) and a.target not in tracefs_known),
     )
 
 
@@ -127,4 +140,20 @@ def fold(state: State, intent: Intent | None) -> State:
         copies=tuple(dict.fromkeys((*state.copies, *intent.copies))),
         tracefs_before=tuple((p, m, g) for p, (m, g) in sorted(tracefs.items())),
         paranoid_before=intent.paranoid_before if state.paranoid_before is None else state.paranoid_before,
+    )
+
+
+def union(earlier: Intent | None, later: Intent) -> Intent:
+    """Two failed runs in a row: the earlier one's values of "before" win, the lists add up."""
+    if not earlier:
+        return later
+    tracefs = {point: (mode, gid) for point, mode, gid in later.tracefs_before}
+    tracefs.update({point: (mode, gid) for point, mode, gid in earlier.tracefs_before})
+    return Intent(
+        group_created=earlier.group_created or later.group_created,
+        created_dirs=tuple(dict.fromkeys((*earlier.created_dirs, *later.created_dirs))),
+        members_added=tuple(dict.fromkeys((*earlier.members_added, *later.members_added))),
+        copies=tuple(dict.fromkeys((*earlier.copies, *later.copies))),
+        paranoid_before=later.paranoid_before if earlier.paranoid_before is None else earlier.paranoid_before,
+        tracefs_before=tuple((p, m, g) for p, (m, g) in sorted(tracefs.items())),
     )

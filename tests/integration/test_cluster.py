@@ -382,12 +382,14 @@ def test_a_failed_record_step_is_a_change_and_the_next_deploy_finishes(cluster: 
     node = cluster.nodes["std3"].node
     # Other capabilities: applied to the copy first, then recorded (the record's caps change).
     caps = ["-e", json.dumps({"perf_users_members": ["alice"], "perf_users_caps": "cap_perfmon,cap_syslog"})]
-    # The state directory read-only (a bind mount inside the node): not unsafe, just unwritable.
-    node.ok("mount --bind /var/lib/perfgroup /var/lib/perfgroup && mount -o remount,bind,ro /var/lib/perfgroup")
+    # The record read-only (a bind mount of the file onto itself, inside the node): not unsafe, just
+    # not replaceable (rename over a mount point fails), while the rest of the directory is writable.
+    record_path = "/var/lib/perfgroup/perf_users.json"
+    node.ok(f"mount --bind {record_path} {record_path} && mount -o remount,bind,ro {record_path}")
     try:
         failed = perfgroup_cli(cluster, "deploy", "-i", str(cluster.inventory), "--limit", "std3", *caps)
     finally:
-        node.ok("umount /var/lib/perfgroup")
+        node.ok(f"umount {record_path}")
     assert failed.returncode == 1, failed.stdout + failed.stderr
     row = next(line for line in failed.stdout.splitlines() if line.startswith("std3 "))
     _, changed, _, verified, error = row.split(maxsplit=4)

@@ -29,6 +29,8 @@ PERF_A = ["stat", "-a", "-e", "cpu-clock", "--", "true"]
 # Every step a fresh `setup --member alice` on a node with perf_event_paranoid=1 passes through,
 # in order. If apply.py gains a step, this list must learn it (the trace test fails otherwise).
 SETUP_STEPS = [
+    # What only a record remembers (the group, directories, member it creates) is written down first.
+    "write_pending", "rename_write_pending",
     "create_group", "create_dir", "write_copy", "fsync_copy", "chmod_private", "chown_copy", "chmod_copy",
     "setcap_copy", "rename_copy", "write_profile", "rename_write_profile", "set_paranoid", "write_sysctl",
     "rename_write_sysctl", "add_member", "write_node-entry", "rename_write_node-entry", "write_boot",
@@ -39,7 +41,7 @@ SETUP_STEPS = [
     "write_csh", "rename_write_csh", "write_wrapper", "rename_write_wrapper",
     # The node's fstab mounts tracefs (fresh()): the edit is journaled before fstab changes.
     "edit_fstab", "journal_fstab", "rename_journal_fstab", "rename_edit_fstab",
-    "write_state", "rename_write_state", "delete_fstab_journal",
+    "write_state", "rename_write_state", "delete_pending", "delete_fstab_journal",
 ]
 # A reinstall over an existing copy (the binary was replaced) adds the old inode's retirement.
 REINSTALL_STEPS = ["write_copy", "fsync_copy", "chmod_private", "chown_copy", "chmod_copy", "setcap_copy",
@@ -169,9 +171,12 @@ def test_kill_during_setup(make_node: Any, step: str) -> None:
     assert_each_artifact_before_or_after(node)
     converges(node)
     assert not any(".perfgroup-tmp-" in path for path in node.snapshot())
-    # Whatever the killed run did to fstab, remove puts the original line back.
+    # Whatever the killed run did to fstab, remove puts the original line back; and what it
+    # created before its record (the group, with alice in it) is known as created: remove deletes it.
     assert node.run([PERFGROUP, "remove"]).returncode == 0
     assert fstab_entry(node) == FSTAB_ENTRY
+    assert node.run(["getent", "group", "perf_users"]).returncode != 0
+    assert not node.path("/var/lib/perfgroup/perf_users.pending").exists()
 
 
 @pytest.mark.parametrize("step", ["chmod_private", "chown_copy", "setcap_copy", "retire_old_copy", "rename_copy"])

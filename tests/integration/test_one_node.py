@@ -364,22 +364,56 @@ def test_functional_audit_and_verify(node: Node) -> None:
 
 def test_a_failed_record_step_is_reported_as_a_change_and_the_next_run_finishes(make_node: Any) -> None:
     """Everything applied, then the last step (the record) fails: the run says `changed`, names
-    the step and what was applied, and exits 1; the next run finishes the job."""
-    # The state directory is a read-only filesystem (root-owned 0755, so it is not unsafe, just unwritable).
-    node = make_node(extra_setup='mkdir -p "$R/var/lib/perfgroup" && mount -t tmpfs -o ro,mode=0755 pg "$R/var/lib/perfgroup"')
+    the step and what was applied, and exits 1; the next run finishes the job, and its record
+    still knows what the failed run created (group, member, directories, paranoid before), so
+    remove undoes all of it."""
+    # The state directory is a full disk: one 4 KiB page of tmpfs, enough for the small intent
+    # setup writes before its first change, not for the record (root-owned 0755: not unsafe).
+    node = make_node(extra_setup='mkdir -p "$R/var/lib/perfgroup" && mount -t tmpfs -o size=4k,mode=0755 pg "$R/var/lib/perfgroup"')
     users(node)
     result = perfgroup(node, "setup", "--member", "alice", "--json")
     assert result.returncode == 1, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["changed"] is True and report["failed_step"] == "write_state"
-    assert "install_copy" in {a["kind"] for a in report["applied"]}
+    assert {"install_copy", "create_group", "add_member"} <= {a["kind"] for a in report["applied"]}
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "write_state" in lines[0] and "applied before it" in lines[0], lines
-    node.ok("mount -o remount,rw /var/lib/perfgroup")
+    assert node.ok("ls /var/lib/perfgroup").split() == ["perf_users.pending"]
+    node.ok("mount -o remount,size=1m /var/lib/perfgroup")
     again = perfgroup(node, "setup", "--member", "alice")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "changed: setup record written" in again.stdout
     assert audit_json(node)[0] == 0
+    record = json.loads(node.ok("cat /var/lib/perfgroup/perf_users.json"))
+    assert record["group_created"] is True and record["members_added"] == ["alice"], record
+    assert "/usr/local/libexec/perfgroup" in record["created_dirs"], record
+    assert node.ok("ls /var/lib/perfgroup").split() == ["perf_users.json"]  # the intent is gone
+    removed = perfgroup(node, "remove", "--group", "perf_users")
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert node.run(["getent", "group", "perf_users"]).returncode != 0  # the group it created is gone
+    assert node.run(["test", "-e", "/usr/local/libexec/perfgroup"]).returncode != 0
+
+
+def test_remove_after_a_failed_run_undoes_what_the_record_never_heard_of(node: Node) -> None:
+    """An adopted group, converged; then a run that adds a member fails before its record: remove
+    (without a second setup) still takes that member out, because it folds the intent in."""
+    node.ok("groupadd perf_users")
+    converged(node)
+    record_path = "/var/lib/perfgroup/perf_users.json"
+    # The record cannot be replaced (a read-only bind mount of the file: rename onto it fails).
+    node.ok(f"mount --bind {record_path} {record_path} && mount -o remount,bind,ro {record_path}")
+    try:
+        failed = perfgroup(node, "setup", "--member", "alice", "--member", "bob", "--json")
+    finally:
+        node.ok(f"umount {record_path}")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert json.loads(failed.stdout)["failed_step"] == "write_state"
+    assert "bob" in node.ok("getent group perf_users")
+    assert "bob" not in json.loads(node.ok(f"cat {record_path}"))["members_added"]
+    removed = perfgroup(node, "remove", "--group", "perf_users")
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert node.ok("getent group perf_users").strip() == "perf_users:x:" + node.ok("getent group perf_users").split(":")[2] + ":"
+    assert node.run(["test", "-e", "/var/lib/perfgroup/perf_users.pending"]).returncode != 0
 
 
 # The CLI as installed, with one engine function replaced by a bug: a non-OSError exception after

@@ -9,6 +9,7 @@ from factsdata import CAPS, GID, caps, converged, desired, dirs, replace, state,
 from perfgroup.engine.capabilities import decode
 from perfgroup.engine.facts import GroupFacts, NodeFacts, PathFacts, SourceFacts
 from perfgroup.engine.findings import audit, exit_code, worst
+from perfgroup.engine.pending import Intent
 
 
 def recorded_file(path: str, sha: str | None) -> NodeFacts:
@@ -83,6 +84,8 @@ CASES: list[tuple[str, NodeFacts, str, str]] = [
     ("selinux", replace(converged(), selinux="enforcing"), "selinux.enforcing", "warning"),
     ("no state", replace(converged(), state=None, state_error="missing"), "state.missing", "warning"),
     ("bad state", replace(converged(), state=None, state_error="unusable (not JSON)"), "state.unusable", "warning"),
+    ("failed run's intent", replace(converged(), pending=Intent(members_added=("bob",))), "state.incomplete", "warning"),
+    ("failed run's empty intent", replace(converged(), pending=Intent()), "state.incomplete", "warning"),
 ]
 
 
