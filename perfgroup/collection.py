@@ -1,10 +1,10 @@
 """The Ansible collection perfgroup.hpc: where `deploy` finds it, and how its tarball is built.
 
-The repository root is the collection root. Its module_utils engine is a symlink to
-perfgroup/engine (the very files the CLI runs), and `ansible-galaxy collection build` keeps a
-symlink that points inside the collection as a symlink, which would leave the tarball pointing at
-an excluded directory. So the tarball is built from a staging copy in which every symlink is
-replaced by the files it points to:
+The repository root is the collection root, and the collection holds the real files: the engine
+is plugins/module_utils/perfgroup_engine (perfgroup/engine is a symlink to it, so the CLI runs the
+very same files). A bare `ansible-galaxy collection build` in a clean checkout makes a correct
+tarball; this module builds from a staging copy of the collection content only, so that a working
+checkout's caches and virtualenvs can never end up in it:
 
     python -m perfgroup.collection build [OUTPUT_DIR]      # from a checkout
 """
@@ -52,7 +52,7 @@ def collection_dir(path: Path) -> Path:
 
 
 def stage(root: Path, destination: Path) -> Path:
-    """Copy the collection content of `root` to `destination`, symlinks dereferenced."""
+    """Copy the collection content of `root` to `destination`."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     destination.mkdir(parents=True)
     for name in CONTENT:

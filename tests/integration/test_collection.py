@@ -1,10 +1,12 @@
-"""The collection as a user gets it: the tarball `ansible-galaxy collection build` makes (from a
-staging copy, the engine link dereferenced), installed into an empty collections path, read with
+"""The collection as a user gets it: the tarball `ansible-galaxy collection build` makes (bare, in a
+clean checkout, and from perfgroup.collection's staging copy), installed into an empty collections path, read with
 ansible-doc, and its FQCN role converging simulated nodes over SSH (second run changed=0)."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -53,6 +55,32 @@ def test_tarball_holds_real_engine_files_identical_to_the_package(tarball: Path)
             "roles/perf_users/meta/argument_specs.yml", "roles/perf_users/README.md",
             "roles/perf_users/tests/tests_default.yml"} <= names
     assert not [n for n in names if n.startswith(("tests/", "bench/", "perfgroup/", ".ci", ".venv")) or "__pycache__" in n]
+
+
+def tracked_checkout(destination: Path) -> Path:
+    """The files git tracks, as a clean clone has them (symlinks kept as symlinks)."""
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True, check=True).stdout
+    for name in listed.decode().split("\0"):
+        if not name:
+            continue
+        source, target = REPO / name, destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            target.symlink_to(os.readlink(source))
+        elif source.is_file():
+            shutil.copy2(source, target)
+    return destination
+
+
+def test_a_bare_galaxy_build_of_a_clean_checkout_makes_the_same_tarball(tarball: Path, tmp_path: Path) -> None:
+    """What an administrator who knows Ansible types: `ansible-galaxy collection build` in a checkout."""
+    checkout = tracked_checkout(tmp_path / "checkout")
+    result = subprocess.run([str(BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path)],
+                            cwd=checkout, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    with tarfile.open(tmp_path / tarball.name) as bare, tarfile.open(tarball) as staged:
+        assert not [m.name for m in bare.getmembers() if m.issym() or m.islnk()]
+        assert {m.name for m in bare.getmembers() if m.isfile()} == {m.name for m in staged.getmembers() if m.isfile()}
 
 
 def test_the_wheel_carries_the_same_tree_as_the_tarball(tarball: Path) -> None:

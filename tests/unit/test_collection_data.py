@@ -33,9 +33,13 @@ def test_one_version_everywhere() -> None:
     assert (galaxy["namespace"], galaxy["name"]) == (collection.NAMESPACE, collection.NAME)
 
 
-def test_engine_is_linked_not_copied() -> None:
-    link = REPO / "plugins" / "module_utils" / "perfgroup_engine"
-    assert link.is_symlink() and link.resolve() == (REPO / "perfgroup" / "engine").resolve()
+def test_the_package_links_to_the_collections_files_not_copies() -> None:
+    """The collection holds real files (a tarball must not carry links); the package links to them."""
+    for package_path, collection_path in (("perfgroup/engine", "plugins/module_utils/perfgroup_engine"),
+                                          ("perfgroup/artifacts.py", "plugins/plugin_utils/artifacts.py")):
+        link, real = REPO / package_path, REPO / collection_path
+        assert link.is_symlink() and link.resolve() == real.resolve(), package_path
+        assert not real.is_symlink(), collection_path
 
 
 def module_parts(name: str) -> tuple[dict[str, Any], dict[str, Any], list[Any], dict[str, Any]]:
