@@ -124,54 +124,54 @@ def test_dry_run_changes_nothing(node: Node) -> None:
 
 GROUP_HASH = "$6$perfgrouptest$MdgUd1ygSb5WnvXObVF6m7Nb87wfSKQQCvQin9T99fR3TcWUvk4y6bq8fdOGTmw7bJnDhOvg09opUyzfnr1Eq0"  # "secret"
 DRIFTS = [
-    # (what is done to a converged node, finding id, its severity, audit exit code)
-    (f"chmod o+x {DEST}", "copy.world_access", "critical", 2),
-    (f"chmod g+w {DEST}", "copy.group_writable", "critical", 2),
-    (f"chmod u+s {DEST}", "copy.setid", "critical", 2),
-    (f"setcap cap_perfmon,cap_sys_admin=ep {DEST}", "caps.excessive", "critical", 2),
-    (f"setcap cap_perfmon,cap_syslog,cap_ipc_lock,cap_sys_ptrace=ep {DEST}", "caps.excessive", "critical", 2),
-    (f"setcap cap_perfmon,cap_ipc_lock=ep {DEST}", "kptr_restrict.no_syslog", "warning", 1),
-    (f"setcap -r {DEST}", "caps.missing", "critical", 2),
-    (f"setcap cap_perfmon=p {DEST}", "caps.not_effective", "critical", 2),
-    (f"cat /bin/ls > {DEST}", "copy.modified", "critical", 2),
-    (f"cp /bin/ls {DEST}.new && chgrp perf_users {DEST}.new && chmod 0750 {DEST}.new && mv {DEST}.new {DEST}",
+    # (label for the README, what is done to a converged node, finding id, its severity, audit exit code)
+    ("copy o+x", f"chmod o+x {DEST}", "copy.world_access", "critical", 2),
+    ("copy g+w", f"chmod g+w {DEST}", "copy.group_writable", "critical", 2),
+    ("copy setuid", f"chmod u+s {DEST}", "copy.setid", "critical", 2),
+    ("extra cap_sys_admin", f"setcap cap_perfmon,cap_sys_admin=ep {DEST}", "caps.excessive", "critical", 2),
+    ("extra cap_sys_ptrace", f"setcap cap_perfmon,cap_syslog,cap_ipc_lock,cap_sys_ptrace=ep {DEST}", "caps.excessive", "critical", 2),
+    ("cap_syslog removed", f"setcap cap_perfmon,cap_ipc_lock=ep {DEST}", "kptr_restrict.no_syslog", "warning", 1),
+    ("capabilities removed", f"setcap -r {DEST}", "caps.missing", "critical", 2),
+    ("capabilities without the effective bit", f"setcap cap_perfmon=p {DEST}", "caps.not_effective", "critical", 2),
+    ("binary rewritten in place", f"cat /bin/ls > {DEST}", "copy.modified", "critical", 2),
+    ("binary replaced by rename", f"cp /bin/ls {DEST}.new && chgrp perf_users {DEST}.new && chmod 0750 {DEST}.new && mv {DEST}.new {DEST}",
      "copy.modified", "critical", 2),
-    ("chmod o+w /usr/local/libexec/perfgroup/perf_users", "path.unsafe", "critical", 2),
-    ("chown nobody /usr/local/libexec/perfgroup", "path.unsafe", "critical", 2),
-    (f"ln {DEST} /usr/local/libexec/perfgroup/other-name", "copy.hardlinked", "warning", 1),
-    (f"chgrp root {DEST}", "copy.group", "critical", 2),
-    (f"rm {PROFILE}", "profile.missing", "warning", 1),
-    (f"echo 'PATH=/tmp:$PATH' >> {PROFILE}", "profile.modified", "warning", 1),
-    (f"sed -i 's/= 2/= 0/' {SYSCTL}", "paranoid.not_persisted", "warning", 1),
-    (f"rm {DEST}", "copy.missing", "critical", 2),
-    ("/usr/bin/python3 -c \"import os, struct; os.setxattr('" + DEST + "', 'security.capability', "
+    ("copy's directory o+w", "chmod o+w /usr/local/libexec/perfgroup/perf_users", "path.unsafe", "critical", 2),
+    ("install root user-owned", "chown nobody /usr/local/libexec/perfgroup", "path.unsafe", "critical", 2),
+    ("hard link elsewhere", f"ln {DEST} /usr/local/libexec/perfgroup/other-name", "copy.hardlinked", "warning", 1),
+    ("copy's group changed", f"chgrp root {DEST}", "copy.group", "critical", 2),
+    ("profile.d snippet deleted", f"rm {PROFILE}", "profile.missing", "warning", 1),
+    ("profile.d snippet edited", f"echo 'PATH=/tmp:$PATH' >> {PROFILE}", "profile.modified", "warning", 1),
+    ("sysctl drop-in edited", f"sed -i 's/= 2/= 0/' {SYSCTL}", "paranoid.not_persisted", "warning", 1),
+    ("copy deleted", f"rm {DEST}", "copy.missing", "critical", 2),
+    ("v3 namespaced capabilities", "/usr/bin/python3 -c \"import os, struct; os.setxattr('" + DEST + "', 'security.capability', "
      "struct.pack('<6I', 0x03000001, 0, 0, 1 << 6, 0, 100000))\"", "caps.namespaced", "critical", 2),
-    ("groupmod -g 4444 perf_users", "copy.group", "critical", 2),
-    ("groupmod -n perf_old perf_users", "group.missing", "critical", 2),
-    ("printf x >> /usr/bin/perf", "copy.stale", "warning", 1),
-    (f"chmod g+s {DEST}", "copy.setid", "critical", 2),
+    ("group's gid changed", "groupmod -g 4444 perf_users", "copy.group", "critical", 2),
+    ("group renamed", "groupmod -n perf_old perf_users", "group.missing", "critical", 2),
+    ("source perf upgraded", "printf x >> /usr/bin/perf", "copy.stale", "warning", 1),
+    ("copy setgid", f"chmod g+s {DEST}", "copy.setid", "critical", 2),
     # Access the mode bits do not show (issue 10): setup strips the ACL, the copy keeps mode 0750.
-    (f"setfacl -m u:bob:rx {DEST}", "copy.acl", "critical", 2),
-    (f"setfacl -m g:users:rx {DEST}", "copy.acl", "critical", 2),
-    ("setfacl -m u:bob:rwx /usr/local/libexec/perfgroup/perf_users", "path.acl", "critical", 2),
-    ("setfacl -d -m u:bob:rwx /usr/local/libexec/perfgroup/perf_users", "path.acl_default", "warning", 1),
-    ("setfacl -m u:bob:rx /usr/local/libexec/perfgroup/perf_users", "path.acl_other", "warning", 1),
-    ("echo 'perf_users:secret' | chgpasswd", "group.password", "critical", 2),
+    ("ACL on the copy (named user)", f"setfacl -m u:bob:rx {DEST}", "copy.acl", "critical", 2),
+    ("ACL on the copy (named group)", f"setfacl -m g:users:rx {DEST}", "copy.acl", "critical", 2),
+    ("write ACL on the copy's directory", "setfacl -m u:bob:rwx /usr/local/libexec/perfgroup/perf_users", "path.acl", "critical", 2),
+    ("default ACL on the copy's directory", "setfacl -d -m u:bob:rwx /usr/local/libexec/perfgroup/perf_users", "path.acl_default", "warning", 1),
+    ("read-only named-user ACL on the copy's directory", "setfacl -m u:bob:rx /usr/local/libexec/perfgroup/perf_users", "path.acl_other", "warning", 1),
+    ("group password in /etc/gshadow", "echo 'perf_users:secret' | chgpasswd", "group.password", "critical", 2),
     # No gshadow line (or no /etc/gshadow): newgrp/sg take the password from field 2 of /etc/group.
-    (f"sed -i '/^perf_users:/d' /etc/gshadow && sed -i 's#^perf_users:x:#perf_users:{GROUP_HASH}:#' /etc/group",
+    ("group password in /etc/group (no gshadow line)", f"sed -i '/^perf_users:/d' /etc/gshadow && sed -i 's#^perf_users:x:#perf_users:{GROUP_HASH}:#' /etc/group",
      "group.password", "critical", 2),
-    (f"mv /etc/gshadow /etc/gshadow.gone && sed -i 's#^perf_users:x:#perf_users:{GROUP_HASH}:#' /etc/group",
+    ("group password in /etc/group (no /etc/gshadow)", f"mv /etc/gshadow /etc/gshadow.gone && sed -i 's#^perf_users:x:#perf_users:{GROUP_HASH}:#' /etc/group",
      "group.password", "critical", 2),
-    (f"cp {DEST} /usr/local/libexec/perfgroup/perf_users/perf.old && setcap cap_perfmon=ep "
+    ("stray copy with capabilities beside the copy", f"cp {DEST} /usr/local/libexec/perfgroup/perf_users/perf.old && setcap cap_perfmon=ep "
      "/usr/local/libexec/perfgroup/perf_users/perf.old", "copy.orphan", "critical", 2),
-    ("cp /bin/true /usr/local/libexec/perfgroup/stray && setcap cap_sys_admin=ep /usr/local/libexec/perfgroup/stray",
+    ("stray file with capabilities under the install root", "cp /bin/true /usr/local/libexec/perfgroup/stray && setcap cap_sys_admin=ep /usr/local/libexec/perfgroup/stray",
      "copy.orphan", "critical", 2),
-    ("chmod o+w /var/lib/perfgroup", "state.unsafe", "critical", 2),
-    (f"chmod g+w {STATE}", "state.unsafe", "critical", 2),
+    ("state directory o+w", "chmod o+w /var/lib/perfgroup", "state.unsafe", "critical", 2),
+    ("record g+w", f"chmod g+w {STATE}", "state.unsafe", "critical", 2),
 ]
 
 
-@pytest.mark.parametrize(("drift", "finding", "severity", "code"), DRIFTS, ids=[d[1] + ":" + d[0][:30] for d in DRIFTS])
+@pytest.mark.parametrize(("drift", "finding", "severity", "code"), [d[1:] for d in DRIFTS], ids=[d[0] for d in DRIFTS])
 def test_drift_is_found_and_repaired(node: Node, drift: str, finding: str, severity: str, code: int) -> None:
     converged(node)
     node.ok(drift)

@@ -1,7 +1,8 @@
-"""The README's safety table gives the number of hostile inputs and drift cases: both come from
-the tests' own tables (CASES, DRIFTS), so the README cannot drift from what is tested.
+"""The README's safety table lists the hostile inputs and the drift cases the tests run: number
+and names both come from the tests' own tables (CASES, DRIFTS: the first item of each entry is
+its label), so the README cannot drift from what is tested.
 
-`python tests/unit/test_readme_counts.py --write` rewrites the two numbers in README.md."""
+`python tests/unit/test_readme_counts.py --write` rewrites those two cells of README.md."""
 
 from __future__ import annotations
 
@@ -19,38 +20,54 @@ TABLES = {
 }
 
 
-def count(path: str, name: str) -> int:
-    """Entries of a module-level list literal, read without importing the test module."""
+def labels(path: str, name: str) -> list[str]:
+    """The first item of each entry of a module-level list literal, read without importing the test module."""
     for node in ast.parse((REPO / path).read_text()).body:
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
         if any(isinstance(t, ast.Name) and t.id == name for t in targets):
             assert isinstance(node.value, ast.List), f"{path}: {name} is not a list literal"
-            return len(node.value.elts)
+            found = []
+            for entry in node.value.elts:
+                assert isinstance(entry, ast.Tuple) and isinstance(entry.elts[0], ast.Constant), f"{path}: {name} entry without a label"
+                label = entry.elts[0].value
+                assert isinstance(label, str) and "|" not in label and label.strip() == label, label
+                found.append(label)
+            return found
     raise AssertionError(f"{path} has no {name}")
 
 
-def pattern(phrase: str) -> re.Pattern[str]:
-    return re.compile(r"^\| (\d+) " + re.escape(phrase), re.M)
+def cell_pattern(phrase: str) -> re.Pattern[str]:
+    """The table's first cell: `| N phrase: label, label, ... |`."""
+    return re.compile(r"^\| \d+ " + re.escape(phrase) + r"[^|\n]*", re.M)
 
 
-def expected() -> dict[str, int]:
-    return {phrase: count(*where) for phrase, where in TABLES.items()}
+def cell(phrase: str, names: list[str]) -> str:
+    return f"| {len(names)} {phrase}: " + ", ".join(f"`{n}`" if n.startswith("-") else n for n in names) + " "
 
 
-def test_readme_counts_equal_the_test_tables() -> None:
+def expected() -> dict[str, list[str]]:
+    return {phrase: labels(*where) for phrase, where in TABLES.items()}
+
+
+def test_readme_lists_exactly_the_test_tables() -> None:
     text = README.read_text()
-    for phrase, number in expected().items():
-        found = pattern(phrase).findall(text)
-        assert found == [str(number)], f"README says {found} {phrase}, the tests have {number}: run {__file__} --write"
+    for phrase, names in expected().items():
+        found = cell_pattern(phrase).findall(text)
+        assert found == [cell(phrase, names)], f"README's {phrase} cell differs from the tests: run {__file__} --write"
+
+
+def test_every_label_is_unique() -> None:
+    for phrase, names in expected().items():
+        assert len(names) == len(set(names)), [n for n in names if names.count(n) > 1]
 
 
 def test_the_tables_are_big_enough_to_mean_something() -> None:
-    numbers = expected()
+    numbers = {phrase: len(names) for phrase, names in expected().items()}
     assert numbers["hostile or mistaken inputs"] >= 60 and numbers["drift cases"] >= 30
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
     text = README.read_text()
-    for phrase, number in expected().items():
-        text = pattern(phrase).sub(f"| {number} {phrase}", text)
+    for phrase, names in expected().items():
+        text = cell_pattern(phrase).sub(lambda _m, p=phrase, n=names: cell(p, n), text)
     README.write_text(text)
