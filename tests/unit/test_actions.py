@@ -188,6 +188,7 @@ def test_any_error_after_applied_steps_is_a_named_converge_error(monkeypatch: py
             on_done(action)
 
     monkeypatch.setattr(apply, "perform", perform)
+    monkeypatch.setattr(apply, "write_pending", _raise(AssertionError("a unit test must not write on the host")))
     monkeypatch.setattr(converge.facts_mod, "read", lambda *args, **kwargs: converged())
     if target != "build_state":
         monkeypatch.setattr(converge, "record", lambda *args: False)
@@ -198,3 +199,21 @@ def test_any_error_after_applied_steps_is_a_named_converge_error(monkeypatch: py
     assert str(raised.value) == text and raised.value.step == step
     assert result.failed_step == step and result.changed
     assert result.applied == list(plan.actions)
+
+
+def test_a_refusal_after_installing_perf_is_a_failure_after_a_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--install-perf installs before the full plan: a refusal then must not say "nothing changed"."""
+    command = ("apt-get", "install", "-y", "linux-perf")
+    facts = converged()
+    facts = facts._replace(source=facts.source._replace(install_command=command))
+    installed: list[tuple[str, ...]] = []
+    monkeypatch.setattr(apply, "install_package", installed.append)
+    monkeypatch.setattr(converge.facts_mod, "read", lambda *args, **kwargs: facts)
+    monkeypatch.setattr(converge.plan_mod, "preflight", lambda *args: None)
+    monkeypatch.setattr(converge.plan_mod, "make", _raise(RefusedError("--member carol: no such user")))
+    result = converge.SetupResult()
+    with pytest.raises(ConvergeError) as raised:
+        converge.plan_for(desired()._replace(install_perf=True), facts, dry_run=False, result=result)
+    assert installed == [command] and result.installed_perf == command and result.changed
+    assert raised.value.step == "plan" == result.failed_step
+    assert str(raised.value) == "plan: --member carol: no such user (after installing perf: apt-get install -y linux-perf)"

@@ -98,6 +98,12 @@ def plan_for(desired: Desired, facts: NodeFacts, dry_run: bool, result: SetupRes
         apply.install_package(command)
         result.installed_perf = command
         facts = facts_mod.read(desired)
+        try:
+            return facts, plan_mod.make(facts, desired)
+        except PerfgroupError as error:
+            # The package is installed: a refusal now is a failure after a change, never "nothing changed".
+            result.failed_step = "plan"
+            raise ConvergeError("plan", f"{error} (after installing perf: {' '.join(command)})") from None
     return facts, plan_mod.make(facts, desired)
 
 
