@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import os
 
-from .actions import Action, AddMember, CreateDir, CreateGroup, InstallCopy, RemountTracefs
 from .tuples import NamedTuple
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from .actions import Action
     from .state import State
 
 
@@ -53,6 +53,9 @@ def path_for(state_path: str) -> str:
 def of_plan(actions: tuple[Action, ...], paranoid_now: int | None, recorded: State | None) -> Intent:
     """What `actions` would make that the record does not already remember. paranoid_now is kept
     only on a node without a record (a record holds the value from before perfgroup's first run)."""
+    # Setup's path only: the audit path (findings, facts) must not import the actions' dataclasses.
+    from .actions import AddMember, CreateDir, CreateGroup, InstallCopy, RemountTracefs
+
     known = recorded or _NOTHING
     tracefs_known = {point for point, _, _ in known.tracefs_before}
     return Intent(
