@@ -109,15 +109,12 @@ def plan_for(desired: Desired, facts: NodeFacts, dry_run: bool, result: SetupRes
 
 def build_state(desired: Desired, before: NodeFacts, after: NodeFacts, plan: Plan, applied: list[Action]) -> State:
     previous = before.state
-    # What a failed earlier run applied but never recorded comes first (pending.py).
-    intent = before.pending or pending.Intent()
-    created_dirs = set(previous.created_dirs if previous else ()) | set(intent.created_dirs)
-    created_dirs |= {a.target for a in applied if isinstance(a, CreateDir)}
-    added = set(previous.members_added if previous else ()) | set(intent.members_added)
-    added |= {a.target for a in applied if isinstance(a, AddMember)}
-    copies = [*(previous.copies if previous else ()), *intent.copies]
-    copies += [a.target for a in applied if isinstance(a, InstallCopy)]
-    paranoid_before = previous.paranoid_before if previous else intent.paranoid_before
+    # The record, then what a failed earlier run applied but never recorded (pending.py).
+    known = pending.union(pending.recorded(previous), before.pending or pending.Intent())
+    created_dirs = set(known.created_dirs) | {a.target for a in applied if isinstance(a, CreateDir)}
+    added = set(known.members_added) | {a.target for a in applied if isinstance(a, AddMember)}
+    copies = [*known.copies, *(a.target for a in applied if isinstance(a, InstallCopy))]
+    paranoid_before = known.paranoid_before
     override = desired.caps_override is not None or (
         previous is not None and previous.caps_override and not desired.caps_auto
     )
@@ -140,7 +137,7 @@ def build_state(desired: Desired, before: NodeFacts, after: NodeFacts, plan: Pla
         files=recorded_files(desired, after, previous, plan),
         members_added=tuple(sorted(added)),
         updated_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        tracefs_before=tracefs_before(previous, applied, intent.tracefs_before),
+        tracefs_before=tracefs_before(known.tracefs_before, applied),
         tracefs_kept=not desired.tracefs,
         fstab_edits=fstab_edits(previous, applied, after.group.gid, after.fstab_journal),
         # The plan refused root-equivalent caps unless this run opted in: what it chose is what it granted.
@@ -162,12 +159,9 @@ def recorded_files(desired: Desired, after: NodeFacts, previous: State | None, p
     )
 
 
-def tracefs_before(previous: State | None, applied: list[Action],
-                   intended: tuple[tuple[str, int, int], ...] = ()) -> tuple[tuple[str, int, int], ...]:
+def tracefs_before(known: tuple[tuple[str, int, int], ...], applied: list[Action]) -> tuple[tuple[str, int, int], ...]:
     """What tracefs was before perfgroup first remounted it: kept across runs, for remove."""
-    before = {path: (mode, gid) for path, mode, gid in (previous.tracefs_before if previous else ())}
-    for path, mode, gid in intended:
-        before.setdefault(path, (mode, gid))
+    before = {path: (mode, gid) for path, mode, gid in known}
     for action in applied:
         if isinstance(action, RemountTracefs):
             before.setdefault(action.target, (action.was_mode, action.was_gid))

@@ -23,16 +23,6 @@ if TYPE_CHECKING:
     from .state import State
 
 
-class _Nothing(NamedTuple):
-    created_dirs: tuple[str, ...] = ()
-    members_added: tuple[str, ...] = ()
-    copies: tuple[str, ...] = ()
-    tracefs_before: tuple[tuple[str, int, int], ...] = ()
-
-
-_NOTHING = _Nothing()
-
-
 class Intent(NamedTuple):
     group_created: bool = False
     created_dirs: tuple[str, ...] = ()
@@ -50,20 +40,28 @@ def path_for(state_path: str) -> str:
     return state_path[: -len(".json")] + ".pending" if state_path.endswith(".json") else state_path + ".pending"
 
 
-def of_plan(actions: tuple[Action, ...], paranoid_now: int | None, recorded: State | None) -> Intent:
+def recorded(state: State | None) -> Intent:
+    """The part of a record that an intent adds to (nothing without a record)."""
+    if state is None:
+        return Intent()
+    return Intent(state.group_created, state.created_dirs, state.members_added, state.copies,
+                  state.paranoid_before, state.tracefs_before)
+
+
+def of_plan(actions: tuple[Action, ...], paranoid_now: int | None, state: State | None) -> Intent:
     """What `actions` would make that the record does not already remember. paranoid_now is kept
     only on a node without a record (a record holds the value from before perfgroup's first run)."""
     # Setup's path only: the audit path (findings, facts) must not import the actions' dataclasses.
     from .actions import AddMember, CreateDir, CreateGroup, InstallCopy, RemountTracefs
 
-    known = recorded or _NOTHING
+    known = recorded(state)
     tracefs_known = {point for point, _, _ in known.tracefs_before}
     return Intent(
         group_created=any(isinstance(a, CreateGroup) for a in actions),
         created_dirs=tuple(a.target for a in actions if isinstance(a, CreateDir) and a.target not in known.created_dirs),
         members_added=tuple(a.target for a in actions if isinstance(a, AddMember) and a.target not in known.members_added),
         copies=tuple(a.target for a in actions if isinstance(a, InstallCopy) and a.target not in known.copies),
-        paranoid_before=None if recorded else paranoid_now,
+        paranoid_before=None if state else paranoid_now,
         tracefs_before=tuple((a.target, a.was_mode, a.was_gid) for a in actions
                              if isinstance(a, RemountTracefs) and a.target not in tracefs_known),
     )
@@ -131,24 +129,23 @@ def read(state_path: str, group_exists: bool, members: tuple[str, ...] | frozens
 
 def fold(state: State, intent: Intent | None) -> State:
     """The record as it would be had the failed run finished recording (for remove)."""
-    if not intent:
+    if intent is None:
         return state
-    tracefs = {point: (mode, gid) for point, mode, gid in state.tracefs_before}
-    for point, mode, gid in intent.tracefs_before:
-        tracefs.setdefault(point, (mode, gid))
+    merged = union(recorded(state), intent)
     return state._replace(
-        group_created=state.group_created or intent.group_created,
-        created_dirs=tuple(sorted({*state.created_dirs, *intent.created_dirs})),
-        members_added=tuple(sorted({*state.members_added, *intent.members_added})),
-        copies=tuple(dict.fromkeys((*state.copies, *intent.copies))),
-        tracefs_before=tuple((p, m, g) for p, (m, g) in sorted(tracefs.items())),
-        paranoid_before=intent.paranoid_before if state.paranoid_before is None else state.paranoid_before,
+        group_created=merged.group_created,
+        created_dirs=tuple(sorted(merged.created_dirs)),
+        members_added=tuple(sorted(merged.members_added)),
+        copies=merged.copies,
+        paranoid_before=merged.paranoid_before,
+        tracefs_before=merged.tracefs_before,
     )
 
 
 def union(earlier: Intent | None, later: Intent) -> Intent:
-    """Two failed runs in a row: the earlier one's values of "before" win, the lists add up."""
-    if not earlier:
+    """The record (or a failed run) before, then a run after it: the earlier values of "before"
+    win, the lists add up. The one rule for setup's next record, remove and two failed runs."""
+    if earlier is None:
         return later
     tracefs = {point: (mode, gid) for point, mode, gid in later.tracefs_before}
     tracefs.update({point: (mode, gid) for point, mode, gid in earlier.tracefs_before})
