@@ -15,7 +15,7 @@ from typing import Any
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine import node_files
-from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine.desired import default_dest
+from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine.paths import default_dest
 from ansible_collections.perfgroup.hpc.plugins.plugin_utils.artifacts import setup_artifacts
 
 FIELDS = ("path", "content", "mode", "kind", "link", "requires")

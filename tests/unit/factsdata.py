@@ -6,8 +6,9 @@ from typing import Any
 
 from perfgroup.engine import profile, sysctl
 from perfgroup.engine.capabilities import decode, encode
-from perfgroup.engine.desired import Desired, default_dest
+from perfgroup.engine.desired import Desired
 from perfgroup.engine.facts import CopyFacts, GroupFacts, NodeFacts, PathFacts, SourceFacts, TextFacts
+from perfgroup.engine.paths import default_dest
 from perfgroup.engine.plan import planned_files
 from perfgroup.engine.state import State, StatKey
 

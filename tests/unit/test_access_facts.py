@@ -11,9 +11,10 @@ from factsdata import DEST, converged, state
 from perfgroup.engine import access, plan, trust
 from perfgroup.engine import remove as remove_mod
 from perfgroup.engine.access import GROUP, GROUP_OBJ, MASK, OTHER, USER, USER_OBJ, AccessFacts, Acl, AclEntry
-from perfgroup.engine.desired import Desired, default_dest
+from perfgroup.engine.desired import Desired
 from perfgroup.engine.errors import RefusedError
 from perfgroup.engine.findings import audit
+from perfgroup.engine.paths import default_dest
 
 
 def want() -> Desired:

@@ -9,6 +9,7 @@ from perfgroup.engine import node_files
 from perfgroup.engine.actions import CreateSymlink, WriteFile
 from perfgroup.engine.desired import NodeArtifact
 from perfgroup.engine.facts import sha256_text
+from perfgroup.engine.paths import ENGINE_DIR, LAUNCHER, optional_paths
 
 UNIT = NodeArtifact("/etc/systemd/system/perfgroup-heal-g.service", "[Unit]\n", 0o644, "boot")
 LINK = NodeArtifact("/etc/systemd/system/multi-user.target.wants/perfgroup-heal-g.service", "[Unit]\n", 0o644, "boot",
@@ -23,16 +24,16 @@ def facts(present: dict[str, tuple[str | None, str | None]], sources: node_files
 def test_fresh_node_gets_engine_launcher_unit_and_link() -> None:
     actions = node_files.plan(facts({}), (UNIT, LINK), node_entry=True)
     targets = [a.target for a in actions]
-    assert targets == [f"{node_files.ENGINE_DIR}/__init__.py", f"{node_files.ENGINE_DIR}/node_main.py",
-                       node_files.LAUNCHER, UNIT.path, LINK.path]
-    launcher = next(a for a in actions if a.target == node_files.LAUNCHER)
+    assert targets == [f"{ENGINE_DIR}/__init__.py", f"{ENGINE_DIR}/node_main.py",
+                       LAUNCHER, UNIT.path, LINK.path]
+    launcher = next(a for a in actions if a.target == LAUNCHER)
     assert isinstance(launcher, WriteFile) and launcher.mode == 0o755
     assert isinstance(actions[-1], CreateSymlink) and actions[-1].link_to == UNIT.path
 
 
 def test_converged_node_plans_nothing_and_a_retargeted_link_is_fixed() -> None:
-    present: dict[str, tuple[str | None, str | None]] = {f"{node_files.ENGINE_DIR}/{n}": (t, None) for n, t in SOURCES}
-    present[node_files.LAUNCHER] = (node_files.LAUNCHER_TEXT, None)
+    present: dict[str, tuple[str | None, str | None]] = {f"{ENGINE_DIR}/{n}": (t, None) for n, t in SOURCES}
+    present[LAUNCHER] = (node_files.LAUNCHER_TEXT, None)
     present[UNIT.path] = (UNIT.content, None)
     present[LINK.path] = (UNIT.content, UNIT.path)
     assert node_files.plan(facts(present), (UNIT, LINK), node_entry=True) == []
@@ -48,7 +49,7 @@ def test_engine_unreadable_installs_no_entry_point_and_kept_entries_write_nothin
 
 
 @pytest.mark.parametrize(("path", "owned"), [
-    (node_files.LAUNCHER, True), (f"{node_files.ENGINE_DIR}/facts.py", True),
+    (LAUNCHER, True), (f"{ENGINE_DIR}/facts.py", True),
     ("/etc/systemd/system/perfgroup-heal-g.service", True), ("/etc/apt/apt.conf.d/80perfgroup-g", True),
     ("/etc/nhc/scripts/perfgroup.nhc", True),
     ("/etc/apt/apt.conf.d/80perfgroup-other", False), ("/etc/passwd", False), ("/etc/systemd/system/g.service", False),
@@ -93,7 +94,7 @@ def test_select_keeps_each_artifact_whose_node_side_condition_holds(tmp_path: py
 
 
 def test_setup_renders_every_candidate_and_the_optional_kinds_only_when_asked() -> None:
-    from perfgroup.engine import reach
+    from perfgroup.engine.paths import MODULE_NAME
 
     dest = "/usr/local/libexec/perfgroup/perf_users/perf"
     plain = artifacts.setup_artifacts("perf_users", dest)
@@ -103,10 +104,10 @@ def test_setup_renders_every_candidate_and_the_optional_kinds_only_when_asked() 
                         "lmod": "/etc/lmod/modules", "tcl-module": "/etc/environment-modules/modules"}
     asked = artifacts.setup_artifacts("perf_users", dest, textfile_dir="/var/lib/node_exporter", nhc=True)
     extra = {a.path for a in asked} - {a.path for a in plain}
-    assert extra == set(node_files.optional_paths("perf_users"))
+    assert extra == set(optional_paths("perf_users"))
     assert all(node_files.owned("perf_users", path) for path in extra)
     assert "--textfile-dir /var/lib/node_exporter" in next(a.content for a in asked if a.path.endswith("textfile-perf_users.service"))
-    assert artifacts.MODULE_NAME == reach.MODULE_NAME and artifacts.NODE_COMMAND == node_files.LAUNCHER
+    assert artifacts.MODULE_NAME == MODULE_NAME and artifacts.NODE_COMMAND == LAUNCHER
     # A --perf source: the node picks the wrapper running /usr/bin/perf if it has one, else the source.
     wrappers = [a for a in artifacts.setup_artifacts("perf_users", dest, source="/opt/perf/bin/perf") if a.kind == "wrapper"]
     assert [(a.requires, "exec /opt/perf/bin/perf" in a.content) for a in wrappers] == [
@@ -114,7 +115,7 @@ def test_setup_renders_every_candidate_and_the_optional_kinds_only_when_asked() 
 
 
 def test_a_full_render_without_the_optional_kinds_retires_only_what_this_group_recorded() -> None:
-    timer, nhc = node_files.optional_paths("g")[1], node_files.optional_paths("g")[3]
+    timer, nhc = optional_paths("g")[1], optional_paths("g")[3]
     present = facts({timer: ("[Timer]\n", None), nhc: ("fn\n", None)}, sources=None)
     actions = node_files.plan(present, (UNIT,), False, "g", recorded_paths=(timer,))
     assert [(type(a).__name__, a.target) for a in actions] == [("WriteFile", UNIT.path), ("DeleteFile", timer)]

@@ -7,6 +7,7 @@ import pytest
 
 from perfgroup.engine import pending
 from perfgroup.engine.actions import AddMember, CreateDir, CreateGroup, InstallCopy, RemountTracefs, SetParanoid
+from perfgroup.engine.paths import intent_path
 from perfgroup.engine.pending import Intent
 from perfgroup.engine.state import State
 
@@ -74,4 +75,4 @@ def test_remove_folds_the_intent_into_the_record() -> None:
 
 
 def test_the_intent_lies_beside_the_record() -> None:
-    assert pending.path_for("/var/lib/perfgroup/perf_users.json") == "/var/lib/perfgroup/perf_users.pending"
+    assert intent_path("/var/lib/perfgroup/perf_users.json") == "/var/lib/perfgroup/perf_users.pending"

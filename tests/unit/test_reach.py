@@ -12,6 +12,7 @@ from perfgroup.engine.desired import NodeArtifact
 from perfgroup.engine.errors import RefusedError
 from perfgroup.engine.findings import audit
 from perfgroup.engine.node_files import NodeFileFacts
+from perfgroup.engine.paths import DROPIN_PATH, MODULE_NAME, WRAPPER_PATH, artifact_paths
 from perfgroup.engine.plan import make
 from perfgroup.engine.reach import ReachFacts
 from perfgroup.engine.remove import RemoveFacts
@@ -32,17 +33,16 @@ MOUNTINFO = """\
 
 def test_the_engine_dropin_is_the_template_rendered() -> None:
     rendered = artifacts.render({"group": "perf_users", "tracefs_gid": GID, "tracefs_mode": "0750"}, {"tracefs"})[0]
-    assert rendered.path == reach.DROPIN_PATH
+    assert rendered.path == DROPIN_PATH
     assert rendered.content == reach.render_dropin("perf_users", GID)
 
 
 def test_artifact_paths_are_where_the_templates_go() -> None:
     context: dict[str, object] = {"group": "perf_users", "dest": "/x/perf", "dest_dir": "/x", "stock_perf": "/usr/bin/perf",
-                                  "module_name": reach.MODULE_NAME}
+                                  "module_name": MODULE_NAME}
     rendered = artifacts.render(context, {"wrapper", "csh", "lmod", "tcl-module"})
-    assert sorted(r.path for r in rendered) == sorted(reach.artifact_paths("perf_users"))
+    assert sorted(r.path for r in rendered) == sorted(artifact_paths("perf_users"))
     assert all(reach.is_ours(r.content, "perf_users") for r in rendered)
-    assert [reach.module_root(p) for p in reach.MODULEFILES] == ["/etc/lmod/modules", "/etc/environment-modules/modules"]
 
 
 @pytest.mark.parametrize(("text", "points"), [
@@ -131,18 +131,18 @@ SITE_WRAPPER = "#!/bin/sh\nexec /opt/site/perf \"$@\"\n"
 OURS = "#!/bin/sh\n# Managed by perfgroup for group perf_users: do not edit\n"
 
 
-WRAPPER = NodeArtifact(reach.WRAPPER_PATH, "new", 0o755, "wrapper")
+WRAPPER = NodeArtifact(WRAPPER_PATH, "new", 0o755, "wrapper")
 
 
 def wrapper_facts(current: str | None) -> NodeFileFacts:
-    return NodeFileFacts(present=((reach.WRAPPER_PATH, current, None),))
+    return NodeFileFacts(present=((WRAPPER_PATH, current, None),))
 
 
 @pytest.mark.parametrize(("current", "recorded", "expected"), [
     (None, (), ["write_file"]),
     (OURS, (), ["write_file"]),
     ("new", (), []),
-    (SITE_WRAPPER, (reach.WRAPPER_PATH,), ["write_file"]),  # setup wrote it, someone edited it: repair
+    (SITE_WRAPPER, (WRAPPER_PATH,), ["write_file"]),  # setup wrote it, someone edited it: repair
 ])
 def test_artifacts_written_when_absent_or_ours(current: str | None, recorded: tuple[str, ...], expected: list[str]) -> None:
     node_files.refuse_foreign(wrapper_facts(current), (WRAPPER,), "perf_users", recorded)
@@ -159,12 +159,12 @@ def test_a_sites_perf_is_never_overwritten(current: str) -> None:
 
 
 def test_record_keeps_artifacts_a_run_without_them_did_not_render() -> None:
-    previous = (("/etc/profile.d/perfgroup-perf_users.sh", "a"), (reach.WRAPPER_PATH, "w"), ("/etc/other", "x"))
+    previous = (("/etc/profile.d/perfgroup-perf_users.sh", "a"), (WRAPPER_PATH, "w"), ("/etc/other", "x"))
     planned = (("/etc/profile.d/perfgroup-perf_users.sh", "b"),)
-    assert reach.record_files(previous, planned, None, "perf_users", (reach.WRAPPER_PATH,)) == (
-        ("/etc/profile.d/perfgroup-perf_users.sh", "b"), (reach.WRAPPER_PATH, "w"))
+    assert reach.record_files(previous, planned, None, "perf_users", (WRAPPER_PATH,)) == (
+        ("/etc/profile.d/perfgroup-perf_users.sh", "b"), (WRAPPER_PATH, "w"))
     assert reach.record_files(previous, planned, None, "perf_users", ()) == planned
-    assert dict(reach.record_files((), (), (reach.DROPIN_PATH, "d"), "perf_users", ()))[reach.DROPIN_PATH] == "d"
+    assert dict(reach.record_files((), (), (DROPIN_PATH, "d"), "perf_users", ()))[DROPIN_PATH] == "d"
 
 
 def test_remove_puts_tracefs_back() -> None:

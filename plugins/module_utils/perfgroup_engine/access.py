@@ -19,7 +19,8 @@ import stat
 import struct
 
 from .capabilities import CAP_NAMES, CAP_NUMBERS, PROFILING_CAPS, ROOT_EQUIVALENT_CAPS
-from .desired import LIBEXEC_ROOT, STATE_DIR, Desired
+from .desired import Desired
+from .paths import GSHADOW, LIBEXEC_ROOT, STATE_DIR
 from .trust import has_caps, setup_made
 from .tuples import NamedTuple
 
@@ -38,7 +39,6 @@ ACL_VERSION = 2
 USER_OBJ, USER, GROUP_OBJ, GROUP, MASK, OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 TAG_NAMES = {USER_OBJ: "user_obj", USER: "user", GROUP_OBJ: "group_obj", GROUP: "group", MASK: "mask", OTHER: "other"}
 R, W, X = 4, 2, 1
-GSHADOW = "/etc/gshadow"
 # Capabilities whose presence in a non-root process after `members remove`/`remove` means it kept
 # the group's power: profiling's own and every root-equivalent one a copy may have carried.
 WATCHED_CAPS = PROFILING_CAPS | ROOT_EQUIVALENT_CAPS

@@ -25,8 +25,8 @@ from . import actions as act
 from . import log
 from .access import ACL_ACCESS, ACL_DEFAULT
 from .capabilities import XATTR_NAME, encode
-from .desired import LOCK_PATH, TMP_PREFIX
 from .errors import ConvergeError, LockedError
+from .paths import LOCK_PATH, TMP_PREFIX, intent_path
 from .policy import COPY_MODE, DIR_MODE, FILE_MODE
 
 # A narrow test hook (see tests/integration/test_faults.py): record each step reached, and pause
@@ -496,16 +496,15 @@ def _read_small(path: str) -> str:
 
 def write_pending(state_path: str, text: str) -> None:
     """Before the first change: what only a record would remember (pending.py)."""
-    from . import pending
 
-    write_file(pending.path_for(state_path), text, step="write_pending", mode=0o600)
+    write_file(intent_path(state_path), text, step="write_pending", mode=0o600)
 
 
 def delete_pending(state_path: str) -> None:
     """Once a record carries the intent (setup's record, or remove's end)."""
-    from . import pending
+    from .paths import intent_path
 
-    path = pending.path_for(state_path)
+    path = intent_path(state_path)
     if not os.path.lexists(path):
         return
     checkpoint("delete_pending")
@@ -515,9 +514,9 @@ def delete_pending(state_path: str) -> None:
 
 def delete_fstab_journal(group: str) -> None:
     """After the record carries the journal's edits (setup's last write)."""
-    from . import fstab
+    from .paths import journal_path
 
-    path = fstab.journal_path(group)
+    path = journal_path(group)
     if not os.path.lexists(path):
         return
     checkpoint("delete_fstab_journal")
@@ -655,7 +654,7 @@ class HostWriter:
         return found
 
     def delete_file(self, action: act.DeleteFile) -> bool:
-        from .reach import DROPIN_PATH
+        from .paths import DROPIN_PATH
 
         found = remove_path(action.target, action.step)
         if found and action.target == DROPIN_PATH:

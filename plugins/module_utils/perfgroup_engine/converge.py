@@ -17,6 +17,7 @@ from .desired import Desired
 from .errors import ConvergeError, PerfgroupError
 from .facts import NodeFacts
 from .findings import CRITICAL, OK, UNKNOWN, WARNING, Finding
+from .paths import DROPIN_PATH, artifact_paths
 from .perfsource import SYSTEM_DIRS
 from .plan import Plan
 from .policy import dir_is_safe
@@ -151,10 +152,10 @@ def recorded_files(desired: Desired, after: NodeFacts, previous: State | None, p
     gid = after.group.gid
     dropin = after.reach.dropin
     ours = desired.tracefs and gid is not None and dropin == reach.render_dropin(desired.group, gid)
-    present = tuple(path for path in (reach.DROPIN_PATH, *reach.artifact_paths(desired.group)) if os.path.lexists(path))
+    present = tuple(path for path in (DROPIN_PATH, *artifact_paths(desired.group)) if os.path.lexists(path))
     return reach.record_files(
         previous.files if previous else (), (*plan_mod.planned_files(desired), *plan.files),
-        (reach.DROPIN_PATH, facts_mod.sha256_text(dropin)) if ours and dropin is not None else None,
+        (DROPIN_PATH, facts_mod.sha256_text(dropin)) if ours and dropin is not None else None,
         desired.group, present,
     )
 

@@ -4,33 +4,8 @@ from __future__ import annotations
 
 import os
 
+from .paths import profile_path, state_path, sysctl_path
 from .tuples import NamedTuple
-
-STATE_DIR = "/var/lib/perfgroup"
-LIBEXEC_ROOT = "/usr/local/libexec/perfgroup"
-PROFILE_DIR = "/etc/profile.d"
-SYSCTL_DIR = "/etc/sysctl.d"
-LOCK_PATH = "/run/perfgroup.lock"
-# Prefix of the temporary files perfgroup writes before renaming them into place.
-TMP_PREFIX = ".perfgroup-tmp-"
-
-
-def default_dest(group: str) -> str:
-    """One directory per group, outside anything a package manager owns."""
-    return f"{LIBEXEC_ROOT}/{group}/perf"
-
-
-def state_path(group: str) -> str:
-    return f"{STATE_DIR}/{group}.json"
-
-
-def profile_path(group: str) -> str:
-    return f"{PROFILE_DIR}/perfgroup-{group}.sh"
-
-
-def sysctl_path(group: str) -> str:
-    # 90- sorts after distribution defaults (10-, 50-) so the value wins at boot.
-    return f"{SYSCTL_DIR}/90-perfgroup-{group}.conf"
 
 
 class NodeArtifact(NamedTuple):

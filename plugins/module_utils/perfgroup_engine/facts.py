@@ -19,8 +19,9 @@ from . import pending as pending_mod
 from . import reach as reach_mod
 from .access import AccessFacts
 from .capabilities import XATTR_NAME, CapabilityError, FileCaps, decode
-from .desired import STATE_DIR, TMP_PREFIX, Desired, default_dest, state_path
+from .desired import Desired
 from .errors import RefusedError
+from .paths import STATE_DIR, TMP_PREFIX, default_dest, journal_path, state_path
 from .pending import Intent
 from .state import State, StateError, StatKey, parse
 from .tuples import NamedTuple
@@ -476,7 +477,7 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
         node_files=node_files.read(desired.artifacts, desired.node_entry, desired.group),
         access=access_mod.read(desired, state, group.gid, tuple(d.path for d in dirs if d.kind == "dir")),
         reach=reach_mod.read_facts(desired.image),
-        fstab_journal=fstab.parse_journal(read_text(fstab.journal_path(desired.group)) or ""),
+        fstab_journal=fstab.parse_journal(read_text(journal_path(desired.group)) or ""),
         pending=pending_mod.read(desired.state_path, group.gid is not None, group.members),
     )
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import stat
 
-from . import access, errors, pending, reach, sysctl
+from . import access, errors, reach, sysctl
 from .capabilities import PROFILING_CAPS, sort_caps
 from .desired import Desired
 from .facts import NodeFacts, PathFacts
+from .paths import intent_path
 from .perfsource import os_label
 from .policy import (
     COPY_MODE,
@@ -63,7 +64,7 @@ def rule_state(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
     if facts.pending is not None:
         yield Finding(
             "state.incomplete", WARNING,
-            f"a setup run did not finish: {pending.path_for(desired.state_path)} holds what it meant to record",
+            f"a setup run did not finish: {intent_path(desired.state_path)} holds what it meant to record",
             _setup(desired),
         )
     if facts.state is not None:

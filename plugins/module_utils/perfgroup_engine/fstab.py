@@ -18,6 +18,7 @@ Pure functions on text, plus read_text(); standard library only.
 
 from __future__ import annotations
 
+from .paths import FSTAB
 from .tuples import NamedTuple
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing on the audit path
@@ -27,8 +28,8 @@ if TYPE_CHECKING:
     # (line setup found, line setup wrote): what remove puts back.
     Edit = Tuple[str, str]
 
-FSTAB = "/etc/fstab"
-MODE = 0o750
+# tracefs root mode for the group: group read and search, nothing for others (never 0755).
+TRACEFS_MODE = 0o750
 
 
 class Entry(NamedTuple):
@@ -100,14 +101,14 @@ def carries(options: str, gid: int) -> bool:
     """The options already give the group tracefs: gid=<gid>, mode 0750."""
     mode = _option(options, "mode")
     try:
-        return _option(options, "gid") == str(gid) and mode is not None and int(mode, 8) == MODE
+        return _option(options, "gid") == str(gid) and mode is not None and int(mode, 8) == TRACEFS_MODE
     except ValueError:
         return False
 
 
 def with_group(options: str, gid: int) -> str:
     kept = [o for o in options.split(",") if o and not o.startswith(("gid=", "mode="))]
-    return ",".join([*kept, f"gid={gid}", f"mode={MODE:04o}"])
+    return ",".join([*kept, f"gid={gid}", f"mode={TRACEFS_MODE:04o}"])
 
 
 def edit_line(line: str, gid: int) -> str:
@@ -185,11 +186,6 @@ def restores(edits: tuple[Edit, ...], lines: tuple[str, ...]) -> tuple[Edit, ...
 # otherwise leave an edited line nobody remembers: the next setup sees nothing to do and records
 # nothing, so remove could not put the line back. The journal holds (line before, line written)
 # until a record carries them; setup merges it into the record and then deletes it.
-
-def journal_path(group: str) -> str:
-    from .desired import STATE_DIR
-
-    return f"{STATE_DIR}/{group}.fstab-edits"
 
 
 def journal_text(edits: tuple[Edit, ...]) -> str:

@@ -10,9 +10,9 @@ import pwd
 
 from . import apply
 from .actions import Action, AddMember, RemoveMember
-from .desired import state_path
 from .errors import RefusedError
 from .facts import GroupFacts, group_facts, load_state, user_exists
+from .paths import state_path
 from .validate import check_member, check_name
 
 

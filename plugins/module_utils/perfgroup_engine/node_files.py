@@ -13,6 +13,7 @@ import os
 
 from .desired import NodeArtifact
 from .errors import RefusedError
+from .paths import ARTIFACT_DIRS, ENGINE_DIR, LAUNCHER, LIB_DIR, optional_paths
 from .tuples import NamedTuple
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
@@ -22,9 +23,6 @@ if TYPE_CHECKING:
 if TYPE_CHECKING:  # actions pull in dataclasses: not on the audit path
     from .actions import Action
 
-LIB_DIR = "/usr/local/lib/perfgroup"
-ENGINE_DIR = f"{LIB_DIR}/perfgroup_engine"
-LAUNCHER = "/usr/local/sbin/perfgroup-node"
 # -I: ignore PYTHON* variables, the user site and the script's directory: root runs this at boot
 # and from package hooks, with whatever environment they have. -S: no site module, no site-packages
 # (the engine is standard library only): NHC and the textfile timer start it every few minutes.
@@ -39,14 +37,6 @@ from perfgroup_engine.node_main import main  # noqa: E402
 sys.exit(main())
 '''.replace("LIB_DIR", LIB_DIR)
 
-# Directories where setup may place rendered artifacts (remove deletes recorded files only there,
-# and only names that mention the group or are perfgroup's own).
-ARTIFACT_DIRS = (
-    "/etc/systemd/system", "/etc/systemd/system/multi-user.target.wants", "/etc/systemd/system/timers.target.wants",
-    "/etc/apt/apt.conf.d", "/etc/dnf/plugins/post-transaction-actions.d", "/etc/dnf/libdnf5-plugins/actions.d",
-    "/etc/nhc/scripts", "/etc/nhc/nhc.conf.d", "/etc/systemd/system/sys-kernel-tracing.mount.d",
-    "/etc/lmod/modules", "/etc/environment-modules/modules", "/etc/profile.d", "/usr/local/bin",
-)
 
 if TYPE_CHECKING:
     Sources = Optional[Tuple[Tuple[str, str], ...]]
@@ -115,14 +105,6 @@ def _current(path: str) -> tuple[str, str | None, str | None]:
     except OSError:
         text = None
     return path, text, link
-
-
-def optional_paths(group: str) -> tuple[str, ...]:
-    """The artifacts setup installs only when asked (--textfile-dir, --nhc): a run that rendered
-    artifacts without them retires them (a unit test keeps these equal to perfgroup/artifacts.py)."""
-    unit = f"/etc/systemd/system/perfgroup-textfile-{group}"
-    return (f"{unit}.service", f"{unit}.timer", f"/etc/systemd/system/timers.target.wants/perfgroup-textfile-{group}.timer",
-            "/etc/nhc/scripts/perfgroup.nhc")
 
 
 def read(artifacts: tuple[NodeArtifact, ...], node_entry: bool, group: str = "") -> NodeFileFacts:

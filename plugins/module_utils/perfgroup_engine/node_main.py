@@ -107,8 +107,9 @@ def recorded_artifacts(state: object) -> tuple[NodeArtifact, ...]:
 
 def heal_target(group: str) -> object:
     """Desired from the setup record: what `perfgroup setup` was last asked for."""
-    from .desired import Desired, state_path
+    from .desired import Desired
     from .facts import load_state
+    from .paths import state_path
     from .validate import check_dest_path, check_name
 
     check_name("group", group)

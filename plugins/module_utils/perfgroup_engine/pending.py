@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+from .paths import intent_path
 from .tuples import NamedTuple
 
 TYPE_CHECKING = False
@@ -33,11 +34,6 @@ class Intent(NamedTuple):
 
     def empty(self) -> bool:
         return self == Intent()
-
-
-def path_for(state_path: str) -> str:
-    """Beside the record: GROUP.json -> GROUP.pending."""
-    return state_path[: -len(".json")] + ".pending" if state_path.endswith(".json") else state_path + ".pending"
 
 
 def recorded(state: State | None) -> Intent:
@@ -113,7 +109,7 @@ def read(state_path: str, group_exists: bool, members: tuple[str, ...] | frozens
     """The intent a failed run left (None: there is none). Trusted only if root's alone, as the record."""
     from .access import owner_mode, state_problem
 
-    path = path_for(state_path)
+    path = intent_path(state_path)
     entry = owner_mode(path)
     if entry is None:
         return None

@@ -12,7 +12,8 @@ from .capabilities import (
     choice_from_override,
     choose_caps,
 )
-from .desired import LIBEXEC_ROOT, Desired
+from .desired import Desired
+from .paths import LIBEXEC_ROOT
 from .perfsource import SYSTEM_DIRS
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time

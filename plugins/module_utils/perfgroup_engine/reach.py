@@ -17,6 +17,7 @@ import os
 import stat
 
 from . import fstab
+from .paths import DROPIN_PATH, FSTAB, MOUNT_UNITS, MOUNTINFO, TRACEFS_PATHS, artifact_paths, journal_path
 from .tuples import NamedTuple
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
@@ -27,12 +28,6 @@ if TYPE_CHECKING:  # actions pull in dataclasses: not on the audit path
     from .actions import Action
 
 
-TRACEFS_PATHS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
-TRACEFS_MODE = 0o750
-DROPIN_PATH = "/etc/systemd/system/sys-kernel-tracing.mount.d/perfgroup.conf"
-MOUNT_UNITS = ("/lib/systemd/system/sys-kernel-tracing.mount", "/usr/lib/systemd/system/sys-kernel-tracing.mount")
-MOUNTINFO = "/proc/self/mountinfo"
-FSTAB = "/etc/fstab"
 # `perf top` and `perf record` map 512 KiB + one page per CPU by default; `-m 2048` asks 8 MiB.
 DEFAULT_MMAP_KB = 516
 BIG_MMAP_KB = 2048 * 4 + 4
@@ -117,7 +112,7 @@ def read_facts(image: bool = False) -> ReachFacts:
     )
 
 
-def render_dropin(group: str, gid: int, mode: int = TRACEFS_MODE) -> str:
+def render_dropin(group: str, gid: int, mode: int = fstab.TRACEFS_MODE) -> str:
     return DROPIN_TEMPLATE.format(group=group, gid=gid, mode=f"{mode:04o}")
 
 
@@ -132,7 +127,7 @@ def open_to_others(mounted: Mounted) -> bool:
 
 def needs_remount(reach: ReachFacts, gid: int | None) -> tuple[str, ...]:
     """Mounts whose root is not exactly gid=<group>,mode=0750 (gid None: the group is new)."""
-    return tuple(m[0] for m in reach.tracefs if gid is None or m[2] != gid or m[1] != TRACEFS_MODE)
+    return tuple(m[0] for m in reach.tracefs if gid is None or m[2] != gid or m[1] != fstab.TRACEFS_MODE)
 
 
 def persistence(reach: ReachFacts) -> str:
@@ -182,20 +177,6 @@ def findings(reach: ReachFacts, group: str, gid: int | None, kept: bool, caps: t
 
 # -- plan (pure) ---------------------------------------------------------------------------------
 
-def artifact_paths(group: str) -> tuple[str, ...]:
-    """Where the caller-rendered artifacts go (perfgroup/artifacts.py; a unit test keeps them equal)."""
-    return (WRAPPER_PATH, f"/etc/profile.d/perfgroup-{group}.csh", *MODULEFILES)
-
-
-WRAPPER_PATH = "/usr/local/bin/perf"
-MODULE_NAME = "perf/privileged"
-MODULEFILES = (f"/etc/lmod/modules/{MODULE_NAME}.lua", f"/etc/environment-modules/modules/{MODULE_NAME}")
-
-
-def module_root(path: str) -> str:
-    """/etc/lmod/modules for /etc/lmod/modules/perf/privileged.lua."""
-    return path[: path.rindex("/" + MODULE_NAME)]
-
 
 def is_ours(content: str, group: str) -> bool:
     head = content.splitlines()[:3]
@@ -220,7 +201,7 @@ def plan_tracefs(reach: ReachFacts, group: str, gid: int | None, want: bool,
         raise RefusedError(refused)
     edits: list[Action] = [
         EditFstab(FSTAB, "keep the group's tracefs access after a reboot (the node mounts tracefs from fstab)",
-                  line=entry.line, group=group, gid=gid, journal=fstab.journal_path(group))
+                  line=entry.line, group=group, gid=gid, journal=journal_path(group))
         for entry in fstab.missing(reach.fstab_lines, gid)
     ]
     if not reach.tracefs and not image:

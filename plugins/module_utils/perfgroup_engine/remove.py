@@ -13,9 +13,23 @@ import os
 
 from . import access, fstab, node_files, pending, reach, trust
 from .actions import Action, DeleteCopy, DeleteDir, DeleteFile, DeleteGroup, EditFstab, RemountTracefs, RemoveMember
-from .desired import STATE_DIR, TMP_PREFIX, default_dest, profile_path, state_path, sysctl_path
 from .errors import RefusedError
 from .facts import load_state
+from .paths import (
+    DROPIN_PATH,
+    ENGINE_DIR,
+    FSTAB,
+    LIB_DIR,
+    MODULEFILES,
+    STATE_DIR,
+    TMP_PREFIX,
+    artifact_paths,
+    default_dest,
+    intent_path,
+    profile_path,
+    state_path,
+    sysctl_path,
+)
 from .state import State
 from .tuples import NamedTuple
 
@@ -40,7 +54,7 @@ class RemoveFacts(NamedTuple):
 
 def derived_files(group: str) -> tuple[str, ...]:
     """The only files remove may delete: the paths setup derives for this group."""
-    return (profile_path(group), sysctl_path(group), reach.DROPIN_PATH, *reach.artifact_paths(group))
+    return (profile_path(group), sysctl_path(group), DROPIN_PATH, *artifact_paths(group))
 
 
 def _state_unsafe(group: str) -> str | None:
@@ -77,7 +91,7 @@ def read(group: str) -> RemoveFacts:
         exists, members = False, ()
     intent = pending.read(state_path(group), exists, members)
     if state is None:
-        defaults = (default_dest(group), *derived_files(group), state_path(group), pending.path_for(state_path(group)))
+        defaults = (default_dest(group), *derived_files(group), state_path(group), intent_path(state_path(group)))
         present = tuple(path for path in defaults if os.path.lexists(path))
         return RemoveFacts(group, None, error, group_exists=exists, group_members=members,
                            leftovers_of_unrecorded=present)
@@ -94,12 +108,12 @@ def read(group: str) -> RemoveFacts:
     )
     cache: tuple[str, ...] = ()
     if any(node_files.is_entry_point(path) for path, _ in files):
-        pycache = f"{node_files.ENGINE_DIR}/__pycache__"
+        pycache = f"{ENGINE_DIR}/__pycache__"
         cache = tuple(f"{pycache}/{n}" for n in (_entries(pycache) or ()) if n.endswith(".pyc"))
     parents = {os.path.dirname(copy) for copy in recorded}
     dirs = tuple((d, _entries(d)) for d in state.created_dirs if any(p == d or p.startswith(d + "/") for p in parents))
     # The modulefiles' own directory (…/modules/perf), once they are gone and if nothing else lives there.
-    module_dirs = {os.path.dirname(path) for path, _ in files if path in reach.MODULEFILES}
+    module_dirs = {os.path.dirname(path) for path, _ in files if path in MODULEFILES}
     dirs += tuple((d, _entries(d)) for d in sorted(module_dirs))
     existing = [c for c in recorded if os.path.lexists(c)]
     untrusted = tuple(c for c in existing if not trust.setup_made(c, state))
@@ -146,7 +160,7 @@ def plan(facts: RemoveFacts) -> tuple[Action, ...]:
         actions += [DeleteFile(path, "python's cache of the engine copy", step="delete_file:pyc")
                     for path in facts.entry_point_cache]
         actions += [DeleteDir(path, "the node entry point's") for path in
-                    (f"{node_files.ENGINE_DIR}/__pycache__", node_files.ENGINE_DIR, node_files.LIB_DIR)]
+                    (f"{ENGINE_DIR}/__pycache__", ENGINE_DIR, LIB_DIR)]
     gone = {a.target for a in actions}
     for path, entries in sorted(facts.dirs, key=lambda item: len(item[0]), reverse=True):
         # Empty once the copies and inner directories go (temp files a killed run left go with the copy).
@@ -159,7 +173,7 @@ def plan(facts: RemoveFacts) -> tuple[Action, ...]:
         if point in now and now[point] != (mode, gid):
             actions.append(RemountTracefs(point, "setup opened tracefs to the group; put back as it was",
                                           gid=gid, mode=mode, was_mode=now[point][0], was_gid=now[point][1]))
-    actions += [EditFstab(fstab.FSTAB, "setup gave tracefs's entry the group's options; put the line back",
+    actions += [EditFstab(FSTAB, "setup gave tracefs's entry the group's options; put the line back",
                           line=now, new_line=before, step="restore_fstab")
                 for now, before in fstab.restores(state.fstab_edits, facts.fstab_lines)]
     if state.group_created and facts.group_exists:
@@ -168,7 +182,7 @@ def plan(facts: RemoveFacts) -> tuple[Action, ...]:
         actions += [RemoveMember(user, "setup added them", group=state.group)
                     for user in state.members_added if user in facts.group_members]
     if facts.pending:
-        actions.append(DeleteFile(pending.path_for(state_path(state.group)), "what a setup run that did not finish meant to record",
+        actions.append(DeleteFile(intent_path(state_path(state.group)), "what a setup run that did not finish meant to record",
                                   step="delete_state:pending"))
     actions.append(DeleteFile(state_path(state.group), "the record of this setup", step="delete_state:" +
                               os.path.basename(state_path(state.group))))
@@ -179,7 +193,7 @@ def notes(facts: RemoveFacts) -> list[str]:
     if facts.state is None:
         return [f"nothing to remove: no setup record and no perfgroup files for group {facts.group}"]
     before = facts.state.paranoid_before
-    changed = [f"{fstab.FSTAB}: the tracefs line setup wrote ({written!r}) was changed since; left as it is"
+    changed = [f"{FSTAB}: the tracefs line setup wrote ({written!r}) was changed since; left as it is"
                for original, written in facts.state.fstab_edits
                if written != original and written not in facts.fstab_lines and original not in facts.fstab_lines]
     return [

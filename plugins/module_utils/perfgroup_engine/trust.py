@@ -20,8 +20,8 @@ import os
 import stat
 
 from .capabilities import XATTR_NAME
-from .desired import LIBEXEC_ROOT
 from .errors import RefusedError
+from .paths import LIBEXEC_ROOT
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
 if TYPE_CHECKING:

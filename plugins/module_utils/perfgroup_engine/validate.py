@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 
 from .capabilities import PROFILING_CAPS, ROOT_EQUIVALENT_CAPS, CapabilityError, parse_cap_list, sort_caps
-from .desired import Desired, default_dest
+from .desired import Desired
 from .errors import RefusedError
+from .paths import default_dest
 
 # shadow-utils accepts at most 32 characters; the portable set keeps names safe in
 # /etc/group, sudoers, shell snippets and file names alike.

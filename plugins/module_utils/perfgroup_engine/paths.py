@@ -1,0 +1,81 @@
+"""Every fixed path perfgroup reads or writes on a node, and the per-group names built from them.
+
+Core layer: strings only. A path defined anywhere else is a second definition.
+"""
+
+from __future__ import annotations
+
+# -- perfgroup's own ------------------------------------------------------------------------------
+STATE_DIR = "/var/lib/perfgroup"
+LIBEXEC_ROOT = "/usr/local/libexec/perfgroup"
+LOCK_PATH = "/run/perfgroup.lock"
+# Prefix of the temporary files perfgroup writes before renaming them into place.
+TMP_PREFIX = ".perfgroup-tmp-"
+# The node entry point: a copy of the engine package and its launcher.
+LIB_DIR = "/usr/local/lib/perfgroup"
+ENGINE_DIR = f"{LIB_DIR}/perfgroup_engine"
+LAUNCHER = "/usr/local/sbin/perfgroup-node"
+
+# -- files setup writes for a group ----------------------------------------------------------------
+PROFILE_DIR = "/etc/profile.d"
+SYSCTL_DIR = "/etc/sysctl.d"
+WRAPPER_PATH = "/usr/local/bin/perf"
+MODULE_NAME = "perf/privileged"
+MODULEFILES = (f"/etc/lmod/modules/{MODULE_NAME}.lua", f"/etc/environment-modules/modules/{MODULE_NAME}")
+DROPIN_PATH = "/etc/systemd/system/sys-kernel-tracing.mount.d/perfgroup.conf"
+# Directories where setup may place rendered artifacts (remove deletes recorded files only there,
+# and only names that mention the group or are perfgroup's own).
+ARTIFACT_DIRS = (
+    "/etc/systemd/system", "/etc/systemd/system/multi-user.target.wants", "/etc/systemd/system/timers.target.wants",
+    "/etc/apt/apt.conf.d", "/etc/dnf/plugins/post-transaction-actions.d", "/etc/dnf/libdnf5-plugins/actions.d",
+    "/etc/nhc/scripts", "/etc/nhc/nhc.conf.d", "/etc/systemd/system/sys-kernel-tracing.mount.d",
+    "/etc/lmod/modules", "/etc/environment-modules/modules", "/etc/profile.d", "/usr/local/bin",
+)
+
+# -- the system's, read (and where setup must, edited) ---------------------------------------------
+FSTAB = "/etc/fstab"
+GSHADOW = "/etc/gshadow"
+TRACEFS_PATHS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+MOUNT_UNITS = ("/lib/systemd/system/sys-kernel-tracing.mount", "/usr/lib/systemd/system/sys-kernel-tracing.mount")
+MOUNTINFO = "/proc/self/mountinfo"
+
+
+def default_dest(group: str) -> str:
+    """One directory per group, outside anything a package manager owns."""
+    return f"{LIBEXEC_ROOT}/{group}/perf"
+
+
+def state_path(group: str) -> str:
+    return f"{STATE_DIR}/{group}.json"
+
+
+def intent_path(state_path: str) -> str:
+    """A failed run's intent, beside the record: GROUP.json -> GROUP.pending."""
+    return state_path[: -len(".json")] + ".pending" if state_path.endswith(".json") else state_path + ".pending"
+
+
+def journal_path(group: str) -> str:
+    """The fstab edit journal (fstab.py): written before fstab changes, folded into the record."""
+    return f"{STATE_DIR}/{group}.fstab-edits"
+
+
+def profile_path(group: str) -> str:
+    return f"{PROFILE_DIR}/perfgroup-{group}.sh"
+
+
+def sysctl_path(group: str) -> str:
+    # 90- sorts after distribution defaults (10-, 50-) so the value wins at boot.
+    return f"{SYSCTL_DIR}/90-perfgroup-{group}.conf"
+
+
+def artifact_paths(group: str) -> tuple[str, ...]:
+    """Where the caller-rendered artifacts go (perfgroup/artifacts.py; a unit test keeps them equal)."""
+    return (WRAPPER_PATH, f"/etc/profile.d/perfgroup-{group}.csh", *MODULEFILES)
+
+
+def optional_paths(group: str) -> tuple[str, ...]:
+    """The artifacts setup installs only when asked (--textfile-dir, --nhc): a run that rendered
+    artifacts without them retires them (a unit test keeps these equal to perfgroup/artifacts.py)."""
+    unit = f"/etc/systemd/system/perfgroup-textfile-{group}"
+    return (f"{unit}.service", f"{unit}.timer", f"/etc/systemd/system/timers.target.wants/perfgroup-textfile-{group}.timer",
+            "/etc/nhc/scripts/perfgroup.nhc")
