@@ -8,7 +8,7 @@ from perfgroup import artifacts
 from perfgroup.engine import node_files
 from perfgroup.engine.actions import CreateSymlink, WriteFile
 from perfgroup.engine.desired import NodeArtifact
-from perfgroup.engine.facts import sha256_text
+from perfgroup.engine.host import sha256_text
 from perfgroup.engine.paths import ENGINE_DIR, LAUNCHER, optional_paths
 
 UNIT = NodeArtifact("/etc/systemd/system/perfgroup-heal-g.service", "[Unit]\n", 0o644, "boot")

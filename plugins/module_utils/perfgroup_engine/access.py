@@ -15,13 +15,13 @@ import errno
 import grp
 import os
 import pwd
-import stat
 import struct
 
 from .capabilities import CAP_NAMES, CAP_NUMBERS, PROFILING_CAPS, ROOT_EQUIVALENT_CAPS
 from .desired import Desired
+from .host import has_caps, owner_mode
 from .paths import GSHADOW, LIBEXEC_ROOT, STATE_DIR
-from .trust import has_caps, setup_made
+from .trust import setup_made, state_problem
 from .tuples import NamedTuple
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
@@ -252,7 +252,7 @@ def _same_root(link: str, ours: os.stat_result) -> bool:
 
 def recorded_dests(group: str) -> set[str]:
     """The current copy of every other group with a setup record (theirs are not orphans)."""
-    from .facts import load_state
+    from .host import load_state
 
     dests: set[str] = set()
     try:
@@ -295,15 +295,6 @@ def _inode(path: str) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
-def owner_mode(path: str) -> tuple[int, int, str] | None:
-    try:
-        info = os.lstat(path)
-    except OSError:
-        return None
-    kind = "dir" if stat.S_ISDIR(info.st_mode) else "file" if stat.S_ISREG(info.st_mode) else "other"
-    return info.st_uid, stat.S_IMODE(info.st_mode), kind
-
-
 def read(desired: Desired, state: State | None, gid: int | None, dirs: tuple[str, ...]) -> AccessFacts:
     copy_acl = read_acl(desired.dest, "access") if os.path.isfile(desired.dest) else None
     dir_acls = tuple(acl for d in dirs for acl in (read_acl(d, "access"), read_acl(d, "default")) if acl is not None)
@@ -343,19 +334,6 @@ def holders(facts: NodeFacts) -> list[dict[str, str]]:
     found += [Holder(u, "primary_gid") for u in access.primary_members]
     found += [Holder(u, "same_gid_group") for u in access.same_gid_members]
     return [h._asdict() for h in dict.fromkeys(found)]
-
-
-def state_problem(entry: tuple[int, int, str] | None, kind: str) -> str | None:
-    if entry is None:
-        return None
-    uid, mode, found = entry
-    if found != kind:
-        return f"is a {found}"
-    if uid != 0:
-        return f"is owned by uid {uid}"
-    if mode & 0o022:
-        return f"is writable by others (mode {mode:04o})"
-    return None
 
 
 def member_names(facts: NodeFacts) -> set[str]:

@@ -22,12 +22,13 @@ import time
 from typing import Callable, Iterable, Iterator
 
 from . import actions as act
-from . import log
+from . import fstab, host, log
 from .access import ACL_ACCESS, ACL_DEFAULT
 from .capabilities import XATTR_NAME, encode
 from .errors import ConvergeError, LockedError
-from .paths import LOCK_PATH, TMP_PREFIX, intent_path
+from .paths import LOCK_PATH, TMP_PREFIX, intent_path, journal_path
 from .policy import COPY_MODE, DIR_MODE, FILE_MODE
+from .reach import render_dropin
 
 # A narrow test hook (see tests/integration/test_faults.py): record each step reached, and pause
 # before a named one so a test can SIGKILL the run exactly there. It only waits or writes a line to
@@ -441,8 +442,6 @@ def remount_tracefs(action: act.RemountTracefs) -> None:
 
 
 def persist_tracefs(action: act.PersistTracefs) -> None:
-    from .reach import render_dropin
-
     write_file(action.target, render_dropin(action.group, group_gid(action.group, "persist_tracefs")),
                step="persist_tracefs")
     reload_systemd()
@@ -453,8 +452,6 @@ def edit_fstab(action: act.EditFstab) -> bool:
     """Replace exactly the planned line; fstab changed since planning (the line is gone or
     doubled) fails the step rather than editing a line nobody looked at. False: nothing to do
     (the line already carries the gid of a group this plan created)."""
-    from . import fstab
-
     step = action.step
     checkpoint(step)
     new: str | None = action.new_line
@@ -476,7 +473,7 @@ def edit_fstab(action: act.EditFstab) -> bool:
     if edited is None or not stat.S_ISREG(info.st_mode):
         raise ConvergeError(step, f"{action.target} changed while perfgroup ran; run it again")
     if action.journal:  # setup's edit (remove's restore needs none)
-        known = fstab.parse_journal(_read_small(action.journal))
+        known = fstab.parse_journal(host.read_text(action.journal, exact=True) or "")
         write_file(action.journal, fstab.journal_text((*known, (action.line, new))), step="journal_fstab", mode=0o600)
     # Not perfgroup's file: it keeps its owner and mode.
     replace_atomically(action.target, edited.encode("utf-8", "surrogateescape"), step, stat.S_IMODE(info.st_mode),
@@ -486,24 +483,13 @@ def edit_fstab(action: act.EditFstab) -> bool:
     return True
 
 
-def _read_small(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
-            return handle.read(1 << 20)
-    except OSError:
-        return ""
-
-
 def write_pending(state_path: str, text: str) -> None:
     """Before the first change: what only a record would remember (pending.py)."""
-
     write_file(intent_path(state_path), text, step="write_pending", mode=0o600)
 
 
 def delete_pending(state_path: str) -> None:
     """Once a record carries the intent (setup's record, or remove's end)."""
-    from .paths import intent_path
-
     path = intent_path(state_path)
     if not os.path.lexists(path):
         return
@@ -514,8 +500,6 @@ def delete_pending(state_path: str) -> None:
 
 def delete_fstab_journal(group: str) -> None:
     """After the record carries the journal's edits (setup's last write)."""
-    from .paths import journal_path
-
     path = journal_path(group)
     if not os.path.lexists(path):
         return

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import access, apply, fstab, node_files, pending, reach, verify
+from . import access, apply, fstab, host, node_files, pending, reach, verify
 from . import facts as facts_mod
 from . import plan as plan_mod
 from .actions import Action, AddMember, CreateDir, EditFstab, InstallCopy, RemountTracefs
@@ -155,7 +155,7 @@ def recorded_files(desired: Desired, after: NodeFacts, previous: State | None, p
     present = tuple(path for path in (DROPIN_PATH, *artifact_paths(desired.group)) if os.path.lexists(path))
     return reach.record_files(
         previous.files if previous else (), (*plan_mod.planned_files(desired), *plan.files),
-        (DROPIN_PATH, facts_mod.sha256_text(dropin)) if ours and dropin is not None else None,
+        (DROPIN_PATH, host.sha256_text(dropin)) if ours and dropin is not None else None,
         desired.group, present,
     )
 

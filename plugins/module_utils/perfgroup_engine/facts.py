@@ -6,7 +6,6 @@ those decisions are pure functions that tests feed with plain data.
 
 from __future__ import annotations
 
-import errno
 import grp
 import os
 import pwd
@@ -18,18 +17,19 @@ from . import fstab, node_files, perfsource, sysctl
 from . import pending as pending_mod
 from . import reach as reach_mod
 from .access import AccessFacts
-from .capabilities import XATTR_NAME, CapabilityError, FileCaps, decode
+from .capabilities import FileCaps
 from .desired import Desired
 from .errors import RefusedError
+from .host import digest, key_of, load_state, read_caps, read_int, read_text, sha256_text
 from .paths import STATE_DIR, TMP_PREFIX, default_dest, journal_path, state_path
 from .pending import Intent
-from .state import State, StateError, StatKey, parse
+from .state import State, StatKey
 from .tuples import NamedTuple
 from .validate import check_abs_path, check_group
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
 if TYPE_CHECKING:
-    from typing import Any, Mapping
+    from typing import Mapping
 
 
 class PathFacts(NamedTuple):
@@ -112,26 +112,6 @@ class NodeFacts(NamedTuple):
     pending: Intent | None = None  # what a setup run that did not finish meant to record (pending.py)
 
 
-def read_text(path: str, limit: int = 1 << 20) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read(limit)
-    except OSError:
-        return None
-
-
-def read_int(path: str) -> int | None:
-    text = read_text(path, 64)
-    try:
-        return int(text.strip()) if text is not None else None
-    except ValueError:
-        return None
-
-
-def key_of(info: os.stat_result) -> StatKey:
-    return StatKey(info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
-
-
 def path_facts(path: str) -> PathFacts:
     try:
         info = os.lstat(path)
@@ -143,57 +123,6 @@ def path_facts(path: str) -> PathFacts:
         else "symlink" if stat.S_ISLNK(mode) else "other"
     )
     return PathFacts(path, kind, info.st_uid, info.st_gid, stat.S_IMODE(mode), info.st_nlink, key_of(info))
-
-
-def sha256_file(path: str) -> str | None:
-    import hashlib  # lazily: a converged node's audit never hashes
-
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    digest = hashlib.sha256()
-    with os.fdopen(fd, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def sha256_text(text: str) -> str:
-    return _small_sha256(text.encode()).hexdigest()  # type: ignore[no-any-return]
-
-
-def _small_sha256(data: bytes) -> Any:
-    """sha256 for the audit's few small files: CPython's own implementation where it is built in,
-    since hashlib first loads OpenSSL's libcrypto (2-3 ms per run, more than the hashing)."""
-    try:
-        from _sha256 import sha256  # type: ignore[import-not-found]  # Python <= 3.11
-    except ImportError:
-        try:
-            from _sha2 import sha256  # type: ignore[import-not-found]  # Python >= 3.12
-        except ImportError:
-            from hashlib import sha256
-    return sha256(data)
-
-
-def digest(path: str, key: StatKey | None, known_key: StatKey | None, known_sha: str | None) -> str | None:
-    """sha256 of path, reusing the recorded one when the stat identity is unchanged (cheap audits)."""
-    if key is not None and known_key is not None and key == known_key and known_sha:
-        return known_sha
-    return sha256_file(path)
-
-
-def read_caps(path: str) -> tuple[FileCaps | None, str | None]:
-    try:
-        raw = os.getxattr(path, XATTR_NAME, follow_symlinks=False)
-    except OSError as error:
-        if error.errno in (errno.ENODATA, errno.ENOTSUP, errno.ENOENT):
-            return None, None
-        return None, f"cannot read {XATTR_NAME}: {error.strerror}"
-    try:
-        return decode(raw), None
-    except CapabilityError as error:
-        return None, str(error)
 
 
 def copy_facts(path: str, state: State | None) -> CopyFacts:
@@ -272,16 +201,6 @@ def user_exists(name: str) -> bool:
     except KeyError:
         return False
     return True
-
-
-def load_state(path: str) -> tuple[State | None, str | None]:
-    text = read_text(path)
-    if text is None:
-        return None, "missing" if not os.path.lexists(path) else "unreadable"
-    try:
-        return parse(text), None
-    except StateError as error:
-        return None, f"unusable ({error})"
 
 
 def source_facts(

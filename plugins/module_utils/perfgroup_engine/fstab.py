@@ -13,7 +13,7 @@ depends on the boot path; perfgroup will not guess). Not touched: debugfs entrie
 automounts it there), and debugfs itself stays 0700 root: opening debugfs would open far more
 than tracepoints.
 
-Pure functions on text, plus read_text(); standard library only.
+Pure functions on text; standard library only (host.read_text(path, exact=True) reads it).
 """
 
 from __future__ import annotations
@@ -82,14 +82,6 @@ def entry(line: str) -> Entry | None:
 def tracefs_lines(text: str) -> tuple[str, ...]:
     """The uncommented lines of fstab text that mount tracefs, as they are."""
     return tuple(line for line in text.splitlines() if entry(line) is not None)
-
-
-def read_text(path: str = FSTAB) -> str:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(1 << 20).decode("utf-8", "surrogateescape")
-    except OSError:
-        return ""
 
 
 def _option(options: str, name: str) -> str | None:

@@ -11,7 +11,8 @@ import pwd
 from . import apply
 from .actions import Action, AddMember, RemoveMember
 from .errors import RefusedError
-from .facts import GroupFacts, group_facts, load_state, user_exists
+from .facts import GroupFacts, group_facts, user_exists
+from .host import load_state
 from .paths import state_path
 from .validate import check_member, check_name
 

@@ -165,7 +165,7 @@ def refuse_foreign(facts: NodeFileFacts, artifacts: tuple[NodeArtifact, ...], gr
 def recorded(facts: NodeFileFacts, artifacts: tuple[NodeArtifact, ...], node_entry: bool) -> tuple[tuple[str, str], ...]:
     """(path, sha256 of the content) for the record; a link records its target's content (audit
     reads through it), so a dangling or retargeted link shows up as modified/missing."""
-    from .facts import sha256_text
+    from .host import sha256_text
 
     return tuple((a.path, a.keep_sha256 or sha256_text(a.content))
                  for a in wanted(artifacts, facts.engine_sources, node_entry))

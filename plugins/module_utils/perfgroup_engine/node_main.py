@@ -85,7 +85,7 @@ def recorded_artifacts(state: object) -> tuple[NodeArtifact, ...]:
     cannot render (no jinja2 on nodes) but keeps them in the record. The entry point is re-made
     from this engine itself, and profile/sysctl from the engine's own renderers."""
     from . import node_files
-    from .facts import read_text, sha256_text
+    from .host import read_text, sha256_text
     from .state import State
 
     assert isinstance(state, State)
@@ -108,7 +108,7 @@ def recorded_artifacts(state: object) -> tuple[NodeArtifact, ...]:
 def heal_target(group: str) -> object:
     """Desired from the setup record: what `perfgroup setup` was last asked for."""
     from .desired import Desired
-    from .facts import load_state
+    from .host import load_state
     from .paths import state_path
     from .validate import check_dest_path, check_name
 

@@ -107,7 +107,8 @@ def still_true(intent: Intent, group_exists: bool, members: tuple[str, ...] | fr
 
 def read(state_path: str, group_exists: bool, members: tuple[str, ...] | frozenset[str]) -> Intent | None:
     """The intent a failed run left (None: there is none). Trusted only if root's alone, as the record."""
-    from .access import owner_mode, state_problem
+    from .host import owner_mode
+    from .trust import state_problem
 
     path = intent_path(state_path)
     entry = owner_mode(path)

@@ -24,7 +24,8 @@ from .actions import (
 from .capabilities import CapChoice, sort_caps
 from .desired import Desired
 from .errors import RefusedError
-from .facts import NodeFacts, sha256_text
+from .facts import NodeFacts
+from .host import sha256_text
 from .policy import (
     COPY_MODE,
     MIN_PARANOID,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import stat
 
-from . import fstab
+from . import fstab, host
 from .paths import DROPIN_PATH, FSTAB, MOUNT_UNITS, MOUNTINFO, TRACEFS_PATHS, artifact_paths, journal_path
 from .tuples import NamedTuple
 
@@ -82,30 +82,22 @@ def fstab_mounts_tracefs(text: str) -> bool:
     return False
 
 
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read(1 << 20)
-    except OSError:
-        return None
-
-
 def read_facts(image: bool = False) -> ReachFacts:
     """image: an image chroot, where nothing is mounted yet: only what its files say about boot."""
     mounts = []
-    for point in () if image else tracefs_points(_read(MOUNTINFO) or ""):
+    for point in () if image else tracefs_points(host.read_text(MOUNTINFO) or ""):
         try:
             info = os.stat(point)
         except OSError:
             continue
         mounts.append((point, stat.S_IMODE(info.st_mode), info.st_gid))
-    mlock = "" if image else (_read("/proc/sys/kernel/perf_event_mlock_kb") or "").strip()
-    fstab_text = fstab.read_text(FSTAB)
+    mlock = "" if image else (host.read_text("/proc/sys/kernel/perf_event_mlock_kb") or "").strip()
+    fstab_text = host.read_text(FSTAB, exact=True) or ""
     return ReachFacts(
         tracefs=tuple(mounts),
         systemd=(image or os.path.isdir("/run/systemd/system")) and any(os.path.exists(u) for u in MOUNT_UNITS),
         fstab_tracefs=fstab_mounts_tracefs(fstab_text),
-        dropin=_read(DROPIN_PATH),
+        dropin=host.read_text(DROPIN_PATH),
         mlock_kb=int(mlock) if mlock.isdigit() else None,
         cpus=os.cpu_count() or 1,
         fstab_lines=fstab.tracefs_lines(fstab_text),

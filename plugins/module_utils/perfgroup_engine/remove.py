@@ -11,10 +11,10 @@ from __future__ import annotations
 import grp
 import os
 
-from . import access, fstab, node_files, pending, reach, trust
+from . import access, fstab, host, node_files, pending, reach, trust
 from .actions import Action, DeleteCopy, DeleteDir, DeleteFile, DeleteGroup, EditFstab, RemountTracefs, RemoveMember
 from .errors import RefusedError
-from .facts import load_state
+from .host import load_state
 from .paths import (
     DROPIN_PATH,
     ENGINE_DIR,
@@ -59,7 +59,7 @@ def derived_files(group: str) -> tuple[str, ...]:
 
 def _state_unsafe(group: str) -> str | None:
     for path, kind in ((STATE_DIR, "dir"), (state_path(group), "file")):
-        problem = access.state_problem(access.owner_mode(path), kind)
+        problem = trust.state_problem(host.owner_mode(path), kind)
         if problem:
             return f"{path} {problem}"
     return None
@@ -122,7 +122,7 @@ def read(group: str) -> RemoveFacts:
     return RemoveFacts(
         group, state, None, copies=copies, files=files, dirs=dirs,
         group_exists=exists, group_members=members, entry_point_cache=cache, state_unsafe=_state_unsafe(group),
-        tracefs=reach.read_facts().tracefs, fstab_lines=fstab.tracefs_lines(fstab.read_text()),
+        tracefs=reach.read_facts().tracefs, fstab_lines=fstab.tracefs_lines(host.read_text(FSTAB, exact=True) or ""),
         untrusted=untrusted, pending=intent is not None,
     )
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 import os
 import stat
 
-from .capabilities import XATTR_NAME
 from .errors import RefusedError
+from .host import has_caps
 from .paths import LIBEXEC_ROOT
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
@@ -30,14 +30,6 @@ if TYPE_CHECKING:
 
 def _inside(path: str, directory: str) -> bool:
     return path.startswith(directory.rstrip("/") + "/")
-
-
-def has_caps(path: str) -> bool:
-    try:
-        os.getxattr(path, XATTR_NAME, follow_symlinks=False)
-    except OSError:
-        return False
-    return True
 
 
 def setup_made(path: str, state: State) -> bool:
@@ -66,3 +58,16 @@ def setup_made(path: str, state: State) -> bool:
 
 def untrusted_note(path: str) -> str:
     return f"record names {path}, which setup could not have created; left in place"
+
+
+def state_problem(entry: tuple[int, int, str] | None, kind: str) -> str | None:
+    if entry is None:
+        return None
+    uid, mode, found = entry
+    if found != kind:
+        return f"is a {found}"
+    if uid != 0:
+        return f"is owned by uid {uid}"
+    if mode & 0o022:
+        return f"is writable by others (mode {mode:04o})"
+    return None
