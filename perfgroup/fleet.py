@@ -9,7 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator
 
-from .engine.findings import CRITICAL, OK, RANK, UNKNOWN, WARNING
+from .engine.finding import CRITICAL, OK, RANK, UNKNOWN, WARNING
 
 
 @dataclass(frozen=True)

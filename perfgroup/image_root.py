@@ -15,8 +15,9 @@ import subprocess
 import tempfile
 from typing import Any
 
-from .engine import errors, node_files
+from .engine import errors, node_files_facts
 from .engine.errors import ConvergeError, LockedError, PerfgroupError, RefusedError
+from .engine.finding import OK
 
 IMAGE_PYTHON = "/usr/bin/python3"
 # Runs in the image: refuse an interpreter older than the node floor with the same one-line answer.
@@ -54,7 +55,7 @@ def check_root(root: str) -> str:
 def run(root: str, request: dict[str, Any]) -> dict[str, Any]:
     """Send one request to the engine inside the image; its JSON answer (error outcomes included)."""
     real = check_root(root)
-    sources = node_files.read_engine_sources()
+    sources = node_files_facts.read_engine_sources()
     if not sources:
         raise ConvergeError("stage_engine", "cannot read this engine's sources to stage them in the image")
     stage = tempfile.mkdtemp(prefix=".perfgroup-stage-", dir=real)
@@ -89,7 +90,7 @@ def run(root: str, request: dict[str, Any]) -> dict[str, Any]:
 def raise_for(answer: dict[str, Any], message: str) -> None:
     """The error class behind an answer's outcome, so the command's exit table applies unchanged."""
     outcome = answer.get("outcome", errors.FAILED)
-    if outcome == errors.OK:
+    if outcome == OK:
         return
     error: PerfgroupError = ERRORS.get(outcome, PerfgroupError)(message)
     raise error

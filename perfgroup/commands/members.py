@@ -70,7 +70,7 @@ def _change_members(group: str, users: tuple[str, ...], add: bool, dry_run: bool
     if add and changed:
         output.say("note: a membership applies from the member's next login (or `newgrp`)")
     if not add:
-        from ..engine.access import lingering_note
+        from ..engine.access_rules import lingering_note
 
         lingering = lingering_note(set(users))
         if lingering is not None:

@@ -17,7 +17,7 @@ def remove(group: str, dry_run: bool, as_json: bool) -> None:
     Without a usable setup record it refuses rather than guess, unless nothing of perfgroup's is
     left (then there is nothing to remove: exit 0).
     """
-    from ..engine import access, apply
+    from ..engine import access_rules, apply
     from ..engine import remove as remove_mod
     from ..engine.validate import check_group
 
@@ -31,7 +31,7 @@ def remove(group: str, dry_run: bool, as_json: bool) -> None:
         with apply.node_lock(LOCK_WAIT, on_wait):
             steps = remove_mod.plan(remove_mod.read(group))
             apply.perform(steps, on_done=done.append)
-    lingering = access.lingering_note()
+    lingering = access_rules.lingering_note()
     if lingering is not None:
         notes.append(lingering)
     if as_json:

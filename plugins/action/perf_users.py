@@ -14,7 +14,7 @@ from typing import Any
 
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
-from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine import node_files
+from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine import node_files_facts
 from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine.paths import default_dest
 from ansible_collections.perfgroup.hpc.plugins.plugin_utils.artifacts import setup_artifacts
 
@@ -28,7 +28,7 @@ def rendered(args: dict[str, Any]) -> list[dict[str, Any]]:
     dest = str(args.get("dest") or default_dest(group))
     items: list[Any] = list(setup_artifacts(group, dest, args.get("source") or None, args.get("textfile_dir") or None,
                                             boolean(args.get("nhc", False), strict=False)))
-    items += node_files.entry_point(node_files.read_engine_sources())
+    items += node_files_facts.entry_point(node_files_facts.read_engine_sources())
     return [{name: getattr(item, name) for name in FIELDS} for item in items]
 
 

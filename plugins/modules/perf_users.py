@@ -199,7 +199,11 @@ import platform
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine import converge, node_files, options
+from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine import (
+    converge,
+    node_files_rules,
+    options,
+)
 from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine.desired import Desired, NodeArtifact
 from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine.errors import (
     ConvergeError,
@@ -231,7 +235,7 @@ def desired_from(params: dict[str, Any]) -> Desired:
     items = tuple(artifact_from(item) for item in params.get("artifacts") or ())
     # The module runs from a zip on the node, where the engine cannot copy itself: the action
     # plugin sends the entry point's files with the artifacts (the controller's engine: the same files).
-    shipped = any(node_files.is_entry_point(item.path) for item in items)
+    shipped = any(node_files_rules.is_entry_point(item.path) for item in items)
     return desired._replace(artifacts=items, node_entry=desired.node_entry and not shipped)
 
 

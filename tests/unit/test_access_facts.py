@@ -8,9 +8,9 @@ import struct
 import pytest
 from factsdata import DEST, converged, state
 
-from perfgroup.engine import access, plan, trust
+from perfgroup.engine import access_facts, access_rules, plan, trust
 from perfgroup.engine import remove as remove_mod
-from perfgroup.engine.access import GROUP, GROUP_OBJ, MASK, OTHER, USER, USER_OBJ, AccessFacts, Acl, AclEntry
+from perfgroup.engine.access_facts import GROUP, GROUP_OBJ, MASK, OTHER, USER, USER_OBJ, AccessFacts, Acl, AclEntry
 from perfgroup.engine.desired import Desired
 from perfgroup.engine.errors import RefusedError
 from perfgroup.engine.findings import audit
@@ -39,20 +39,20 @@ def test_decode_matches_the_kernel_format() -> None:
     raw = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in (
         (USER_OBJ, 7, 0xFFFFFFFF), (USER, 5, 1001), (GROUP_OBJ, 5, 0xFFFFFFFF), (MASK, 5, 0xFFFFFFFF),
         (OTHER, 0, 0xFFFFFFFF)))
-    entries = access.decode_acl(raw)
+    entries = access_facts.decode_acl(raw)
     assert entries[1] == AclEntry(USER, 5, 1001) and entries[0].id is None
-    assert access.encode_acl(entries) == raw
+    assert encode_acl(entries) == raw
     for bad in (b"", struct.pack("<I", 1), raw[:-1]):
         with pytest.raises(ValueError):
-            access.decode_acl(bad)
+            access_facts.decode_acl(bad)
 
 
 def test_named_entries_are_limited_by_the_mask() -> None:
     entry = AclEntry(USER, 7, 1001)
-    assert acl("/x", "access", entry).grants(access.W) == (entry,)
-    assert acl("/x", "access", entry, mask=5).grants(access.W) == ()
-    assert acl("/x", "access", entry, mask=5).grants(access.X) == (entry,)
-    assert acl("/x", "access", AclEntry(USER, 7, 0)).grants(access.W) == ()  # root may anyway
+    assert acl("/x", "access", entry).grants(access_facts.W) == (entry,)
+    assert acl("/x", "access", entry, mask=5).grants(access_facts.W) == ()
+    assert acl("/x", "access", entry, mask=5).grants(access_facts.X) == (entry,)
+    assert acl("/x", "access", AclEntry(USER, 7, 0)).grants(access_facts.W) == ()  # root may anyway
     assert acl("/x", "access").named() == ()
 
 
@@ -62,7 +62,7 @@ def test_named_entries_are_limited_by_the_mask() -> None:
     ("ab01FAX.bQRSU", True),  # a DES hash (13 characters)
 ])
 def test_group_password(password: str, usable: bool) -> None:
-    assert access.password_set(password) is usable
+    assert access_facts.password_set(password) is usable
 
 
 class FakeGroup:
@@ -81,8 +81,8 @@ class FakeGroup:
 def test_where_the_group_password_comes_from(monkeypatch: pytest.MonkeyPatch, gshadow: str | None, in_group: str,
                                              found: object) -> None:
     monkeypatch.setattr(FakeGroup, "gr_passwd", in_group)
-    monkeypatch.setattr(access.grp, "getgrnam", lambda name: FakeGroup())
-    assert access.group_password(gshadow, "perf_users") == found
+    monkeypatch.setattr(access_facts.grp, "getgrnam", lambda name: FakeGroup())
+    assert access_facts.group_password(gshadow, "perf_users") == found
 
 
 def test_a_password_in_etc_group_is_critical_and_named() -> None:
@@ -95,23 +95,23 @@ def test_a_password_in_etc_group_is_critical_and_named() -> None:
 
 def test_parse_gshadow() -> None:
     text = "root:*::\nperf_users:!:dave:alice,carol\nother:x::\n"
-    assert access.parse_gshadow(text, "perf_users") == ("!", ("dave",), ("alice", "carol"))
-    assert access.parse_gshadow(text, "missing") is None
+    assert access_facts.parse_gshadow(text, "perf_users") == ("!", ("dave",), ("alice", "carol"))
+    assert access_facts.parse_gshadow(text, "missing") is None
     # shadow-utils splits lines on newlines only: a CR is part of a name, not the start of a line.
-    assert access.parse_gshadow("perf_users:!::alice,\rcarol\n", "perf_users") == ("!", (), ("alice", "\rcarol"))
-    assert access.parse_gshadow("x:!::a\rperf_users:pw::\n", "perf_users") is None
+    assert access_facts.parse_gshadow("perf_users:!::alice,\rcarol\n", "perf_users") == ("!", (), ("alice", "\rcarol"))
+    assert access_facts.parse_gshadow("x:!::a\rperf_users:pw::\n", "perf_users") is None
 
 
 def test_parse_status_and_cap_names() -> None:
     text = "Name:\tsleep\nUid:\t1002\t1002\t1002\t1002\nCapInh:\t0\nCapPrm:\t0000004000000000\n" \
            "CapEff:\t0000000000000000\nCapAmb:\t0000000400000000\n"
-    uid, mask = access.parse_status(text)
+    uid, mask = access_facts.parse_status(text)
     assert uid == 1002
-    assert access.cap_names(mask) == {"cap_perfmon", "cap_syslog"}
-    assert access.parse_status(text.encode()) == (uid, mask)  # the scan reads bytes
-    assert access.parse_status(text.rstrip("\n")) == (uid, mask)  # last line unterminated
-    assert access.parse_status("Name:\tkthreadd\nUid:\t0\t0\t0\t0\nCapEff:\t000001ffffffffff\n")[0] == 0
-    assert access.parse_status("Name:\tx\n") == (None, 0)
+    assert access_facts.cap_names(mask) == {"cap_perfmon", "cap_syslog"}
+    assert access_facts.parse_status(text.encode()) == (uid, mask)  # the scan reads bytes
+    assert access_facts.parse_status(text.rstrip("\n")) == (uid, mask)  # last line unterminated
+    assert access_facts.parse_status("Name:\tkthreadd\nUid:\t0\t0\t0\t0\nCapEff:\t000001ffffffffff\n")[0] == 0
+    assert access_facts.parse_status("Name:\tx\n") == (None, 0)
 
 
 def test_acl_findings_and_severities() -> None:
@@ -147,7 +147,7 @@ def test_group_holder_findings_and_the_holders_list() -> None:
     found = ids(facts)
     assert found["group.password"] == "critical" and found["group.duplicate_gid"] == "critical"
     assert found["group.gshadow_members"] == found["group.gshadow_admins"] == found["group.primary_members"] == "warning"
-    assert access.holders(facts) == [  # type: ignore[arg-type]
+    assert access_rules.holders(facts) == [  # type: ignore[arg-type]
         {"user": "alice", "via": "member"}, {"user": "carol", "via": "gshadow_member"},
         {"user": "dave", "via": "gshadow_admin"}, {"user": "erin", "via": "primary_gid"},
         {"user": "bob", "via": "same_gid_group"},
@@ -158,7 +158,7 @@ def test_group_holder_findings_and_the_holders_list() -> None:
 
 
 def test_lingering_processes_of_non_members_only() -> None:
-    kept = (access.Lingering(10, "alice", ("cap_perfmon",)), access.Lingering(11, "bob", ("cap_perfmon",)))
+    kept = (access_facts.Lingering(10, "alice", ("cap_perfmon",)), access_facts.Lingering(11, "bob", ("cap_perfmon",)))
     finding = next(f for f in audit(with_access(lingering=kept), want()) if f.id == "process.lingering")  # type: ignore[arg-type]
     assert finding.severity == "warning" and "pid 11 (bob" in finding.message and "alice" not in finding.message
     assert "process.lingering" not in ids(with_access(lingering=kept[:1]))
@@ -223,5 +223,13 @@ def test_acl_holes_after_apply() -> None:
     facts = with_access(copy_acl=acl(DEST, "access", bob, mask=5),
                         dir_acls=(acl("/usr/local", "access", AclEntry(GROUP, 7, 50)),
                                   acl("/usr", "default", AclEntry(GROUP, 7, 50))))
-    assert access.acl_holes(facts) == ["/usr/local", DEST]  # type: ignore[arg-type]
-    assert access.acl_holes(converged()) == []
+    assert access_rules.acl_holes(facts) == ["/usr/local", DEST]  # type: ignore[arg-type]
+    assert access_rules.acl_holes(converged()) == []
+
+
+def encode_acl(entries: tuple[AclEntry, ...]) -> bytes:
+    """The inverse of access_facts.decode_acl (the kernel's posix_acl xattr layout)."""
+    data = struct.pack("<I", access_facts.ACL_VERSION)
+    for entry in entries:
+        data += struct.pack("<HHI", entry.tag, entry.perm, 0xFFFFFFFF if entry.id is None else entry.id)
+    return data

@@ -9,7 +9,7 @@ from factsdata import CAPS, GID, caps, converged, desired, dirs, replace, state,
 from perfgroup.engine.capabilities import decode
 from perfgroup.engine.facts import GroupFacts, NodeFacts, PathFacts, SourceFacts
 from perfgroup.engine.findings import audit, exit_code, worst
-from perfgroup.engine.pending import Intent
+from perfgroup.engine.intent_facts import Intent
 
 
 def recorded_file(path: str, sha: str | None) -> NodeFacts:

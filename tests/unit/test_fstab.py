@@ -11,11 +11,11 @@ import pytest
 from factsdata import converged, desired, replace, state
 
 from perfgroup.engine import actions as act
-from perfgroup.engine import apply, converge, fstab, reach
+from perfgroup.engine import apply, converge, fstab, reach_plan
 from perfgroup.engine.errors import ConvergeError, RefusedError
 from perfgroup.engine.findings import audit
 from perfgroup.engine.plan import make
-from perfgroup.engine.reach import ReachFacts
+from perfgroup.engine.reach_facts import ReachFacts
 from perfgroup.engine.remove import RemoveFacts
 from perfgroup.engine.remove import notes as remove_notes
 from perfgroup.engine.remove import plan as remove_plan
@@ -55,7 +55,7 @@ EDITS = [
 def run_setup(text: str, gid: int | None = GID) -> tuple[str, tuple[tuple[str, str], ...]]:
     """What setup's edits do to the text, and what it records (gid None: group made by the plan)."""
     facts = ReachFacts(fstab_lines=fstab.tracefs_lines(text))
-    planned, _ = reach.plan_tracefs(facts, "perf_users", gid, True)
+    planned, _ = reach_plan.plan_tracefs(facts, "perf_users", gid, True)
     edits = tuple(a for a in planned if isinstance(a, act.EditFstab))
     done = []
     for action in edits:  # as apply.edit_fstab does, with the gid known by then
@@ -131,10 +131,10 @@ def test_plan(facts: ReachFacts, want: bool, expected: list[str]) -> None:
 
 
 def test_the_action_describes_the_line_it_writes() -> None:
-    planned, _ = reach.plan_tracefs(MOUNTED, "perf_users", GID, True)
+    planned, _ = reach_plan.plan_tracefs(MOUNTED, "perf_users", GID, True)
     edit = planned[-1]
     assert (edit.before, edit.after) == (FSTAB_LINE, "tracefs /sys/kernel/tracing tracefs defaults,gid=995,mode=0750 0 0")
-    unknown, _ = reach.plan_tracefs(MOUNTED, "perf_users", None, True)
+    unknown, _ = reach_plan.plan_tracefs(MOUNTED, "perf_users", None, True)
     assert "gid of perf_users" in unknown[-1].after
 
 

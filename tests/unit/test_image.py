@@ -8,7 +8,7 @@ import json
 import pytest
 from factsdata import converged, desired, fresh, replace
 
-from perfgroup.engine import reach
+from perfgroup.engine import reach_facts
 from perfgroup.engine.desired import NodeArtifact
 from perfgroup.engine.facts import TextFacts
 from perfgroup.engine.findings import audit
@@ -16,7 +16,7 @@ from perfgroup.engine.image import desired_from_dict, desired_to_dict
 from perfgroup.engine.plan import make
 
 # An image: no kernel facts (facts.read leaves them None), systemd's tracefs unit shipped, nothing mounted.
-IMAGE_REACH = reach.ReachFacts(tracefs=(), systemd=True, dropin=None, mlock_kb=None)
+IMAGE_REACH = reach_facts.ReachFacts(tracefs=(), systemd=True, dropin=None, mlock_kb=None)
 
 
 def image_facts(**changes: object) -> object:

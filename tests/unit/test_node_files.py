@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from perfgroup import artifacts
-from perfgroup.engine import node_files
+from perfgroup.engine import node_files_facts, node_files_plan, node_files_rules
 from perfgroup.engine.actions import CreateSymlink, WriteFile
 from perfgroup.engine.desired import NodeArtifact
 from perfgroup.engine.host import sha256_text
@@ -17,12 +17,12 @@ LINK = NodeArtifact("/etc/systemd/system/multi-user.target.wants/perfgroup-heal-
 SOURCES = (("__init__.py", ""), ("node_main.py", "x = 1\n"))
 
 
-def facts(present: dict[str, tuple[str | None, str | None]], sources: node_files.Sources = SOURCES) -> node_files.NodeFileFacts:
-    return node_files.NodeFileFacts(sources, tuple((p, t, lk) for p, (t, lk) in present.items()))
+def facts(present: dict[str, tuple[str | None, str | None]], sources: node_files_facts.Sources = SOURCES) -> node_files_facts.NodeFileFacts:
+    return node_files_facts.NodeFileFacts(sources, tuple((p, t, lk) for p, (t, lk) in present.items()))
 
 
 def test_fresh_node_gets_engine_launcher_unit_and_link() -> None:
-    actions = node_files.plan(facts({}), (UNIT, LINK), node_entry=True)
+    actions = node_files_plan.plan(facts({}), (UNIT, LINK), node_entry=True)
     targets = [a.target for a in actions]
     assert targets == [f"{ENGINE_DIR}/__init__.py", f"{ENGINE_DIR}/node_main.py",
                        LAUNCHER, UNIT.path, LINK.path]
@@ -33,18 +33,18 @@ def test_fresh_node_gets_engine_launcher_unit_and_link() -> None:
 
 def test_converged_node_plans_nothing_and_a_retargeted_link_is_fixed() -> None:
     present: dict[str, tuple[str | None, str | None]] = {f"{ENGINE_DIR}/{n}": (t, None) for n, t in SOURCES}
-    present[LAUNCHER] = (node_files.LAUNCHER_TEXT, None)
+    present[LAUNCHER] = (node_files_facts.LAUNCHER_TEXT, None)
     present[UNIT.path] = (UNIT.content, None)
     present[LINK.path] = (UNIT.content, UNIT.path)
-    assert node_files.plan(facts(present), (UNIT, LINK), node_entry=True) == []
+    assert node_files_plan.plan(facts(present), (UNIT, LINK), node_entry=True) == []
     present[LINK.path] = ("other", "/dev/null")
-    assert [a.target for a in node_files.plan(facts(present), (UNIT, LINK), True)] == [LINK.path]
+    assert [a.target for a in node_files_plan.plan(facts(present), (UNIT, LINK), True)] == [LINK.path]
 
 
 def test_engine_unreadable_installs_no_entry_point_and_kept_entries_write_nothing() -> None:
     kept = NodeArtifact("/etc/apt/apt.conf.d/80perfgroup-g", "", keep_sha256="ab" * 32)
-    assert node_files.plan(facts({}, sources=None), (kept,), node_entry=True) == []
-    assert node_files.recorded(facts({}, sources=None), (UNIT, kept), True) == (
+    assert node_files_plan.plan(facts({}, sources=None), (kept,), node_entry=True) == []
+    assert node_files_plan.recorded(facts({}, sources=None), (UNIT, kept), True) == (
         (UNIT.path, sha256_text(UNIT.content)), (kept.path, "ab" * 32))
 
 
@@ -56,7 +56,7 @@ def test_engine_unreadable_installs_no_entry_point_and_kept_entries_write_nothin
     ("/usr/local/lib/perfgroup/perfgroup_engine/../x.py", False),
 ])
 def test_remove_deletes_only_node_files_of_the_group(path: str, owned: bool) -> None:
-    assert node_files.owned("g", path) is owned
+    assert node_files_rules.owned("g", path) is owned
 
 
 def test_rendered_setup_artifacts_are_ones_remove_may_delete() -> None:
@@ -64,7 +64,7 @@ def test_rendered_setup_artifacts_are_ones_remove_may_delete() -> None:
     rendered = artifacts.node_artifacts("perf_users", "/usr/local/libexec/perfgroup/perf_users/perf", kinds,
                                         textfile_dir="/var/lib/node_exporter")
     assert {a.kind for a in rendered} == kinds
-    assert all(node_files.owned("perf_users", a.path) for a in rendered)
+    assert all(node_files_rules.owned("perf_users", a.path) for a in rendered)
     links = {a.path: a.link for a in rendered if a.link}
     assert links == {
         "/etc/systemd/system/multi-user.target.wants/perfgroup-heal-perf_users.service":
@@ -75,7 +75,7 @@ def test_rendered_setup_artifacts_are_ones_remove_may_delete() -> None:
 
 
 def test_engine_reads_its_own_sources_including_the_entry_point() -> None:
-    sources = dict(node_files.read_engine_sources() or ())
+    sources = dict(node_files_facts.read_engine_sources() or ())
     assert "node_main.py" in sources and "facts.py" in sources
     assert "import click" not in "".join(sources.values()) and "import jinja2" not in "".join(sources.values())
 
@@ -90,7 +90,7 @@ def test_select_keeps_each_artifact_whose_node_side_condition_holds(tmp_path: py
     items = (NodeArtifact("/a", "x", kind="apt", requires="/etc/apt"), NodeArtifact("/d", "x", kind="dnf", requires="/etc/dnf"),
              NodeArtifact("/w1", "x", kind="wrapper", requires="/usr/bin/perf"),
              NodeArtifact("/w2", "x", kind="wrapper", requires="!/usr/bin/perf"), NodeArtifact("/b", "x", kind="boot"))
-    assert [(a.path, a.requires) for a in node_files.select(items, node_files.existing_requirements(items, root))] == [("/a", ""), ("/w1", ""), ("/b", "")]
+    assert [(a.path, a.requires) for a in node_files_rules.select(items, node_files_facts.existing_requirements(items, root))] == [("/a", ""), ("/w1", ""), ("/b", "")]
 
 
 def test_setup_renders_every_candidate_and_the_optional_kinds_only_when_asked() -> None:
@@ -105,7 +105,7 @@ def test_setup_renders_every_candidate_and_the_optional_kinds_only_when_asked() 
     asked = artifacts.setup_artifacts("perf_users", dest, textfile_dir="/var/lib/node_exporter", nhc=True)
     extra = {a.path for a in asked} - {a.path for a in plain}
     assert extra == set(optional_paths("perf_users"))
-    assert all(node_files.owned("perf_users", path) for path in extra)
+    assert all(node_files_rules.owned("perf_users", path) for path in extra)
     assert "--textfile-dir /var/lib/node_exporter" in next(a.content for a in asked if a.path.endswith("textfile-perf_users.service"))
     assert artifacts.MODULE_NAME == MODULE_NAME and artifacts.NODE_COMMAND == LAUNCHER
     # A --perf source: the node picks the wrapper running /usr/bin/perf if it has one, else the source.
@@ -117,9 +117,9 @@ def test_setup_renders_every_candidate_and_the_optional_kinds_only_when_asked() 
 def test_a_full_render_without_the_optional_kinds_retires_only_what_this_group_recorded() -> None:
     timer, nhc = optional_paths("g")[1], optional_paths("g")[3]
     present = facts({timer: ("[Timer]\n", None), nhc: ("fn\n", None)}, sources=None)
-    actions = node_files.plan(present, (UNIT,), False, "g", recorded_paths=(timer,))
+    actions = node_files_plan.plan(present, (UNIT,), False, "g", recorded_paths=(timer,))
     assert [(type(a).__name__, a.target) for a in actions] == [("WriteFile", UNIT.path), ("DeleteFile", timer)]
-    assert node_files.plan(present, (), False, "g", recorded_paths=(timer,)) == []  # no render (e.g. audit): keep
+    assert node_files_plan.plan(present, (), False, "g", recorded_paths=(timer,)) == []  # no render (e.g. audit): keep
 
 
 def test_sha256_text_is_hashlib_sha256() -> None:
@@ -135,4 +135,4 @@ def test_sha256_text_is_hashlib_sha256() -> None:
 ])
 def test_select_is_a_pure_decision(requires: str, existing: frozenset[str], kept: bool) -> None:
     item = NodeArtifact("/x", "x", kind="k", requires=requires)
-    assert node_files.select((item,), existing) == ((item._replace(requires=""),) if kept else ())
+    assert node_files_rules.select((item,), existing) == ((item._replace(requires=""),) if kept else ())

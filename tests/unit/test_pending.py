@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from perfgroup.engine import pending
+from perfgroup.engine import intent_facts, intent_plan
 from perfgroup.engine.actions import AddMember, CreateDir, CreateGroup, InstallCopy, RemountTracefs, SetParanoid
+from perfgroup.engine.intent_facts import Intent
 from perfgroup.engine.paths import intent_path
-from perfgroup.engine.pending import Intent
 from perfgroup.engine.state import State
 
 GROUP = CreateGroup("perf_users", "why")
@@ -34,11 +34,11 @@ KNOWN = RECORD._replace(created_dirs=(DIR.target,), members_added=("alice",), co
 ])
 def test_of_plan_keeps_only_what_a_record_alone_remembers(actions: tuple, paranoid: int | None,
                                                           recorded: State | None, expected: Intent) -> None:
-    assert pending.of_plan(actions, paranoid, recorded) == expected
+    assert intent_plan.of_plan(actions, paranoid, recorded) == expected
 
 
 def test_paranoid_alone_is_not_a_change_worth_writing_down() -> None:
-    intent = pending.of_plan((SetParanoid("kernel.perf_event_paranoid", "why", value=2),), 3, RECORD)
+    intent = intent_plan.of_plan((SetParanoid("kernel.perf_event_paranoid", "why", value=2),), 3, RECORD)
     assert intent.empty()
 
 
@@ -49,29 +49,29 @@ def test_paranoid_alone_is_not_a_change_worth_writing_down() -> None:
     ("[1, 2]", Intent()),
     ('{"group_created": "yes", "members_added": ["alice", 3], "paranoid_before": "3"}', Intent(members_added=("alice",))),
     ('{"tracefs_before": [["/sys/kernel/tracing", "x", 0]]}', Intent()),
-    (pending.to_json(Intent(True, ("/d",), ("a",), ("/c",), 3, (("/t", 448, 0),))),
+    (intent_plan.to_json(Intent(True, ("/d",), ("a",), ("/c",), 3, (("/t", 448, 0),))),
      Intent(True, ("/d",), ("a",), ("/c",), 3, (("/t", 448, 0),))),
 ])
 def test_a_damaged_intent_counts_as_none(text: str | None, expected: Intent) -> None:
-    assert pending.parse(text) == expected
+    assert intent_facts.parse(text) == expected
 
 
 def test_two_failed_runs_keep_the_first_value_from_before() -> None:
     first = Intent(members_added=("alice",), paranoid_before=3, tracefs_before=(("/t", 0o700, 0),))
     second = Intent(True, ("/d",), ("bob", "alice"), (), 2, (("/t", 0o750, 995), ("/u", 0o700, 0)))
-    assert pending.union(first, second) == Intent(
+    assert intent_plan.union(first, second) == Intent(
         True, ("/d",), ("alice", "bob"), (), 3, (("/t", 0o700, 0), ("/u", 0o700, 0)))
-    assert pending.union(None, second) == second
+    assert intent_plan.union(None, second) == second
 
 
 def test_remove_folds_the_intent_into_the_record() -> None:
     state = State("perf_users", 995, "/c", "/usr/bin/perf", "", "", ("cap_perfmon",), members_added=("alice",),
                   created_dirs=("/a",), copies=("/c",), paranoid_before=None)
-    folded = pending.fold(state, Intent(True, ("/b",), ("bob",), ("/old",), 4, (("/t", 0o700, 0),)))
+    folded = intent_plan.fold(state, Intent(True, ("/b",), ("bob",), ("/old",), 4, (("/t", 0o700, 0),)))
     assert folded.group_created and folded.created_dirs == ("/a", "/b") and folded.members_added == ("alice", "bob")
     assert folded.copies == ("/c", "/old") and folded.paranoid_before == 4 and folded.tracefs_before == (("/t", 448, 0),)
-    assert pending.fold(state, None) == state
-    assert pending.fold(state._replace(paranoid_before=3), Intent(paranoid_before=4)).paranoid_before == 3
+    assert intent_plan.fold(state, None) == state
+    assert intent_plan.fold(state._replace(paranoid_before=3), Intent(paranoid_before=4)).paranoid_before == 3
 
 
 def test_the_intent_lies_beside_the_record() -> None:

@@ -7,21 +7,28 @@ import pytest
 from factsdata import converged, desired, replace, state
 
 from perfgroup import artifacts
-from perfgroup.engine import node_files, reach, verify
+from perfgroup.engine import (
+    node_files_plan,
+    node_files_rules,
+    reach_facts,
+    reach_plan,
+    reach_rules,
+    verify,
+)
 from perfgroup.engine.desired import NodeArtifact
 from perfgroup.engine.errors import RefusedError
 from perfgroup.engine.findings import audit
-from perfgroup.engine.node_files import NodeFileFacts
+from perfgroup.engine.node_files_facts import NodeFileFacts
 from perfgroup.engine.paths import DROPIN_PATH, MODULE_NAME, WRAPPER_PATH, artifact_paths
 from perfgroup.engine.plan import make
-from perfgroup.engine.reach import ReachFacts
+from perfgroup.engine.reach_facts import ReachFacts
 from perfgroup.engine.remove import RemoveFacts
 from perfgroup.engine.remove import plan as remove_plan
 
 GID = 995  # factsdata's group gid
 TRACING = "/sys/kernel/tracing"
 CLOSED = ReachFacts(tracefs=((TRACING, 0o700, 0),), systemd=True, mlock_kb=516, cpus=2)
-OPENED = CLOSED._replace(tracefs=((TRACING, 0o750, GID),), dropin=reach.render_dropin("perf_users", GID))
+OPENED = CLOSED._replace(tracefs=((TRACING, 0o750, GID),), dropin=reach_plan.render_dropin("perf_users", GID))
 
 MOUNTINFO = """\
 22 1 0:21 / /sys rw,nosuid - sysfs sysfs rw
@@ -34,7 +41,7 @@ MOUNTINFO = """\
 def test_the_engine_dropin_is_the_template_rendered() -> None:
     rendered = artifacts.render({"group": "perf_users", "tracefs_gid": GID, "tracefs_mode": "0750"}, {"tracefs"})[0]
     assert rendered.path == DROPIN_PATH
-    assert rendered.content == reach.render_dropin("perf_users", GID)
+    assert rendered.content == reach_plan.render_dropin("perf_users", GID)
 
 
 def test_artifact_paths_are_where_the_templates_go() -> None:
@@ -42,7 +49,7 @@ def test_artifact_paths_are_where_the_templates_go() -> None:
                                   "module_name": MODULE_NAME}
     rendered = artifacts.render(context, {"wrapper", "csh", "lmod", "tcl-module"})
     assert sorted(r.path for r in rendered) == sorted(artifact_paths("perf_users"))
-    assert all(reach.is_ours(r.content, "perf_users") for r in rendered)
+    assert all(node_files_rules.is_ours(r.content, "perf_users") for r in rendered)
 
 
 @pytest.mark.parametrize(("text", "points"), [
@@ -53,16 +60,16 @@ def test_artifact_paths_are_where_the_templates_go() -> None:
     ("garbage\n\n", ()),
 ])
 def test_tracefs_mount_points_from_mountinfo(text: str, points: tuple[str, ...]) -> None:
-    assert reach.tracefs_points(text) == points
+    assert reach_facts.tracefs_points(text) == points
 
 
 def test_fstab_tracefs_entry() -> None:
-    assert reach.fstab_mounts_tracefs("tracefs /sys/kernel/tracing tracefs defaults 0 0\n")
-    assert not reach.fstab_mounts_tracefs("# tracefs /sys/kernel/tracing tracefs defaults\n/dev/sda1 / ext4 rw 0 1\n")
+    assert reach_facts.fstab_mounts_tracefs("tracefs /sys/kernel/tracing tracefs defaults 0 0\n")
+    assert not reach_facts.fstab_mounts_tracefs("# tracefs /sys/kernel/tracing tracefs defaults\n/dev/sda1 / ext4 rw 0 1\n")
 
 
 def kinds(facts_access: ReachFacts, gid: int | None = GID, want: bool = True) -> list[str]:
-    actions, _ = reach.plan_tracefs(facts_access, "perf_users", gid, want)
+    actions, _ = reach_plan.plan_tracefs(facts_access, "perf_users", gid, want)
     return [a.kind for a in actions]
 
 
@@ -83,9 +90,9 @@ def test_plan_tracefs(facts_access: ReachFacts, gid: int | None, want: bool, exp
 
 def test_plan_tracefs_says_how_it_persists() -> None:
     fstab = CLOSED._replace(fstab_tracefs=True, fstab_lines=("tracefs /sys/kernel/tracing tracefs defaults 0 0",))
-    _, notes = reach.plan_tracefs(fstab, "perf_users", GID, True)
+    _, notes = reach_plan.plan_tracefs(fstab, "perf_users", GID, True)
     assert any("fstab" in note and "gid=<gid of perf_users>,mode=0750" in note for note in notes)
-    _, notes = reach.plan_tracefs(ReachFacts(), "perf_users", GID, True)
+    _, notes = reach_plan.plan_tracefs(ReachFacts(), "perf_users", GID, True)
     assert any("not mounted" in note for note in notes)
 
 
@@ -97,7 +104,7 @@ def test_setup_plan_includes_tracefs() -> None:
 
 
 def ids(facts_access: ReachFacts, kept: bool = False, caps: tuple[str, ...] = ("cap_ipc_lock",)) -> dict[str, str]:
-    return {f[0]: f[1] for f in reach.findings(facts_access, "perf_users", GID, kept, caps, True)}
+    return {f[0]: f[1] for f in reach_rules.findings(facts_access, "perf_users", GID, kept, caps, True)}
 
 
 @pytest.mark.parametrize(("facts_access", "kept", "expected"), [
@@ -117,7 +124,7 @@ def test_mlock_budget_warns_only_without_cap_ipc_lock() -> None:
     assert ids(CLOSED)["mlock.budget"] == "ok"
     assert ids(CLOSED, caps=("cap_perfmon", "cap_syslog"))["mlock.budget"] == "warning"
     assert ids(CLOSED._replace(mlock_kb=16384), caps=("cap_perfmon",))["mlock.budget"] == "ok"
-    assert "1032 KiB" in next(f[2] for f in reach.findings(CLOSED, "g", GID, False, (), True) if f[0] == "mlock.budget")
+    assert "1032 KiB" in next(f[2] for f in reach_rules.findings(CLOSED, "g", GID, False, (), True) if f[0] == "mlock.budget")
 
 
 def test_audit_reports_tracefs() -> None:
@@ -145,14 +152,14 @@ def wrapper_facts(current: str | None) -> NodeFileFacts:
     (SITE_WRAPPER, (WRAPPER_PATH,), ["write_file"]),  # setup wrote it, someone edited it: repair
 ])
 def test_artifacts_written_when_absent_or_ours(current: str | None, recorded: tuple[str, ...], expected: list[str]) -> None:
-    node_files.refuse_foreign(wrapper_facts(current), (WRAPPER,), "perf_users", recorded)
-    assert [a.kind for a in node_files.plan(wrapper_facts(current), (WRAPPER,), False)] == expected
+    node_files_plan.refuse_foreign(wrapper_facts(current), (WRAPPER,), "perf_users", recorded)
+    assert [a.kind for a in node_files_plan.plan(wrapper_facts(current), (WRAPPER,), False)] == expected
 
 
 @pytest.mark.parametrize("current", [SITE_WRAPPER, OURS.replace("perf_users", "other_group")])
 def test_a_sites_perf_is_never_overwritten(current: str) -> None:
     with pytest.raises(RefusedError, match="perfgroup did not write it"):
-        node_files.refuse_foreign(wrapper_facts(current), (WRAPPER,), "perf_users", ())
+        node_files_plan.refuse_foreign(wrapper_facts(current), (WRAPPER,), "perf_users", ())
     facts = replace(converged(), node_files=wrapper_facts(current))
     with pytest.raises(RefusedError):
         make(facts, desired(artifacts=(WRAPPER,)))
@@ -161,10 +168,10 @@ def test_a_sites_perf_is_never_overwritten(current: str) -> None:
 def test_record_keeps_artifacts_a_run_without_them_did_not_render() -> None:
     previous = (("/etc/profile.d/perfgroup-perf_users.sh", "a"), (WRAPPER_PATH, "w"), ("/etc/other", "x"))
     planned = (("/etc/profile.d/perfgroup-perf_users.sh", "b"),)
-    assert reach.record_files(previous, planned, None, "perf_users", (WRAPPER_PATH,)) == (
+    assert reach_plan.record_files(previous, planned, None, "perf_users", (WRAPPER_PATH,)) == (
         ("/etc/profile.d/perfgroup-perf_users.sh", "b"), (WRAPPER_PATH, "w"))
-    assert reach.record_files(previous, planned, None, "perf_users", ()) == planned
-    assert dict(reach.record_files((), (), (DROPIN_PATH, "d"), "perf_users", ()))[DROPIN_PATH] == "d"
+    assert reach_plan.record_files(previous, planned, None, "perf_users", ()) == planned
+    assert dict(reach_plan.record_files((), (), (DROPIN_PATH, "d"), "perf_users", ()))[DROPIN_PATH] == "d"
 
 
 def test_remove_puts_tracefs_back() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .fstab import edit_line
 from .policy import COPY_MODE, DIR_MODE, FILE_MODE
 
 
@@ -353,7 +354,6 @@ class EditFstab(Action):
     def after(self) -> str:
         if self.new_line:
             return self.new_line
-        from .fstab import edit_line
 
         return edit_line(self.line, self.gid) if self.gid is not None else f"options +gid=<gid of {self.group}>,mode=0750"
 

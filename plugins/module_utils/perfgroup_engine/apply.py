@@ -23,12 +23,12 @@ from typing import Callable, Iterable, Iterator
 
 from . import actions as act
 from . import fstab, host, log
-from .access import ACL_ACCESS, ACL_DEFAULT
+from .access_facts import ACL_ACCESS, ACL_DEFAULT
 from .capabilities import XATTR_NAME, encode
 from .errors import ConvergeError, LockedError
-from .paths import LOCK_PATH, TMP_PREFIX, intent_path, journal_path
+from .paths import DROPIN_PATH, LOCK_PATH, TMP_PREFIX, intent_path, journal_path
 from .policy import COPY_MODE, DIR_MODE, FILE_MODE
-from .reach import render_dropin
+from .reach_plan import render_dropin
 
 # A narrow test hook (see tests/integration/test_faults.py): record each step reached, and pause
 # before a named one so a test can SIGKILL the run exactly there. It only waits or writes a line to
@@ -638,7 +638,6 @@ class HostWriter:
         return found
 
     def delete_file(self, action: act.DeleteFile) -> bool:
-        from .paths import DROPIN_PATH
 
         found = remove_path(action.target, action.step)
         if found and action.target == DROPIN_PATH:

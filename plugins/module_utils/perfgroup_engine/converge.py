@@ -8,7 +8,19 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import access, apply, fstab, host, node_files, pending, reach, verify
+from . import (
+    access_rules,
+    apply,
+    fstab,
+    host,
+    intent_facts,
+    intent_plan,
+    node_files_facts,
+    node_files_rules,
+    reach_plan,
+    reach_rules,
+    verify,
+)
 from . import facts as facts_mod
 from . import plan as plan_mod
 from .actions import Action, AddMember, CreateDir, EditFstab, InstallCopy, RemountTracefs
@@ -16,7 +28,7 @@ from .capabilities import sort_caps
 from .desired import Desired
 from .errors import ConvergeError, PerfgroupError
 from .facts import NodeFacts
-from .findings import CRITICAL, OK, UNKNOWN, WARNING, Finding
+from .finding import CRITICAL, OK, UNKNOWN, WARNING, Finding
 from .paths import DROPIN_PATH, artifact_paths
 from .perfsource import SYSTEM_DIRS
 from .plan import Plan
@@ -111,7 +123,7 @@ def plan_for(desired: Desired, facts: NodeFacts, dry_run: bool, result: SetupRes
 def build_state(desired: Desired, before: NodeFacts, after: NodeFacts, plan: Plan, applied: list[Action]) -> State:
     previous = before.state
     # The record, then what a failed earlier run applied but never recorded (pending.py).
-    known = pending.union(pending.recorded(previous), before.pending or pending.Intent())
+    known = intent_plan.union(intent_plan.recorded(previous), before.pending or intent_facts.Intent())
     created_dirs = set(known.created_dirs) | {a.target for a in applied if isinstance(a, CreateDir)}
     added = set(known.members_added) | {a.target for a in applied if isinstance(a, AddMember)}
     copies = [*known.copies, *(a.target for a in applied if isinstance(a, InstallCopy))]
@@ -151,9 +163,9 @@ def recorded_files(desired: Desired, after: NodeFacts, previous: State | None, p
     earlier run wrote that this one did not render but still exist (the Ansible module renders none)."""
     gid = after.group.gid
     dropin = after.reach.dropin
-    ours = desired.tracefs and gid is not None and dropin == reach.render_dropin(desired.group, gid)
+    ours = desired.tracefs and gid is not None and dropin == reach_plan.render_dropin(desired.group, gid)
     present = tuple(path for path in (DROPIN_PATH, *artifact_paths(desired.group)) if os.path.lexists(path))
-    return reach.record_files(
+    return reach_plan.record_files(
         previous.files if previous else (), (*plan_mod.planned_files(desired), *plan.files),
         (DROPIN_PATH, host.sha256_text(dropin)) if ours and dropin is not None else None,
         desired.group, present,
@@ -208,14 +220,14 @@ def verify_node(facts: NodeFacts) -> verify.Node:
     mounts = facts.reach.tracefs
     if not mounts:
         tracefs = "tracefs is not mounted"
-    elif not all(reach.group_can_read(m, facts.group.gid) for m in mounts):
+    elif not all(reach_rules.group_can_read(m, facts.group.gid) for m in mounts):
         tracefs = "tracefs is not open to the group (setup --no-tracefs, or run setup)"
     else:
         tracefs = ""
     caps = facts.copy.caps.permitted if facts.copy.caps else frozenset()
     budget = facts.reach.mlock_kb or 0
     return verify.Node(facts.paranoid, facts.kptr_restrict, facts.lockdown, tracefs,
-                       "cap_ipc_lock" in caps or budget >= reach.BIG_MMAP_KB)
+                       "cap_ipc_lock" in caps or budget >= reach_rules.BIG_MMAP_KB)
 
 
 def setup(
@@ -228,8 +240,8 @@ def setup(
     nothing. With changes to make, the lock is taken and the facts are read again only if another
     run changed something meanwhile (their fingerprint differs). `result` is filled as it goes, so
     a caller still has what was applied when a step fails."""
-    present = node_files.existing_requirements(desired.artifacts)
-    desired = desired._replace(artifacts=node_files.select(desired.artifacts, present))
+    present = node_files_facts.existing_requirements(desired.artifacts)
+    desired = desired._replace(artifacts=node_files_rules.select(desired.artifacts, present))
     mark = facts_mod.fingerprint(desired)
     facts = facts_mod.read(desired)
     facts, plan = plan_for(desired, facts, dry_run=True, result=result)
@@ -262,10 +274,10 @@ def finish(desired: Desired, facts: NodeFacts, plan: Plan, result: SetupResult, 
     `changed`, the step and what was applied, never die with a traceback or report `unchanged`."""
     step = "apply"
     try:
-        intent = pending.union(facts.pending, pending.of_plan(plan.actions, facts.paranoid, facts.state))
+        intent = intent_plan.union(facts.pending, intent_plan.of_plan(plan.actions, facts.paranoid, facts.state))
         if not intent.empty() and intent != facts.pending:
             step = "write_pending"
-            apply.write_pending(desired.state_path, pending.to_json(intent))
+            apply.write_pending(desired.state_path, intent_plan.to_json(intent))
         for action in plan.actions:
             step = action.kind
             apply.perform((action,), on_done=result.applied.append)
@@ -273,7 +285,7 @@ def finish(desired: Desired, facts: NodeFacts, plan: Plan, result: SetupResult, 
         after = facts_mod.read(desired, known_source=facts.source)
         step = "check_path"
         unsafe = [node.path for node in after.dirs if node.exists and not dir_is_safe(node)]
-        unsafe += access.acl_holes(after)
+        unsafe += access_rules.acl_holes(after)
         if unsafe:
             raise ConvergeError("check_path", f"{', '.join(unsafe)} above the copy changed while setup ran; run setup again")
         step = "record"

@@ -7,13 +7,18 @@ epilogs and the README's exit-code table are generated from the same table.
 
 from __future__ import annotations
 
+import os
+import sys
+
+from .finding import CRITICAL, OK, UNKNOWN, WARNING
+
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
 if TYPE_CHECKING:
     from typing import NoReturn, Tuple
 
-# Outcome names: what happened, independent of which number a command uses for it.
-OK, FAILED, REFUSED, BUSY = "ok", "failed", "refused", "busy"
-WARNING, CRITICAL, UNKNOWN = "warning", "critical", "unknown"
+# Outcome names: what happened, independent of which number a command uses for it. An audit's
+# outcome is its worst finding's severity (finding.py).
+FAILED, REFUSED, BUSY = "failed", "refused", "busy"
 
 
 class PerfgroupError(Exception):
@@ -119,9 +124,6 @@ def exit_now(code: int) -> NoReturn:
     object: ~3 ms of a ~25 ms audit, which NHC and the timers run every few minutes). Nothing is
     left to clean up: output is flushed here, files were closed where written. A failed flush
     exits 120, as Python's own exit does."""
-    import os
-    import sys
-
     try:
         sys.stdout.flush()
         sys.stderr.flush()

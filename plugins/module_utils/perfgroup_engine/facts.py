@@ -12,17 +12,14 @@ import pwd
 import stat
 from types import MappingProxyType
 
-from . import access as access_mod
-from . import fstab, node_files, perfsource, sysctl
-from . import pending as pending_mod
-from . import reach as reach_mod
-from .access import AccessFacts
-from .capabilities import FileCaps
+from . import access_facts, fstab, intent_facts, node_files_facts, perfsource, reach_facts, sysctl
+from .access_facts import AccessFacts
+from .capabilities import FileCaps, kernel_version
 from .desired import Desired
 from .errors import RefusedError
 from .host import digest, key_of, load_state, read_caps, read_int, read_text, sha256_text
+from .intent_facts import Intent
 from .paths import STATE_DIR, TMP_PREFIX, default_dest, journal_path, state_path
-from .pending import Intent
 from .state import State, StatKey
 from .tuples import NamedTuple
 from .validate import check_abs_path, check_group
@@ -105,9 +102,9 @@ class NodeFacts(NamedTuple):
     # or was not needed (paranoid < 3)
     perf_restrict_config: bool | None = None
     recorded_files: tuple[tuple[str, str | None], ...] = ()  # (path, sha256 now or None) of recorded files
-    node_files: node_files.NodeFileFacts = node_files.NodeFileFacts()  # entry point + artifacts (setup only)
+    node_files: node_files_facts.NodeFileFacts = node_files_facts.NodeFileFacts()  # entry point + artifacts (setup only)
     access: AccessFacts = AccessFacts()  # ACLs, hidden group holders, leftovers (access.py)
-    reach: reach_mod.ReachFacts = reach_mod.ReachFacts()  # tracefs mounts, mlock budget
+    reach: reach_facts.ReachFacts = reach_facts.ReachFacts()  # tracefs mounts, mlock budget
     fstab_journal: tuple[tuple[str, str], ...] = ()  # fstab edits not yet recorded (fstab.py: the journal)
     pending: Intent | None = None  # what a setup run that did not finish meant to record (pending.py)
 
@@ -340,7 +337,6 @@ MODULE_DIRS = ("/lib/modules", "/usr/lib/modules")
 
 def image_kernel_release() -> str:
     """The newest kernel an image carries (its /lib/modules entries), "" if none."""
-    from .capabilities import kernel_version
 
     found: set[str] = set()
     for directory in MODULE_DIRS:
@@ -393,11 +389,11 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
         os_release=os_release,
         perf_restrict_config=perf_restrict_config(release, paranoid),
         recorded_files=recorded_files(state),
-        node_files=node_files.read(desired.artifacts, desired.node_entry, desired.group),
-        access=access_mod.read(desired, state, group.gid, tuple(d.path for d in dirs if d.kind == "dir")),
-        reach=reach_mod.read_facts(desired.image),
+        node_files=node_files_facts.read(desired.artifacts, desired.node_entry, desired.group),
+        access=access_facts.read(desired, state, group.gid, tuple(d.path for d in dirs if d.kind == "dir")),
+        reach=reach_facts.read_facts(desired.image),
         fstab_journal=fstab.parse_journal(read_text(journal_path(desired.group)) or ""),
-        pending=pending_mod.read(desired.state_path, group.gid is not None, group.members),
+        pending=intent_facts.read(desired.state_path, group.gid is not None, group.members),
     )
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import stat
 
-from . import access, errors, reach, sysctl
+from . import access_rules, errors, reach_rules, sysctl
 from .capabilities import PROFILING_CAPS, sort_caps
 from .desired import Desired
 from .facts import NodeFacts, PathFacts
+from .finding import CRITICAL, OK, WARNING, Finding
+from .finding import worst as worst_severity
 from .paths import intent_path
 from .perfsource import os_label
 from .policy import (
@@ -24,28 +26,13 @@ from .policy import (
     paranoid_blocks_perfmon_on,
     root_equivalent,
 )
-from .tuples import NamedTuple
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
 if TYPE_CHECKING:
     from typing import Callable, Iterator
 
-OK, WARNING, CRITICAL, UNKNOWN = "ok", "warning", "critical", "unknown"
-RANK = {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}
-
-
-class Finding(NamedTuple):
-    id: str
-    severity: str
-    message: str
-    fix: str = ""
-
-    def as_dict(self) -> dict[str, str]:
-        return dict(self._asdict())
-
-
 def worst(findings: list[Finding]) -> str:
-    return max((f.severity for f in findings), key=RANK.__getitem__, default=OK)
+    return worst_severity(f.severity for f in findings)
 
 
 def exit_code(findings: list[Finding]) -> int:
@@ -376,13 +363,13 @@ def rule_reach(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
         return
     caps = tuple(sorted(facts.copy.caps.permitted)) if facts.copy.caps else ()
     kept = facts.state is not None and facts.state.tracefs_kept
-    for found in reach.findings(facts.reach, desired.group, facts.group.gid, kept, caps, facts.copy.caps is not None):
+    for found in reach_rules.findings(facts.reach, desired.group, facts.group.gid, kept, caps, facts.copy.caps is not None):
         yield Finding(*found)
 
 
 RULES: tuple[Rule, ...] = (
     rule_state, rule_group, rule_copy_file, rule_caps, rule_path,
-    rule_drift, rule_paranoid, rule_files, rule_kernel, rule_leftovers, access.rule_access, rule_reach,
+    rule_drift, rule_paranoid, rule_files, rule_kernel, rule_leftovers, access_rules.rule_access, rule_reach,
 )
 
 
@@ -399,5 +386,5 @@ def report(facts: NodeFacts, desired: Desired, found: list[Finding]) -> dict[str
         "gid": facts.group.gid, "group_local": facts.group.local, "members": sorted(facts.group.members),
         "copy_sha256": facts.copy.sha256, "caps": sort_caps(facts.copy.caps.permitted) if facts.copy.caps else [],
         "kernel_release": facts.kernel_release, "cap_last_cap": facts.cap_last_cap,
-        "os_release": os_label(facts.os_release), "holders": access.holders(facts),
+        "os_release": os_label(facts.os_release), "holders": access_rules.holders(facts),
     }

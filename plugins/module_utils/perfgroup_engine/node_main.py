@@ -17,6 +17,7 @@ import sys
 from . import errors
 from .desired import NodeArtifact
 from .errors import PerfgroupError, RefusedError
+from .finding import OK
 from .options import BY_NAME
 from .report_formats import escape
 
@@ -84,14 +85,14 @@ def recorded_artifacts(state: object) -> tuple[NodeArtifact, ...]:
     """The rendered artifacts setup recorded, as they are now, when still what setup wrote: heal
     cannot render (no jinja2 on nodes) but keeps them in the record. The entry point is re-made
     from this engine itself, and profile/sysctl from the engine's own renderers."""
-    from . import node_files
+    from . import node_files_rules
     from .host import read_text, sha256_text
     from .state import State
 
     assert isinstance(state, State)
     out = []
     for path, sha in state.files:
-        if node_files.is_entry_point(path) or not node_files.owned(state.group, path):
+        if node_files_rules.is_entry_point(path) or not node_files_rules.owned(state.group, path):
             continue
         text = read_text(path, 16 << 20)
         if text is None or sha256_text(text) != sha:
@@ -165,7 +166,7 @@ def run_heal(group: str, if_source_changed: bool) -> int:
     desired = heal_target(group)
     assert isinstance(desired, Desired)
     if if_source_changed and not source_changed(desired):
-        return errors.exit_code("heal", errors.OK)
+        return errors.exit_code("heal", OK)
     result = converge.SetupResult()
     try:
         converge.setup(desired, dry_run=False, run_checks=False, lock_wait=LOCK_WAIT_SECONDS, result=result,
@@ -177,7 +178,7 @@ def run_heal(group: str, if_source_changed: bool) -> int:
         sys.stdout.write(f"perfgroup-node heal {escape(group)}: {escape(result.applied_summary())}\n")
     else:
         sys.stdout.write(f"perfgroup-node heal {escape(group)}: converged, nothing to change\n")
-    return errors.exit_code("heal", errors.OK)
+    return errors.exit_code("heal", OK)
 
 
 AUDIT_OPTIONS = ("--group", "--dest", "--format", "--textfile-dir")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import access, node_files, profile, reach, sysctl
+from . import access_plan, node_files_plan, profile, reach_plan, sysctl
 from .actions import (
     Action,
     AddMember,
@@ -178,7 +178,7 @@ def plan_copy(facts: NodeFacts, desired: Desired, choice: CapChoice) -> list[Act
         problems.append(f"mode {node.mode:04o}")
     if not caps_match(facts.copy.caps, choice):
         problems.append(f"caps {facts.copy.caps.text() if facts.copy.caps else 'none'}")
-    problems += access.copy_problems(facts)
+    problems += access_plan.copy_problems(facts)
     if not problems:
         return []
     return [FixCopy(desired.dest, "; ".join(problems) + " differ", caps=caps, group=desired.group,
@@ -313,9 +313,9 @@ def preflight(facts: NodeFacts, desired: Desired) -> None:
     plan_members(facts, desired, plan_group(facts, desired)[1])
     plan_paranoid(facts, desired)
     check_power(facts, desired, expected_caps(facts, desired))
-    access.plan(facts, desired)
-    node_files.refuse_foreign(facts.node_files, desired.artifacts, desired.group, recorded_paths(facts))
-    reach.plan_tracefs(facts.reach, desired.group, facts.group.gid, desired.tracefs)  # refuses an ambiguous fstab
+    access_plan.plan(facts, desired)
+    node_files_plan.refuse_foreign(facts.node_files, desired.artifacts, desired.group, recorded_paths(facts))
+    reach_plan.plan_tracefs(facts.reach, desired.group, facts.group.gid, desired.tracefs)  # refuses an ambiguous fstab
 
 
 def make(facts: NodeFacts, desired: Desired) -> Plan:
@@ -327,17 +327,17 @@ def make(facts: NodeFacts, desired: Desired) -> Plan:
     choice = expected_caps(facts, desired)
     notes += check_power(facts, desired, choice)
     paranoid_actions, paranoid_notes = plan_paranoid(facts, desired)
-    secure, left_behind = access.plan(facts, desired)
+    secure, left_behind = access_plan.plan(facts, desired)
     actions: list[Action] = [
         *group_actions, *secure, *plan_dirs(facts, desired), *plan_copy(facts, desired, choice),
         *left_behind, *plan_profile(facts, desired), *paranoid_actions, *plan_members(facts, desired, origin),
-        *node_files.plan(facts.node_files, desired.artifacts, desired.node_entry, desired.group, recorded_paths(facts)),
+        *node_files_plan.plan(facts.node_files, desired.artifacts, desired.node_entry, desired.group, recorded_paths(facts)),
     ]
     notes += paranoid_notes
     actions += plan_selinux(facts, desired, actions)
     notes += selinux_notes(facts)
     notes += image_notes(facts, desired)
-    tracefs_actions, tracefs_notes = reach.plan_tracefs(facts.reach, desired.group, facts.group.gid, desired.tracefs,
+    tracefs_actions, tracefs_notes = reach_plan.plan_tracefs(facts.reach, desired.group, facts.group.gid, desired.tracefs,
                                                         desired.image)
     actions += tracefs_actions
     notes += tracefs_notes
@@ -350,5 +350,5 @@ def make(facts: NodeFacts, desired: Desired) -> Plan:
     return Plan(
         actions=tuple(actions), caps=choice, group_origin=origin, source_path=facts.source.path,
         source_sha256=facts.source.sha256, notes=tuple(notes), record_missing=facts.state is None,
-        files=node_files.recorded(facts.node_files, desired.artifacts, desired.node_entry),
+        files=node_files_plan.recorded(facts.node_files, desired.artifacts, desired.node_entry),
     )

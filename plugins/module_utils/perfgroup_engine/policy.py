@@ -13,12 +13,9 @@ from .capabilities import (
     choose_caps,
 )
 from .desired import Desired
+from .facts import NodeFacts, PathFacts
 from .paths import LIBEXEC_ROOT
 from .perfsource import SYSTEM_DIRS
-
-TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
-if TYPE_CHECKING:
-    from .facts import NodeFacts, PathFacts
 
 # The privileged copy: root-owned, group = the perf group, no access for others.
 COPY_MODE = 0o750

@@ -11,7 +11,16 @@ from __future__ import annotations
 import grp
 import os
 
-from . import access, fstab, host, node_files, pending, reach, trust
+from . import (
+    access_facts,
+    fstab,
+    host,
+    intent_facts,
+    intent_plan,
+    node_files_rules,
+    reach_facts,
+    trust,
+)
 from .actions import Action, DeleteCopy, DeleteDir, DeleteFile, DeleteGroup, EditFstab, RemountTracefs, RemoveMember
 from .errors import RefusedError
 from .host import load_state
@@ -89,25 +98,25 @@ def read(group: str) -> RemoveFacts:
         exists, members = True, tuple(entry.gr_mem)
     except KeyError:
         exists, members = False, ()
-    intent = pending.read(state_path(group), exists, members)
+    intent = intent_facts.read(state_path(group), exists, members)
     if state is None:
         defaults = (default_dest(group), *derived_files(group), state_path(group), intent_path(state_path(group)))
         present = tuple(path for path in defaults if os.path.lexists(path))
         return RemoveFacts(group, None, error, group_exists=exists, group_members=members,
                            leftovers_of_unrecorded=present)
-    state = pending.fold(state, intent)
+    state = intent_plan.fold(state, intent)
     # Copies this record names, and any capability-carrying file under the install root that no
     # other group's record claims (a copy an older setup left behind).
-    left = access.find_orphans(None, state.dest, group)
+    left = access_facts.find_orphans(None, state.dest, group)
     recorded = tuple(dict.fromkeys((*state.copies, state.dest)))
     allowed = set(derived_files(group))
     shared = _other_records(group)  # the node entry point serves every group: the last remove takes it
     files = tuple(
         (path, os.path.lexists(path)) for path, _ in state.files
-        if path in allowed or (node_files.owned(group, path) and not (shared and node_files.is_entry_point(path)))
+        if path in allowed or (node_files_rules.owned(group, path) and not (shared and node_files_rules.is_entry_point(path)))
     )
     cache: tuple[str, ...] = ()
-    if any(node_files.is_entry_point(path) for path, _ in files):
+    if any(node_files_rules.is_entry_point(path) for path, _ in files):
         pycache = f"{ENGINE_DIR}/__pycache__"
         cache = tuple(f"{pycache}/{n}" for n in (_entries(pycache) or ()) if n.endswith(".pyc"))
     parents = {os.path.dirname(copy) for copy in recorded}
@@ -122,7 +131,7 @@ def read(group: str) -> RemoveFacts:
     return RemoveFacts(
         group, state, None, copies=copies, files=files, dirs=dirs,
         group_exists=exists, group_members=members, entry_point_cache=cache, state_unsafe=_state_unsafe(group),
-        tracefs=reach.read_facts().tracefs, fstab_lines=fstab.tracefs_lines(host.read_text(FSTAB, exact=True) or ""),
+        tracefs=reach_facts.read_facts().tracefs, fstab_lines=fstab.tracefs_lines(host.read_text(FSTAB, exact=True) or ""),
         untrusted=untrusted, pending=intent is not None,
     )
 
@@ -154,9 +163,9 @@ def plan(facts: RemoveFacts) -> tuple[Action, ...]:
     for path, present in facts.files:
         if present:
             why = "the live value is kept" if path == sysctl_path(facts.group) else "setup wrote it"
-            name = "node-entry" if node_files.is_entry_point(path) else os.path.basename(path)
+            name = "node-entry" if node_files_rules.is_entry_point(path) else os.path.basename(path)
             actions.append(DeleteFile(path, why, step=f"delete_file:{name}"))
-    if any(node_files.is_entry_point(path) for path, present in facts.files if present):
+    if any(node_files_rules.is_entry_point(path) for path, present in facts.files if present):
         actions += [DeleteFile(path, "python's cache of the engine copy", step="delete_file:pyc")
                     for path in facts.entry_point_cache]
         actions += [DeleteDir(path, "the node entry point's") for path in

@@ -8,6 +8,7 @@ every schema, and a test loads each.
 
 from __future__ import annotations
 
+from .capabilities import ROOT_EQUIVALENT_CAPS, sort_caps
 from .tuples import NamedTuple
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
@@ -143,7 +144,6 @@ MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _from_sc
 def _from_opt_in_flag(raw: dict[str, Any]) -> dict[str, Any]:
     """Schema 2 records written before root_equivalent_caps carry the opt-in as a flag: what it
     granted is the root-equivalent part of the recorded caps."""
-    from .capabilities import ROOT_EQUIVALENT_CAPS, sort_caps
 
     flag = raw.pop("root_equivalent_allowed", False)
     if "root_equivalent_caps" not in raw:

@@ -22,10 +22,9 @@ import stat
 from .errors import RefusedError
 from .host import has_caps
 from .paths import LIBEXEC_ROOT
-
-TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
-if TYPE_CHECKING:
-    from .state import State
+from .perfsource import SYSTEM_DIRS, is_perf_elf
+from .state import State
+from .validate import check_dest_path
 
 
 def _inside(path: str, directory: str) -> bool:
@@ -34,8 +33,6 @@ def _inside(path: str, directory: str) -> bool:
 
 def setup_made(path: str, state: State) -> bool:
     """The recorded copy `path` (which exists) is one setup could have installed."""
-    from .perfsource import SYSTEM_DIRS, is_perf_elf
-    from .validate import check_dest_path
 
     try:
         check_dest_path(path)

@@ -19,19 +19,11 @@ import struct
 
 from .capabilities import CAP_NAMES, CAP_NUMBERS, PROFILING_CAPS, ROOT_EQUIVALENT_CAPS
 from .desired import Desired
-from .host import has_caps, owner_mode
+from .host import has_caps, load_state, owner_mode
 from .paths import GSHADOW, LIBEXEC_ROOT, STATE_DIR
-from .trust import setup_made, state_problem
+from .state import State
+from .trust import setup_made
 from .tuples import NamedTuple
-
-TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
-if TYPE_CHECKING:
-    from typing import Iterator
-
-    from .actions import Action
-    from .facts import NodeFacts
-    from .findings import Finding
-    from .state import State
 
 ACL_ACCESS = "system.posix_acl_access"
 ACL_DEFAULT = "system.posix_acl_default"
@@ -126,14 +118,6 @@ def decode_acl(raw: bytes) -> tuple[AclEntry, ...]:
         tag, perm, ident = struct.unpack_from("<HHI", raw, offset)
         entries.append(AclEntry(tag, perm & 7, ident if tag in (USER, GROUP) else None))
     return tuple(entries)
-
-
-def encode_acl(entries: tuple[AclEntry, ...]) -> bytes:
-    """For tests: the inverse of decode_acl."""
-    data = struct.pack("<I", ACL_VERSION)
-    for entry in entries:
-        data += struct.pack("<HHI", entry.tag, entry.perm, 0xFFFFFFFF if entry.id is None else entry.id)
-    return data
 
 
 def read_acl(path: str, kind: str) -> Acl | None:
@@ -252,7 +236,6 @@ def _same_root(link: str, ours: os.stat_result) -> bool:
 
 def recorded_dests(group: str) -> set[str]:
     """The current copy of every other group with a setup record (theirs are not orphans)."""
-    from .host import load_state
 
     dests: set[str] = set()
     try:
@@ -323,189 +306,7 @@ def read(desired: Desired, state: State | None, gid: int | None, dirs: tuple[str
 
 # -- judging ---------------------------------------------------------------------------------
 
-def holders(facts: NodeFacts) -> list[dict[str, str]]:
-    """Everyone who holds the group, and how (the audit JSON's `holders`)."""
-    group, access = facts.group, facts.access
-    found: list[Holder] = [Holder(u, "member") for u in group.members]
-    if access.gshadow is not None:
-        _, admins, members = access.gshadow
-        found += [Holder(u, "gshadow_member") for u in members if u not in group.members]
-        found += [Holder(u, "gshadow_admin") for u in admins]
-    found += [Holder(u, "primary_gid") for u in access.primary_members]
-    found += [Holder(u, "same_gid_group") for u in access.same_gid_members]
-    return [h._asdict() for h in dict.fromkeys(found)]
-
-
-def member_names(facts: NodeFacts) -> set[str]:
-    names = set(facts.group.members) | set(facts.access.primary_members)
-    if facts.access.gshadow is not None:
-        names |= set(facts.access.gshadow[2])
-    return names
-
-
-def rule_access(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
-    from .findings import CRITICAL, WARNING, Finding
-
-    access = facts.access
-    setup = f"perfgroup setup --group {desired.group}"
-    acl = access.copy_acl
-    if acl is not None and facts.copy.node.kind == "file":
-        open_to = acl.grants(R | X, skip_root=False)
-        yield Finding(
-            "copy.acl", CRITICAL if open_to else WARNING,
-            f"{desired.dest} has an ACL beyond its mode bits ({acl.text() or 'extended entries'})"
-            + (": named users/groups can run it with its capabilities" if open_to else ""),
-            f"setfacl -b {desired.dest}  # or: {setup}",
-        )
-    for dir_acl in access.dir_acls:
-        writers = dir_acl.grants(W)
-        if dir_acl.kind == "access" and writers:
-            yield Finding(
-                "path.acl", CRITICAL,
-                f"{dir_acl.path} (above {desired.dest}) has an ACL letting {dir_acl.text()} write: "
-                "they can swap the privileged perf",
-                f"setfacl -b {dir_acl.path}",
-            )
-        elif dir_acl.kind == "default" and _managed(dir_acl.path, facts):
-            yield Finding(
-                "path.acl_default", WARNING,
-                f"{dir_acl.path} has a default ACL ({dir_acl.text()}): files created there inherit it", setup,
-            )
-        else:
-            # Not (yet) a way in, but access the mode bits do not show: one write bit added to an
-            # entry, or a copy made there by other means, and it is. Setup strips what it creates.
-            yield Finding(
-                "path.acl_other", WARNING,
-                f"{dir_acl.path} (above {desired.dest}) has {'a default' if dir_acl.kind == 'default' else 'an'} "
-                f"ACL with entries beyond owner/group/other: {dir_acl.text() or 'a mask'}",
-                f"setfacl -{'k' if dir_acl.kind == 'default' else 'b'} {dir_acl.path}  # once nothing there needs it",
-            )
-    if access.gshadow is not None:
-        password, admins, members = access.gshadow
-        if password_set(password):
-            yield Finding(
-                "group.password", CRITICAL,
-                f"group {desired.group} has a password in {access.password_file}: anyone who knows it can "
-                f"`sg {desired.group}`",
-                f"gpasswd -R {desired.group}  # or: {setup}",
-            )
-        hidden = [u for u in members if u not in facts.group.members]
-        if hidden:
-            yield Finding(
-                "group.gshadow_members", WARNING,
-                f"{', '.join(hidden)} hold {desired.group} through {GSHADOW} only (not listed in /etc/group)",
-                f"gpasswd -d USER {desired.group}",
-            )
-        if admins:
-            yield Finding(
-                "group.gshadow_admins", WARNING,
-                f"{', '.join(admins)} administer {desired.group} ({GSHADOW}): they can add themselves",
-                f"gpasswd -A '' {desired.group}",
-            )
-    if access.primary_members:
-        yield Finding(
-            "group.primary_members", WARNING,
-            f"{', '.join(access.primary_members)} have {desired.group} as primary group: always members",
-            "usermod -g OTHERGROUP USER",
-        )
-    if access.same_gid_names:
-        yield Finding(
-            "group.duplicate_gid", CRITICAL,
-            f"gid {facts.group.gid} also has the name(s) {', '.join(access.same_gid_names)}: their members run "
-            "the privileged perf too",
-            f"groupmod -g NEWGID {access.same_gid_names[0]}",
-        )
-    holding = member_names(facts)
-    stray = [p for p in access.lingering if p.user not in holding]
-    if stray:
-        yield Finding(
-            "process.lingering", WARNING,
-            "processes of non-members still hold capabilities: " + lingering_text(stray),
-            "kill PID  # after checking what it is",
-        )
-    for path in access.orphans:
-        yield Finding(
-            "copy.orphan", CRITICAL,
-            f"{path} is a privileged copy left behind (not the current copy): whoever holds its group can run it",
-            setup,
-        )
-    for what, entry, kind in (("state directory " + STATE_DIR, access.state_dir, "dir"),
-                              ("setup record " + desired.state_path, access.state_file, "file")):
-        problem = state_problem(entry, kind)
-        if problem:
-            yield Finding(
-                "state.unsafe", CRITICAL,
-                f"the {what} {problem}: whoever can change it decides what remove deletes", setup,
-            )
-
-
-def acl_holes(facts: NodeFacts) -> list[str]:
-    """After setup applied: paths an ACL still opens (someone added one while it ran)."""
-    holes = [a.path for a in facts.access.dir_acls if a.kind == "access" and a.grants(W)]
-    acl = facts.access.copy_acl
-    return holes + ([acl.path] if acl is not None and acl.grants(R | X, skip_root=False) else [])
-
-
-def lingering_text(found: tuple[Lingering, ...] | list[Lingering]) -> str:
-    return "; ".join(f"pid {p.pid} ({p.user}: {','.join(p.caps)})" for p in found)
-
-
-def _managed(path: str, facts: NodeFacts) -> bool:
-    from .policy import managed_dir
-
-    return managed_dir(path, facts)
-
 
 # -- planning --------------------------------------------------------------------------------
 
-def copy_problems(facts: NodeFacts) -> list[str]:
-    """For plan_copy: an ACL on the copy is repaired like a wrong mode."""
-    acl = facts.access.copy_acl
-    return [f"ACL {acl.text() or 'extended'}"] if acl is not None else []
 
-
-def plan(facts: NodeFacts, desired: Desired) -> tuple[list[Action], list[Action]]:
-    """Refusals and repairs for what the mode bits do not show (raises RefusedError): the repairs
-    that go before the copy is installed, and the deletions of copies left behind (after it)."""
-    from .actions import DeleteCopy, LockGroupPassword, RepairDir, SecurePath
-    from .errors import RefusedError
-    from .policy import managed_dir
-
-    access = facts.access
-    actions: list[Action] = []
-    if facts.group.gid is not None and access.same_gid_names:
-        raise RefusedError(
-            f"group {desired.group} shares gid {facts.group.gid} with {', '.join(access.same_gid_names)}: their "
-            "members would run the privileged perf; give the group its own gid first"
-        )
-    for kind, entry in (("dir", access.state_dir), ("file", access.state_file)):
-        problem = state_problem(entry, kind)
-        if problem is None or entry is None:
-            continue
-        path = STATE_DIR if kind == "dir" else desired.state_path
-        if entry[0] != 0 or entry[2] != kind:
-            raise RefusedError(f"{path} {problem}: the setup record cannot be trusted; inspect it and fix by hand")
-        actions.append(SecurePath(path, "others could rewrite what remove deletes", mode=entry[1] & ~0o022))
-    if access.gshadow is not None and password_set(access.gshadow[0]):
-        actions.append(LockGroupPassword(desired.group, "a group password lets anyone who knows it in"))
-    for acl in access.dir_acls:
-        writers = acl.grants(W)
-        if managed_dir(acl.path, facts):
-            node = next(n for n in facts.dirs if n.path == acl.path)
-            actions.append(RepairDir(acl.path, "an ACL on a directory above the copy", mode=node.mode & ~0o022,
-                                     was=f"ACL {acl.text()}"))
-        elif acl.kind == "access" and writers:
-            raise RefusedError(
-                f"--dest {desired.dest} is inside {acl.path}, whose ACL lets {acl.text()} write: "
-                "they could swap the privileged perf"
-            )
-    before = list({a.target: a for a in actions}.values())  # a directory with both ACLs: one repair
-    return before, [DeleteCopy(path, "a privileged copy left behind") for path in access.orphans]
-
-
-def lingering_note(users: set[str] | None = None) -> str | None:
-    """A line for `members remove` and `remove`: processes that still hold the capabilities."""
-    found = [p for p in scan_processes() if users is None or p.user in users]
-    if not found:
-        return None
-    return "still holding capabilities (end them to take the access away): " + lingering_text(found)

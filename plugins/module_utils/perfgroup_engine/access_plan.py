@@ -1,0 +1,56 @@
+"""Refusals and repairs for access the mode bits do not show (plan layer): facts in
+access_facts.py, findings in access_rules.py.
+"""
+
+from __future__ import annotations
+
+from .access_facts import W, password_set
+from .actions import Action, DeleteCopy, LockGroupPassword, RepairDir, SecurePath
+from .desired import Desired
+from .errors import RefusedError
+from .facts import NodeFacts
+from .paths import STATE_DIR
+from .policy import managed_dir
+from .trust import state_problem
+
+
+def copy_problems(facts: NodeFacts) -> list[str]:
+    """For plan_copy: an ACL on the copy is repaired like a wrong mode."""
+    acl = facts.access.copy_acl
+    return [f"ACL {acl.text() or 'extended'}"] if acl is not None else []
+
+
+def plan(facts: NodeFacts, desired: Desired) -> tuple[list[Action], list[Action]]:
+    """Refusals and repairs for what the mode bits do not show (raises RefusedError): the repairs
+    that go before the copy is installed, and the deletions of copies left behind (after it)."""
+
+    access = facts.access
+    actions: list[Action] = []
+    if facts.group.gid is not None and access.same_gid_names:
+        raise RefusedError(
+            f"group {desired.group} shares gid {facts.group.gid} with {', '.join(access.same_gid_names)}: their "
+            "members would run the privileged perf; give the group its own gid first"
+        )
+    for kind, entry in (("dir", access.state_dir), ("file", access.state_file)):
+        problem = state_problem(entry, kind)
+        if problem is None or entry is None:
+            continue
+        path = STATE_DIR if kind == "dir" else desired.state_path
+        if entry[0] != 0 or entry[2] != kind:
+            raise RefusedError(f"{path} {problem}: the setup record cannot be trusted; inspect it and fix by hand")
+        actions.append(SecurePath(path, "others could rewrite what remove deletes", mode=entry[1] & ~0o022))
+    if access.gshadow is not None and password_set(access.gshadow[0]):
+        actions.append(LockGroupPassword(desired.group, "a group password lets anyone who knows it in"))
+    for acl in access.dir_acls:
+        writers = acl.grants(W)
+        if managed_dir(acl.path, facts):
+            node = next(n for n in facts.dirs if n.path == acl.path)
+            actions.append(RepairDir(acl.path, "an ACL on a directory above the copy", mode=node.mode & ~0o022,
+                                     was=f"ACL {acl.text()}"))
+        elif acl.kind == "access" and writers:
+            raise RefusedError(
+                f"--dest {desired.dest} is inside {acl.path}, whose ACL lets {acl.text()} write: "
+                "they could swap the privileged perf"
+            )
+    before = list({a.target: a for a in actions}.values())  # a directory with both ACLs: one repair
+    return before, [DeleteCopy(path, "a privileged copy left behind") for path in access.orphans]

@@ -1,0 +1,105 @@
+"""Files setup installs on the node besides the copy: the node entry point (a copy of this engine
+package plus a launcher, so `perfgroup-node audit|heal` needs only the node's python3) and the
+rendered node artifacts of any kind (boot unit and its enablement link, package-manager hooks,
+textfile timer, NHC check, and whatever other kinds callers render).
+
+Facts (`read`), plan (`plan`) and what remove may delete (`owned`) for all of them, in one place:
+facts.py, plan.py and remove.py each call in here once.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .desired import NodeArtifact
+from .paths import ENGINE_DIR, LAUNCHER, LIB_DIR, optional_paths
+from .tuples import NamedTuple
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Optional, Tuple
+
+if TYPE_CHECKING:  # actions pull in dataclasses: not on the audit path
+    pass
+
+# -I: ignore PYTHON* variables, the user site and the script's directory: root runs this at boot
+# and from package hooks, with whatever environment they have. -S: no site module, no site-packages
+# (the engine is standard library only): NHC and the textfile timer start it every few minutes.
+LAUNCHER_TEXT = '''#!/usr/bin/python3 -IS
+"""perfgroup node entry point, installed by `perfgroup setup`: audit and heal with the node's own
+python3 and the engine copy beside it (no pip, no click, no Ansible)."""
+import sys
+
+sys.path.insert(0, "LIB_DIR")
+from perfgroup_engine.node_main import main  # noqa: E402
+
+sys.exit(main())
+'''.replace("LIB_DIR", LIB_DIR)
+
+
+if TYPE_CHECKING:
+    Sources = Optional[Tuple[Tuple[str, str], ...]]
+
+
+class NodeFileFacts(NamedTuple):
+    engine_sources: Sources = None  # (file name, text) of this engine package; None: unreadable
+    present: tuple[tuple[str, str | None, str | None], ...] = ()  # (path, content or None, link target or None)
+
+
+def read_engine_sources() -> Sources:
+    """This engine's own source files, to copy to the node. None when the engine runs from
+    somewhere that is not a plain directory (an Ansible module's zip)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        names = sorted(name for name in os.listdir(here) if name.endswith(".py"))
+        out = []
+        for name in names:
+            with open(os.path.join(here, name), encoding="utf-8") as handle:
+                out.append((name, handle.read()))
+    except OSError:
+        return None
+    return tuple(out) if names else None
+
+
+def entry_point(sources: Sources) -> tuple[NodeArtifact, ...]:
+    if not sources:
+        return ()
+    files = [NodeArtifact(f"{ENGINE_DIR}/{name}", text, 0o644, "node-entry") for name, text in sources]
+    return (*files, NodeArtifact(LAUNCHER, LAUNCHER_TEXT, 0o755, "node-entry"))
+
+
+def wanted(desired_artifacts: tuple[NodeArtifact, ...], sources: Sources, node_entry: bool) -> tuple[NodeArtifact, ...]:
+    return (*(entry_point(sources) if node_entry else ()), *desired_artifacts)
+
+
+def existing_requirements(artifacts: tuple[NodeArtifact, ...], root: str = "/") -> frozenset[str]:
+    """The facts select() decides from: which of the artifacts' required paths exist here."""
+    paths = {item.requires.lstrip("!") for item in artifacts if item.requires}
+    return frozenset(path for path in paths if os.path.exists(os.path.join(root, path.lstrip("/"))))
+
+
+def _current(path: str) -> tuple[str, str | None, str | None]:
+    link = None
+    try:  # noqa: SIM105 - contextlib is not imported on the audit path
+        link = os.readlink(path)
+    except OSError:
+        pass
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            text: str | None = handle.read(16 << 20)
+    except OSError:
+        text = None
+    return path, text, link
+
+
+def read(artifacts: tuple[NodeArtifact, ...], node_entry: bool, group: str = "") -> NodeFileFacts:
+    """Only setup and heal ask (audit passes nothing): an audit reads none of this."""
+    if not artifacts and not node_entry:
+        return NodeFileFacts()
+    sources = read_engine_sources() if node_entry else None
+    paths = [a.path for a in wanted(artifacts, sources, node_entry) if not a.keep_sha256]
+    if artifacts and group:
+        paths += [path for path in optional_paths(group) if path not in paths]
+    return NodeFileFacts(engine_sources=sources, present=tuple(_current(p) for p in paths))
+
+

@@ -1,0 +1,63 @@
+"""Planning the node files (entry point and rendered artifacts): writes, links, retirements, the
+refusal to overwrite a site's file, and their lines of the record (plan layer).
+"""
+
+from __future__ import annotations
+
+from .actions import Action, CreateSymlink, DeleteFile, WriteFile
+from .desired import NodeArtifact
+from .errors import RefusedError
+from .host import sha256_text
+from .node_files_facts import NodeFileFacts, wanted
+from .node_files_rules import is_entry_point, is_ours
+from .paths import optional_paths
+
+
+def plan(facts: NodeFileFacts, artifacts: tuple[NodeArtifact, ...], node_entry: bool, group: str = "",
+         recorded_paths: tuple[str, ...] = ()) -> list[Action]:
+
+    now = {path: (text, link) for path, text, link in facts.present}
+    actions: list[Action] = []
+    for item in wanted(artifacts, facts.engine_sources, node_entry):
+        text, link = now.get(item.path, (None, None))
+        if item.keep_sha256:
+            continue
+        if item.link:
+            if link != item.link:
+                actions.append(CreateSymlink(item.path, f"{item.kind}: enable it", link_to=item.link,
+                                             old=link or ("a file" if text is not None else None)))
+        elif text != item.content or link is not None:
+            actions.append(WriteFile(item.path, f"{item.kind} artifact", content=item.content, old=text,
+                                     step=f"write_{item.kind}", mode=item.mode))
+    if artifacts and group:  # a full render without the optional kinds: retire what this group's setup installed
+        paths = {item.path for item in artifacts}
+        for path in optional_paths(group):
+            text, link = now.get(path, (None, None))
+            if path not in paths and path in recorded_paths and (text is not None or link is not None):
+                actions.append(DeleteFile(path, "no longer asked for (setup without --textfile-dir/--nhc, "
+                                                "role variable unset)", step="delete_file:retired"))
+    return actions
+
+
+def refuse_foreign(facts: NodeFileFacts, artifacts: tuple[NodeArtifact, ...], group: str,
+                   recorded_paths: tuple[str, ...]) -> None:
+    """Never overwrite a file perfgroup did not write (e.g. a site's own /usr/local/bin/perf)."""
+
+    now = {path: text for path, text, _ in facts.present}
+    for item in artifacts:
+        old = now.get(item.path)
+        if old is None or old == item.content or item.link or item.path in recorded_paths or is_ours(old, group) \
+                or is_entry_point(item.path):
+            continue
+        raise RefusedError(
+            f"{item.path} exists and perfgroup did not write it; refusing to overwrite a site's file "
+            "(move it away, or leave members on PATH/module access only)"
+        )
+
+
+def recorded(facts: NodeFileFacts, artifacts: tuple[NodeArtifact, ...], node_entry: bool) -> tuple[tuple[str, str], ...]:
+    """(path, sha256 of the content) for the record; a link records its target's content (audit
+    reads through it), so a dangling or retargeted link shows up as modified/missing."""
+
+    return tuple((a.path, a.keep_sha256 or sha256_text(a.content))
+                 for a in wanted(artifacts, facts.engine_sources, node_entry))
