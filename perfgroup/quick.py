@@ -50,7 +50,7 @@ def audit(argv: list[str]) -> int | None:
     encoding = (getattr(sys.stdout, "encoding", "") or "").lower().replace("-", "")
     if encoding != "utf8" or (fmt == "text" and not os.environ.get("NO_COLOR") and sys.stdout.isatty()):
         return None  # click's stream wrapping and colours
-    from .engine.node_main import audit_output
+    from .engine.audit import output as audit_output
 
     try:
         text, worst = audit_output(plain.get("--group", str(BY_NAME["group"].default)), plain.get("--dest"), fmt,

@@ -48,17 +48,14 @@ def audit(group: str, dest: str | None, format: str, textfile_dir: str | None, r
         if functional:
             raise RefusedError("--functional runs perf, which an image cannot: audit the booted nodes")
         _print_report(_image_report(root, group, dest), fmt, group, textfile_dir)
-    from ..engine import facts as facts_mod
-    from ..engine import findings as findings_mod
+    from ..engine import audit
 
-    desired = facts_mod.audit_target(group, dest)
-    facts = facts_mod.read(desired)
-    found = findings_mod.audit(facts, desired)
+    extra = None
     if functional:
         from ..engine import converge  # only here: converge pulls in apply, subprocess, dataclasses
 
-        found.extend(converge.functional_findings(desired))
-    _print_report(findings_mod.report(facts, desired, found), fmt, group, textfile_dir)
+        extra = converge.functional_findings
+    _print_report(audit.report(group, dest, extra=extra)[0], fmt, group, textfile_dir)
 
 
 def _image_report(root: str, group: str, dest: str | None) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import output
-from ..engine.errors import ConvergeError, PerfgroupError, RefusedError
+from ..engine.errors import ConvergeError, PerfgroupError, RefusedError, converge_failure
 from ..engine.validate import desired_from_input
 from .common import LOCK_WAIT, Exit, command, dry_run_option, engine_options, json_option, on_wait, require_root
 
@@ -70,9 +70,7 @@ def setup(root: str | None, verify: bool, dry_run: bool, as_json: bool, textfile
         converge.setup(desired, dry_run, run_checks=verify, lock_wait=LOCK_WAIT, result=result,
                        on_plan=None if as_json else _print_plan, on_wait=on_wait)
     except ConvergeError as error:
-        message = f"could not converge at step {error}"
-        if result.applied:
-            message += f" (applied before it: {result.applied_summary()}; run setup again to finish)"
+        message = converge_failure(error, [action.summary for action in result.applied])
         _report_failure(result, dry_run, as_json, message)
         raise Exit("failed", message) from None
     except PerfgroupError as error:
@@ -123,9 +121,7 @@ def _setup_image(image_dir: str, desired: Any, dry_run: bool, as_json: bool) -> 
                                         "dry_run": dry_run, "lock_wait": LOCK_WAIT})
     error = answer.get("error")
     if answer.get("failed_step"):
-        error = f"could not converge at step {error}"
-        if answer.get("applied"):
-            error += f" (applied before it: {'; '.join(a['summary'] for a in answer['applied'])}; run setup again to finish)"
+        error = converge_failure(error, [a["summary"] for a in answer.get("applied") or ()])
     if as_json:
         output.emit_json({k: v for k, v in answer.items() if k != "outcome"} | {"error": error, "image": image_dir})
     elif answer.get("plan") is not None and answer.get("caps_text"):

@@ -209,6 +209,7 @@ from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine.err
     ConvergeError,
     LockedError,
     RefusedError,
+    converge_failure,
 )
 from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine.validate import desired_from_input
 
@@ -254,8 +255,7 @@ def main() -> None:
     except LockedError as error:
         module.fail_json(msg=str(error), changed=False, **common)
     except ConvergeError as error:
-        applied = f" (applied before it: {result.applied_summary()})" if result.applied else ""
-        module.fail_json(msg=f"could not converge at step {error}{applied}", step=error.step, changed=result.changed,
+        module.fail_json(msg=converge_failure(error, [action.summary for action in result.applied]), step=error.step, changed=result.changed,
                          **common, **converge.summary(result.plan, result))
     plan = result.plan
     if module.check_mode:

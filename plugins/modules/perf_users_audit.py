@@ -84,9 +84,7 @@ ansible_facts:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine import converge, options
-from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine import facts as facts_mod
-from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine import findings as findings_mod
+from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine import audit, converge, options
 from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine.errors import RefusedError
 
 # Every result carries it: `perfgroup audit -i` selects results by it, not by task names.
@@ -95,15 +93,11 @@ KIND = "audit"
 
 def main() -> None:
     module = AnsibleModule(argument_spec=options.argument_spec("audit"), supports_check_mode=True)
+    extra = converge.functional_findings if module.params["functional"] else None
     try:
-        desired = facts_mod.audit_target(module.params["group"], module.params["dest"] or None)
+        report, _ = audit.report(module.params["group"], module.params["dest"] or None, extra=extra)
     except RefusedError as error:
         module.fail_json(msg=str(error), perfgroup_result_kind=KIND)
-    node = facts_mod.read(desired)
-    found = findings_mod.audit(node, desired)
-    if module.params["functional"]:
-        found.extend(converge.functional_findings(desired))
-    report = findings_mod.report(node, desired, found)
     module.exit_json(changed=False, ansible_facts={"perf_users_audit": report}, perfgroup_result_kind=KIND)
 
 

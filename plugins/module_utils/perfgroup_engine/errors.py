@@ -14,7 +14,7 @@ from .finding import CRITICAL, OK, UNKNOWN, WARNING
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
 if TYPE_CHECKING:
-    from typing import NoReturn, Tuple
+    from typing import NoReturn, Sequence, Tuple
 
 # Outcome names: what happened, independent of which number a command uses for it. An audit's
 # outcome is its worst finding's severity (finding.py).
@@ -43,10 +43,12 @@ class ConvergeError(PerfgroupError):
         self.step = step
 
 
-class VerifyError(PerfgroupError):
-    """The node converged but running perf did not prove the group works."""
-
-    outcome = FAILED
+def converge_failure(error: object, applied: Sequence[str]) -> str:
+    """The one line a run that failed part-way ends with: the failed step ("step: why", a
+    ConvergeError or its text) and what it applied before (the next run finishes the job; the
+    intent it wrote makes sure of that)."""
+    done = f" (applied before it: {'; '.join(applied)}; run it again to finish)" if applied else ""
+    return f"could not converge at step {error}{done}"
 
 
 class LockedError(PerfgroupError):

@@ -39,7 +39,7 @@ def desired_from_dict(data: Document) -> Desired:
 
 
 def run_setup(desired: Desired, dry_run: bool, lock_wait: float) -> Document:
-    from . import converge
+    from . import converge  # the setup request: an audit's would not need it
 
     result = converge.SetupResult()
     try:
@@ -51,15 +51,11 @@ def run_setup(desired: Desired, dry_run: bool, lock_wait: float) -> Document:
 
 def run_audit(group: str, dest: str | None) -> Document:
     """The image's own record says where the copy is (audit_target reads it inside the chroot)."""
-    from . import facts as facts_mod
-    from . import findings as findings_mod
+    from . import audit  # the audit request: setup's would pull converge in
 
-    desired = facts_mod.audit_target(group, dest)._replace(image=True)
-    facts = facts_mod.read(desired)
-    found = findings_mod.audit(facts, desired)
-    report = findings_mod.report(facts, desired, found)
-    report["outcome"] = "ok"
-    return report
+    document, _ = audit.report(group, dest, image=True)
+    document["outcome"] = "ok"
+    return document
 
 
 def handle(request: Document) -> Document:

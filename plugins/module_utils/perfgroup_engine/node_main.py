@@ -10,12 +10,9 @@ no second implementation:
 
 from __future__ import annotations
 
-import grp
-import os
 import sys
 
-from . import errors
-from .desired import NodeArtifact
+from . import audit, errors
 from .errors import PerfgroupError, RefusedError
 from .finding import OK
 from .options import BY_NAME
@@ -29,7 +26,7 @@ FORMATS = BY_NAME["format"].choices  # one definition: the options table
 
 
 def parser(command: str) -> argparse.ArgumentParser:
-    import argparse  # only when plain_audit_args cannot read the arguments
+    import argparse  # the unusual argument forms only: plain_audit_args reads what NHC and the timer pass
 
     class _Parser(argparse.ArgumentParser):
         """Bad arguments: one stderr line and the command's documented code (audit: UNKNOWN, 3)."""
@@ -53,103 +50,10 @@ def parser(command: str) -> argparse.ArgumentParser:
     return top
 
 
-def audit_output(group: str, dest: str | None, fmt: str, textfile_dir: str | None) -> tuple[str, str]:
-    """(what to print, status) of a static audit in any format: the one sequence behind
-    perfgroup-node audit and the CLI's click-free audit (with --textfile-dir, prometheus text is
-    written there and nothing is printed)."""
-    from . import facts as facts_mod
-    from . import findings as findings_mod
-
-    desired = facts_mod.audit_target(group, dest)
-    facts = facts_mod.read(desired)
-    found = findings_mod.audit(facts, desired)
-    report = findings_mod.report(facts, desired, found)
-    if fmt == "text":
-        from .report_formats import text
-
-        return text(report), findings_mod.worst(found)
-    import time
-
-    from .report_formats import machine_output
-
-    return machine_output(fmt, report, desired.group, textfile_dir, time.time()), findings_mod.worst(found)
-
-
 def run_audit(group: str, dest: str | None, fmt: str, textfile_dir: str | None) -> int:
-    printed, status = audit_output(group, dest, fmt, textfile_dir)
+    printed, status = audit.output(group, dest, fmt, textfile_dir)
     sys.stdout.write(printed)
     return errors.exit_code("audit", status)
-
-
-def recorded_artifacts(state: object) -> tuple[NodeArtifact, ...]:
-    """The rendered artifacts setup recorded, as they are now, when still what setup wrote: heal
-    cannot render (no jinja2 on nodes) but keeps them in the record. The entry point is re-made
-    from this engine itself, and profile/sysctl from the engine's own renderers."""
-    from . import node_files_rules
-    from .host import read_text, sha256_text
-    from .state import State
-
-    assert isinstance(state, State)
-    out = []
-    for path, sha in state.files:
-        if node_files_rules.is_entry_point(path) or not node_files_rules.owned(state.group, path):
-            continue
-        text = read_text(path, 16 << 20)
-        if text is None or sha256_text(text) != sha:
-            # Drifted or gone: heal cannot render it again (`perfgroup setup` does), but keeps it
-            # in the record so audit goes on reporting it and remove still deletes it.
-            out.append(NodeArtifact(path, "", kind="recorded", keep_sha256=sha))
-            continue
-        link = os.readlink(path) if os.path.islink(path) else ""
-        out.append(NodeArtifact(path, text, 0o755 if os.access(path, os.X_OK) and not link else 0o644,
-                                "recorded", link))
-    return tuple(out)
-
-
-def heal_target(group: str) -> object:
-    """Desired from the setup record: what `perfgroup setup` was last asked for."""
-    from .desired import Desired
-    from .host import load_state
-    from .paths import state_path
-    from .validate import check_dest_path, check_name
-
-    check_name("group", group)
-    state, problem = load_state(state_path(group))
-    if state is None:
-        raise RefusedError(f"no usable setup record for group {group} ({state_path(group)} is {problem}): "
-                           f"run `perfgroup setup --group {group}` first")
-    if state.group != group:
-        raise RefusedError(f"{state_path(group)} records group {state.group!r}, not {group!r}; refusing")
-    check_dest_path(state.dest)
-    try:
-        grp.getgrnam(group)
-        gid = None
-    except KeyError:  # a stateless image without the group: recreate it with the recorded gid
-        gid = state.gid if state.gid > 0 else None
-    return Desired(
-        group=group, dest=state.dest, gid=gid,
-        caps_override=frozenset(state.caps) if state.caps_override else None,
-        keep_paranoid=state.keep_paranoid, allow_privileged_group=True,
-        allow_root_equivalent=bool(state.root_equivalent_caps),
-        artifacts=recorded_artifacts(state), node_entry=True,
-    )
-
-
-def source_changed(desired: object) -> bool:
-    """Whether an upgrade left work: the source perf is another file or other bytes than the record
-    says, or the copy is not what setup installed, or lost its capabilities."""
-    from . import facts as facts_mod
-    from .desired import Desired
-
-    assert isinstance(desired, Desired)
-    facts = facts_mod.read(desired._replace(artifacts=(), node_entry=False))
-    state = facts.state
-    if state is None:
-        return True
-    return (
-        facts.source.path != state.source or facts.source.sha256 != state.source_sha256
-        or facts.copy.sha256 != state.copy_sha256 or facts.copy.caps is None
-    )
 
 
 def _say_err(message: str) -> None:
@@ -157,27 +61,11 @@ def _say_err(message: str) -> None:
 
 
 def run_heal(group: str, if_source_changed: bool) -> int:
-    from . import converge
-    from .desired import Desired
-    from .options import LOCK_WAIT_SECONDS
+    from . import heal  # the heal subcommand: converge pulls in apply, subprocess and dataclasses
 
-    if os.geteuid() != 0:
-        raise RefusedError("heal changes groups and file capabilities: run it as root")
-    desired = heal_target(group)
-    assert isinstance(desired, Desired)
-    if if_source_changed and not source_changed(desired):
-        return errors.exit_code("heal", OK)
-    result = converge.SetupResult()
-    try:
-        converge.setup(desired, dry_run=False, run_checks=False, lock_wait=LOCK_WAIT_SECONDS, result=result,
-                       on_wait=_say_err)
-    except errors.ConvergeError as error:
-        done = f" (applied before it: {result.applied_summary()})" if result.applied else ""
-        raise errors.ConvergeError(error.step, f"{str(error).split(': ', 1)[-1]}{done}") from None
-    if result.applied:
-        sys.stdout.write(f"perfgroup-node heal {escape(group)}: {escape(result.applied_summary())}\n")
-    else:
-        sys.stdout.write(f"perfgroup-node heal {escape(group)}: converged, nothing to change\n")
+    done = heal.run(group, if_source_changed, on_wait=_say_err)
+    if done:
+        sys.stdout.write(f"perfgroup-node heal {escape(group)}: {escape(done)}\n")
     return errors.exit_code("heal", OK)
 
 
