@@ -67,7 +67,7 @@ def _small_sha256(data: bytes) -> Any:
         try:
             from _sha2 import sha256  # type: ignore[import-not-found]  # Python >= 3.12
         except ImportError:
-            from hashlib import sha256
+            from hashlib import sha256  # neither built in: OpenSSL's, as sha256_file
     return sha256(data)
 
 

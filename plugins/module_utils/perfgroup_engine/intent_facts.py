@@ -40,7 +40,7 @@ def parse(text: str | None) -> Intent:
     """An unreadable or damaged intent counts as none: it can only add to a record, never take away."""
     if not text:
         return Intent()
-    import json
+    import json  # only a node with a failed run's intent has one to parse
 
     try:
         data: dict[str, Any] = json.loads(text)

@@ -4,6 +4,8 @@ building). What an intent is and how it is read: intent_facts.py.
 
 from __future__ import annotations
 
+import json
+
 from .actions import Action, AddMember, CreateDir, CreateGroup, InstallCopy, RemountTracefs
 from .intent_facts import Intent
 from .state import State
@@ -36,8 +38,6 @@ def of_plan(actions: tuple[Action, ...], paranoid_now: int | None, state: State 
 
 
 def to_json(intent: Intent) -> str:
-    import json  # not at import time: the audit path reads no intent on a node that has none
-
     return json.dumps(intent._asdict(), sort_keys=True) + "\n"
 
 

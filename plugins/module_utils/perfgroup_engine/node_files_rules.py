@@ -5,6 +5,7 @@ node_files_facts.py, plan in node_files_plan.py.
 from __future__ import annotations
 
 import os
+import re
 
 from .desired import NodeArtifact
 from .paths import ARTIFACT_DIRS, ENGINE_DIR, LAUNCHER
@@ -37,8 +38,6 @@ def owned(group: str, path: str) -> bool:
         return True
     if directory not in ARTIFACT_DIRS or not name.startswith(("perfgroup", "80perfgroup")):
         return False
-    import re
-
     return name == "perfgroup.nhc" or re.search(rf"[-_.]{re.escape(group)}(\.[a-z]+)?\Z", name) is not None
 
 

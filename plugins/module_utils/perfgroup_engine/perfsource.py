@@ -130,7 +130,7 @@ _VAR_PATTERN = r"\$\([^)]*\)|`[^`]*`|\$\{[^}]*\}|\$\w+"
 def wrapper_targets(script: str, kernel_release: str) -> list[str]:
     """Candidate paths a wrapper script execs, most likely first (pure)."""
     import glob  # only wrappers need it (and re): keep the audit path light
-    import re
+    import re  # wrappers only (as glob)
 
     found: list[str] = []
     for match in re.finditer(_EXEC_PATTERN, script):

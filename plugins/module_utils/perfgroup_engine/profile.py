@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 
 _SAFE = re.compile(r"[A-Za-z0-9_./-]+\Z")
 
@@ -10,8 +11,6 @@ _SAFE = re.compile(r"[A-Za-z0-9_./-]+\Z")
 def _quote(text: str) -> str:
     if _SAFE.match(text):
         return text
-    import shlex  # unusual paths only
-
     return shlex.quote(text)
 
 

@@ -253,7 +253,7 @@ def machine_output(fmt: str, report: Mapping[str, Any], group: str, textfile_dir
     """The audit in a machine format, for the CLI and perfgroup-node alike: what to print (with
     --textfile-dir, prometheus text is written to the textfile instead and nothing is printed)."""
     if fmt == "json":
-        import json
+        import json  # the json format only
 
         return json.dumps(report, indent=2, sort_keys=True, default=str) + "\n"
     if fmt == "nagios":

@@ -72,7 +72,7 @@ class State(NamedTuple):
         return data
 
     def to_json(self) -> str:
-        import json
+        import json  # writing a record: setup's path, never the audit's
 
         return json.dumps(self.as_dict(), indent=2, sort_keys=True) + "\n"
 
@@ -106,7 +106,7 @@ def loads(text: str) -> Any:
     package imports re (and enum), a quarter of a node audit's time. Anything but a clean parse
     is handed to json.loads, which raises its usual JSONDecodeError."""
     try:
-        import _json
+        import _json  # the C scanner alone, without the json package (see above)
     except ImportError:
         _json = None  # type: ignore[assignment]
     if _json is not None:
@@ -120,7 +120,7 @@ def loads(text: str) -> Any:
         else:
             if not text[end:].strip(_WHITESPACE):
                 return value
-    import json
+    import json  # only for a record the C scanner refused (or none): to raise json's own error
 
     return json.loads(text)
 
