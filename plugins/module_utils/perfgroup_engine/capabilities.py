@@ -69,6 +69,9 @@ ROOT_EQUIVALENT_CAPS: frozenset[str] = frozenset({
     "cap_checkpoint_restore",
 })
 # What profiling can use. Anything else on the copy is power beyond profiling, handed to every member.
+# perf_event_paranoid >= 2 (always, with a perf group) shows kallsyms addresses only to CAP_SYSLOG
+# holders (kallsyms_show_value), and CAP_IPC_LOCK lifts the per-user mlock budget that `perf top -a`
+# and `perf record -m` exceed; neither leads to root. The set chosen on every CAP_PERFMON kernel.
 PROFILING_CAPS: frozenset[str] = frozenset({"cap_perfmon", "cap_syslog", "cap_ipc_lock"})
 
 XATTR_NAME = "security.capability"
@@ -197,9 +200,6 @@ class CapChoice(NamedTuple):
     def root_equivalent(self) -> frozenset[str]:
         return self.caps & ROOT_EQUIVALENT_CAPS
 
-    @property
-    def beyond_profiling(self) -> frozenset[str]:
-        return self.caps - PROFILING_CAPS
 
 
 def kernel_version(release: str) -> tuple[int, int]:
@@ -219,10 +219,6 @@ def has_perfmon(cap_last_cap: int | None, kernel_release: str) -> bool:
     return kernel_version(kernel_release) >= (5, 8)
 
 
-# perf_event_paranoid >= 2 (always, with a perf group) shows kallsyms addresses only to CAP_SYSLOG
-# holders (kallsyms_show_value), and CAP_IPC_LOCK lifts the per-user mlock budget that `perf top -a`
-# and `perf record -m` exceed; neither leads to root.
-PERFMON_SET = frozenset({"cap_perfmon", "cap_syslog", "cap_ipc_lock"})
 LEGACY_SET = frozenset({"cap_sys_admin", "cap_sys_ptrace", "cap_syslog"})
 
 
@@ -237,7 +233,7 @@ def choose_caps(cap_last_cap: int | None, kernel_release: str, allow_root_equiva
                 "cap_sys_admin,cap_sys_ptrace,cap_syslog works, and with it members can become root"
             ),
         )
-    caps = set(PERFMON_SET)
+    caps = set(PROFILING_CAPS)
     why = [
         f"CAP_PERFMON exists (cap_last_cap={cap_last_cap})" if cap_last_cap is not None
         else f"CAP_PERFMON exists (kernel {version[0]}.{version[1]} >= 5.8)",

@@ -38,7 +38,8 @@ from .policy import (
     managed_dir,
     paranoid_blocks_perfmon_on,
 )
-from .validate import ROOT_EQUIVALENT_FLAG, check_dest_path, check_gid, check_group, check_member
+from .tuples import NamedTuple
+from .validate import ROOT_EQUIVALENT_FLAG, check_desired, check_dest_path
 
 
 @dataclass(frozen=True)
@@ -301,44 +302,56 @@ def recorded_paths(facts: NodeFacts) -> tuple[str, ...]:
     return tuple(path for path, _ in facts.state.files) if facts.state else ()
 
 
-def preflight(facts: NodeFacts, desired: Desired) -> None:
+class Decided(NamedTuple):
+    """What the planners decide before the source perf matters (each planner runs once)."""
+
+    group_actions: list[Action]
+    origin: str
+    notes: list[str]
+    choice: CapChoice
+    dirs: list[Action]
+    members: list[Action]
+    paranoid: tuple[list[Action], list[str]]
+    access: tuple[list[Action], list[Action]]
+    tracefs: tuple[list[Action], list[str]]
+
+
+def preflight(facts: NodeFacts, desired: Desired) -> Decided:
     """Every refusal that does not need the source perf: run before --install-perf touches the
     node, so bad input or an unsafe destination never gets a package installed."""
-    check_group(desired.group, desired.allow_privileged_group)
-    check_gid(desired.gid)
-    for member in desired.members:
-        check_member(member)
-    plan_dirs(facts, desired)
+    check_desired(desired)
+    dirs = plan_dirs(facts, desired)
     check_dest(facts, desired)
-    plan_members(facts, desired, plan_group(facts, desired)[1])
-    plan_paranoid(facts, desired)
-    check_power(facts, desired, expected_caps(facts, desired))
-    access_plan.plan(facts, desired)
+    group_actions, origin, notes = plan_group(facts, desired)
+    members = plan_members(facts, desired, origin)
+    paranoid = plan_paranoid(facts, desired)
+    choice = expected_caps(facts, desired)
+    notes += check_power(facts, desired, choice)
+    access = access_plan.plan(facts, desired)
     node_files_plan.refuse_foreign(facts.node_files, desired.artifacts, desired.group, recorded_paths(facts))
-    reach_plan.plan_tracefs(facts.reach, desired.group, facts.group.gid, desired.tracefs)  # refuses an ambiguous fstab
+    # refuses an ambiguous fstab
+    tracefs = reach_plan.plan_tracefs(facts.reach, desired.group, facts.group.gid, desired.tracefs, desired.image)
+    return Decided(group_actions, origin, notes, choice, dirs, members, paranoid, access, tracefs)
 
 
 def make(facts: NodeFacts, desired: Desired) -> Plan:
     """The ordered changes that converge this node, or RefusedError explaining why not."""
-    preflight(facts, desired)
+    decided = preflight(facts, desired)
     if facts.source.error or not facts.source.path or not facts.source.sha256:
         raise RefusedError(facts.source.error or "source perf could not be read")
-    group_actions, origin, notes = plan_group(facts, desired)
-    choice = expected_caps(facts, desired)
-    notes += check_power(facts, desired, choice)
-    paranoid_actions, paranoid_notes = plan_paranoid(facts, desired)
-    secure, left_behind = access_plan.plan(facts, desired)
+    origin, notes, choice = decided.origin, list(decided.notes), decided.choice
+    paranoid_actions, paranoid_notes = decided.paranoid
+    secure, left_behind = decided.access
     actions: list[Action] = [
-        *group_actions, *secure, *plan_dirs(facts, desired), *plan_copy(facts, desired, choice),
-        *left_behind, *plan_profile(facts, desired), *paranoid_actions, *plan_members(facts, desired, origin),
+        *decided.group_actions, *secure, *decided.dirs, *plan_copy(facts, desired, choice),
+        *left_behind, *plan_profile(facts, desired), *paranoid_actions, *decided.members,
         *node_files_plan.plan(facts.node_files, desired.artifacts, desired.node_entry, desired.group, recorded_paths(facts)),
     ]
     notes += paranoid_notes
     actions += plan_selinux(facts, desired, actions)
     notes += selinux_notes(facts)
     notes += image_notes(facts, desired)
-    tracefs_actions, tracefs_notes = reach_plan.plan_tracefs(facts.reach, desired.group, facts.group.gid, desired.tracefs,
-                                                        desired.image)
+    tracefs_actions, tracefs_notes = decided.tracefs
     actions += tracefs_actions
     notes += tracefs_notes
     if facts.leftovers:

@@ -21,14 +21,6 @@ def render_dropin(group: str, value: int) -> str:
     )
 
 
-def intact_value(text: str | None, group: str) -> int | None:
-    """The value a drop-in sets if it is exactly what perfgroup writes, else None (edited)."""
-    values = [v for v in assignments(text or "") if v is not None]
-    if values and text == render_dropin(group, values[-1]):
-        return values[-1]
-    return None
-
-
 def boot_order(listing: dict[str, list[str]]) -> list[str]:
     """Config files in the order boot applies them, from {directory: [file names]}."""
     chosen: dict[str, str] = {}

@@ -134,20 +134,25 @@ def desired_from_input(
 ) -> Desired:
     """Every check of what an administrator typed, in one place for the CLI and the Ansible
     module; nothing here looks at the host, so a bad input is refused before anything else."""
-    check_group(group, allow_privileged_group)
-    check_gid(gid)
-    for member in members:
-        check_member(member)
-    if dest is not None:
-        check_dest_path(dest)
     if source is not None:
         check_abs_path("--perf", source)
     auto = caps is not None and caps.strip().lower() == "auto"
     override = check_caps(caps, allow_root_equivalent) if caps is not None and not auto else None
-    return Desired(
+    return check_desired(Desired(
         group=group, dest=dest or default_dest(group), members=tuple(members), gid=gid, source=source,
         caps_override=override, caps_auto=auto, keep_paranoid=keep_paranoid, install_perf=install_perf,
         allow_privileged_group=allow_privileged_group, allow_root_equivalent=allow_root_equivalent,
         node_entry=True,
         tracefs=tracefs,
-    )
+    ))
+
+
+def check_desired(desired: Desired) -> Desired:
+    """The input checks on a Desired however it was made (typed, from a record, from an image
+    request): plan.preflight runs them again, so no path past desired_from_input skips them."""
+    check_group(desired.group, desired.allow_privileged_group)
+    check_gid(desired.gid)
+    for member in desired.members:
+        check_member(member)
+    check_dest_path(desired.dest)
+    return desired
