@@ -17,23 +17,12 @@ def remove(group: str, dry_run: bool, as_json: bool) -> None:
     Without a usable setup record it refuses rather than guess, unless nothing of perfgroup's is
     left (then there is nothing to remove: exit 0).
     """
-    from ..engine import access_rules, apply
     from ..engine import remove as remove_mod
     from ..engine.validate import check_group
 
     check_group(group, allow_privileged=True)
     require_root("remove")
-    facts = remove_mod.read(group)
-    steps = remove_mod.plan(facts)  # refuses before the lock: a refusal writes nothing
-    notes = remove_mod.notes(facts)
-    done: list[object] = []
-    if steps and not dry_run:
-        with apply.node_lock(LOCK_WAIT, on_wait):
-            steps = remove_mod.plan(remove_mod.read(group))
-            apply.perform(steps, on_done=done.append)
-    lingering = access_rules.lingering_note()
-    if lingering is not None:
-        notes.append(lingering)
+    steps, done, notes = remove_mod.run(group, dry_run, LOCK_WAIT, on_wait)
     if as_json:
         output.emit_json({
             "dry_run": dry_run, "changed": bool(done),

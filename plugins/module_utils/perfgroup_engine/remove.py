@@ -13,6 +13,8 @@ import os
 
 from . import (
     access_facts,
+    access_rules,
+    apply,
     fstab,
     host,
     intent_facts,
@@ -41,6 +43,11 @@ from .paths import (
 )
 from .state import State
 from .tuples import NamedTuple
+from .validate import check_group
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Callable
 
 
 class RemoveFacts(NamedTuple):
@@ -211,3 +218,27 @@ def notes(facts: RemoveFacts) -> list[str]:
         "kernel.perf_event_paranoid keeps its live value; without the drop-in, boot applies the distribution default"
         + (f" (it was {before} before setup)" if before is not None else ""),
     ]
+
+
+class RemoveResult(NamedTuple):
+    steps: tuple[Action, ...]
+    done: tuple[Action, ...]
+    notes: tuple[str, ...]
+
+
+def run(group: str, dry_run: bool, lock_wait: float, on_wait: Callable[[str], None] | None = None) -> RemoveResult:
+    """The remove flow: refuse before the lock (a refusal writes nothing), then under the node
+    lock read again and perform what the record allows; name what still holds the capabilities."""
+    check_group(group, allow_privileged=True)
+    facts = read(group)
+    steps = plan(facts)
+    found = notes(facts)
+    done: list[Action] = []
+    if steps and not dry_run:
+        with apply.node_lock(lock_wait, on_wait):
+            steps = plan(read(group))
+            apply.perform(steps, on_done=done.append)
+    lingering = access_rules.lingering_note()
+    if lingering is not None:
+        found.append(lingering)
+    return RemoveResult(steps, tuple(done), tuple(found))
