@@ -18,32 +18,28 @@ from perfgroup.engine.plan import make
 
 
 class FakeWriter:
-    """Records what would be done; answers 'nothing to do' for targets named in `absent`."""
+    """A performer table that records what would be done; answers 'nothing to do' for targets
+    named in `absent`."""
 
     def __init__(self, absent: tuple[str, ...] = ()) -> None:
         self.calls: list[tuple[str, str]] = []
         self.absent = absent
+        self.table = {cls: self.handle for cls in act.ALL_ACTIONS}
 
-    def __getattr__(self, kind: str) -> Any:
-        if kind not in {cls.kind for cls in act.ALL_ACTIONS}:
-            raise AttributeError(kind)
-
-        def handle(action: act.Action) -> bool:
-            self.calls.append((kind, action.target))
-            return action.target not in self.absent
-
-        return handle
+    def handle(self, action: act.Action) -> bool:
+        self.calls.append((action.kind, action.target))
+        return action.target not in self.absent
 
 
-def test_host_writer_handles_every_action_type() -> None:
-    for cls in act.ALL_ACTIONS:
-        assert callable(getattr(apply.HostWriter, cls.kind, None)), cls
+def test_the_performer_table_handles_every_action_type() -> None:
+    assert set(apply.PERFORMERS) == set(act.ALL_ACTIONS)
+    assert all(callable(perform) for perform in apply.PERFORMERS.values())
 
 
 def test_dispatch_is_by_type_in_order_and_reports_only_real_changes() -> None:
     actions = (act.CreateGroup("g", "w", gid=5), act.CreateDir("/d", "w"), act.DeleteFile("/gone", "w"))
     writer, done = FakeWriter(absent=("/gone",)), []
-    apply.perform(actions, writer, on_done=done.append)
+    apply.perform(actions, writer.table, on_done=done.append)
     assert writer.calls == [("create_group", "g"), ("create_dir", "/d"), ("delete_file", "/gone")]
     assert done == list(actions[:2])
 
@@ -183,7 +179,7 @@ def test_any_error_after_applied_steps_is_a_named_converge_error(monkeypatch: py
     plan = make(facts, desired())
     assert plan.actions
 
-    def perform(actions: Any, writer: object = None, on_done: Any = None) -> None:
+    def perform(actions: Any, performers: object = None, on_done: Any = None) -> None:
         for action in actions:
             on_done(action)
 

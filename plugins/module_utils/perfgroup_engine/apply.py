@@ -19,7 +19,7 @@ import os
 import stat
 import subprocess
 import time
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from . import actions as act
 from . import fstab, host, log
@@ -84,10 +84,10 @@ def node_lock(wait_seconds: float, on_wait: Callable[[str], None] | None = None,
         os.close(fd)
 
 
-def run_tool(step: str, argv: list[str]) -> None:
+def run_tool(step: str, argv: list[str], env: dict[str, str] | None = None) -> None:
     checkpoint(step)
     try:
-        result = subprocess.run(argv, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
+        result = subprocess.run(argv, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL, env=env)
     except OSError as error:
         raise ConvergeError(step, f"cannot run {argv[0]}: {error.strerror}") from None
     if result.returncode != 0:
@@ -97,16 +97,7 @@ def run_tool(step: str, argv: list[str]) -> None:
 
 def install_package(command: tuple[str, ...]) -> None:
     """Install the distribution's perf package (only when --install-perf asked for it)."""
-    checkpoint("install_perf")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    try:
-        result = subprocess.run(list(command), capture_output=True, text=True, env=env, check=False,
-                                stdin=subprocess.DEVNULL)
-    except OSError as error:
-        raise ConvergeError("install_perf", f"cannot run {command[0]}: {error.strerror}") from None
-    if result.returncode != 0:
-        tail = (result.stderr or result.stdout).strip().splitlines()
-        raise ConvergeError("install_perf", f"{' '.join(command)} failed: {tail[-1] if tail else result.returncode}")
+    run_tool("install_perf", list(command), env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
     log.change("install_perf", command[-1], "absent", "installed")
 
 
@@ -569,106 +560,75 @@ def remove_dir(path: str) -> bool:
     return True
 
 
-class HostWriter:
-    """Performs each kind of action on this host. Tests substitute a writer with the same methods."""
+def restore_context(action: act.RestoreContext) -> None:
+    # A copy made in a temp file and renamed keeps the temp file's label; the policy's label
+    # for the path is what lets confined services and users run it.
+    run_tool("restore_context", ["restorecon", "-F", "--", action.target])
+    log.change("restore_context", action.target, "", "policy label")
 
-    def create_group(self, action: act.CreateGroup) -> bool:
-        create_group(action)
+
+def clean_leftovers_action(action: act.CleanLeftovers) -> None:
+    for directory in sorted({os.path.dirname(path) for path in action.paths}):
+        clean_leftovers(directory)
+
+
+def delete_copy_action(action: act.DeleteCopy) -> bool:
+    found = delete_copy(action.target)
+    clean_leftovers(os.path.dirname(action.target))
+    return found
+
+
+def delete_file_action(action: act.DeleteFile) -> bool:
+    found = remove_path(action.target, action.step)
+    if found and action.target == DROPIN_PATH:
+        reload_systemd()
+    return found
+
+
+def delete_dir_action(action: act.DeleteDir) -> bool:
+    clean_leftovers(action.target)  # a killed remove may have left the renamed-away copy here
+    return remove_dir(action.target)
+
+
+def _changes(do: Callable[[Any], object]) -> Callable[[Any], bool]:
+    """For steps that always change something when they succeed (a delete may find nothing)."""
+    def done(action: Any) -> bool:
+        do(action)
         return True
-
-    def lock_group_password(self, action: act.LockGroupPassword) -> bool:
-        lock_group_password(action)
-        return True
-
-    def secure_path(self, action: act.SecurePath) -> bool:
-        secure_path(action)
-        return True
-
-    def create_dir(self, action: act.CreateDir) -> bool:
-        create_dir(action)
-        return True
-
-    def repair_dir(self, action: act.RepairDir) -> bool:
-        repair_dir(action)
-        return True
-
-    def install_copy(self, action: act.InstallCopy) -> bool:
-        install_copy(action)
-        return True
-
-    def fix_copy(self, action: act.FixCopy) -> bool:
-        fix_copy(action)
-        return True
-
-    def restore_context(self, action: act.RestoreContext) -> bool:
-        # A copy made in a temp file and renamed keeps the temp file's label; the policy's label
-        # for the path is what lets confined services and users run it.
-        run_tool("restore_context", ["restorecon", "-F", "--", action.target])
-        log.change("restore_context", action.target, "", "policy label")
-        return True
-
-    def write_file(self, action: act.WriteFile) -> bool:
-        write_file_action(action)
-        return True
-
-    def set_paranoid(self, action: act.SetParanoid) -> bool:
-        set_paranoid(action)
-        return True
-
-    def create_symlink(self, action: act.CreateSymlink) -> bool:
-        create_symlink(action)
-        return True
-
-    def add_member(self, action: act.AddMember) -> bool:
-        add_member(action.target, action.group)
-        return True
-
-    def remove_member(self, action: act.RemoveMember) -> bool:
-        remove_member(action.target, action.group)
-        return True
-
-    def clean_leftovers(self, action: act.CleanLeftovers) -> bool:
-        for directory in sorted({os.path.dirname(path) for path in action.paths}):
-            clean_leftovers(directory)
-        return True
-
-    def delete_copy(self, action: act.DeleteCopy) -> bool:
-        found = delete_copy(action.target)
-        clean_leftovers(os.path.dirname(action.target))
-        return found
-
-    def delete_file(self, action: act.DeleteFile) -> bool:
-
-        found = remove_path(action.target, action.step)
-        if found and action.target == DROPIN_PATH:
-            reload_systemd()
-        return found
-
-    def delete_dir(self, action: act.DeleteDir) -> bool:
-        clean_leftovers(action.target)  # a killed remove may have left the renamed-away copy here
-        return remove_dir(action.target)
-
-    def delete_group(self, action: act.DeleteGroup) -> bool:
-        delete_group(action.target)
-        return True
-
-    def remount_tracefs(self, action: act.RemountTracefs) -> bool:
-        remount_tracefs(action)
-        return True
-
-    def persist_tracefs(self, action: act.PersistTracefs) -> bool:
-        persist_tracefs(action)
-        return True
-
-    def edit_fstab(self, action: act.EditFstab) -> bool:
-        return edit_fstab(action)
+    return done
 
 
-def perform(actions: Iterable[act.Action], writer: object = None,
+# The one dispatch from an action's type to the code that performs it; True: something changed.
+PERFORMERS: dict[type, Callable[[Any], bool]] = {
+    act.CreateGroup: _changes(create_group),
+    act.LockGroupPassword: _changes(lock_group_password),
+    act.SecurePath: _changes(secure_path),
+    act.CreateDir: _changes(create_dir),
+    act.RepairDir: _changes(repair_dir),
+    act.InstallCopy: _changes(install_copy),
+    act.FixCopy: _changes(fix_copy),
+    act.RestoreContext: _changes(restore_context),
+    act.WriteFile: _changes(write_file_action),
+    act.SetParanoid: _changes(set_paranoid),
+    act.CreateSymlink: _changes(create_symlink),
+    act.AddMember: _changes(lambda action: add_member(action.target, action.group)),
+    act.RemoveMember: _changes(lambda action: remove_member(action.target, action.group)),
+    act.CleanLeftovers: _changes(clean_leftovers_action),
+    act.DeleteCopy: delete_copy_action,
+    act.DeleteFile: delete_file_action,
+    act.DeleteDir: delete_dir_action,
+    act.DeleteGroup: _changes(lambda action: delete_group(action.target)),
+    act.RemountTracefs: _changes(remount_tracefs),
+    act.PersistTracefs: _changes(persist_tracefs),
+    act.EditFstab: edit_fstab,
+}
+
+
+def perform(actions: Iterable[act.Action], performers: Mapping[type, Callable[[Any], bool]] | None = None,
             on_done: Callable[[act.Action], None] | None = None) -> None:
-    """Perform actions in order: the one dispatch from an action's type to the code that does it.
-    `on_done` hears of each action that changed something (a delete with nothing left is silent)."""
-    writer = writer if writer is not None else HostWriter()
+    """Perform actions in order through PERFORMERS (tests pass their own table). `on_done` hears
+    of each action that changed something (a delete with nothing left is silent)."""
+    table = PERFORMERS if performers is None else performers
     for action in actions:
-        if getattr(writer, action.kind)(action) and on_done is not None:
+        if table[type(action)](action) and on_done is not None:
             on_done(action)
