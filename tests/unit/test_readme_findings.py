@@ -15,8 +15,7 @@ ID = re.compile(r"^[a-z_]+\.[a-z_]+$")
 
 
 def engine_ids() -> tuple[set[str], set[str]]:
-    """Ids the engine emits: first arguments of Finding(...) and first items of the (id, severity,
-    message, fix) tuples reach.py yields; and the suffixes of ids built from an f-string
+    """Ids the engine emits: first arguments of Finding(...); and the suffixes of ids built from an f-string
     (f"{kind}.missing" for sysctl/profile, f"verify.{workload}")."""
     found, suffixes = set(), set()
     for path in ENGINE.glob("*.py"):
@@ -24,8 +23,6 @@ def engine_ids() -> tuple[set[str], set[str]]:
             first = None
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Finding" and node.args:
                 first = node.args[0]
-            elif isinstance(node, ast.Yield) and isinstance(node.value, ast.Tuple) and len(node.value.elts) == 4:
-                first = node.value.elts[0]
             if isinstance(first, ast.Constant) and isinstance(first.value, str) and ID.match(first.value):
                 found.add(first.value)
             elif isinstance(first, ast.JoinedStr):

@@ -363,8 +363,7 @@ def rule_reach(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
         return
     caps = tuple(sorted(facts.copy.caps.permitted)) if facts.copy.caps else ()
     kept = facts.state is not None and facts.state.tracefs_kept
-    for found in reach_rules.findings(facts.reach, desired.group, facts.group.gid, kept, caps, facts.copy.caps is not None):
-        yield Finding(*found)
+    yield from reach_rules.findings(facts.reach, desired.group, facts.group.gid, kept, caps, facts.copy.caps is not None)
 
 
 RULES: tuple[Rule, ...] = (

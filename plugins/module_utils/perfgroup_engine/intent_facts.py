@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+from . import host
 from .host import owner_mode
 from .paths import intent_path
 from .trust import state_problem
@@ -81,11 +82,6 @@ def read(state_path: str, group_exists: bool, members: tuple[str, ...] | frozens
         return None
     if state_problem(entry, "file") is not None:
         return Intent()
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read(1 << 20)
-    except OSError:
-        return Intent()
-    return still_true(parse(text), group_exists, members)
+    return still_true(parse(host.read_text(path)), group_exists, members)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+from . import host
 from .desired import NodeArtifact
 from .paths import ENGINE_DIR, LAUNCHER, LIB_DIR, optional_paths
 from .tuples import NamedTuple
@@ -84,12 +85,7 @@ def _current(path: str) -> tuple[str, str | None, str | None]:
         link = os.readlink(path)
     except OSError:
         pass
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            text: str | None = handle.read(16 << 20)
-    except OSError:
-        text = None
-    return path, text, link
+    return path, host.read_text(path, 16 << 20), link
 
 
 def read(artifacts: tuple[NodeArtifact, ...], node_entry: bool, group: str = "") -> NodeFileFacts:

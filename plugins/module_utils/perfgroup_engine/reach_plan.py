@@ -11,7 +11,7 @@ from .paths import DROPIN_PATH, FSTAB, artifact_paths, journal_path
 from .reach_facts import ReachFacts
 from .reach_rules import needs_remount, persistence
 
-# Kept in sync with templates/tracefs-perfgroup.conf.j2 by tests/unit/test_access.py: the engine
+# Kept in sync with templates/tracefs-perfgroup.conf.j2 by tests/unit/test_reach.py: the engine
 # is standard library only, and this one small file is rendered here.
 DROPIN_TEMPLATE = """\
 # Managed by perfgroup for group {group}: do not edit (rendered by `perfgroup setup`).

@@ -5,6 +5,7 @@ reach_facts.py, plan in reach_plan.py).
 from __future__ import annotations
 
 from . import fstab
+from .finding import OK, WARNING, Finding
 from .paths import FSTAB
 from .reach_facts import ReachFacts
 
@@ -42,36 +43,36 @@ def persistence(reach: ReachFacts) -> str:
 
 
 def findings(reach: ReachFacts, group: str, gid: int | None, kept: bool, caps: tuple[str, ...],
-             has_caps: bool) -> Iterator[tuple[str, str, str, str]]:
-    """(id, severity, message, fix) for tracefs and the mlock budget."""
+             has_caps: bool) -> Iterator[Finding]:
+    """Findings for tracefs and the mlock budget."""
     fix = f"perfgroup setup --group {group}"
     if not reach.tracefs:
-        yield ("tracefs.missing", "ok", "tracefs is not mounted: no tracepoints on this node (perf trace, -e sched:*)",
-               "mount -t tracefs -o nosuid,nodev,noexec,mode=0750,gid=GID tracefs /sys/kernel/tracing")
+        yield Finding("tracefs.missing", OK, "tracefs is not mounted: no tracepoints on this node (perf trace, -e sched:*)",
+                      "mount -t tracefs -o nosuid,nodev,noexec,mode=0750,gid=GID tracefs /sys/kernel/tracing")
     for mounted in reach.tracefs:
         point, mode, owner_gid = mounted
         if open_to_others(mounted):
-            yield ("tracefs.open", "warning",
-                   f"{point} is mode {mode:04o}: every user can read tracepoints (other users' activity)", fix)
+            yield Finding("tracefs.open", WARNING,
+                          f"{point} is mode {mode:04o}: every user can read tracepoints (other users' activity)", fix)
         elif not group_can_read(mounted, gid):
-            severity = "ok" if kept else "warning"
+            severity = OK if kept else WARNING
             why = " (kept as it was: setup --no-tracefs)" if kept else ""
-            yield ("tracefs.closed", severity,
-                   f"{point} is mode {mode:04o} gid {owner_gid}: members cannot read tracepoints{why}", fix)
+            yield Finding("tracefs.closed", severity,
+                          f"{point} is mode {mode:04o} gid {owner_gid}: members cannot read tracepoints{why}", fix)
         else:
-            yield ("tracefs.ok", "ok", f"{point} is mode {mode:04o} gid {owner_gid}: members read tracepoints", "")
+            yield Finding("tracefs.ok", OK, f"{point} is mode {mode:04o} gid {owner_gid}: members read tracepoints", "")
     if gid is not None:
         for entry in fstab.missing(reach.fstab_lines, gid):
             why = " (kept as it was: setup --no-tracefs)" if kept else ""
-            yield ("tracefs.not_persistent", "ok" if kept else "warning",
-                   f"{FSTAB} mounts tracefs at {entry.point} with options {entry.options or '(none)'}, "
-                   f"not gid={gid},mode=0750: members lose tracepoints at the next boot{why}", fix)
+            yield Finding("tracefs.not_persistent", OK if kept else WARNING,
+                          f"{FSTAB} mounts tracefs at {entry.point} with options {entry.options or '(none)'}, "
+                          f"not gid={gid},mode=0750: members lose tracepoints at the next boot{why}", fix)
     if reach.mlock_kb is not None:
         budget = reach.mlock_kb * reach.cpus
         text = (f"perf mlock budget {reach.mlock_kb} KiB per CPU x {reach.cpus} CPUs = {budget} KiB per user; "
                 f"perf top needs {DEFAULT_MMAP_KB * reach.cpus} KiB, record -m 2048 needs {BIG_MMAP_KB * reach.cpus} KiB")
         if has_caps and "cap_ipc_lock" not in caps and reach.mlock_kb < BIG_MMAP_KB:
-            yield ("mlock.budget", "warning", text + "; the copy lacks cap_ipc_lock, so members are held to it",
-                   f"perfgroup setup --group {group} --caps auto")
+            yield Finding("mlock.budget", WARNING, text + "; the copy lacks cap_ipc_lock, so members are held to it",
+                          f"perfgroup setup --group {group} --caps auto")
         else:
-            yield ("mlock.budget", "ok", text + ("; cap_ipc_lock lifts it for members" if "cap_ipc_lock" in caps else ""), "")
+            yield Finding("mlock.budget", OK, text + ("; cap_ipc_lock lifts it for members" if "cap_ipc_lock" in caps else ""), "")
