@@ -13,36 +13,17 @@ from __future__ import annotations
 import os
 import sys
 
-AUDIT_FLAGS = ("--json",)
-AUDIT_OPTIONS = ("--group", "--dest", "--format", "--textfile-dir")
-
-
-def plain_audit_args(argv: list[str]) -> dict[str, str] | None:
-    """The options of a plain audit invocation, else None (click reads it)."""
-    if argv[:1] != ["audit"]:
-        return None
-    found: dict[str, str] = {}
-    rest = argv[1:]
-    while rest:
-        name = rest.pop(0)
-        if name in found:
-            return None
-        if name in AUDIT_FLAGS:
-            found[name] = ""
-        elif name in AUDIT_OPTIONS and rest and not rest[0].startswith("-"):
-            found[name] = rest.pop(0)
-        else:
-            return None
-    return found
-
 
 def audit(argv: list[str]) -> int | None:
     """The exit code of a plain audit it printed, or None: nothing printed, click's turn."""
-    plain = plain_audit_args(argv)
+    if argv[:1] != ["audit"]:
+        return None
+    from .engine.options import BY_NAME, plain_args
+
+    plain = plain_args(argv, "audit", flags=("--json",))
     if plain is None:
         return None
     from .engine import errors
-    from .engine.options import BY_NAME
 
     fmt = "json" if "--json" in plain else plain.get("--format", str(BY_NAME["format"].default))
     if fmt not in BY_NAME["format"].choices:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import pytest
 
 from perfgroup.engine import node_main
+from perfgroup.engine.options import plain_args
 
 PLAIN = [
     ["audit", "--group", "perf_users"],
+    ["audit"],  # the group defaults to perf_users, as for the perfgroup command
+    ["audit", "--dest", "/d"],
     ["audit", "--group", "g", "--format", "nagios"],
     ["audit", "--format", "prometheus", "--textfile-dir", "/var/lib/node_exporter", "--group", "g"],
     ["audit", "--group", "g", "--dest", "/opt/perf", "--format", "json"],
@@ -17,7 +20,6 @@ PLAIN = [
 NOT_PLAIN = [
     [],
     ["heal", "--group", "g"],
-    ["audit"],
     ["audit", "--group"],
     ["audit", "--group=g"],
     ["audit", "--gr", "g"],  # an abbreviation argparse accepts
@@ -25,7 +27,6 @@ NOT_PLAIN = [
     ["audit", "--group", "-g"],
     ["audit", "--group", "g", "--format", "xml"],
     ["audit", "--group", "g", "--help"],
-    ["audit", "--dest", "/d"],
     ["audit", "--group", "g", "extra"],
     ["audit", "--group", "g", "--functional", "x"],
 ]
@@ -33,16 +34,16 @@ NOT_PLAIN = [
 
 @pytest.mark.parametrize("argv", PLAIN)
 def test_plain_audit_reads_like_argparse(argv: list[str]) -> None:
-    plain = node_main.plain_audit_args(argv)
+    plain = plain_args(argv, "audit")
     assert plain is not None
     args = node_main.parser("audit").parse_args(argv)
-    assert (plain["--group"], plain.get("--dest"), plain.get("--format", "text"), plain.get("--textfile-dir")) == (
+    assert (plain.get("--group", "perf_users"), plain.get("--dest"), plain.get("--format", "text"), plain.get("--textfile-dir")) == (
         args.group, args.dest, args.format, args.textfile_dir)
 
 
 @pytest.mark.parametrize("argv", NOT_PLAIN)
 def test_anything_else_goes_to_argparse(argv: list[str]) -> None:
-    assert node_main.plain_audit_args(argv) is None
+    assert plain_args(argv, "audit") is None
 
 
 def test_bad_arguments_still_exit_unknown_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -30,13 +30,34 @@ def test_every_cli_option_comes_from_the_table(command: str) -> None:
     assert {o.name for o in options.for_command(command)} <= params
 
 
-def test_setup_options_are_exactly_desired_from_input_keywords() -> None:
-    """desired_from_input is keyword-only and takes every desired option, nothing else."""
-    import inspect
+def test_desired_from_input_takes_every_desired_option_and_nothing_else() -> None:
+    """desired_from_input is built from the table: each desired row is a keyword, defaults are
+    the table's, and anything else is a programming error, not a silently ignored input."""
+    desired = desired_from_input(group="g")
+    for option in options.OPTIONS:
+        if option.desired and option.name in type(desired)._fields:
+            assert getattr(desired, option.name) == (tuple(option.default) if option.kind == "list" else option.default) \
+                or option.name in ("dest", "group"), option.name
+    assert {o.name for o in options.OPTIONS if o.desired} == {o.name for o in options.for_command("setup") if o.desired}
+    with pytest.raises(TypeError):
+        desired_from_input(group="g", verify=False)
 
-    signature = inspect.signature(desired_from_input)
-    assert all(p.kind is p.KEYWORD_ONLY for p in signature.parameters.values())
-    assert set(signature.parameters) == {o.name for o in options.for_command("setup") if o.desired}
+
+def test_heal_asks_for_what_the_record_remembers_with_the_same_checks() -> None:
+    """heal's Desired is desired_from_input over options.from_record: --no-tracefs, a kept
+    paranoid and an explicit --caps survive a heal; a record asking what setup refuses is refused."""
+    from factsdata import state
+
+    from perfgroup.engine.errors import RefusedError
+
+    record = state()._replace(tracefs_kept=True, keep_paranoid=True, caps_override=True,
+                              caps=("cap_perfmon", "cap_syslog"))
+    desired = desired_from_input(**options.from_record(record))
+    assert (desired.tracefs, desired.keep_paranoid, desired.caps_override) == (
+        False, True, frozenset({"cap_perfmon", "cap_syslog"}))
+    forged = record._replace(caps=("cap_perfmon", "cap_sys_admin"), root_equivalent_caps=())
+    with pytest.raises(RefusedError):
+        desired_from_input(**options.from_record(forged))
 
 
 def test_the_role_can_do_everything_setup_can() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import grp
 import os
 
-from . import converge
+from . import converge, options
 from . import facts as facts_mod
 from .desired import Desired, NodeArtifact
 from .errors import ConvergeError, PerfgroupError, RefusedError, converge_failure
@@ -17,7 +17,7 @@ from .node_files_rules import is_entry_point, owned
 from .options import LOCK_WAIT_SECONDS
 from .paths import state_path
 from .state import State
-from .validate import check_dest_path, check_name
+from .validate import check_dest_path, check_name, desired_from_input
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
 if TYPE_CHECKING:
@@ -59,13 +59,9 @@ def target(group: str) -> Desired:
         gid = None
     except KeyError:  # a stateless image without the group: recreate it with the recorded gid
         gid = state.gid if state.gid > 0 else None
-    return Desired(
-        group=group, dest=state.dest, gid=gid,
-        caps_override=frozenset(state.caps) if state.caps_override else None,
-        keep_paranoid=state.keep_paranoid, allow_privileged_group=True,
-        allow_root_equivalent=bool(state.root_equivalent_caps),
-        artifacts=recorded_artifacts(state), node_entry=True,
-    )
+    # What setup was asked, as it was typed: the same checks as the command line, so a record
+    # cannot ask heal for what setup would refuse.
+    return desired_from_input(**options.from_record(state), gid=gid)._replace(artifacts=recorded_artifacts(state))
 
 
 def source_changed(desired: Desired) -> bool:

@@ -4,8 +4,9 @@ Standard library only, Python 3.8+: it runs with the node's own python3 from boo
 hooks, NHC and the textfile timer. Same engine, same lock, same findings and exit codes as the CLI;
 no second implementation:
 
-  audit --group G [--dest P] [--format text|json|nagios|prometheus] [--textfile-dir DIR]
-  heal  --group G [--if-source-changed]     re-converge from the setup record
+  audit [--group G] [--dest P] [--format text|json|nagios|prometheus] [--textfile-dir DIR]
+  heal  [--group G] [--if-source-changed]   re-converge from the setup record
+(G defaults to perf_users, as for the perfgroup command.)
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import sys
 from . import audit, errors
 from .errors import PerfgroupError, RefusedError
 from .finding import OK
-from .options import BY_NAME
+from .options import BY_NAME, OPTIONS, plain_args
 from .report_formats import escape
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
 if TYPE_CHECKING:
     import argparse
 
-FORMATS = BY_NAME["format"].choices  # one definition: the options table
+DEFAULT_GROUP = str(BY_NAME["group"].default)
 
 
 def parser(command: str) -> argparse.ArgumentParser:
@@ -39,12 +40,11 @@ def parser(command: str) -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", parser_class=_Parser)
     sub.required = True
     audit = sub.add_parser("audit", help="check this node (or with --format prometheus, write the textfile)")
-    audit.add_argument("--group", required=True)
-    audit.add_argument("--dest")
-    audit.add_argument("--format", choices=FORMATS, default="text")
-    audit.add_argument("--textfile-dir", help="with --format prometheus: write GROUP's .prom file there, atomically")
+    for option in OPTIONS:
+        if "audit" in option.plain:
+            audit.add_argument(option.cli_flag, default=option.default, choices=option.choices or None, help=option.help)
     heal = sub.add_parser("heal", help="re-converge this node from the setup record")
-    heal.add_argument("--group", required=True)
+    heal.add_argument("--group", default=DEFAULT_GROUP, help=BY_NAME["group"].help)
     heal.add_argument("--if-source-changed", action="store_true",
                       help="do nothing (exit 0) unless the source perf changed or the copy is stale or lacks capabilities")
     return top
@@ -69,32 +69,11 @@ def run_heal(group: str, if_source_changed: bool) -> int:
     return errors.exit_code("heal", OK)
 
 
-AUDIT_OPTIONS = ("--group", "--dest", "--format", "--textfile-dir")
-
-
-def plain_audit_args(argv: list[str]) -> dict[str, str] | None:
-    """The options of `audit --group G [--dest P] [--format F] [--textfile-dir D]` written out in
-    full (as NHC, the timer and the hooks write them), else None: anything else (abbreviations,
-    --help, errors) goes to argparse. NHC and the textfile timer run this every few minutes on
-    every node, and argparse with the gettext, locale and shutil it loads costs more than the
-    checks themselves."""
-    if argv[:1] != ["audit"] or len(argv) % 2 == 0:
-        return None
-    found: dict[str, str] = {}
-    for option, value in zip(argv[1::2], argv[2::2]):
-        if option not in AUDIT_OPTIONS or option in found or value.startswith("-"):
-            return None
-        found[option] = value
-    if "--group" not in found or found.get("--format", "text") not in FORMATS:
-        return None
-    return found
-
-
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
-    plain = plain_audit_args(args_list)
+    plain = plain_args(args_list, "audit")
     if plain is not None:
-        command, group, if_source_changed = "audit", plain["--group"], False
+        command, group, if_source_changed = "audit", plain.get("--group", DEFAULT_GROUP), False
         dest, fmt, textfile_dir = plain.get("--dest"), plain.get("--format", "text"), plain.get("--textfile-dir")
     else:
         args = parser("audit" if args_list[:1] == ["audit"] else "heal").parse_args(args_list)

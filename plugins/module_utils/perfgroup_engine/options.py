@@ -13,7 +13,7 @@ from .tuples import NamedTuple
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable
 
 # How long a changing command waits for another perfgroup run before giving up (exit "busy").
 LOCK_WAIT_SECONDS = 120.0
@@ -33,6 +33,11 @@ class Option(NamedTuple):
     role_default: Any = "same"  # the role's default when a declarative default differs from the CLI's
     desired: bool = True  # part of what the node should look like (else a run option such as verify)
     not_in_role: str = ""  # why a setup option has no role variable (the role must otherwise do all setup can)
+    # The value the setup record remembers (State -> the value as typed), for heal and the boot
+    # unit, which have only the record; None: not remembered (heal uses the default).
+    from_record: Callable[[Any], Any] | None = None
+    # The click-free parsers that read it (perfgroup's plain audit, perfgroup-node's): commands.
+    plain: tuple[str, ...] = ()
 
     @property
     def cli_flag(self) -> str:
@@ -50,7 +55,8 @@ class Option(NamedTuple):
 
 OPTIONS: tuple[Option, ...] = (
     Option("group", "str", "perf_users", "Group whose members may run the privileged perf.",
-           ("setup", "audit", "verify", "remove", "members"), ("main", "audit"), metavar="NAME"),
+           ("setup", "audit", "verify", "remove", "members"), ("main", "audit"), metavar="NAME",
+           from_record=lambda state: state.group, plain=("audit",)),
     Option("members", "list", (), "Users to add to the group (repeatable on the command line).",
            ("setup",), ("main",), flag="--member", metavar="USER"),
     Option("gid", "int", None, "Numeric gid for a new group; keep it the same on every node.",
@@ -59,26 +65,29 @@ OPTIONS: tuple[Option, ...] = (
            ("setup",), ("main",), flag="--perf", metavar="SRC"),
     Option("dest", "str", None,
            "Path of the privileged copy [default: from the setup record, else /usr/local/libexec/perfgroup/GROUP/perf].",
-           ("setup", "audit", "verify"), ("main", "audit"), metavar="PATH"),
+           ("setup", "audit", "verify"), ("main", "audit"), metavar="PATH",
+           from_record=lambda state: state.dest, plain=("audit",)),
     Option("caps", "str", None,
            "auto (least set for this kernel) or a list such as cap_perfmon,cap_syslog,cap_ipc_lock. "
            "On the command line an explicit list is remembered until --caps auto.",
-           ("setup",), ("main",), metavar="auto|LIST", role_default="auto"),
+           ("setup",), ("main",), metavar="auto|LIST", role_default="auto",
+           from_record=lambda state: ",".join(state.caps) if state.caps_override else None),
     Option("keep_paranoid", "bool", False, "Leave kernel.perf_event_paranoid as it is, live and at boot.",
-           ("setup",), ("main",)),
+           ("setup",), ("main",), from_record=lambda state: state.keep_paranoid),
     Option("install_perf", "bool", False, "Install the distribution's perf package if perf is missing.",
            ("setup",), ("main",)),
     Option("allow_privileged_group", "bool", False,
            "Allow a group such as wheel or sudo: ALL its members get kernel profiling rights.",
-           ("setup",), ("main",), flag="--adopt-privileged-group"),
+           ("setup",), ("main",), flag="--adopt-privileged-group",
+           from_record=lambda state: True),  # setup refused an unasked privileged group before recording it
     Option("allow_root_equivalent", "bool", False,
            "Allow capabilities that let members become root (cap_sys_admin, cap_sys_ptrace, cap_setuid, ...), "
            "by --caps or because the kernel lacks CAP_PERFMON. Every member can then become root.",
-           ("setup",), ("main",)),
+           ("setup",), ("main",), from_record=lambda state: bool(state.root_equivalent_caps)),
     Option("tracefs", "bool", True,
            "Give the group read access to tracefs (tracepoints, perf trace): mount options gid=GROUP,mode=0750, "
            "live and at boot. Machine-wide; never opened to everyone. --no-tracefs keeps tracefs as it is.",
-           ("setup",), ("main",)),
+           ("setup",), ("main",), from_record=lambda state: not state.tracefs_kept),
     Option("root", "str", None,
            "Work on a node image directory instead of this machine (Warewulf image, xCAT rootimg, any Linux root "
            "with python3): its own /etc/group, perf and files, chrooted, never this machine's kernel.",
@@ -88,11 +97,11 @@ OPTIONS: tuple[Option, ...] = (
            ("setup",), ("main",), desired=False),
     Option("format", "str", "text", "Output: text, json (same as --json), nagios (one line + perfdata) or "
            "prometheus (node_exporter textfile format).", ("audit",), choices=("text", "json", "nagios", "prometheus"),
-           desired=False),
+           desired=False, plain=("audit",)),
     Option("textfile_dir", "str", None, "node_exporter's textfile collector directory. audit --format prometheus: "
            "write GROUP's .prom file there atomically instead of printing it. setup and the role: install "
            "perfgroup-textfile-GROUP.timer (enabled), which writes it there every 5 minutes.", ("audit", "setup"),
-           ("main",), metavar="DIR", desired=False),
+           ("main",), metavar="DIR", desired=False, plain=("audit",)),
     Option("nhc", "bool", False, "Install the LBNL NHC check /etc/nhc/scripts/perfgroup.nhc (check_perfgroup); "
            "add the line `* || check_perfgroup GROUP` to /etc/nhc/nhc.conf to drain a node whose group is broken.",
            ("setup",), ("main",), desired=False),
@@ -149,3 +158,36 @@ def desired_kwargs(params: dict[str, Any], entry_point: str) -> dict[str, Any]:
             value = None
         out[option.name] = value
     return out
+
+
+def from_record(state: Any) -> dict[str, Any]:
+    """What setup was last asked for, as desired_from_input keywords, from its record alone."""
+    return {option.name: option.from_record(state) for option in OPTIONS if option.from_record is not None}
+
+
+def plain_args(argv: list[str], command: str, flags: tuple[str, ...] = ()) -> dict[str, str] | None:
+    """The options of `command` that the table marks plain, each written out in full and at most
+    once, plus `flags` (valueless); else None: abbreviations, --help, repeats, unknown options
+    and bad choices go to the full parser (click or argparse), which reads them the same way and
+    renders any error. NHC, the textfile timer and cron run the audit every few minutes on every
+    node: the plain path spares them click or argparse."""
+    by_flag = {option.cli_flag: option for option in OPTIONS if command in option.plain}
+    if argv[:1] != [command]:
+        return None
+    found: dict[str, str] = {}
+    rest = argv[1:]
+    while rest:
+        name = rest.pop(0)
+        if name in found:
+            return None
+        if name in flags:
+            found[name] = ""
+            continue
+        option = by_flag.get(name)
+        if option is None or not rest or rest[0].startswith("-"):
+            return None
+        value = rest.pop(0)
+        if option.choices and value not in option.choices:
+            return None
+        found[name] = value
+    return found

@@ -7,7 +7,12 @@ import os
 from .capabilities import PROFILING_CAPS, ROOT_EQUIVALENT_CAPS, CapabilityError, parse_cap_list, sort_caps
 from .desired import Desired
 from .errors import RefusedError
+from .options import OPTIONS
 from .paths import default_dest
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 # shadow-utils accepts at most 32 characters; the portable set keeps names safe in
 # /etc/group, sudoers, shell snippets and file names alike.
@@ -127,24 +132,34 @@ def check_caps(text: str, allow_root_equivalent: bool) -> frozenset[str]:
     return caps
 
 
-def desired_from_input(
-    *, group: str, dest: str | None = None, members: tuple[str, ...] = (), gid: int | None = None,
-    source: str | None = None, caps: str | None = None, keep_paranoid: bool = False, install_perf: bool = False,
-    allow_privileged_group: bool = False, allow_root_equivalent: bool = False, tracefs: bool = True,
-) -> Desired:
-    """Every check of what an administrator typed, in one place for the CLI and the Ansible
-    module; nothing here looks at the host, so a bad input is refused before anything else."""
-    if source is not None:
-        check_abs_path("--perf", source)
-    auto = caps is not None and caps.strip().lower() == "auto"
-    override = check_caps(caps, allow_root_equivalent) if caps is not None and not auto else None
-    return check_desired(Desired(
-        group=group, dest=dest or default_dest(group), members=tuple(members), gid=gid, source=source,
-        caps_override=override, caps_auto=auto, keep_paranoid=keep_paranoid, install_perf=install_perf,
-        allow_privileged_group=allow_privileged_group, allow_root_equivalent=allow_root_equivalent,
-        node_entry=True,
-        tracefs=tracefs,
-    ))
+def desired_from_input(**given: Any) -> Desired:
+    """Every check of what an administrator typed, in one place for the CLI, the Ansible module
+    and heal (which types what the record remembers); nothing here looks at the host, so a bad
+    input is refused before anything else. The keywords are the options table's desired rows."""
+    rows = [option for option in OPTIONS if option.desired]
+    unknown = set(given) - {option.name for option in rows}
+    if unknown:
+        raise TypeError(f"not desired options: {', '.join(sorted(unknown))}")
+    values = {option.name: given.get(option.name, option.default) for option in rows}
+    fields: dict[str, Any] = {}
+    for name, value in values.items():
+        fields.update(_AS_DESIRED[name](value, values) if name in _AS_DESIRED else {name: value})
+    return check_desired(Desired(**fields, node_entry=True))
+
+
+def _caps_fields(text: str | None, values: dict[str, Any]) -> dict[str, Any]:
+    auto = text is not None and text.strip().lower() == "auto"
+    override = check_caps(text, bool(values["allow_root_equivalent"])) if text is not None and not auto else None
+    return {"caps_override": override, "caps_auto": auto}
+
+
+# Options whose Desired fields are not the typed value as it is.
+_AS_DESIRED: dict[str, Callable[[Any, dict[str, Any]], dict[str, Any]]] = {
+    "members": lambda value, _: {"members": tuple(value or ())},
+    "dest": lambda value, values: {"dest": value or default_dest(values["group"])},
+    "source": lambda value, _: {"source": check_abs_path("--perf", value) if value is not None else None},
+    "caps": _caps_fields,
+}
 
 
 def check_desired(desired: Desired) -> Desired:
