@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from perfgroup.engine import profile, sysctl
+from perfgroup.engine.access_facts import GROUP_OBJ, MASK, OTHER, USER_OBJ, AccessFacts, Acl, AclEntry
 from perfgroup.engine.capabilities import decode, encode
 from perfgroup.engine.desired import Desired
 from perfgroup.engine.facts import CopyFacts, GroupFacts, NodeFacts, PathFacts, SourceFacts, TextFacts
 from perfgroup.engine.paths import default_dest
 from perfgroup.engine.plan import planned_files
+from perfgroup.engine.reach_facts import ReachFacts
+from perfgroup.engine.reach_plan import render_dropin
 from perfgroup.engine.state import State, StatKey
 
 GID = 995
@@ -87,3 +90,24 @@ def fresh() -> NodeFacts:
         dirs=tuple(d if d.path in ("/usr/local", "/usr", "/") else PathFacts(d.path, "missing") for d in dirs()),
         profile=TextFacts("p", None), sysctl_dropin=TextFacts("s", None), persisted_paranoid=None,
     )
+
+
+# -- access (test_access_*.py) ---------------------------------------------------------------------
+
+def want() -> Desired:
+    return Desired(group="perf_users", dest=default_dest("perf_users"))
+
+
+def acl(path: str, kind: str, *named: AclEntry, mask: int = 7) -> Acl:
+    return Acl(path, kind, (AclEntry(USER_OBJ, 7), *named, AclEntry(GROUP_OBJ, 5), AclEntry(MASK, mask),
+                            AclEntry(OTHER, 0)))
+
+
+def with_access(**changes: object) -> object:
+    return converged(access=AccessFacts(**changes))  # type: ignore[arg-type]
+
+
+# -- reach (test_reach_*.py) ----------------------------------------------------------------------
+TRACING = "/sys/kernel/tracing"
+CLOSED = ReachFacts(tracefs=((TRACING, 0o700, 0),), systemd=True, mlock_kb=516, cpus=2)
+OPENED = CLOSED._replace(tracefs=((TRACING, 0o750, GID),), dropin=render_dropin("perf_users", GID))

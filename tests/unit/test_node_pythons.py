@@ -53,7 +53,7 @@ def test_the_engine_suite_is_most_of_the_unit_suite() -> None:
     names = {Path(p).name for p in ENGINE_TESTS}
     assert {"test_plan.py", "test_findings.py", "test_capabilities.py", "test_actions.py"} <= names
     # The node entry point's own code: node files, reach, and the Nagios/Prometheus formats.
-    assert {"test_node_files.py", "test_reach.py", "test_report_formats.py"} <= names
+    assert {"test_node_files_plan.py", "test_reach_plan.py", "test_report_formats.py"} <= names
     assert not {"test_cli.py", "test_options.py", "test_errors.py", "test_artifacts.py"} & names  # click, yaml, tomllib
 
 

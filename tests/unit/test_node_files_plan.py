@@ -1,15 +1,19 @@
-"""Node files (entry point + rendered artifacts): plan, record and what remove may delete. Pure."""
+"""node_files_plan.py: the node entry point and rendered artifacts planned (writes, links, retirements), recorded, and never written over a site's file. Pure."""
 
 from __future__ import annotations
 
 import pytest
+from factsdata import converged, desired, replace
 
 from perfgroup import artifacts
 from perfgroup.engine import node_files_facts, node_files_plan, node_files_rules
 from perfgroup.engine.actions import CreateSymlink, WriteFile
 from perfgroup.engine.desired import NodeArtifact
+from perfgroup.engine.errors import RefusedError
 from perfgroup.engine.host import sha256_text
-from perfgroup.engine.paths import ENGINE_DIR, LAUNCHER, optional_paths
+from perfgroup.engine.node_files_facts import NodeFileFacts
+from perfgroup.engine.paths import ENGINE_DIR, LAUNCHER, WRAPPER_PATH, optional_paths
+from perfgroup.engine.plan import make
 
 UNIT = NodeArtifact("/etc/systemd/system/perfgroup-heal-g.service", "[Unit]\n", 0o644, "boot")
 LINK = NodeArtifact("/etc/systemd/system/multi-user.target.wants/perfgroup-heal-g.service", "[Unit]\n", 0o644, "boot",
@@ -48,51 +52,6 @@ def test_engine_unreadable_installs_no_entry_point_and_kept_entries_write_nothin
         (UNIT.path, sha256_text(UNIT.content)), (kept.path, "ab" * 32))
 
 
-@pytest.mark.parametrize(("path", "owned"), [
-    (LAUNCHER, True), (f"{ENGINE_DIR}/facts.py", True),
-    ("/etc/systemd/system/perfgroup-heal-g.service", True), ("/etc/apt/apt.conf.d/80perfgroup-g", True),
-    ("/etc/nhc/scripts/perfgroup.nhc", True),
-    ("/etc/apt/apt.conf.d/80perfgroup-other", False), ("/etc/passwd", False), ("/etc/systemd/system/g.service", False),
-    ("/usr/local/lib/perfgroup/perfgroup_engine/../x.py", False),
-])
-def test_remove_deletes_only_node_files_of_the_group(path: str, owned: bool) -> None:
-    assert node_files_rules.owned("g", path) is owned
-
-
-def test_rendered_setup_artifacts_are_ones_remove_may_delete() -> None:
-    kinds = {"boot", "apt", "dnf", "prometheus", "nhc"}
-    rendered = artifacts.node_artifacts("perf_users", "/usr/local/libexec/perfgroup/perf_users/perf", kinds,
-                                        textfile_dir="/var/lib/node_exporter")
-    assert {a.kind for a in rendered} == kinds
-    assert all(node_files_rules.owned("perf_users", a.path) for a in rendered)
-    links = {a.path: a.link for a in rendered if a.link}
-    assert links == {
-        "/etc/systemd/system/multi-user.target.wants/perfgroup-heal-perf_users.service":
-            "/etc/systemd/system/perfgroup-heal-perf_users.service",
-        "/etc/systemd/system/timers.target.wants/perfgroup-textfile-perf_users.timer":
-            "/etc/systemd/system/perfgroup-textfile-perf_users.timer",
-    }
-
-
-def test_engine_reads_its_own_sources_including_the_entry_point() -> None:
-    sources = dict(node_files_facts.read_engine_sources() or ())
-    assert "node_main.py" in sources and "facts.py" in sources
-    assert "import click" not in "".join(sources.values()) and "import jinja2" not in "".join(sources.values())
-
-
-def test_select_keeps_each_artifact_whose_node_side_condition_holds(tmp_path: pytest.TempPathFactory) -> None:
-    root = str(tmp_path)
-    import os
-
-    os.makedirs(f"{root}/etc/apt")
-    os.makedirs(f"{root}/usr/bin")
-    open(f"{root}/usr/bin/perf", "w").close()
-    items = (NodeArtifact("/a", "x", kind="apt", requires="/etc/apt"), NodeArtifact("/d", "x", kind="dnf", requires="/etc/dnf"),
-             NodeArtifact("/w1", "x", kind="wrapper", requires="/usr/bin/perf"),
-             NodeArtifact("/w2", "x", kind="wrapper", requires="!/usr/bin/perf"), NodeArtifact("/b", "x", kind="boot"))
-    assert [(a.path, a.requires) for a in node_files_rules.select(items, node_files_facts.existing_requirements(items, root))] == [("/a", ""), ("/w1", ""), ("/b", "")]
-
-
 def test_setup_renders_every_candidate_and_the_optional_kinds_only_when_asked() -> None:
     from perfgroup.engine.paths import MODULE_NAME
 
@@ -122,17 +81,34 @@ def test_a_full_render_without_the_optional_kinds_retires_only_what_this_group_r
     assert node_files_plan.plan(present, (), False, "g", recorded_paths=(timer,)) == []  # no render (e.g. audit): keep
 
 
-def test_sha256_text_is_hashlib_sha256() -> None:
-    import hashlib
-
-    for text in ("", "x", "é" * 5000):
-        assert sha256_text(text) == hashlib.sha256(text.encode()).hexdigest()
+SITE_WRAPPER = "#!/bin/sh\nexec /opt/site/perf \"$@\"\n"
 
 
-@pytest.mark.parametrize(("requires", "existing", "kept"), [
-    ("", frozenset(), True), ("/etc/apt", frozenset({"/etc/apt"}), True), ("/etc/apt", frozenset(), False),
-    ("!/usr/bin/perf", frozenset({"/usr/bin/perf"}), False), ("!/usr/bin/perf", frozenset(), True),
+OURS = "#!/bin/sh\n# Managed by perfgroup for group perf_users: do not edit\n"
+
+
+WRAPPER = NodeArtifact(WRAPPER_PATH, "new", 0o755, "wrapper")
+
+
+def wrapper_facts(current: str | None) -> NodeFileFacts:
+    return NodeFileFacts(present=((WRAPPER_PATH, current, None),))
+
+
+@pytest.mark.parametrize(("current", "recorded", "expected"), [
+    (None, (), ["write_file"]),
+    (OURS, (), ["write_file"]),
+    ("new", (), []),
+    (SITE_WRAPPER, (WRAPPER_PATH,), ["write_file"]),  # setup wrote it, someone edited it: repair
 ])
-def test_select_is_a_pure_decision(requires: str, existing: frozenset[str], kept: bool) -> None:
-    item = NodeArtifact("/x", "x", kind="k", requires=requires)
-    assert node_files_rules.select((item,), existing) == ((item._replace(requires=""),) if kept else ())
+def test_artifacts_written_when_absent_or_ours(current: str | None, recorded: tuple[str, ...], expected: list[str]) -> None:
+    node_files_plan.refuse_foreign(wrapper_facts(current), (WRAPPER,), "perf_users", recorded)
+    assert [a.kind for a in node_files_plan.plan(wrapper_facts(current), (WRAPPER,), False)] == expected
+
+
+@pytest.mark.parametrize("current", [SITE_WRAPPER, OURS.replace("perf_users", "other_group")])
+def test_a_sites_perf_is_never_overwritten(current: str) -> None:
+    with pytest.raises(RefusedError, match="perfgroup did not write it"):
+        node_files_plan.refuse_foreign(wrapper_facts(current), (WRAPPER,), "perf_users", ())
+    facts = replace(converged(), node_files=wrapper_facts(current))
+    with pytest.raises(RefusedError):
+        make(facts, desired(artifacts=(WRAPPER,)))

@@ -1,4 +1,4 @@
-"""pending.py: what a setup run writes down before its first change, and how the next record or
+"""intent_facts.py and intent_plan.py: what a setup run writes down before its first change, and how the next record or
 remove takes it in (tables of plain data)."""
 
 from __future__ import annotations
