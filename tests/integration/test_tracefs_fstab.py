@@ -2,7 +2,7 @@
 audit sees it, remove puts fstab back byte for byte. The node's /etc/fstab is its overlay's copy.
 tracefs itself is hidden in nodes (tests/node.py: one superblock per kernel), so these runs plan
 no remount: the fstab entry is edited all the same (it is what the next boot uses). The live
-remount and the reboot are tested on a real kernel: tests/vm/test_acceptance_issue11_fstab.py."""
+remount and the reboot are tested on a real kernel: tests/vm/test_tracefs_from_fstab_boot.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 11 acceptance on bookworm's kernel, systemd-booted so tracefs is mounted 0700 root as on
+"""Members profile from every shell on bookworm's kernel, systemd-booted so tracefs is mounted 0700 root as on
 real nodes: after `perfgroup setup --group perf_users --member alice`, alice runs every workload
 in a non-login shell, a login shell, tcsh and through `module load perf/privileged`; bob runs none
 of the privileged ones and gets the stock perf's own error; `verify --json` has the matrix; a
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from qemu import BootResult, Machine, state_disk
-from test_acceptance_issue9 import Expectations, step_rc
+from test_fresh_node import Expectations, step_rc
 
 pytestmark = pytest.mark.vm
 

@@ -1,4 +1,4 @@
-"""Issue 9 acceptance on real Debian kernels: what `perfgroup setup` must achieve on a fresh node
+"""A fresh node on real Debian kernels: what `perfgroup setup` must achieve on a fresh node
 (Debian's paranoid=3, kernel symbols for members, a Python 3.9 node). Each test collects every
 failed expectation before failing, so one run lists all that is missing."""
 

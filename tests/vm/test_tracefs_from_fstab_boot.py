@@ -1,4 +1,4 @@
-"""Issue 11, tracefs persistence where the node mounts tracefs from /etc/fstab (bookworm's kernel,
+"""tracefs persistence where the node mounts tracefs from /etc/fstab (bookworm's kernel,
 systemd-booted): systemd's fstab generator then makes sys-kernel-tracing.mount from the entry, so
 the group's access at boot lives in the entry's options, not in a drop-in. Setup edits the entry;
 after a reboot (same state disk) tracefs is mounted gid=<group>,mode=750 from it and a member reads
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from qemu import Machine, state_disk
-from test_acceptance_issue9 import Expectations, step_rc
+from test_fresh_node import Expectations, step_rc
 
 pytestmark = pytest.mark.vm
 

@@ -1,4 +1,4 @@
-"""Issue 12 acceptance: a stateless node image. bookworm's rootfs is prepared on this machine with
+"""A stateless node image boots converged. bookworm's rootfs is prepared on this machine with
 `perfgroup setup --root DIR` (chrooted into DIR: nothing of this machine changes), packed as a cpio
 newc initramfs the way Warewulf and xCAT pack images (so the copy's file capabilities are lost),
 and booted with systemd twice, without a state disk: each boot must come up converged before any
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from qemu import BootResult, Machine
-from test_acceptance_issue9 import Expectations, step_rc
+from test_fresh_node import Expectations, step_rc
 
 pytestmark = pytest.mark.vm
 
