@@ -137,7 +137,7 @@ def test_heal_repairs_drift_and_nagios_sees_it_before(node: Node) -> None:
     (["heal", "--group", "nosuch"], 2, None),  # no record
     (["heal", "--group", "perf_users"], 2, "bob"),  # not root
     (["heal", "--group", "Bad;name"], 2, None),
-    (["heal"], 2, None),
+    (["heal", "--group"], 2, None),  # (without --group: perf_users, as for the perfgroup command)
     (["audit", "--group", "perf_users", "--format", "yaml"], 3, None),
     (["audit", "--group", "perf_users", "--textfile-dir", "/tmp"], 3, None),
     (["audit", "--group", "Bad;name"], 3, None),
