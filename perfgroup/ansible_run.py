@@ -78,15 +78,24 @@ def ansible_playbook() -> str:
     return ansible_tool("ansible-playbook")
 
 
-def environment(collections: Path) -> dict[str, str]:
+def environment(collections: Path, verbose: int = 0) -> dict[str, str]:
+    """The Ansible tools' environment. stdout is the callback's JSON only: -v's messages go to stderr
+    with the progress lines. Without -v, Python warnings are off in Ansible's processes: ansible-core
+    imports cryptography at start, and a newer cryptography warns about it (e.g.
+    CryptographyDeprecationWarning: DSA is deprecated) on every run, which is not the user's to fix.
+    PYTHONWARNINGS is read before any import (sitecustomize included); -v keeps the caller's own."""
     existing = os.environ.get("ANSIBLE_COLLECTIONS_PATH") or os.environ.get("ANSIBLE_COLLECTIONS_PATHS")
-    return {
+    env = {
         **os.environ,
         "ANSIBLE_COLLECTIONS_PATH": str(collections) + (f":{existing}" if existing else ""),
         "ANSIBLE_STDOUT_CALLBACK": CALLBACK,
         "ANSIBLE_PIPELINING": os.environ.get("ANSIBLE_PIPELINING", "True"),
         "ANSIBLE_SSH_ARGS": os.environ.get("ANSIBLE_SSH_ARGS", "-o ControlMaster=auto -o ControlPersist=60s"),
+        "ANSIBLE_VERBOSE_TO_STDERR": "True",
     }
+    if not verbose:
+        env["PYTHONWARNINGS"] = "ignore"
+    return env
 
 
 def no_match_message(hosts: str, limit: str | None, inventory: str, fix: str) -> str:
@@ -95,9 +104,10 @@ def no_match_message(hosts: str, limit: str | None, inventory: str, fix: str) ->
 
 
 def run(playbook: str, inventory: str, limit: str | None, extra: list[str], forks: int | None,
-        hosts: str = "all", no_match_fix: str = "check the inventory and --limit") -> dict[str, Any]:
+        hosts: str = "all", no_match_fix: str = "check the inventory and --limit", verbose: int = 0) -> dict[str, Any]:
     """Run one of the collection's playbooks on `hosts` (the play's hosts: pattern); progress lines
-    go to our stderr as they happen; returns the JSON report. NoHostsMatched when nothing is targeted."""
+    go to our stderr as they happen; returns the JSON report. NoHostsMatched when nothing is targeted.
+    `verbose` is the number of -v passed on (Ansible's messages and Python's warnings on stderr)."""
     if not os.path.exists(inventory):
         raise DeployError(f"inventory {inventory} not found")
     executable = ansible_playbook()
@@ -110,7 +120,8 @@ def run(playbook: str, inventory: str, limit: str | None, extra: list[str], fork
         argv = [executable, "-i", inventory, str(path), "-e", json.dumps({"perf_users_hosts": hosts}), *extra]
         argv += ["--limit", limit] if limit else []
         argv += ["--forks", str(forks)] if forks else []
-        env = environment(collections)
+        argv += ["-" + "v" * verbose] if verbose else []
+        env = environment(collections, verbose)
         returncode, stdout, held = run_streaming(argv, env)
         try:
             report = dict(json.loads(stdout.strip().splitlines()[-1]))

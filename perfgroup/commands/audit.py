@@ -12,7 +12,7 @@ from .. import output
 from ..engine import errors
 from ..engine.errors import RefusedError
 from ..engine.validate import check_group
-from .common import Exit, command, engine_options, json_option
+from .common import Exit, command, engine_options, json_option, verbose_option
 
 
 @command("audit")
@@ -20,8 +20,9 @@ from .common import Exit, command, engine_options, json_option
 @click.option("-i", "--inventory", metavar="INVENTORY", help="Audit every host of an Ansible inventory instead of this node.")
 @click.option("--limit", metavar="PATTERN", help="With -i: only these hosts.")
 @json_option
+@verbose_option("With -i: passed to ansible-playbook (-vv for more); Ansible's messages and Python warnings on stderr.")
 def audit(group: str, dest: str | None, format: str, textfile_dir: str | None, root: str | None, functional: bool,
-          inventory: str | None, limit: str | None, as_json: bool) -> None:
+          inventory: str | None, limit: str | None, as_json: bool, verbose: int) -> None:
     """Check this node, read-only: group, copy, mode, capabilities, paths, sysctls.
 
     Each finding has a stable id, a severity (ok/warning/critical), a message and the command that
@@ -41,7 +42,7 @@ def audit(group: str, dest: str | None, format: str, textfile_dir: str | None, r
         if unused:
             raise RefusedError(f"audit -i does not take {', '.join(unused)} (it audits each node over Ansible: "
                                "use --json for a machine-readable fleet report)")
-        _fleet_audit(group, inventory, limit, as_json, dest, functional)
+        _fleet_audit(group, inventory, limit, as_json, dest, functional, verbose)
         return
     fmt = "json" if as_json else format
     if root is not None:
@@ -85,13 +86,13 @@ def _print_report(report: dict[str, Any], fmt: str, group: str, textfile_dir: st
 
 
 def _fleet_audit(group: str, inventory: str, limit: str | None, as_json: bool, dest: str | None = None,
-                 functional: bool = False) -> None:
+                 functional: bool = False, verbose: int = 0) -> None:
     from .. import ansible_run as deploy_mod
     from .. import fleet
 
     check_group(group, allow_privileged=True)
     variables = {"perf_users_group": group, "perf_users_dest": dest or "", "perf_users_functional": functional}
-    report = deploy_mod.run("audit.yml", inventory, limit, ["-e", json.dumps(variables)], None)
+    report = deploy_mod.run("audit.yml", inventory, limit, ["-e", json.dumps(variables)], None, verbose=verbose)
     results = deploy_mod.host_results(report, "audit")
     reports: dict[str, Any] = {}
     failures: dict[str, str] = {}

@@ -110,6 +110,10 @@ def json_option(function: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable result on stdout.")(function)
 
 
+def verbose_option(help_text: str) -> Callable[[F], F]:
+    return click.option("-v", "--verbose", count=True, help=help_text)
+
+
 def require_root(what: str) -> None:
     if os.geteuid() != 0:
         raise RefusedError(f"{what} changes groups and file capabilities: run it as root")

@@ -8,7 +8,7 @@ import click
 
 from .. import output
 from ..output import escape
-from .common import Exit, command
+from .common import Exit, command, verbose_option
 
 
 @command("deploy")
@@ -22,8 +22,9 @@ from .common import Exit, command
 @click.option("-e", "--extra-vars", "extra_vars", multiple=True, metavar="VARS",
               help="Passed to ansible-playbook -e (e.g. 'perf_users_members=[\"alice\"]').")
 @click.option("--json", "as_json", is_flag=True, help="Result table as JSON.")
+@verbose_option("Passed to ansible-playbook (-vv for more); Ansible's messages and Python warnings on stderr.")
 def deploy(inventory: str, hosts: str, limit: str | None, check: bool, diff: bool, forks: int | None,
-           extra_vars: tuple[str, ...], as_json: bool) -> None:
+           extra_vars: tuple[str, ...], as_json: bool, verbose: int) -> None:
     """Run the perf_users role across an inventory: progress per host, then a table.
 
     Uses ansible-playbook over SSH with the perfgroup.hpc collection; nodes need only python3 (the
@@ -35,7 +36,8 @@ def deploy(inventory: str, hosts: str, limit: str | None, check: bool, diff: boo
     extra += ["--check"] if check else []
     extra += ["--diff"] if diff else []
     report = deploy_mod.run("perf_users.yml", inventory, limit, extra, forks, hosts=hosts,
-                            no_match_fix=f"add a [{hosts}] group to the inventory or pass --hosts PATTERN")
+                            no_match_fix=f"add a [{hosts}] group to the inventory or pass --hosts PATTERN",
+                            verbose=verbose)
     rows = table_rows(deploy_mod.host_results(report, "converge"), check)
     good = bool(rows) and all(not r["error"] and (check or r["verified"]) for r in rows)
     if as_json:
