@@ -48,10 +48,16 @@ def test_prometheus_parses_with_the_documented_values() -> None:
     assert got[("perfgroup_check", (("finding", "copy.world_access"), g, ("severity", "critical")))] == 2
     assert got[("perfgroup_check", (("finding", "state.unusable"), g, ("severity", "unknown")))] == 3
     assert got[("perfgroup_status", (g,))] == 2
-    assert got[("perfgroup_last_audit_timestamp_seconds", (g,))] == 1700000000.5
+    assert got[("perfgroup_audit_timestamp_seconds", (g,))] == 1700000000.5
     for severity in ("ok", "warning", "critical", "unknown"):
         assert got[("perfgroup_findings", (g, ("severity", severity)))] == 1
-    assert len(got) == 4 + 1 + 1 + 4
+    for finding in ("sysctl.missing", "copy.world_access", "state.unusable"):  # the fix of each that is not ok
+        assert got[("perfgroup_finding_fix_info", (("finding", finding), ("fix", f"fix {finding}"), g))] == 1
+    assert got[("perfgroup_group_info", (("gid", "995"), g, ("local", "false")))] == 1
+    assert got[("perfgroup_group_members", (g,))] == 2
+    assert got[("perfgroup_members_info", (("digest", report_formats.members_digest(["alice", "bob"])), g,
+                                           ("local", "false")))] == 1
+    assert len(got) == 4 + 3 + 1 + 4 + 1 + 3  # no copy, no capabilities: no build or capabilities info
     families = {f.name: f.type for f in text_string_to_metric_families(text)}
     assert set(families.values()) == {"gauge"}
     assert all(line.startswith(("# HELP perfgroup_", "# TYPE perfgroup_", "perfgroup_")) for line in text.splitlines())
@@ -77,7 +83,7 @@ def test_hostile_labels_are_escaped_and_round_trip() -> None:
     text = report_formats.prometheus({**report((hostile, "critical"), ("ok.id", "ok")), "group": 'g"\\\n'}, now=5)
     got = samples(text)
     assert got[("perfgroup_check", (("finding", hostile), ("group", 'g"\\\n'), ("severity", "critical")))] == 2
-    assert len([line for line in text.splitlines() if not line.startswith("#")]) == 2 + 1 + 4 + 1
+    assert len([line for line in text.splitlines() if not line.startswith("#")]) == 2 + 1 + 1 + 4 + 1 + 3
 
 
 def test_no_user_names_or_messages_in_the_metrics() -> None:
@@ -100,6 +106,46 @@ def test_repeated_ids_and_bad_findings_give_one_series_each() -> None:
 def test_a_report_without_findings_is_unknown_not_ok() -> None:
     got = samples(report_formats.prometheus({"group": "g", "findings": "nope"}, 1))
     assert got[("perfgroup_status", (("group", "g"),))] == 3
+
+
+def test_fleet_facts_as_bounded_info_metrics() -> None:
+    data = report(("copy.ok", "ok"), group_local=True, copy_sha256="ab" * 32, os_release="debian-12",
+                  kernel_release="6.1.0-18-amd64", cap_last_cap=40, caps=["cap_syslog", "cap_perfmon"])
+    got = samples(report_formats.prometheus(data, 1))
+    g = ("group", "perf_users")
+    assert got[("perfgroup_build_info", (g, ("os", "debian-12"), ("sha256", "ab" * 32)))] == 1
+    assert got[("perfgroup_capabilities_info", (("cap_last_cap", "40"), ("capabilities", "cap_perfmon,cap_syslog"), g,
+                                                ("kernel", "6.1.0-18-amd64")))] == 1
+    assert got[("perfgroup_group_info", (("gid", "995"), g, ("local", "true")))] == 1
+    long = report_formats.prometheus({**data, "kernel_release": "k" * 1000, "os_release": "o" * 1000}, 1)
+    assert all(len(line) < 600 for line in long.splitlines())
+
+
+def test_members_digest_is_order_free_and_names_no_one() -> None:
+    digest = report_formats.members_digest(["bob", "alice"])
+    assert digest == report_formats.members_digest(["alice", "bob"]) != report_formats.members_digest(["alice"])
+    assert len(digest) == 16 and set(digest) <= set("0123456789abcdef")
+
+
+@pytest.mark.parametrize(("fix", "shown"), [
+    ("gpasswd -d alice perf_users", "gpasswd -d USER perf_users"),  # a member's name never becomes a label
+    ("perfgroup setup --group perf_users", "perfgroup setup --group perf_users"),  # the group is no member
+    ("usermod -g OTHER alicesmith", "usermod -g OTHER alicesmith"),  # only whole names
+    ("one\ntwo  three", "one two three"),
+    ("x" * 500, "x" * 197 + "..."),
+])
+def test_fix_labels_are_one_bounded_line_without_member_names(fix: str, shown: str) -> None:
+    data = report(("group.gshadow_members", "warning"), members=["alice", "bob", "perf_users"])
+    data["findings"][0]["fix"] = fix  # type: ignore[index]
+    got = samples(report_formats.prometheus(data, 1))
+    fixes = [dict(k[1])["fix"] for k in got if k[0] == "perfgroup_finding_fix_info"]
+    assert fixes == [shown]
+
+
+def test_no_group_and_no_copy_means_no_info_series() -> None:
+    text = report_formats.prometheus({**report(("group.missing", "critical")), "gid": None, "members": []}, 1)
+    assert "perfgroup_group_info" not in text and "perfgroup_members_info" not in text
+    assert "perfgroup_build_info" not in text and "perfgroup_capabilities_info" not in text
 
 
 # -- the textfile ----------------------------------------------------------------------------------
@@ -227,7 +273,8 @@ def test_source_is_python_38_and_standard_library_only() -> None:
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
-    assert imported <= {"__future__", "collections", "contextlib", "json", "os", "typing"}
+    # _sha256/_sha2: CPython's built-in sha256 (hashlib only where neither exists)
+    assert imported <= {"__future__", "collections", "contextlib", "json", "os", "typing", "_sha256", "_sha2", "hashlib"}
     assert "from __future__ import annotations" in source  # builtin generics only in annotations
     for name in ("removeprefix", "removesuffix", "functools.cache"):
         assert name not in source, name

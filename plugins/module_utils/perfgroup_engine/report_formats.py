@@ -3,14 +3,24 @@
 Standard library only, and runs on Python 3.8 (the node side: RHEL 8's python3). Pure, except
 write_textfile.
 
-Prometheus scheme (values follow Nagios's exit codes, so one alert rule fits both worlds):
-  perfgroup_check{group,finding,severity}        0 ok, 1 warning, 2 critical, 3 unknown; one series
-                                                 per finding id (the worst, if an id repeats)
-  perfgroup_status{group}                        the report's overall status, same values
-  perfgroup_findings{group,severity}             how many findings of each severity (all four, 0 too)
-  perfgroup_last_audit_timestamp_seconds{group}  when the audit ran (alert when it goes stale)
-Only group, finding id and severity appear as label values: never messages or members, which
-can carry user names.
+Prometheus scheme (values follow Nagios's exit codes, so one alert rule fits both worlds; every
+series also carries `group`; docs/monitoring.md is the reference, with the per-node budget):
+  perfgroup_check{finding,severity}          0 ok, 1 warning, 2 critical, 3 unknown; one series
+                                             per finding id (the worst, if an id repeats)
+  perfgroup_finding_fix_info{finding,fix}    1 per finding that is not ok: the command that fixes it
+  perfgroup_status                           the report's overall status, same values
+  perfgroup_findings{severity}               how many findings of each severity (all four, 0 too)
+  perfgroup_audit_timestamp_seconds          when the audit ran (alert when it goes stale)
+  perfgroup_group_info{gid,local}            1 when the group exists (fleet: the same gid everywhere)
+  perfgroup_group_members                    how many members the group has
+  perfgroup_members_info{local,digest}       1 when the group exists: a digest of its member list
+                                             (fleet: the same local members everywhere)
+  perfgroup_build_info{os,sha256}            1 when the copy exists (fleet: one build per OS)
+  perfgroup_capabilities_info{kernel,cap_last_cap,capabilities}
+                                             1 when the copy has capabilities (fleet: the same per kernel)
+Label values are bounded: finding ids, severities, a gid, hashes, the OS label, the kernel release,
+capability names and the fix (at most FIX_LIMIT characters, members' names replaced by USER).
+Never messages, member names or anything per user.
 """
 
 from __future__ import annotations
@@ -107,39 +117,111 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
+LABEL_LIMIT = 128  # os and kernel labels: uname's release is at most 64 bytes, os-release is any text
+FIX_LIMIT = 200
+
+
+def _bounded(value: object, limit: int = LABEL_LIMIT) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _sha256_hex(text: str) -> str:
+    """CPython's built-in sha256 where it exists: hashlib would load OpenSSL on the audit path."""
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found,unused-ignore]  # Python <= 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # type: ignore[import-not-found,no-redef,unused-ignore]  # Python >= 3.12
+        except ImportError:  # pragma: no cover - a Python built without them
+            from hashlib import sha256  # type: ignore[assignment,unused-ignore]
+    return sha256(text.encode("utf-8")).hexdigest()  # type: ignore[no-any-return,unused-ignore]
+
+
+def members_digest(members: Sequence[str]) -> str:
+    """The first 16 hex digits of sha256 over the sorted member names, one per line: equal on nodes
+    with the same members, and no name in the metrics."""
+    return _sha256_hex("\n".join(sorted(members)))[:16]
+
+
+def _fix_label(fix: str, members: Sequence[str], group: str) -> str:
+    """A finding's fix as a label value: member names (today's fixes say USER, this keeps it so)
+    replaced by USER, one line, bounded."""
+    names = set(members) - {group}
+    words, word = [], []
+    for char in fix + "\0":  # split into names (user-name characters) and what lies between
+        if char.isalnum() or char in "._-$":
+            word.append(char)
+            continue
+        if word:
+            token = "".join(word)
+            words.append("USER" if token in names else token)
+            word = []
+        words.append(char)
+    return _bounded(" ".join("".join(words[:-1]).split()), FIX_LIMIT)
+
+
+def _strings(value: object) -> list[str]:
+    return [str(item) for item in value] if isinstance(value, (list, tuple)) else []
+
+
 def prometheus(report: Mapping[str, object], now: float) -> str:
     group = _label(str(report.get("group", "")))
     findings = _findings(report)
+    members = _strings(report.get("members"))
     worst: dict[str, str] = {}
-    for finding_id, severity, _, _ in findings:
+    fixes: dict[str, str] = {}
+    for finding_id, severity, _, fix in findings:
         if finding_id not in worst or _RANK[severity] > _RANK[worst[finding_id]]:
             worst[finding_id] = severity
+            fixes[finding_id] = fix
     counts = {severity: 0 for severity in SEVERITIES}
     for _, severity, _, _ in findings:
         counts[severity] += 1
 
-    lines = [
-        "# HELP perfgroup_check One audit finding: 0 ok, 1 warning, 2 critical, 3 unknown.",
-        "# TYPE perfgroup_check gauge",
-    ]
-    for finding_id in sorted(worst):
-        severity = worst[finding_id]
-        lines.append(f'perfgroup_check{{group="{group}",finding="{_label(finding_id)}",severity="{severity}"}} '
-                     f"{VALUE[severity]}")
-    lines += [
-        "# HELP perfgroup_status Overall audit status: 0 ok, 1 warning, 2 critical, 3 unknown.",
-        "# TYPE perfgroup_status gauge",
-        f'perfgroup_status{{group="{group}"}} {VALUE[_status(report, findings)]}',
-        "# HELP perfgroup_findings Number of audit findings of each severity.",
-        "# TYPE perfgroup_findings gauge",
-    ]
-    for severity in SEVERITIES:
-        lines.append(f'perfgroup_findings{{group="{group}",severity="{severity}"}} {counts[severity]}')
-    lines += [
-        "# HELP perfgroup_last_audit_timestamp_seconds When the audit ran, in seconds since the epoch.",
-        "# TYPE perfgroup_last_audit_timestamp_seconds gauge",
-        f'perfgroup_last_audit_timestamp_seconds{{group="{group}"}} {_number(now)}',
-    ]
+    lines: list[str] = []
+
+    def family(name: str, help_text: str, samples: list[tuple[tuple[tuple[str, str], ...], object]]) -> None:
+        """One gauge family; none at all when it has no sample (a fact the node does not have)."""
+        if not samples:
+            return
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} gauge")
+        for pairs, value in samples:
+            rendered = "".join(f',{key}="{_label(val)}"' for key, val in pairs)
+            lines.append(f'{name}{{group="{group}"{rendered}}} {value}')
+
+    family("perfgroup_check", "One audit finding: 0 ok, 1 warning, 2 critical, 3 unknown.",
+           [((("finding", fid), ("severity", worst[fid])), VALUE[worst[fid]]) for fid in sorted(worst)])
+    family("perfgroup_finding_fix_info", "The command that fixes a finding that is not ok (1 per finding).",
+           [((("finding", fid), ("fix", _fix_label(fixes[fid], members, str(report.get("group", ""))))), 1)
+            for fid in sorted(worst) if worst[fid] != "ok"])
+    family("perfgroup_status", "Overall audit status: 0 ok, 1 warning, 2 critical, 3 unknown.",
+           [((), VALUE[_status(report, findings)])])
+    family("perfgroup_findings", "Number of audit findings of each severity.",
+           [((("severity", severity),), counts[severity]) for severity in SEVERITIES])
+    family("perfgroup_audit_timestamp_seconds", "When the audit ran, in seconds since the epoch.",
+           [((), _number(now))])
+
+    gid = report.get("gid")
+    exists = isinstance(gid, int) and not isinstance(gid, bool)
+    local = "true" if report.get("group_local") else "false"
+    family("perfgroup_group_info", "The group exists with this gid (1); absent when it does not exist.",
+           [((("gid", str(gid)), ("local", local)), 1)] if exists else [])
+    family("perfgroup_group_members", "Number of members of the group.", [((), len(members))])
+    family("perfgroup_members_info", "A digest of the group's sorted member names (1); absent without the group.",
+           [((("local", local), ("digest", members_digest(members))), 1)] if exists else [])
+    sha = report.get("copy_sha256")
+    family("perfgroup_build_info", "The privileged copy's sha256 on this OS (1); absent without the copy.",
+           [((("os", _bounded(report.get("os_release") or "unknown")), ("sha256", _bounded(sha))), 1)]
+           if isinstance(sha, str) and sha else [])
+    caps = _strings(report.get("caps"))
+    last_cap = report.get("cap_last_cap")
+    family("perfgroup_capabilities_info",
+           "The privileged copy's permitted capabilities on this kernel (1); absent without capabilities.",
+           [((("kernel", _bounded(report.get("kernel_release") or "unknown")),
+              ("cap_last_cap", "" if last_cap is None else str(last_cap)),
+              ("capabilities", ",".join(sorted(caps)))), 1)] if caps else [])
     return "\n".join(lines) + "\n"
 
 
