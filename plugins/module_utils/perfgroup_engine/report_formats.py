@@ -28,15 +28,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
+from .finding import RANK, SEVERITIES, VALUE
+
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-SEVERITIES = ("ok", "warning", "critical", "unknown")
-VALUE = {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}
 _BY_VALUE = {value: name for name, value in VALUE.items()}
-# Worst first: critical > unknown > warning > ok (Nagios's own ordering of states for a summary).
-_RANK = {"critical": 3, "unknown": 2, "warning": 1, "ok": 0}
 
 
 def _severity(value: object) -> str:
@@ -73,7 +71,7 @@ def _status(report: Mapping[str, object], findings: Sequence[tuple[str, str, str
         return _BY_VALUE[code]
     if not findings:
         return "unknown"
-    return max((severity for _, severity, _, _ in findings), key=lambda s: _RANK[s])
+    return max((severity for _, severity, _, _ in findings), key=RANK.__getitem__)
 
 
 # -- text, for people ---------------------------------------------------------------------------
@@ -172,7 +170,7 @@ def prometheus(report: Mapping[str, object], now: float) -> str:
     worst: dict[str, str] = {}
     fixes: dict[str, str] = {}
     for finding_id, severity, _, fix in findings:
-        if finding_id not in worst or _RANK[severity] > _RANK[worst[finding_id]]:
+        if finding_id not in worst or RANK[severity] > RANK[worst[finding_id]]:
             worst[finding_id] = severity
             fixes[finding_id] = fix
     counts = {severity: 0 for severity in SEVERITIES}
@@ -309,7 +307,7 @@ def nagios(report: Mapping[str, object]) -> str:
     first), per the Nagios plugin guidelines."""
     findings = _findings(report)
     status = _status(report, findings)
-    bad = sorted((f for f in findings if f[1] != "ok"), key=lambda f: -_RANK[f[1]])
+    bad = sorted((f for f in findings if f[1] != "ok"), key=lambda f: -RANK[f[1]])
     counts = {severity: 0 for severity in SEVERITIES}
     for _, severity, _, _ in findings:
         counts[severity] += 1
