@@ -10,8 +10,10 @@ from .common import Exit, command, engine_options, json_option, require_root
 @engine_options("verify")
 @json_option
 def verify(group: str, dest: str | None, as_json: bool) -> None:
-    """Prove it works: run each workload through the copy as uid nobody with the group, and as uid
-    nobody without it (the copy must not start; the stock perf must be refused).
+    """Prove it works: run each workload through the copy as a fresh uid with the group, and as
+    another fresh uid without it (the copy must not start; the stock perf must be refused).
+    Fresh: no account, no process, no subuid range; each in its own 0700 directory; every
+    process of both is killed before verify returns.
 
     \b
     Workloads: system-wide counting, counting another user's process, system-wide sampling with
