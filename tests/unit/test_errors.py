@@ -19,7 +19,8 @@ def test_exit_code_table(command: str, outcome: str, code: int) -> None:
     assert errors.exit_code(command, outcome) == code
 
 
-@pytest.mark.parametrize("error", [errors.RefusedError("x"), errors.ConvergeError("s", "x"), errors.LockedError("x")])
+@pytest.mark.parametrize("error", [errors.RefusedError("x"), errors.ConvergeError("s", "x"), errors.LockedError("x"),
+                                   errors.VerifyError("x")])
 def test_every_error_has_an_outcome_every_changing_command_documents(error: errors.PerfgroupError) -> None:
     for command in ("setup", "remove", "members"):
         errors.exit_code(command, error.outcome)

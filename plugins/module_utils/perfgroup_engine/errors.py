@@ -43,6 +43,12 @@ class ConvergeError(PerfgroupError):
         self.step = step
 
 
+class VerifyError(PerfgroupError):
+    """Verification itself could not run safely (no unused identity, a process that outlived it)."""
+
+    outcome = FAILED
+
+
 def converge_failure(error: object, applied: Sequence[str]) -> str:
     """The one line a run that failed part-way ends with: the failed step ("step: why", a
     ConvergeError or its text) and what it applied before (the next run finishes the job; the
