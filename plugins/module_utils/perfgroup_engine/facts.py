@@ -12,14 +12,14 @@ import pwd
 import stat
 from types import MappingProxyType
 
-from . import access_facts, fstab, intent_facts, node_files_facts, perfsource, reach_facts, sysctl
+from . import access_facts, intent_facts, node_files_facts, perfsource, reach_facts, sysctl, trust
 from .access_facts import AccessFacts
 from .capabilities import FileCaps, kernel_version
 from .desired import Desired
 from .errors import RefusedError
 from .host import digest, key_of, load_state, read_caps, read_int, read_text, sha256_text
 from .intent_facts import Intent
-from .paths import STATE_DIR, TMP_PREFIX, default_dest, journal_path, state_path
+from .paths import STATE_DIR, TMP_PREFIX, default_dest, state_path
 from .state import State, StatKey
 from .tuples import NamedTuple
 from .validate import check_abs_path, check_group
@@ -106,7 +106,8 @@ class NodeFacts(NamedTuple):
     access: AccessFacts = AccessFacts()  # ACLs, hidden group holders, leftovers (access.py)
     reach: reach_facts.ReachFacts = reach_facts.ReachFacts()  # tracefs mounts, mlock budget
     fstab_journal: tuple[tuple[str, str], ...] = ()  # fstab edits not yet recorded (fstab.py: the journal)
-    pending: Intent | None = None  # what a setup run that did not finish meant to record (pending.py)
+    pending: Intent | None = None  # what a setup run that did not finish meant to record (intent_facts.py)
+    record_untrusted: tuple[str, ...] = ()  # record items trust.sanitize dropped, each named
 
 
 def path_facts(path: str) -> PathFacts:
@@ -353,6 +354,7 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
     In an image (desired.image) the running kernel is not the nodes': nothing of it is read."""
     image = desired.image
     state, state_error = load_state(desired.state_path)
+    state, record_untrusted = trust.sanitize(state) if state is not None else (None, ())
     release = image_kernel_release() if image else os.uname().release
     os_release = read_text("/etc/os-release") or ""
     value, where = persisted_paranoid()
@@ -360,6 +362,7 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
     paranoid = None if image else read_int(sysctl.PROC_PATH)
     group = group_facts(desired.group)
     dirs = parent_chain(desired.dest)
+    journal, journal_untrusted = trust.fstab_journal(desired.group, group.gid)
     return NodeFacts(
         kernel_release=release,
         cap_last_cap=(None if release else IMAGE_ASSUMED_CAP_LAST_CAP) if image
@@ -392,7 +395,8 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
         node_files=node_files_facts.read(desired.artifacts, desired.node_entry, desired.group),
         access=access_facts.read(desired, state, group.gid, tuple(d.path for d in dirs if d.kind == "dir")),
         reach=reach_facts.read_facts(desired.image),
-        fstab_journal=fstab.parse_journal(read_text(journal_path(desired.group)) or ""),
+        fstab_journal=journal,
+        record_untrusted=record_untrusted + journal_untrusted,
         pending=intent_facts.read(desired.state_path, group.gid is not None, group.members),
     )
 

@@ -54,6 +54,8 @@ def rule_state(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
             f"a setup run did not finish: {intent_path(desired.state_path)} holds what it meant to record",
             _setup(desired),
         )
+    for line in facts.record_untrusted:
+        yield Finding("state.untrusted", WARNING, line, f"inspect {desired.state_path}; {_setup(desired)} records afresh")
     if facts.state is not None:
         yield Finding("state.present", OK, f"setup record {desired.state_path} read (updated {facts.state.updated_at or 'unknown'})")
     elif facts.state_error == "missing":

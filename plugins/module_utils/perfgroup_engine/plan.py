@@ -356,6 +356,7 @@ def make(facts: NodeFacts, desired: Desired) -> Plan:
     notes += tracefs_notes
     if facts.leftovers:
         actions.append(CleanLeftovers(desired.dest_dir, "an interrupted run left them", paths=facts.leftovers))
+    notes += facts.record_untrusted
     if facts.state is None:
         notes.append(f"no usable setup record ({facts.state_error}): one will be written to {desired.state_path}")
     if facts.source.requested and facts.source.requested != facts.source.path:

@@ -66,6 +66,7 @@ class RemoveFacts(NamedTuple):
     fstab_lines: tuple[str, ...] = ()  # /etc/fstab's tracefs entries now
     untrusted: tuple[str, ...] = ()  # recorded copies that exist but setup could not have made: left in place
     pending: bool = False  # a failed setup run's intent lies beside the record (folded into `state`)
+    record_untrusted: tuple[str, ...] = ()  # record items dropped by trust.sanitize, each named
 
 
 def derived_files(group: str) -> tuple[str, ...]:
@@ -111,7 +112,7 @@ def read(group: str) -> RemoveFacts:
         present = tuple(path for path in defaults if os.path.lexists(path))
         return RemoveFacts(group, None, error, group_exists=exists, group_members=members,
                            leftovers_of_unrecorded=present)
-    state = intent_plan.fold(state, intent)
+    state, record_untrusted = trust.sanitize(intent_plan.fold(state, intent))
     # Copies this record names, and any capability-carrying file under the install root that no
     # other group's record claims (a copy an older setup left behind).
     left = access_facts.find_orphans(None, state.dest, group)
@@ -139,7 +140,7 @@ def read(group: str) -> RemoveFacts:
         group, state, None, copies=copies, files=files, dirs=dirs,
         group_exists=exists, group_members=members, entry_point_cache=cache, state_unsafe=_state_unsafe(group),
         tracefs=reach_facts.read_facts().tracefs, fstab_lines=fstab.tracefs_lines(host.read_text(FSTAB, exact=True) or ""),
-        untrusted=untrusted, pending=intent is not None,
+        untrusted=untrusted, pending=intent is not None, record_untrusted=record_untrusted,
     )
 
 
@@ -213,7 +214,7 @@ def notes(facts: RemoveFacts) -> list[str]:
                for original, written in facts.state.fstab_edits
                if written != original and written not in facts.fstab_lines and original not in facts.fstab_lines]
     return [
-        *(trust.untrusted_note(path) for path in facts.untrusted),
+        *(trust.untrusted_note(path) for path in facts.untrusted), *facts.record_untrusted,
         *changed,
         "kernel.perf_event_paranoid keeps its live value; without the drop-in, boot applies the distribution default"
         + (f" (it was {before} before setup)" if before is not None else ""),

@@ -19,9 +19,10 @@ from __future__ import annotations
 import os
 import stat
 
+from . import fstab
 from .errors import RefusedError
-from .host import has_caps
-from .paths import LIBEXEC_ROOT
+from .host import has_caps, owner_mode, read_text
+from .paths import LIBEXEC_ROOT, TRACEFS_PATHS, journal_path
 from .perfsource import SYSTEM_DIRS, is_perf_elf
 from .state import State
 from .validate import check_dest_path
@@ -68,3 +69,75 @@ def state_problem(entry: tuple[int, int, str] | None, kind: str) -> str | None:
     if mode & 0o022:
         return f"is writable by others (mode {mode:04o})"
     return None
+
+
+# -- the record's other items: one rule, "setup could have made it and it still looks that way" --
+
+def created_dir_trusted(path: str, state: State) -> bool:
+    """A recorded directory setup created: on the way to a recorded copy, a plain root-owned 0755
+    directory (what CreateDir makes), never a mount point. Outside perfgroup's own tree it must
+    also still hold a copy setup made with both marks (gid and capabilities): the created_dirs
+    list alone is as forgeable as the record, and a forged one would have remove delete (or
+    setup and heal chown) a directory that is the site's."""
+    copies = (state.dest, *state.copies)
+    if path in ("", "/") or not any(_inside(copy, path) for copy in copies):
+        return False
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False  # gone: nothing to trust, nothing to do
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or stat.S_IMODE(info.st_mode) != 0o755 \
+            or os.path.ismount(path):
+        return False
+    if path == LIBEXEC_ROOT or _inside(path, LIBEXEC_ROOT):
+        return True
+    bare = state._replace(created_dirs=())
+    return any(_inside(copy, path) and os.path.lexists(copy) and setup_made(copy, bare) for copy in copies)
+
+
+def tracefs_before_trusted(entry: tuple[str, int, int]) -> bool:
+    """A tracefs mount's mode and gid from before setup: a tracefs mount point, a mode no one but
+    root writes (remove remounts with it), a valid gid."""
+    point, mode, gid = entry
+    return point in TRACEFS_PATHS and 0 <= mode <= 0o7777 and not mode & 0o022 and 0 <= gid < 0xFFFFFFFF
+
+
+def fstab_edit_trusted(edit: tuple[str, str], gid: int) -> bool:
+    """An fstab edit setup made: the line before is a tracefs entry and the line written is
+    exactly setup's edit of it for the group's gid. Anything else would have remove write an
+    arbitrary line into /etc/fstab (root at the next boot)."""
+    before, written = edit
+    return fstab.entry(before) is not None and gid > 0 and fstab.edit_line(before, gid) == written
+
+
+def sanitize(state: State) -> tuple[State, tuple[str, ...]]:
+    """The record with only the items setup could have made and that still look that way, and
+    a line naming each item dropped (setup, audit and remove say them)."""
+    dirs = tuple(d for d in state.created_dirs if created_dir_trusted(d, state))
+    tracefs = tuple(e for e in state.tracefs_before if tracefs_before_trusted(e))
+    edits = tuple(e for e in state.fstab_edits if fstab_edit_trusted(e, state.gid))
+    dropped = [f"created directory {d}" for d in state.created_dirs if d not in dirs]
+    dropped += [f"tracefs before {p} mode {m:04o} gid {g}" for p, m, g in state.tracefs_before
+                if (p, m, g) not in tracefs]
+    dropped += [f"fstab edit of {before!r}" for before, written in state.fstab_edits if (before, written) not in edits]
+    clean = state._replace(created_dirs=dirs, tracefs_before=tracefs, fstab_edits=edits)
+    return clean, tuple(f"record item not trusted (setup could not have made it, or it changed): {d}; ignored"
+                        for d in dropped)
+
+
+def fstab_journal(group: str, gid: int | None) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """The fstab edits a killed run journaled (fstab.py), only from a journal that is root's
+    alone and only edits setup could have made for the group's gid; and what was not trusted.
+    A planted journal would otherwise enter the root-owned record, and remove would write its
+    "before" line into /etc/fstab."""
+    path = journal_path(group)
+    entry = owner_mode(path)
+    if entry is None:
+        return (), ()
+    problem = state_problem(entry, "file")
+    if problem is not None:
+        return (), (f"{path} {problem}: its fstab edits are ignored",)
+    edits = fstab.parse_journal(read_text(path, exact=True) or "")
+    good = tuple(edit for edit in edits if gid is not None and fstab_edit_trusted(edit, gid))
+    return good, tuple(f"{path}: an edit of {before!r} setup could not have made; ignored"
+                       for before, written in edits if (before, written) not in good)
