@@ -104,15 +104,18 @@ def test_an_old_copy_outside_the_install_root_is_neutralised_and_removed(users: 
     assert "/opt/pg" in json.loads(node.ok(f"cat {STATE}"))["created_dirs"]
     setup(node)
     assert node.sh(f"test -e {old}").returncode != 0, "the old copy outside the install root survived the move"
+    # The directory setup created for it goes with it: kept empty, it would look like the site's.
+    assert node.sh("test -e /opt/pg").returncode != 0 and "/opt/pg" not in json.loads(node.ok(f"cat {STATE}"))["created_dirs"]
     assert audit(node)[0] == 0
-    # Planted back by hand (a restored backup): reported, and remove deletes it and the directory.
-    node.ok(f"cp {DEST} {old} && chgrp perf_users {old} && chmod 0750 {old} && setcap cap_perfmon=ep {old}")
+    # Planted back by hand (a restored backup): reported, and remove deletes it (not the directory
+    # made by hand for it).
+    node.ok(f"mkdir -p /opt/pg && cp {DEST} {old} && chgrp perf_users {old} && chmod 0750 {old} && setcap cap_perfmon=ep {old}")
     code, found, _ = audit(node)
     assert found.get("copy.orphan") == "critical" and code == 2
     result = perfgroup(node, "remove")
     assert result.returncode == 0, result.stderr
     assert "could not have created" not in result.stdout
-    assert node.sh(f"test -e {old} || test -e /opt/pg || test -e {DEST}").returncode != 0
+    assert node.sh(f"test -e {old} || test -e {DEST}").returncode != 0 and node.sh("test -d /opt/pg").returncode == 0
 
 
 def test_a_copy_in_a_directory_that_existed_before_is_removed(users: Node) -> None:
@@ -168,3 +171,74 @@ def test_explicit_root_equivalent_caps_with_the_opt_in(users: Node) -> None:
     setup(node, "--caps", "auto")
     assert json.loads(node.ok(f"cat {STATE}"))["root_equivalent_caps"] == []
     assert "cap_sys_ptrace" not in node.ok(f"getcap {DEST}") and audit(node)[0] == 0
+
+
+def test_forged_created_dirs_are_neither_deleted_nor_repaired(users: Node) -> None:
+    """Review item 7: a forged record's created_dirs made remove delete an empty /srv/data-mount,
+    and setup/heal chown a user's home on a forged destination's path. One rule (trust.sanitize):
+    a recorded directory counts only if setup could have made it and it still looks that way."""
+    setup(users)
+    users.ok("mkdir -p /srv/data-mount /home/alice/pg && chown alice /home/alice /home/alice/pg && chmod 0700 /home/alice")
+    forge(users, created_dirs=["/srv/data-mount", "/home/alice", "/home/alice/pg"],
+          copies=["/srv/data-mount/perf", "/home/alice/pg/perf"])
+    _, severities, messages = audit(users)
+    assert severities.get("state.untrusted") == "warning" and "/home/alice" in messages["state.untrusted"], severities
+    removed = perfgroup(users, "remove", "--group", "perf_users", "--dry-run")
+    assert "record item not trusted" in removed.stdout and "/srv/data-mount" in removed.stdout, removed.stdout
+    healed = users.run(["/usr/local/sbin/perfgroup-node", "heal", "--group", "perf_users"])
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    assert users.ok("stat -c %U:%a /home/alice /home/alice/pg").split() == ["alice:700", "alice:755"]
+    assert "state.untrusted" not in audit(users)[1]  # the healed record no longer names them
+    removed = perfgroup(users, "remove", "--group", "perf_users")
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert users.ok("test -d /srv/data-mount && test -d /home/alice/pg && echo kept").strip() == "kept"
+
+
+def test_a_forged_dest_in_a_users_home_is_refused_not_repaired(users: Node) -> None:
+    """heal with a record whose destination and created dirs lie in alice's home: nothing there
+    becomes root's, no privileged copy lands in it."""
+    setup(users)
+    users.ok("mkdir -p /home/alice/pg && chown -R alice /home/alice")
+    record = json.loads(users.ok(f"cat {STATE}"))
+    record.update(dest="/home/alice/pg/perf", created_dirs=["/home/alice", "/home/alice/pg"])
+    users.path(STATE).write_text(json.dumps(record))
+    healed = users.run(["/usr/local/sbin/perfgroup-node", "heal", "--group", "perf_users"])
+    assert healed.returncode != 0 and len(healed.stderr.strip().splitlines()) == 1, healed.stdout + healed.stderr
+    assert users.ok("stat -c %U /home/alice /home/alice/pg").split() == ["alice", "alice"]
+    assert not users.path("/home/alice/pg/perf").exists()
+
+
+def test_forged_tracefs_and_fstab_items_are_not_restored(users: Node) -> None:
+    """remove restores only what setup could have recorded: never a tracefs mode others may
+    write, never an fstab line that is not setup's edit of a tracefs entry."""
+    setup(users)
+    fstab_before = users.ok("cat /etc/fstab")
+    record = json.loads(users.ok(f"cat {STATE}"))
+    record["tracefs_before"] = [["/sys/kernel/tracing", 0o777, 0]]
+    record["fstab_edits"] = [["proc /proc proc defaults 0 0", "/dev/evil / ext4 defaults 0 0"]]
+    users.path(STATE).write_text(json.dumps(record))
+    _, severities, messages = audit(users)
+    assert "fstab edit" in messages.get("state.untrusted", "") or severities.get("state.untrusted"), severities
+    removed = perfgroup(users, "remove", "--group", "perf_users")
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert users.ok("cat /etc/fstab") == fstab_before
+
+
+def test_a_planted_fstab_journal_is_ignored(users: Node) -> None:
+    """Review item 2: GROUP.fstab-edits was read with no owner check; a journal someone else
+    owns (or an edit setup could not have made) never reaches the record or /etc/fstab."""
+    users.ok("printf 'tracefs /sys/kernel/tracing tracefs defaults 0 0\\n' >> /etc/fstab")
+    setup(users)
+    fstab_after_setup = users.ok("cat /etc/fstab")
+    journal = "/var/lib/perfgroup/perf_users.fstab-edits"
+    users.path(journal).write_text("- tracefs /sys/kernel/tracing tracefs defaults 0 0\n+ /dev/evil / ext4 defaults 0 0\n")
+    users.ok(f"chown bob {journal}")
+    _, severities, messages = audit(users)
+    assert "fstab-edits" in messages.get("state.untrusted", ""), severities
+    setup(users)
+    assert "/dev/evil" not in users.ok(f"cat {STATE}")
+    users.ok(f"chown root {journal} && chmod 0600 {journal}")
+    _, _, messages = audit(users)
+    assert "setup could not have made" in messages.get("state.untrusted", ""), messages
+    assert perfgroup(users, "remove", "--group", "perf_users").returncode == 0
+    assert "/dev/evil" not in users.ok("cat /etc/fstab") and users.ok("cat /etc/fstab") != fstab_after_setup

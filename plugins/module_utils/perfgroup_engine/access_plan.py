@@ -5,11 +5,11 @@ access_facts.py, findings in access_rules.py.
 from __future__ import annotations
 
 from .access_facts import W, password_set
-from .actions import Action, DeleteCopy, LockGroupPassword, RepairDir, SecurePath
+from .actions import Action, DeleteCopy, DeleteDir, LockGroupPassword, RepairDir, SecurePath
 from .desired import Desired
 from .errors import RefusedError
 from .facts import NodeFacts
-from .paths import STATE_DIR
+from .paths import LIBEXEC_ROOT, STATE_DIR
 from .policy import managed_dir
 from .trust import state_problem
 
@@ -53,4 +53,19 @@ def plan(facts: NodeFacts, desired: Desired) -> tuple[list[Action], list[Action]
                 "they could swap the privileged perf"
             )
     before = list({a.target: a for a in actions}.values())  # a directory with both ACLs: one repair
-    return before, [DeleteCopy(path, "a privileged copy left behind") for path in access.orphans]
+    left = [DeleteCopy(path, "a privileged copy left behind") for path in access.orphans]
+    return before, left + emptied_dirs(facts, desired)
+
+
+def emptied_dirs(facts: NodeFacts, desired: Desired) -> list[Action]:
+    """Directories setup created outside its own tree for a copy that is now left behind (the
+    destination moved): deleted with it, if empty, deepest first. Kept, a created directory that
+    no longer holds a copy would look like any of the site's (trust.created_dir_trusted)."""
+    if facts.state is None or not facts.access.orphans:
+        return []
+    keep = {desired.dest, *(p for p in facts.state.copies if p not in facts.access.orphans)}
+    dirs = [d for d in facts.state.created_dirs
+            if d != LIBEXEC_ROOT and not d.startswith(LIBEXEC_ROOT + "/")
+            and any(o.startswith(d + "/") for o in facts.access.orphans)
+            and not any(k.startswith(d + "/") for k in keep)]
+    return [DeleteDir(d, "held only a copy left behind") for d in sorted(dirs, key=len, reverse=True)]

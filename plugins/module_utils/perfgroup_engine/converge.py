@@ -23,7 +23,7 @@ from . import (
 )
 from . import facts as facts_mod
 from . import plan as plan_mod
-from .actions import Action, AddMember, CreateDir, EditFstab, InstallCopy, RemountTracefs
+from .actions import Action, AddMember, CreateDir, DeleteDir, EditFstab, InstallCopy, RemountTracefs
 from .capabilities import sort_caps
 from .desired import Desired
 from .errors import ConvergeError, PerfgroupError
@@ -124,7 +124,8 @@ def build_state(desired: Desired, before: NodeFacts, after: NodeFacts, plan: Pla
     previous = before.state
     # The record, then what a failed earlier run applied but never recorded (pending.py).
     known = intent_plan.union(intent_plan.recorded(previous), before.pending or intent_facts.Intent())
-    created_dirs = set(known.created_dirs) | {a.target for a in applied if isinstance(a, CreateDir)}
+    created_dirs = (set(known.created_dirs) | {a.target for a in applied if isinstance(a, CreateDir)}) \
+        - {a.target for a in applied if isinstance(a, DeleteDir)}
     added = set(known.members_added) | {a.target for a in applied if isinstance(a, AddMember)}
     copies = [*known.copies, *(a.target for a in applied if isinstance(a, InstallCopy))]
     paranoid_before = known.paranoid_before
@@ -195,7 +196,7 @@ def record(desired: Desired, before: NodeFacts, after: NodeFacts, plan: Plan, ap
     """Write the state file if what it would say differs from what it says. True if written."""
     state = build_state(desired, before, after, plan, applied)
     state = state._replace(file_stats=facts_mod.file_stats(state.files))
-    if state.same_as(before.state):
+    if state.same_as(before.state) and not before.record_untrusted:  # (the file still holds what was dropped)
         return False
     apply.write_file(desired.state_path, state.to_json(), step="write_state")
     return True
