@@ -35,11 +35,56 @@ perf stat -a -e cpu-clock -- true 2>&1 | head -n 3 | sed 's/^/STATERR /'
 rm -rf "$d"
 """
 
+# Run as uid nobody (the daemon the review found) while `perfgroup verify` runs: tries to plant a
+# libtraceevent plugin in every verification home or working directory it can see, and to ptrace
+# every process of a uid other than root and nobody; prints what it achieved.
+PROBE = r"""
+import ctypes, glob, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+end = time.time() + float(os.environ.get("PROBE_SECONDS", "40"))
+done = set()
+print("PROBE start", os.getuid(), flush=True)
+while time.time() < end:
+    for d in glob.glob("/run/perfgroup-verify-*") + glob.glob("/run/perfgroup-verify-*/*") + glob.glob("/tmp/perfgroup-verify-*") \\
+            + glob.glob("/tmp/perfgroup-verify-*/*"):
+        try:
+            os.makedirs(d + "/.local/lib/traceevent/plugins", exist_ok=True)
+            open(d + "/.local/lib/traceevent/plugins/x.so", "w").close()
+            print("WROTE", d, flush=True)
+        except OSError:
+            pass
+    for status in glob.glob("/proc/[0-9]*/status"):
+        pid = int(status.split("/")[2])
+        try:
+            uid = int(next(l for l in open(status) if l.startswith("Uid:")).split()[1])
+        except (OSError, StopIteration, ValueError):
+            continue
+        if uid in (0, os.getuid()) or pid in done:
+            continue
+        done.add(pid)
+        if libc.ptrace(16, pid, None, None) == 0:  # PTRACE_ATTACH
+            print("ATTACHED", pid, uid, flush=True)
+            libc.ptrace(17, pid, None, None)  # PTRACE_DETACH
+    time.sleep(0.005)
+print("PROBE done", flush=True)
+"""
+
 FIRST_BOOT = f"""
 cat > /tmp/workloads.sh <<'EOF'
 {WORKLOAD_SCRIPT}
 EOF
 chmod 755 /tmp/workloads.sh
+cat > /tmp/probe.py <<'EOF'
+{PROBE}
+EOF
+cat > /tmp/verify_probed.sh <<'EOF'
+PROBE_SECONDS=60 setpriv --reuid=nobody --regid=nogroup --clear-groups python3 /tmp/probe.py > /tmp/probe.out 2>&1 &
+probe=$!
+perfgroup verify >/dev/null 2>&1
+echo "VERIFY_RC $?"
+kill "$probe"; wait "$probe"
+cat /tmp/probe.out
+EOF
 setpriv --reuid=daemon --regid=daemon --clear-groups sleep 600 </dev/null >/dev/null 2>&1 &
 echo $! > /tmp/otherpid
 step tracefs_before stat -c '%a %g' /sys/kernel/tracing
@@ -54,6 +99,12 @@ step_sh module "su alice -c '. /usr/share/modules/init/sh && module load perf/pr
 step_sh bob "su bob -c 'sh /tmp/workloads.sh'"
 step_sh bob_module "su bob -c '. /usr/share/modules/init/sh && module load perf/privileged'"
 step verify perfgroup verify --json
+step ptrace_scope cat /proc/sys/kernel/yama/ptrace_scope
+step_sh verify_probed "sh /tmp/verify_probed.sh"
+step_sh marker_modes "stat -c '%n %a %g' /sys/kernel/tracing/trace_marker /sys/kernel/tracing/trace_marker_raw /sys/kernel/tracing/events/sched/sched_switch/enable"
+step_sh marker_member "su alice -c 'echo perfgroup-marker-probe > /sys/kernel/tracing/trace_marker'"
+step_sh enable_member "su alice -c 'echo 1 > /sys/kernel/tracing/events/sched/sched_switch/enable'"
+step_sh marker_bob "su bob -c 'echo perfgroup-marker-probe > /sys/kernel/tracing/trace_marker'"
 step audit perfgroup audit --json
 kill "$(cat /tmp/otherpid)" || true
 """
@@ -118,6 +169,23 @@ def test_members_get_every_workload_everywhere_and_tracefs_survives_reboot(bookw
     exp.expect(not unavailable, f"verify: member allowed and non-member refused for every workload; not: {unavailable}",
                "verify")
     exp.expect(step_rc(first, "audit") == 0, "audit exits 0 (tracefs.ok, mlock.budget ok)", "audit")
+    # Review item 1 on Debian's kernel (ptrace_scope 0): a process of uid nobody neither plants a
+    # plugin in verification's homes nor attaches to its processes, and verify still passes.
+    scope = first.steps.get("ptrace_scope")
+    exp.expect(scope is not None and scope.stdout.strip() == "0", "Debian's kernel: kernel.yama.ptrace_scope is 0",
+               "ptrace_scope")
+    probed = first.steps["verify_probed"].stdout if "verify_probed" in first.steps else ""
+    exp.expect("VERIFY_RC 0" in probed and "PROBE start 65534" in probed and "WROTE" not in probed and "ATTACHED" not in probed,
+               "verify under a hostile uid nobody: nothing planted, nothing attached, verify exits 0", "verify_probed")
+    # Review item 8, as README says: with gid=GROUP,mode=0750 members may write trace_marker
+    # (0220 root:GROUP) but not enable events; others reach neither.
+    lines = first.steps["marker_modes"].stdout.splitlines() if "marker_modes" in first.steps else []
+    modes = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in lines if " " in line}
+    exp.expect(modes.get("/sys/kernel/tracing/trace_marker") == f"220 {gid}", f"trace_marker is 0220 gid {gid}: {modes}",
+               "marker_modes")
+    exp.expect(step_rc(first, "marker_member") == 0, "a member can write trace_marker (README says so)", "marker_member")
+    exp.expect(step_rc(first, "enable_member") not in (0, None), "a member cannot enable an event", "enable_member")
+    exp.expect(step_rc(first, "marker_bob") not in (0, None), "a non-member cannot write trace_marker", "marker_bob")
 
     second = bookworm.boot(SECOND_BOOT, mode="systemd", state=disk)
     exp.result = second
