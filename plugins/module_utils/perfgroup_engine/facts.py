@@ -393,7 +393,7 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
         access=access_facts.read(desired, state, group.gid, tuple(d.path for d in dirs if d.kind == "dir")),
         reach=reach_facts.read_facts(desired.image),
         fstab_journal=fstab.parse_journal(read_text(journal_path(desired.group)) or ""),
-        pending=intent_facts.read(desired.state_path, group.gid is not None, group.members),
+        pending=intent_facts.read(desired.state_path, group.gid, group.members),
     )
 
 
