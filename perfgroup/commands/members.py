@@ -70,11 +70,8 @@ def _change_members(group: str, users: tuple[str, ...], add: bool, dry_run: bool
     if add and changed:
         output.say("note: a membership applies from the member's next login (or `newgrp`)")
     if not add:
-        from ..engine.access_rules import lingering_note
-
-        lingering = lingering_note(set(users))
-        if lingering is not None:
-            output.say(f"note: {output.escape(lingering)}")
+        for note in members_mod.remaining(group, list(users)):
+            output.say(f"note: {output.escape(note)}")
 
 
 @subcommand("add")

@@ -89,10 +89,12 @@ def test_audit_needs_no_root(node: Node) -> None:
     report = json.loads(result.stdout)
     # Nodes share this machine's PID namespace, and bob may not read another user's /proc/PID/root:
     # a privileged perf that another test (another node) runs at this moment is, to bob, a process
-    # that holds the capabilities. That warning is honest; everything else must be OK.
-    others = [f for f in report["findings"] if f["severity"] != "ok" and f["id"] != "process.lingering"]
+    # that holds the capabilities, and a process of another node holding that node's group may hold
+    # this node's gid number. Those findings are honest; everything else must be OK.
+    others = [f for f in report["findings"] if f["severity"] != "ok"
+              and f["id"] not in ("process.lingering", "process.holds_group")]
     assert others == [], result.stdout + result.stderr
-    assert result.returncode == (0 if report["status"] == "ok" else 1), result.stdout + result.stderr
+    assert result.returncode == {"ok": 0, "warning": 1, "critical": 2}[report["status"]], result.stdout + result.stderr
     refused = node.run([PERFGROUP, "setup"], user="bob")
     assert refused.returncode == 2 and "run it as root" in refused.stderr
     node.ok(f"cat /bin/ls > {DEST}")  # tampered: bob may not read it, but sees that it changed

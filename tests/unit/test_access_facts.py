@@ -4,6 +4,7 @@ findings and the plan for what the mode bits do not show."""
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import pytest
 from factsdata import acl
@@ -90,3 +91,65 @@ def encode_acl(entries: tuple[AclEntry, ...]) -> bytes:
     for entry in entries:
         data += struct.pack("<HHI", entry.tag, entry.perm, 0xFFFFFFFF if entry.id is None else entry.id)
     return data
+
+
+STATUS = ("Name:\tsleep\nState:\tS (sleeping)\nUid:\t1002\t1003\t1004\t1005\nGid:\t1002\t1002\t995\t1002\n"
+          "FDSize:\t64\nGroups:\t100 995 2000 \nCapEff:\t0000000000000000\n")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # real, effective, saved, fs uid; the Gid: line's four gids and the Groups: line, sorted, once each
+    (STATUS, ((1002, 1003, 1004, 1005), (100, 995, 1002, 2000), False)),
+    (STATUS.encode(), ((1002, 1003, 1004, 1005), (100, 995, 1002, 2000), False)),  # the scan reads bytes
+    (STATUS.replace("Groups:\t100 995 2000 \n", "Groups:\t\n"), ((1002, 1003, 1004, 1005), (995, 1002), False)),
+    (STATUS.replace("Groups:\t100 995 2000 \n", ""), ((1002, 1003, 1004, 1005), (995, 1002), False)),
+    ("Name:\tx\nGid:\t0\t0\t0\t0\nGroups:\t7 995", ((), (0, 7, 995), False)),  # last line unterminated
+    (STATUS.replace("S (sleeping)", "Z (zombie)"), ((1002, 1003, 1004, 1005), (100, 995, 1002, 2000), True)),
+    ("Name:\tx\n", ((), (), False)),
+])
+def test_parse_ids(text: str | bytes, expected: tuple[tuple[int, ...], tuple[int, ...], bool]) -> None:
+    assert access_facts.parse_ids(text) == expected
+
+
+def fake_proc(tmp_path: Path, processes: dict[int, str]) -> str:
+    for pid, status in processes.items():
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "status").write_text(status)
+        (tmp_path / str(pid) / "root").symlink_to("/")  # a process of this system
+    (tmp_path / "self").mkdir()
+    return str(tmp_path)
+
+
+def status(uids: str, gids: str, groups: str = "", state: str = "S (sleeping)") -> str:
+    return f"Name:\tsleep\nState:\t{state}\nUid:\t{uids}\nGid:\t{gids}\nGroups:\t{groups}\nCapEff:\t0\n"
+
+
+def test_scan_finds_every_process_holding_the_gid(tmp_path: Path) -> None:
+    proc = fake_proc(tmp_path, {
+        10: status("0 0 0 0", "0 0 0 0", "995 "),  # root's: listed (uid 0), the rules decide
+        11: status("65534 65534 65534 65534", "65534 65534 65534 65534", "100 995 "),  # supplementary
+        12: status("65534 65534 65534 65534", "995 995 995 995"),  # real/effective gid (`sg`, `newgrp`)
+        13: status("65534 65534 65534 65534", "100 100 995 100"),  # saved gid only
+        14: status("65534 65534 65534 65534", "100 100 100 100", "100 "),  # not holding
+        15: status("65534 65534 65534 65534", "995 995 995 995", "", "Z (zombie)"),  # exited: runs nothing
+        16: status("0 65534 0 0", "100 100 100 100", "995 "),  # root's real uid, nobody's effective one
+    })
+    scan = access_facts.scan_processes(proc, gid=995)
+    assert [(h.pid, h.uid) for h in scan.holding] == [(10, 0), (11, 65534), (12, 65534), (13, 65534), (16, 65534)]
+    assert scan.holding[1].user == "nobody"
+    assert scan.held_gids == ()  # only asked for when choosing a gid
+    every = access_facts.scan_processes(proc, all_gids=True)
+    assert every.held_gids == (0, 100, 995, 65534) and every.holding == ()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (None, (100, 999)),  # no /etc/login.defs: shadow-utils' defaults
+    ("", (100, 999)),
+    ("#SYS_GID_MIN\t\t  100\n#SYS_GID_MAX\t\t  999\nGID_MIN\t\t\t 1000\n", (100, 999)),  # Debian's
+    ("SYS_GID_MIN 201\nSYS_GID_MAX 499\n", (201, 499)),
+    ("GID_MIN 5000\n", (100, 4999)),  # SYS_GID_MAX defaults to GID_MIN - 1
+    ("SYS_GID_MIN abc\nSYS_GID_MAX many\n", (100, 999)),  # not numbers: the defaults
+    ("  SYS_GID_MAX\t  800\n", (100, 800)),
+])
+def test_system_gid_range_from_login_defs(text: str | None, expected: tuple[int, int]) -> None:
+    assert access_facts.parse_login_defs(text) == expected

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from factsdata import DEST, acl, converged, state, want, with_access
+from factsdata import DEST, acl, converged, desired, fresh, replace, state, want, with_access
 
 from perfgroup.engine import plan, trust
 from perfgroup.engine import remove as remove_mod
-from perfgroup.engine.access_facts import GROUP, USER, AclEntry
+from perfgroup.engine.access_facts import GROUP, USER, AccessFacts, AclEntry, Holding
+from perfgroup.engine.actions import CreateGroup
 from perfgroup.engine.errors import RefusedError
 
 
@@ -55,3 +56,40 @@ def test_remove_never_deletes_the_packaged_perf_a_record_names() -> None:
     unsafe = facts._replace(state_unsafe="/var/lib/perfgroup/perf_users.json is owned by uid 1000")
     with pytest.raises(RefusedError, match="cannot be trusted"):
         remove_mod.plan(unsafe)
+
+
+def fresh_with(**access: object) -> object:
+    return replace(fresh(), access=AccessFacts(**access))  # type: ignore[arg-type]
+
+
+def created_gid(facts: object, **want_changes: object) -> int | None:
+    actions = plan.make(facts, desired(**want_changes)).actions  # type: ignore[arg-type]
+    (group,) = [a for a in actions if isinstance(a, CreateGroup)]
+    return group.gid
+
+
+@pytest.mark.parametrize(("access", "gid"), [
+    ({}, 999),  # as groupadd --system: the highest free system gid
+    ({"used_gids": (999, 998, 5)}, 997),  # in the group database or a user's primary gid
+    ({"used_gids": (999,), "held_gids": (998, 997)}, 996),  # a process still holds 998 and 997 (an old group's)
+    ({"sys_gids": (200, 300), "held_gids": (300,)}, 299),  # SYS_GID_MIN/SYS_GID_MAX of /etc/login.defs
+])
+def test_setup_picks_a_system_gid_nothing_uses_or_holds(access: dict[str, object], gid: int) -> None:
+    assert created_gid(fresh_with(**access)) == gid
+
+
+def test_an_explicit_gid_is_kept() -> None:
+    assert created_gid(fresh_with(held_gids=(5,)), gid=5000) == 5000
+
+
+def test_no_free_system_gid_is_refused() -> None:
+    with pytest.raises(RefusedError, match="no free system gid between 200 and 201"):
+        plan.make(fresh_with(sys_gids=(200, 201), used_gids=(201,), held_gids=(200,)), desired())  # type: ignore[arg-type]
+
+
+def test_an_explicit_gid_that_processes_still_hold_is_refused() -> None:
+    facts = fresh_with(held_gids=(0, 5000), holding=(Holding(4242, "alice", 1000), Holding(4243, "root", 0)))
+    with pytest.raises(RefusedError, match=r"--gid 5000 is still held by running processes: pid 4242 \(alice\); "
+                                           r"pid 4243 \(root\)") as refused:
+        plan.make(facts, desired(gid=5000))  # type: ignore[arg-type]
+    assert "\n" not in str(refused.value)

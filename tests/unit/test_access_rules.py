@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from factsdata import DEST, acl, converged, want, with_access
+import pytest
+from factsdata import DEST, acl, converged, replace, want, with_access
 
 from perfgroup.engine import access_facts, access_rules
 from perfgroup.engine.access_facts import GROUP, USER, AclEntry
+from perfgroup.engine.facts import GroupFacts
 from perfgroup.engine.findings import audit
 
 
@@ -53,7 +55,11 @@ def test_group_holder_findings_and_the_holders_list() -> None:
                         same_gid_names=("perf_twin",), same_gid_members=("bob",))
     found = ids(facts)
     assert found["group.password"] == "critical" and found["group.duplicate_gid"] == "critical"
-    assert found["group.gshadow_members"] == found["group.gshadow_admins"] == found["group.primary_members"] == "warning"
+    # carol is a member through gshadow alone (newgrp asks her no password) and `members list` does not show her
+    assert found["group.gshadow_members"] == "critical"
+    assert found["group.gshadow_admins"] == found["group.primary_members"] == "warning"
+    hidden = next(f for f in audit(facts, want()) if f.id == "group.gshadow_members")  # type: ignore[arg-type]
+    assert hidden.message.startswith("carol ") and "newgrp" in hidden.message and "members list" in hidden.message
     assert access_rules.holders(facts) == [  # type: ignore[arg-type]
         {"user": "alice", "via": "member"}, {"user": "carol", "via": "gshadow_member"},
         {"user": "dave", "via": "gshadow_admin"}, {"user": "erin", "via": "primary_gid"},
@@ -85,3 +91,54 @@ def test_acl_holes_after_apply() -> None:
                                   acl("/usr", "default", AclEntry(GROUP, 7, 50))))
     assert access_rules.acl_holes(facts) == ["/usr/local", DEST]  # type: ignore[arg-type]
     assert access_rules.acl_holes(converged()) == []
+
+
+def holding(*rows: tuple[int, str, int]) -> tuple[access_facts.Holding, ...]:
+    return tuple(access_facts.Holding(pid, user, uid) for pid, user, uid in rows)
+
+
+# alice is in /etc/group, carol in gshadow only, erin has the group as primary gid: all members.
+MEMBERS = {"gshadow": ("!", (), ("carol",)), "primary_members": ("erin",)}
+
+
+@pytest.mark.parametrize(("rows", "reported"), [
+    (((20, "bob", 1001),), [(20, "bob")]),  # `members remove bob` left his session holding the gid
+    (((20, "bob", 1001), (21, "bob", 1001), (22, "alice", 1000)), [(20, "bob"), (21, "bob")]),
+    (((22, "alice", 1000), (23, "carol", 1002), (24, "erin", 1003)), []),  # members
+    (((25, "1234", 1234),), [(25, "1234")]),  # a uid without a passwd entry (a deleted user)
+    # All four uids root's: root runs the copy (and anything else) without the group; once such a
+    # process switches to a user, that uid is what the scan names.
+    (((1, "root", 0),), []),
+])
+def test_processes_of_non_members_holding_the_gid_are_critical(rows: tuple[tuple[int, str, int], ...],
+                                                              reported: list[tuple[int, str]]) -> None:
+    facts = with_access(holding=holding(*rows), **MEMBERS)
+    findings = [f for f in audit(facts, want()) if f.id == "process.holds_group"]  # type: ignore[arg-type]
+    if not reported:
+        assert findings == []
+        return
+    (finding,) = findings
+    assert finding.severity == "critical"
+    for pid, user in reported:
+        assert f"pid {pid} ({user})" in finding.message
+    assert "alice" not in finding.message and "gid 995" in finding.message
+    assert finding.fix.startswith("kill " + " ".join(str(pid) for pid, _ in reported) + "  #")
+
+
+def test_a_missing_group_has_no_holders_to_judge() -> None:
+    facts = replace(with_access(holding=holding((20, "bob", 1001))), group=GroupFacts("perf_users", None))  # type: ignore[arg-type]
+    assert "process.holds_group" not in ids(facts)
+
+
+def test_remaining_notes_name_the_sessions_that_still_hold_the_gid() -> None:
+    scan = access_facts.ProcessScan(
+        lingering=(access_facts.Lingering(30, "bob", ("cap_perfmon",)),),
+        holding=holding((20, "alice", 1000), (21, "bob", 1001), (1, "root", 0)))
+    # `members remove alice`: alice's sessions only
+    assert access_rules.remaining_notes(scan, {"alice"}, 995, {"alice"}) == [
+        "still holding gid 995 (end them or the user's session to take the access away): pid 20 (alice)"]
+    # `remove` deleting the group: anyone's but root's, and every capability holder
+    notes = access_rules.remaining_notes(scan, None, 995, None)
+    assert notes[0].endswith("pid 30 (bob: cap_perfmon)") and notes[1].endswith("pid 20 (alice); pid 21 (bob)")
+    # `remove` keeping an adopted group and its members: no gid to name
+    assert access_rules.remaining_notes(scan, None, None, set()) == [notes[0]]

@@ -11,7 +11,7 @@ from perfgroup.engine.intent_facts import Intent
 from perfgroup.engine.paths import intent_path
 from perfgroup.engine.state import State
 
-GROUP = CreateGroup("perf_users", "why")
+GROUP = CreateGroup("perf_users", "why", gid=995)
 DIR = CreateDir("/usr/local/libexec/perfgroup", "why")
 MEMBER = AddMember("alice", "why", group="perf_users")
 COPY = InstallCopy("/usr/local/libexec/perfgroup/perf_users/perf", "why")
@@ -27,7 +27,7 @@ KNOWN = RECORD._replace(created_dirs=(DIR.target,), members_added=("alice",), co
     ((), 3, RECORD, Intent()),
     ((), 3, None, Intent(paranoid_before=3)),
     ((GROUP, DIR, MEMBER, COPY), 2, RECORD,
-     Intent(True, (DIR.target,), ("alice",), (COPY.target,))),
+     Intent(True, (DIR.target,), ("alice",), (COPY.target,), group_gid=995)),
     ((TRACEFS,), None, None, Intent(tracefs_before=(("/sys/kernel/tracing", 0o700, 0),))),
     # What the record already holds is not written down again (a reinstall, a re-added member).
     ((DIR, MEMBER, COPY, TRACEFS), 2, KNOWN, Intent()),
@@ -49,8 +49,11 @@ def test_paranoid_alone_is_not_a_change_worth_writing_down() -> None:
     ("[1, 2]", Intent()),
     ('{"group_created": "yes", "members_added": ["alice", 3], "paranoid_before": "3"}', Intent(members_added=("alice",))),
     ('{"tracefs_before": [["/sys/kernel/tracing", "x", 0]]}', Intent()),
-    (intent_plan.to_json(Intent(True, ("/d",), ("a",), ("/c",), 3, (("/t", 448, 0),))),
-     Intent(True, ("/d",), ("a",), ("/c",), 3, (("/t", 448, 0),))),
+    (intent_plan.to_json(Intent(True, ("/d",), ("a",), ("/c",), 3, (("/t", 448, 0),), 995)),
+     Intent(True, ("/d",), ("a",), ("/c",), 3, (("/t", 448, 0),), 995)),
+    # Written before the gid was recorded: the claim stays, without a gid (still_true then drops it).
+    ('{"group_created": true, "members_added": ["alice"]}', Intent(True, members_added=("alice",))),
+    ('{"group_created": true, "group_gid": "995"}', Intent(True)),
 ])
 def test_a_damaged_intent_counts_as_none(text: str | None, expected: Intent) -> None:
     assert intent_facts.parse(text) == expected
@@ -76,3 +79,22 @@ def test_remove_folds_the_intent_into_the_record() -> None:
 
 def test_the_intent_lies_beside_the_record() -> None:
     assert intent_path("/var/lib/perfgroup/perf_users.json") == "/var/lib/perfgroup/perf_users.pending"
+
+
+@pytest.mark.parametrize(("intent", "gid_now", "claimed"), [
+    (Intent(True, group_gid=995), 995, True),  # the group the failed run created
+    (Intent(True, group_gid=995), 996, False),  # someone created it by hand later, with another gid
+    (Intent(True, group_gid=995), None, False),  # deleted since
+    (Intent(True), 995, False),  # an intent from before gids were written down: not claimed
+])
+def test_group_created_only_if_it_still_has_the_planned_gid(intent: Intent, gid_now: int | None, claimed: bool) -> None:
+    kept = intent_facts.still_true(intent, gid_now, ())
+    assert kept.group_created is claimed
+    assert kept.group_gid == (995 if claimed else None)
+
+
+def test_a_claim_keeps_its_gid_through_union_and_the_record() -> None:
+    assert intent_plan.union(Intent(True, group_gid=995), Intent(members_added=("bob",))).group_gid == 995
+    assert intent_plan.union(Intent(members_added=("bob",)), Intent(True, group_gid=990)).group_gid == 990
+    assert intent_plan.recorded(RECORD._replace(group_created=True)).group_gid == 995
+    assert intent_plan.recorded(RECORD._replace(group_created=False)).group_gid is None

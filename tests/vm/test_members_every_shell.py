@@ -45,8 +45,8 @@ end = time.time() + float(os.environ.get("PROBE_SECONDS", "40"))
 done = set()
 print("PROBE start", os.getuid(), flush=True)
 while time.time() < end:
-    for d in glob.glob("/run/perfgroup-verify-*") + glob.glob("/run/perfgroup-verify-*/*") + glob.glob("/tmp/perfgroup-verify-*") \\
-            + glob.glob("/tmp/perfgroup-verify-*/*"):
+    for d in [*glob.glob("/run/perfgroup-verify-*"), *glob.glob("/run/perfgroup-verify-*/*"),
+              *glob.glob("/tmp/perfgroup-verify-*"), *glob.glob("/tmp/perfgroup-verify-*/*")]:
         try:
             os.makedirs(d + "/.local/lib/traceevent/plugins", exist_ok=True)
             open(d + "/.local/lib/traceevent/plugins/x.so", "w").close()

@@ -2,8 +2,10 @@
 
 POSIX ACLs on the copy and above it, holders of the group that /etc/group does not list
 (gshadow members and administrators, a group password, primary gids, a second name on the gid),
-processes that still hold the capabilities, capability-carrying files under perfgroup's install
-root that are not a current copy, and the safety of the setup record itself.
+processes that still hold the capabilities or the group's gid, capability-carrying files under
+perfgroup's install root that are not a current copy, and the safety of the setup record itself.
+For a group setup is about to create: the gids in use (group database, users' primary gids,
+running processes) and the system gid range of /etc/login.defs.
 
 Facts here are read without side effects and without root (what needs root, /etc/gshadow, is
 reported as unreadable); findings and plans are pure functions of them.
@@ -19,7 +21,7 @@ import struct
 
 from .capabilities import CAP_NAMES, CAP_NUMBERS, PROFILING_CAPS, ROOT_EQUIVALENT_CAPS
 from .desired import Desired
-from .host import has_caps, load_state, owner_mode
+from .host import has_caps, load_state, owner_mode, read_text
 from .paths import GSHADOW, LIBEXEC_ROOT, STATE_DIR
 from .state import State
 from .trust import setup_made
@@ -34,6 +36,8 @@ R, W, X = 4, 2, 1
 # Capabilities whose presence in a non-root process after `members remove`/`remove` means it kept
 # the group's power: profiling's own and every root-equivalent one a copy may have carried.
 WATCHED_CAPS = PROFILING_CAPS | ROOT_EQUIVALENT_CAPS
+LOGIN_DEFS = "/etc/login.defs"
+SYS_GIDS = (100, 999)  # SYS_GID_MIN, SYS_GID_MAX when /etc/login.defs does not set them
 
 
 class AclEntry(NamedTuple):
@@ -81,6 +85,20 @@ class Lingering(NamedTuple):
     caps: tuple[str, ...]
 
 
+class Holding(NamedTuple):
+    """A process that holds a gid (real, effective, saved, fs or supplementary)."""
+
+    pid: int
+    user: str
+    uid: int  # the first of its real, effective, saved, fs uids that is not 0; 0: all four are root's
+
+
+class ProcessScan(NamedTuple):
+    lingering: tuple[Lingering, ...] = ()
+    holding: tuple[Holding, ...] = ()  # processes holding the gid asked for, root's too
+    held_gids: tuple[int, ...] = ()  # every gid a process holds (only when asked for)
+
+
 class AccessFacts(NamedTuple):
     copy_acl: Acl | None = None  # None: no ACL beyond the mode bits
     dir_acls: tuple[Acl, ...] = ()  # parents of the copy with an ACL (access or default)
@@ -93,6 +111,13 @@ class AccessFacts(NamedTuple):
     state_dir: tuple[int, int, str] | None = None  # (uid, mode, kind) of /var/lib/perfgroup
     state_file: tuple[int, int, str] | None = None  # (uid, mode, kind) of the record
     password_file: str = GSHADOW  # where newgrp/sg read the group password: /etc/group when gshadow has no line
+    # Processes holding the group's gid (or, while the group does not exist, Desired.gid's), root's too.
+    holding: tuple[Holding, ...] = ()
+    # While the group does not exist (setup is to create it): gids that processes hold, gids of the
+    # group database and users' primary gids, and SYS_GID_MIN..SYS_GID_MAX.
+    held_gids: tuple[int, ...] = ()
+    used_gids: tuple[int, ...] = ()
+    sys_gids: tuple[int, int] = SYS_GIDS
 
 
 def _name(tag: int, ident: int | None) -> str:
@@ -189,6 +214,23 @@ def parse_status(text: str | bytes) -> tuple[int | None, int]:
     return uid, mask
 
 
+def _ints(data: bytes, key: bytes) -> list[int]:
+    at = data.find(key)
+    if at < 0:
+        return []
+    end = data.find(b"\n", at + 1)
+    return [int(n) for n in data[at + len(key):end if end >= 0 else len(data)].split()]
+
+
+def parse_ids(text: str | bytes) -> tuple[tuple[int, ...], tuple[int, ...], bool]:
+    """(uids: real, effective, saved, fs; every gid held: the `Gid:` line's real, effective, saved
+    and fs gid and the `Groups:` line's supplementary ones, sorted, each once; a zombie) of one
+    /proc/PID/status."""
+    data = b"\n" + (text.encode() if isinstance(text, str) else text)
+    zombie = data.find(b"\nState:\tZ") >= 0 or data.find(b"\nState:\tX") >= 0
+    return tuple(_ints(data, b"\nUid:")), tuple(sorted(set(_ints(data, b"\nGid:") + _ints(data, b"\nGroups:")))), zombie
+
+
 def _read_status(path: str) -> bytes:
     # One open/read/close per process, bytes only: the scan runs on every audit over every PID
     # of the node (kernel threads included), so no text layer and no line splitting.
@@ -199,29 +241,71 @@ def _read_status(path: str) -> bytes:
         os.close(fd)
 
 
-def scan_processes(proc: str = "/proc") -> tuple[Lingering, ...]:
+def _user(uid: int, names: dict[int, str]) -> str:
+    if uid not in names:
+        try:
+            names[uid] = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            names[uid] = str(uid)
+    return names[uid]
+
+
+def scan_processes(proc: str = "/proc", gid: int | None = None, all_gids: bool = False) -> ProcessScan:
+    """One read of each /proc/PID/status: non-root processes holding watched capabilities, the
+    processes holding `gid` (any uid; zombies run nothing and are left out) and, with all_gids,
+    every gid some process holds. Processes of another root (a container) are not this system's."""
     watched = 0
     for name in WATCHED_CAPS:
         watched |= 1 << CAP_NUMBERS[name]
-    found = []
+    lingering: list[Lingering] = []
+    holding: list[Holding] = []
+    held: set[int] = set()
+    names: dict[int, str] = {}
+    needle = b"%d" % gid if gid is not None else b""
     try:
         pids = [n for n in os.listdir(proc) if n.isdigit()]
         ours = os.stat("/")
     except OSError:
-        return ()
+        return ProcessScan()
     for pid in pids:
         try:
-            uid, mask = parse_status(_read_status(f"{proc}/{pid}/status"))
+            data = _read_status(f"{proc}/{pid}/status")
+            uid, mask = parse_status(data)
+            # Most processes' status does not even contain the gid's digits: a substring test spares them the parse.
+            ids = all_gids or (gid is not None and needle in data)
+            uids, gids, zombie = parse_ids(data) if ids else ((), (), False)
         except (OSError, ValueError, IndexError):
             continue
-        if uid is None or uid == 0 or not mask & watched or not _same_root(f"{proc}/{pid}/root", ours):
+        caps = uid is not None and uid != 0 and mask & watched
+        holds = gid in gids and not zombie
+        fresh = all_gids and not zombie and not held.issuperset(gids)
+        if not (caps or holds or fresh) or not _same_root(f"{proc}/{pid}/root", ours):
             continue
-        try:
-            user = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            user = str(uid)
-        found.append(Lingering(int(pid), user, tuple(sorted(cap_names(mask & watched)))))
-    return tuple(sorted(found))
+        if caps and uid is not None:
+            lingering.append(Lingering(int(pid), _user(uid, names), tuple(sorted(cap_names(mask & watched)))))
+        if holds:
+            named = next((u for u in uids if u != 0), 0)
+            holding.append(Holding(int(pid), _user(named, names), named))
+        if fresh:
+            held.update(gids)
+    return ProcessScan(tuple(sorted(lingering)), tuple(sorted(holding)), tuple(sorted(held)))
+
+
+def parse_login_defs(text: str | None) -> tuple[int, int]:
+    """SYS_GID_MIN and SYS_GID_MAX as groupadd reads them (SYS_GID_MAX defaults to GID_MIN - 1)."""
+    values: dict[str, int] = {}
+    for line in (text or "").split("\n"):
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] in ("SYS_GID_MIN", "SYS_GID_MAX", "GID_MIN") and fields[1].isdigit():
+            values[fields[0]] = int(fields[1])
+    high = values.get("SYS_GID_MAX", values["GID_MIN"] - 1 if "GID_MIN" in values else SYS_GIDS[1])
+    return values.get("SYS_GID_MIN", SYS_GIDS[0]), high
+
+
+def used_gids() -> tuple[int, ...]:
+    """gids a new group must not get: the group database's and every user's primary gid (a user
+    whose primary gid it is would be a member of the new group)."""
+    return tuple(sorted({g.gr_gid for g in grp.getgrall()} | {u.pw_gid for u in pwd.getpwall()}))
 
 
 def _same_root(link: str, ours: os.stat_result) -> bool:
@@ -296,11 +380,18 @@ def read(desired: Desired, state: State | None, gid: int | None, dirs: tuple[str
         others = [g for g in grp.getgrall() if g.gr_gid == gid and g.gr_name != desired.group]
         names = tuple(sorted(g.gr_name for g in others))
         name_members = tuple(sorted({m for g in others for m in g.gr_mem}))
+    # The group's gid, or the one setup is asked to create it with; a group to create: every gid in use.
+    # An image's processes are the build host's, not the nodes'.
+    creating = gid is None
+    scan = ProcessScan() if desired.image else scan_processes(
+        gid=desired.gid if creating else gid, all_gids=creating)
     return AccessFacts(
         copy_acl=copy_acl, dir_acls=dir_acls, gshadow=gshadow, primary_members=primary,
-        same_gid_names=names, same_gid_members=name_members, lingering=() if desired.image else scan_processes(),
+        same_gid_names=names, same_gid_members=name_members, lingering=scan.lingering,
         orphans=find_orphans(state, desired.dest, desired.group), state_dir=owner_mode(STATE_DIR),
-        state_file=owner_mode(desired.state_path), password_file=password_file,
+        state_file=owner_mode(desired.state_path), password_file=password_file, holding=scan.holding,
+        held_gids=scan.held_gids, used_gids=used_gids() if creating else (),
+        sys_gids=parse_login_defs(read_text(LOGIN_DEFS)) if creating else SYS_GIDS,
     )
 
 

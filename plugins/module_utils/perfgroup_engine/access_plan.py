@@ -4,7 +4,8 @@ access_facts.py, findings in access_rules.py.
 
 from __future__ import annotations
 
-from .access_facts import W, password_set
+from .access_facts import AccessFacts, W, password_set
+from .access_rules import holding_text
 from .actions import Action, DeleteCopy, DeleteDir, LockGroupPassword, RepairDir, SecurePath
 from .desired import Desired
 from .errors import RefusedError
@@ -18,6 +19,30 @@ def copy_problems(facts: NodeFacts) -> list[str]:
     """For plan_copy: an ACL on the copy is repaired like a wrong mode."""
     acl = facts.access.copy_acl
     return [f"ACL {acl.text() or 'extended'}"] if acl is not None else []
+
+
+def new_gid(access: AccessFacts, asked: int | None) -> int:
+    """The gid of a group setup creates: --gid unless running processes still hold it (they would
+    join the new group), else as `groupadd --system` would pick, the highest free system gid, but
+    skipping every gid a process still holds (an old group's, kept by a session that outlived it)
+    and users' primary gids."""
+    if asked is not None:
+        if asked in access.held_gids:
+            raise RefusedError(
+                f"--gid {asked} is still held by running processes: "
+                f"{holding_text(access.holding) or 'unknown processes'}; they would hold the new group: "
+                "end them or choose another gid"
+            )
+        return asked
+    low, high = access.sys_gids
+    taken = set(access.used_gids) | set(access.held_gids)
+    for gid in range(high, low - 1, -1):
+        if gid not in taken:
+            return gid
+    raise RefusedError(
+        f"no free system gid between {low} and {high} (SYS_GID_MIN/SYS_GID_MAX of /etc/login.defs) that no "
+        "group, user or running process uses; give one with --gid"
+    )
 
 
 def plan(facts: NodeFacts, desired: Desired) -> tuple[list[Action], list[Action]]:

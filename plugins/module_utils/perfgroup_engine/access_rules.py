@@ -1,11 +1,11 @@
 """Judging access the mode bits do not show: who holds the group and how, ACLs above and on the
-copy, processes that kept the capabilities, copies left behind, the record's own safety. Pure
+copy, processes that kept the capabilities or the group's gid, copies left behind, the record's own safety. Pure
 functions of NodeFacts (rules layer); access_facts.py reads, access_plan.py repairs.
 """
 
 from __future__ import annotations
 
-from .access_facts import Holder, Lingering, R, W, X, password_set, scan_processes
+from .access_facts import Holder, Holding, Lingering, ProcessScan, R, W, X, password_set, scan_processes
 from .desired import Desired
 from .facts import NodeFacts
 from .finding import CRITICAL, WARNING, Finding
@@ -86,9 +86,11 @@ def rule_access(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
             )
         hidden = [u for u in members if u not in facts.group.members]
         if hidden:
+            # newgrp replaces the group's member list with gshadow's and asks its members no password.
             yield Finding(
-                "group.gshadow_members", WARNING,
-                f"{', '.join(hidden)} hold {desired.group} through {GSHADOW} only (not listed in /etc/group)",
+                "group.gshadow_members", CRITICAL,
+                f"{', '.join(hidden)} are members of {desired.group} through {GSHADOW} only: `newgrp "
+                f"{desired.group}` asks them no password, yet /etc/group and `perfgroup members list` do not show them",
                 f"gpasswd -d USER {desired.group}",
             )
         if admins:
@@ -118,6 +120,14 @@ def rule_access(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
             "processes of non-members still hold capabilities: " + lingering_text(stray),
             "kill PID  # after checking what it is",
         )
+    held = strays(facts)
+    if held:
+        yield Finding(
+            "process.holds_group", CRITICAL,
+            f"processes of non-members still hold group {desired.group} (gid {facts.group.gid}) and can run "
+            f"{desired.dest}: " + holding_text(held),
+            f"kill {' '.join(str(p.pid) for p in held)}  # or end the user's session",
+        )
     for path in access.orphans:
         yield Finding(
             "copy.orphan", CRITICAL,
@@ -141,6 +151,20 @@ def acl_holes(facts: NodeFacts) -> list[str]:
     return holes + ([acl.path] if acl is not None and acl.grants(R | X, skip_root=False) else [])
 
 
+def strays(facts: NodeFacts) -> list[Holding]:
+    """Processes holding the group's gid whose user is no member (what `members list` shows, plus
+    gshadow's members). A process whose uids are all root's is left out: root runs the copy (and
+    anything else) without the group; once it switches to a user, that uid is the one judged."""
+    if facts.group.gid is None:
+        return []
+    members = member_names(facts)
+    return [p for p in facts.access.holding if p.uid != 0 and p.user not in members]
+
+
+def holding_text(found: tuple[Holding, ...] | list[Holding]) -> str:
+    return "; ".join(f"pid {p.pid} ({p.user})" for p in found)
+
+
 def lingering_text(found: tuple[Lingering, ...] | list[Lingering]) -> str:
     return "; ".join(f"pid {p.pid} ({p.user}: {','.join(p.caps)})" for p in found)
 
@@ -150,9 +174,22 @@ def _managed(path: str, facts: NodeFacts) -> bool:
     return managed_dir(path, facts)
 
 
-def lingering_note(users: set[str] | None = None) -> str | None:
-    """A line for `members remove` and `remove`: processes that still hold the capabilities."""
-    found = [p for p in scan_processes() if users is None or p.user in users]
-    if not found:
-        return None
-    return "still holding capabilities (end them to take the access away): " + lingering_text(found)
+def remaining_notes(scan: ProcessScan, users: set[str] | None, gid: int | None,
+                    gid_users: set[str] | None) -> list[str]:
+    """Lines for `members remove` and `remove`: processes of `users` that still hold the
+    capabilities, and of `gid_users` that still hold `gid` (None: any user but root)."""
+    notes = []
+    found = [p for p in scan.lingering if users is None or p.user in users]
+    if found:
+        notes.append("still holding capabilities (end them to take the access away): " + lingering_text(found))
+    held = [p for p in scan.holding if p.uid != 0 and (gid_users is None or p.user in gid_users)]
+    if gid is not None and held:
+        notes.append(f"still holding gid {gid} (end them or the user's session to take the access away): "
+                     + holding_text(held))
+    return notes
+
+
+def lingering_notes(users: set[str] | None = None, gid: int | None = None,
+                    gid_users: set[str] | None = None) -> list[str]:
+    """remaining_notes over this system's processes now."""
+    return remaining_notes(scan_processes(gid=gid), users, gid, gid_users)

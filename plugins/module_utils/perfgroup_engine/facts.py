@@ -397,7 +397,7 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
         reach=reach_facts.read_facts(desired.image),
         fstab_journal=journal,
         record_untrusted=record_untrusted + journal_untrusted,
-        pending=intent_facts.read(desired.state_path, group.gid is not None, group.members),
+        pending=intent_facts.read(desired.state_path, group.gid, group.members),
     )
 
 

@@ -32,6 +32,7 @@ class Intent(NamedTuple):
     copies: tuple[str, ...] = ()
     paranoid_before: int | None = None
     tracefs_before: tuple[tuple[str, int, int], ...] = ()
+    group_gid: int | None = None  # the gid the created group got (a group with another gid is not ours)
 
     def empty(self) -> bool:
         return self == Intent()
@@ -52,6 +53,7 @@ def parse(text: str | None) -> Intent:
             copies=_strings(data.get("copies")),
             paranoid_before=data["paranoid_before"] if type(data.get("paranoid_before")) is int else None,
             tracefs_before=tuple((str(p), int(m), int(g)) for p, m, g in data.get("tracefs_before") or ()),
+            group_gid=data["group_gid"] if type(data.get("group_gid")) is int else None,  # older intents: none
         )
     except (ValueError, TypeError, AttributeError):
         return Intent()
@@ -61,19 +63,23 @@ def _strings(value: object) -> tuple[str, ...]:
     return tuple(item for item in value if isinstance(item, str)) if isinstance(value, list) else ()
 
 
-def still_true(intent: Intent, group_exists: bool, members: tuple[str, ...] | frozenset[str]) -> Intent:
-    """Only what the node still shows (a group that exists, members still in it, paths that exist)."""
+def still_true(intent: Intent, gid: int | None, members: tuple[str, ...] | frozenset[str]) -> Intent:
+    """Only what the node still shows (the group with the gid the run gave it, members still in
+    it, paths that exist). A group of that name with another gid, or an intent that names no gid
+    (written before gids were), was created by someone else: not claimed."""
+    created = intent.group_created and intent.group_gid is not None and intent.group_gid == gid
     return Intent(
-        group_created=intent.group_created and group_exists,
+        group_created=created,
         created_dirs=tuple(d for d in intent.created_dirs if os.path.isdir(d) and not os.path.islink(d)),
         members_added=tuple(m for m in intent.members_added if m in members),
         copies=tuple(c for c in intent.copies if os.path.lexists(c)),
         paranoid_before=intent.paranoid_before,
         tracefs_before=intent.tracefs_before,
+        group_gid=intent.group_gid if created else None,
     )
 
 
-def read(state_path: str, group_exists: bool, members: tuple[str, ...] | frozenset[str]) -> Intent | None:
+def read(state_path: str, gid: int | None, members: tuple[str, ...] | frozenset[str]) -> Intent | None:
     """The intent a failed run left (None: there is none). Trusted only if root's alone, as the record."""
 
     path = intent_path(state_path)
@@ -82,6 +88,6 @@ def read(state_path: str, group_exists: bool, members: tuple[str, ...] | frozens
         return None
     if state_problem(entry, "file") is not None:
         return Intent()
-    return still_true(parse(host.read_text(path)), group_exists, members)
+    return still_true(parse(host.read_text(path)), gid, members)
 
 

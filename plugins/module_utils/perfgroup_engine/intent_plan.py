@@ -16,7 +16,7 @@ def recorded(state: State | None) -> Intent:
     if state is None:
         return Intent()
     return Intent(state.group_created, state.created_dirs, state.members_added, state.copies,
-                  state.paranoid_before, state.tracefs_before)
+                  state.paranoid_before, state.tracefs_before, state.gid if state.group_created else None)
 
 
 def of_plan(actions: tuple[Action, ...], paranoid_now: int | None, state: State | None) -> Intent:
@@ -26,8 +26,10 @@ def of_plan(actions: tuple[Action, ...], paranoid_now: int | None, state: State 
 
     known = recorded(state)
     tracefs_known = {point for point, _, _ in known.tracefs_before}
+    group = next((a for a in actions if isinstance(a, CreateGroup)), None)
     return Intent(
-        group_created=any(isinstance(a, CreateGroup) for a in actions),
+        group_created=group is not None,
+        group_gid=group.gid if group is not None else None,
         created_dirs=tuple(a.target for a in actions if isinstance(a, CreateDir) and a.target not in known.created_dirs),
         members_added=tuple(a.target for a in actions if isinstance(a, AddMember) and a.target not in known.members_added),
         copies=tuple(a.target for a in actions if isinstance(a, InstallCopy) and a.target not in known.copies),
@@ -70,4 +72,5 @@ def union(earlier: Intent | None, later: Intent) -> Intent:
         copies=tuple(dict.fromkeys((*earlier.copies, *later.copies))),
         paranoid_before=later.paranoid_before if earlier.paranoid_before is None else earlier.paranoid_before,
         tracefs_before=tuple((p, m, g) for p, (m, g) in sorted(tracefs.items())),
+        group_gid=earlier.group_gid if earlier.group_created else later.group_gid,
     )

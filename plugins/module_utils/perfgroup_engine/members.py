@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pwd
 
-from . import apply
+from . import access_rules, apply
 from .actions import Action, AddMember, RemoveMember
 from .errors import RefusedError
 from .facts import GroupFacts, group_facts, user_exists
@@ -71,3 +71,9 @@ def record(group: str, users: list[str], add: bool) -> None:
     members = set(state.members_added)
     members = members | set(users) if add else members - set(users)
     apply.write_file(path, state._replace(members_added=tuple(sorted(members))).to_json(), step="write_state")
+
+
+def remaining(group: str, users: list[str]) -> list[str]:
+    """After `members remove`: the removed users' processes that still hold the capabilities or
+    the group's gid (a running session keeps its groups until it ends)."""
+    return access_rules.lingering_notes(set(users), group_facts(group).gid, set(users))

@@ -113,7 +113,8 @@ def plan_group(facts: NodeFacts, desired: Desired) -> tuple[list[Action], str, l
     if group.gid is None:
         if desired.gid is not None and facts.gid_owner is not None:
             raise RefusedError(f"--gid {desired.gid} already belongs to group {facts.gid_owner}")
-        return [CreateGroup(desired.group, "only its members may run the privileged perf", gid=desired.gid)], "created", notes
+        gid = access_plan.new_gid(facts.access, desired.gid)
+        return [CreateGroup(desired.group, "only its members may run the privileged perf", gid=gid)], "created", notes
     if desired.gid is not None and desired.gid != group.gid:
         raise RefusedError(
             f"group {desired.group} exists with gid {group.gid}, not --gid {desired.gid}; perfgroup will not renumber it"

@@ -59,6 +59,7 @@ class RemoveFacts(NamedTuple):
     dirs: tuple[tuple[str, tuple[str, ...] | None], ...] = ()  # (path, its entries, or None if not a directory)
     group_exists: bool = False
     group_members: tuple[str, ...] = ()
+    group_gid: int | None = None
     leftovers_of_unrecorded: tuple[str, ...] = ()  # default paths that exist although no record does
     entry_point_cache: tuple[str, ...] = ()  # bytecode python wrote beside the engine copy being removed
     state_unsafe: str | None = None  # the record or its directory is not root's alone
@@ -103,14 +104,14 @@ def read(group: str) -> RemoveFacts:
     state, error = load_state(state_path(group))
     try:
         entry = grp.getgrnam(group)
-        exists, members = True, tuple(entry.gr_mem)
+        exists, members, gid = True, tuple(entry.gr_mem), entry.gr_gid
     except KeyError:
-        exists, members = False, ()
-    intent = intent_facts.read(state_path(group), exists, members)
+        exists, members, gid = False, (), None
+    intent = intent_facts.read(state_path(group), gid, members)
     if state is None:
         defaults = (default_dest(group), *derived_files(group), state_path(group), intent_path(state_path(group)))
         present = tuple(path for path in defaults if os.path.lexists(path))
-        return RemoveFacts(group, None, error, group_exists=exists, group_members=members,
+        return RemoveFacts(group, None, error, group_exists=exists, group_members=members, group_gid=gid,
                            leftovers_of_unrecorded=present)
     state, record_untrusted = trust.sanitize(intent_plan.fold(state, intent))
     # Copies this record names, and any capability-carrying file under the install root that no
@@ -138,7 +139,7 @@ def read(group: str) -> RemoveFacts:
     copies += tuple((c, True) for c in left if c not in recorded)
     return RemoveFacts(
         group, state, None, copies=copies, files=files, dirs=dirs,
-        group_exists=exists, group_members=members, entry_point_cache=cache, state_unsafe=_state_unsafe(group),
+        group_exists=exists, group_members=members, group_gid=gid, entry_point_cache=cache, state_unsafe=_state_unsafe(group),
         tracefs=reach_facts.read_facts().tracefs, fstab_lines=fstab.tracefs_lines(host.read_text(FSTAB, exact=True) or ""),
         untrusted=untrusted, pending=intent is not None, record_untrusted=record_untrusted,
     )
@@ -229,7 +230,8 @@ class RemoveResult(NamedTuple):
 
 def run(group: str, dry_run: bool, lock_wait: float, on_wait: Callable[[str], None] | None = None) -> RemoveResult:
     """The remove flow: refuse before the lock (a refusal writes nothing), then under the node
-    lock read again and perform what the record allows; name what still holds the capabilities."""
+    lock read again and perform what the record allows; name what still holds the capabilities
+    or the group's gid."""
     check_group(group, allow_privileged=True)
     facts = read(group)
     steps = plan(facts)
@@ -239,7 +241,10 @@ def run(group: str, dry_run: bool, lock_wait: float, on_wait: Callable[[str], No
         with apply.node_lock(lock_wait, on_wait):
             steps = plan(read(group))
             apply.perform(steps, on_done=done.append)
-    lingering = access_rules.lingering_note()
-    if lingering is not None:
-        found.append(lingering)
+    # Sessions that outlive the group keep its gid: name them (any user's once the group goes,
+    # else those of the members remove takes out).
+    deleted = any(isinstance(step, DeleteGroup) for step in steps)
+    removed = {step.target for step in steps if isinstance(step, RemoveMember)}
+    gid = facts.group_gid if deleted or removed else None
+    found += access_rules.lingering_notes(None, gid, None if deleted else removed)
     return RemoveResult(steps, tuple(done), tuple(found))
