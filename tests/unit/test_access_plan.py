@@ -7,7 +7,7 @@ from factsdata import DEST, acl, converged, state, want, with_access
 
 from perfgroup.engine import plan, trust
 from perfgroup.engine import remove as remove_mod
-from perfgroup.engine.access_facts import GROUP, USER, AclEntry
+from perfgroup.engine.acl import GROUP, USER, AclEntry
 from perfgroup.engine.errors import RefusedError
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from factsdata import DEST, acl, converged, want, with_access
 
 from perfgroup.engine import access_facts, access_rules
-from perfgroup.engine.access_facts import GROUP, USER, AclEntry
+from perfgroup.engine.acl import GROUP, USER, AclEntry
 from perfgroup.engine.findings import audit
 
 

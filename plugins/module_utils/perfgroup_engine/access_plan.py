@@ -4,7 +4,8 @@ access_facts.py, findings in access_rules.py.
 
 from __future__ import annotations
 
-from .access_facts import W, password_set
+from .access_facts import password_set
+from .acl import W
 from .actions import Action, DeleteCopy, LockGroupPassword, RepairDir, SecurePath
 from .desired import Desired
 from .errors import RefusedError
