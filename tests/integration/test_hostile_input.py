@@ -26,6 +26,9 @@ ln -s /opt/tools /opt/linkdir
 echo '# written by hand, no setup record' > /etc/profile.d/perfgroup-perf_users.sh
 groupadd -g 5000 twin_a && groupadd -o -g 5000 twin_b
 mkdir -p /opt/aclw && setfacl -m u:alice:rwx /opt/aclw
+mkdir -p /opt/alicesrc /opt/gwsrc && cp /usr/bin/perf /opt/alicesrc/perf && cp /usr/bin/perf /opt/gwsrc/perf
+chown alice /opt/alicesrc && chmod 775 /opt/gwsrc
+ln -s /usr/bin /opt/alicelink && chown -h alice /opt/alicelink
 mkdir -p /var/lib/perfgroup
 printf '{"schema": 2, "group": "tampered", "gid": 5001, "dest": "/usr/local/libexec/perfgroup/tampered/perf", \
 "source": "/usr/bin/perf", "source_sha256": "", "copy_sha256": "", "caps": [], "copies": ["/etc/hostname"], \
@@ -63,6 +66,12 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("source setuid", ["setup", "--perf", "/opt/hostile/suid-perf"], 2, "setuid"),
     ("source world-writable", ["setup", "--perf", "/opt/hostile/ww-perf"], 2, "non-root user"),
     ("source user-owned", ["setup", "--perf", "/opt/hostile/user-perf"], 2, "non-root user"),
+    # root's own perf, but a directory or link above it is not root's alone (review finding 4)
+    ("source in a user's directory", ["setup", "--perf", "/opt/alicesrc/perf"], 2, "/opt/alicesrc is owned by uid"),
+    ("source in a group-writable directory", ["setup", "--perf", "/opt/gwsrc/perf"], 2,
+     "/opt/gwsrc is writable by group or others"),
+    ("source through a user's symlink", ["setup", "--perf", "/opt/alicelink/perf"], 2,
+     "/opt/alicelink is a symlink owned by uid"),
     ("source relative", ["setup", "--perf", "perf"], 2, "absolute"),
     ("dest in /tmp", ["setup", "--dest", "/tmp/perf"], 2, "non-root user can write"),
     ("dest in a home", ["setup", "--dest", "/home/alice/perf"], 2, "non-root user can write"),

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from perfgroup.engine import profile, sysctl
-from perfgroup.engine.access_facts import GROUP_OBJ, MASK, OTHER, USER_OBJ, AccessFacts, Acl, AclEntry
+from perfgroup.engine.access_facts import AccessFacts
+from perfgroup.engine.acl import GROUP_OBJ, MASK, OTHER, USER_OBJ, Acl, AclEntry
 from perfgroup.engine.capabilities import decode, encode
 from perfgroup.engine.desired import Desired
 from perfgroup.engine.facts import CopyFacts, GroupFacts, NodeFacts, PathFacts, SourceFacts, TextFacts

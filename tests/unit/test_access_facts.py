@@ -10,7 +10,8 @@ import pytest
 from factsdata import acl
 
 from perfgroup.engine import access_facts
-from perfgroup.engine.access_facts import GROUP_OBJ, MASK, OTHER, USER, USER_OBJ, AclEntry
+from perfgroup.engine import acl as acl_mod
+from perfgroup.engine.acl import GROUP_OBJ, MASK, OTHER, USER, USER_OBJ, AclEntry
 
 
 def test_decode_matches_the_kernel_format() -> None:
@@ -18,20 +19,20 @@ def test_decode_matches_the_kernel_format() -> None:
     raw = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in (
         (USER_OBJ, 7, 0xFFFFFFFF), (USER, 5, 1001), (GROUP_OBJ, 5, 0xFFFFFFFF), (MASK, 5, 0xFFFFFFFF),
         (OTHER, 0, 0xFFFFFFFF)))
-    entries = access_facts.decode_acl(raw)
+    entries = acl_mod.decode_acl(raw)
     assert entries[1] == AclEntry(USER, 5, 1001) and entries[0].id is None
     assert encode_acl(entries) == raw
     for bad in (b"", struct.pack("<I", 1), raw[:-1]):
         with pytest.raises(ValueError):
-            access_facts.decode_acl(bad)
+            acl_mod.decode_acl(bad)
 
 
 def test_named_entries_are_limited_by_the_mask() -> None:
     entry = AclEntry(USER, 7, 1001)
-    assert acl("/x", "access", entry).grants(access_facts.W) == (entry,)
-    assert acl("/x", "access", entry, mask=5).grants(access_facts.W) == ()
-    assert acl("/x", "access", entry, mask=5).grants(access_facts.X) == (entry,)
-    assert acl("/x", "access", AclEntry(USER, 7, 0)).grants(access_facts.W) == ()  # root may anyway
+    assert acl("/x", "access", entry).grants(acl_mod.W) == (entry,)
+    assert acl("/x", "access", entry, mask=5).grants(acl_mod.W) == ()
+    assert acl("/x", "access", entry, mask=5).grants(acl_mod.X) == (entry,)
+    assert acl("/x", "access", AclEntry(USER, 7, 0)).grants(acl_mod.W) == ()  # root may anyway
     assert acl("/x", "access").named() == ()
 
 
@@ -86,8 +87,8 @@ def test_parse_status_and_cap_names() -> None:
 
 
 def encode_acl(entries: tuple[AclEntry, ...]) -> bytes:
-    """The inverse of access_facts.decode_acl (the kernel's posix_acl xattr layout)."""
-    data = struct.pack("<I", access_facts.ACL_VERSION)
+    """The inverse of acl_mod.decode_acl (the kernel's posix_acl xattr layout)."""
+    data = struct.pack("<I", acl_mod.ACL_VERSION)
     for entry in entries:
         data += struct.pack("<HHI", entry.tag, entry.perm, 0xFFFFFFFF if entry.id is None else entry.id)
     return data

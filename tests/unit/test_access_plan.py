@@ -7,7 +7,8 @@ from factsdata import DEST, acl, converged, desired, fresh, replace, state, want
 
 from perfgroup.engine import plan, trust
 from perfgroup.engine import remove as remove_mod
-from perfgroup.engine.access_facts import GROUP, USER, AccessFacts, AclEntry, Holding
+from perfgroup.engine.access_facts import AccessFacts, Holding
+from perfgroup.engine.acl import GROUP, USER, AclEntry
 from perfgroup.engine.actions import CreateGroup
 from perfgroup.engine.errors import RefusedError
 

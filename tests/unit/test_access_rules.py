@@ -6,7 +6,7 @@ import pytest
 from factsdata import DEST, acl, converged, replace, want, with_access
 
 from perfgroup.engine import access_facts, access_rules
-from perfgroup.engine.access_facts import GROUP, USER, AclEntry
+from perfgroup.engine.acl import GROUP, USER, AclEntry
 from perfgroup.engine.facts import GroupFacts
 from perfgroup.engine.findings import audit
 

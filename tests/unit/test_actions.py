@@ -3,17 +3,21 @@ from plain facts."""
 
 from __future__ import annotations
 
+import grp
+import hashlib
+import os
 from typing import Any
 
 import pytest
 from factsdata import DEST, converged, desired, replace, state
 
 from perfgroup.engine import actions as act
-from perfgroup.engine import apply, converge
+from perfgroup.engine import apply, converge, host
 from perfgroup.engine import members as members_mod
 from perfgroup.engine import remove as remove_mod
 from perfgroup.engine.errors import ConvergeError, RefusedError
 from perfgroup.engine.facts import GroupFacts
+from perfgroup.engine.paths import WRAPPER_PATH
 from perfgroup.engine.plan import make
 
 
@@ -213,3 +217,59 @@ def test_a_refusal_after_installing_perf_is_a_failure_after_a_change(monkeypatch
     assert installed == [command] and result.installed_perf == command and result.changed
     assert raised.value.step == "plan" == result.failed_step
     assert str(raised.value) == "plan: --member carol: no such user (after installing perf: apt-get install -y linux-perf)"
+
+
+# -- the copy is made from the source that was checked (security review finding 4) -------------
+
+def source_file(path: Any, data: bytes) -> tuple[str, Any]:
+    path.write_bytes(data)
+    path.chmod(0o755)
+    return str(path), host.key_of(os.stat(path))
+
+
+def install(tmp_path: Any, source: str, key: Any, sha: str) -> act.InstallCopy:
+    (tmp_path / "dest").mkdir()
+    return act.InstallCopy(str(tmp_path / "dest" / "perf"), "w", source=source, caps=("cap_perfmon",),
+                           group=grp.getgrgid(os.getgid()).gr_name, source_sha256=sha, source_key=key)
+
+
+@pytest.mark.parametrize("swap", ["renamed over", "written in place"])
+def test_install_copy_refuses_a_source_that_is_not_the_checked_one(tmp_path: Any, swap: str) -> None:
+    checked = b"\x7fELF checked perf"
+    source, key = source_file(tmp_path / "perf", checked)
+    if swap == "renamed over":
+        source_file(tmp_path / "other", b"\x7fELF another ELF")
+        os.replace(tmp_path / "other", source)
+    else:
+        with open(source, "ab") as handle:
+            handle.write(b" and more")
+    action = install(tmp_path, source, key, hashlib.sha256(checked).hexdigest())
+    with pytest.raises(ConvergeError, match="changed since it was checked"):
+        apply.install_copy(action)
+    assert os.listdir(tmp_path / "dest") == []
+
+
+def test_install_copy_refuses_bytes_other_than_the_hashed_ones(tmp_path: Any) -> None:
+    """Same inode and stat (the check's key) but not the sha256 the plan recorded: never installed."""
+    source, key = source_file(tmp_path / "perf", b"\x7fELF checked perf")
+    action = install(tmp_path, source, key, "0" * 64)
+    with pytest.raises(ConvergeError, match="sha256"):
+        apply.install_copy(action)
+    assert os.listdir(tmp_path / "dest") == []
+
+
+def test_the_plan_hands_install_copy_the_checked_source() -> None:
+    facts = replace(converged(), copy=converged().copy._replace(sha256="6" * 64))
+    install = next(a for a in make(facts, desired()).actions if isinstance(a, act.InstallCopy))
+    assert (install.source, install.source_sha256, install.source_key) == (
+        facts.source.path, facts.source.sha256, facts.source.key)
+
+
+# -- remove leaves a recorded file that is not what perfgroup wrote (security review finding 6) --
+
+def test_remove_leaves_a_recorded_file_perfgroup_did_not_write_and_says_so() -> None:
+    facts = remove_facts(files=((desired().profile_path, True), (WRAPPER_PATH, True)), not_ours=(WRAPPER_PATH,))
+    targets = [a.target for a in remove_mod.plan(facts)]
+    assert desired().profile_path in targets and WRAPPER_PATH not in targets
+    assert any(WRAPPER_PATH in note and "not what perfgroup wrote" in note and "left in place" in note
+               for note in remove_mod.notes(facts)), remove_mod.notes(facts)

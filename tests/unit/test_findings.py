@@ -61,6 +61,10 @@ CASES: list[tuple[str, NodeFacts, str, str]] = [
      "paranoid.not_persisted", "warning"),
     ("kptr 2", replace(converged(), kptr_restrict=2), "kptr_restrict.hidden", "warning"),
     ("modified", with_copy(converged(), sha256="6" * 64), "copy.modified", "critical"),
+    # setup hashed one source and installed other bytes (a swapped source; review finding 4): the
+    # record holds both, and the copy is not what the source was, even with the source put back
+    ("installed other bytes than the source's", replace(with_copy(converged(), sha256="6" * 64),
+                                                       state=state(copy_sha256="6" * 64)), "copy.not_source", "critical"),
     ("stale", replace(converged(), source=SourceFacts("/usr/bin/perf", "/usr/bin/perf", "7" * 64)),
      "copy.stale", "warning"),
     ("world-writable dir", replace(converged(), dirs=dirs(**{

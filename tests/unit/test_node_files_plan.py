@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from factsdata import converged, desired, replace
+from factsdata import converged, desired, replace, state
 
 from perfgroup import artifacts
 from perfgroup.engine import node_files_facts, node_files_plan, node_files_rules
@@ -76,9 +76,17 @@ def test_setup_renders_every_candidate_and_the_optional_kinds_only_when_asked() 
 def test_a_full_render_without_the_optional_kinds_retires_only_what_this_group_recorded() -> None:
     timer, nhc = optional_paths("g")[1], optional_paths("g")[3]
     present = facts({timer: ("[Timer]\n", None), nhc: ("fn\n", None)}, sources=None)
-    actions = node_files_plan.plan(present, (UNIT,), False, "g", recorded_paths=(timer,))
+    recorded = ((timer, sha256_text("[Timer]\n")),)
+    actions = node_files_plan.plan(present, (UNIT,), False, "g", recorded=recorded)
     assert [(type(a).__name__, a.target) for a in actions] == [("WriteFile", UNIT.path), ("DeleteFile", timer)]
-    assert node_files_plan.plan(present, (), False, "g", recorded_paths=(timer,)) == []  # no render (e.g. audit): keep
+    assert node_files_plan.plan(present, (), False, "g", recorded=recorded) == []  # no render (e.g. audit): keep
+
+
+def test_a_recorded_optional_file_someone_else_rewrote_is_not_retired() -> None:
+    timer = optional_paths("g")[1]
+    present = facts({timer: ("[Timer]\n# the site's own\n", None)}, sources=None)
+    actions = node_files_plan.plan(present, (UNIT,), False, "g", recorded=((timer, sha256_text("[Timer]\n")),))
+    assert [a.target for a in actions] == [UNIT.path]
 
 
 SITE_WRAPPER = "#!/bin/sh\nexec /opt/site/perf \"$@\"\n"
@@ -94,21 +102,34 @@ def wrapper_facts(current: str | None) -> NodeFileFacts:
     return NodeFileFacts(present=((WRAPPER_PATH, current, None),))
 
 
+OLD_RENDER = "#!/bin/sh\nexec /usr/bin/perf \"$@\"\n"  # what an earlier setup wrote there
+RECORDED = ((WRAPPER_PATH, sha256_text(OLD_RENDER)),)
+
+
 @pytest.mark.parametrize(("current", "recorded", "expected"), [
     (None, (), ["write_file"]),
     (OURS, (), ["write_file"]),
     ("new", (), []),
-    (SITE_WRAPPER, (WRAPPER_PATH,), ["write_file"]),  # setup wrote it, someone edited it: repair
+    (OLD_RENDER, RECORDED, ["write_file"]),  # still what setup wrote: rewritten
+    (OURS + "# edited by hand\n", RECORDED, ["write_file"]),  # edited, still marked perfgroup's: repaired
 ])
-def test_artifacts_written_when_absent_or_ours(current: str | None, recorded: tuple[str, ...], expected: list[str]) -> None:
+def test_artifacts_written_when_absent_or_ours(current: str | None, recorded: tuple[tuple[str, str], ...],
+                                               expected: list[str]) -> None:
     node_files_plan.refuse_foreign(wrapper_facts(current), (WRAPPER,), "perf_users", recorded)
     assert [a.kind for a in node_files_plan.plan(wrapper_facts(current), (WRAPPER,), False)] == expected
 
 
-@pytest.mark.parametrize("current", [SITE_WRAPPER, OURS.replace("perf_users", "other_group")])
-def test_a_sites_perf_is_never_overwritten(current: str) -> None:
+@pytest.mark.parametrize(("current", "recorded"), [
+    (SITE_WRAPPER, ()),
+    (OURS.replace("perf_users", "other_group"), ()),
+    # setup wrote it once, then the site put its own perf there (review finding 6): the record
+    # does not make the site's file perfgroup's
+    (SITE_WRAPPER, RECORDED),
+], ids=["site's file", "another group's", "site's file at a recorded path"])
+def test_a_sites_perf_is_never_overwritten(current: str, recorded: tuple[tuple[str, str], ...]) -> None:
     with pytest.raises(RefusedError, match="perfgroup did not write it"):
-        node_files_plan.refuse_foreign(wrapper_facts(current), (WRAPPER,), "perf_users", ())
-    facts = replace(converged(), node_files=wrapper_facts(current))
+        node_files_plan.refuse_foreign(wrapper_facts(current), (WRAPPER,), "perf_users", recorded)
+    facts = replace(converged(), node_files=wrapper_facts(current),
+                    state=state(files=(*state().files, *recorded)))
     with pytest.raises(RefusedError):
         make(facts, desired(artifacts=(WRAPPER,)))

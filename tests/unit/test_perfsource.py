@@ -46,3 +46,20 @@ def test_wrapper_targets_expand_variables_and_prefer_running_kernel(tmp_path: Pa
 
 def test_wrapper_without_exec_of_perf_has_no_targets() -> None:
     assert wrapper_targets("#!/bin/sh\nexec /bin/true\n", "6.1.0") == []
+
+
+def test_a_source_below_a_directory_others_may_write_is_refused(tmp_path: Path) -> None:
+    """Root's own perf ELF, but a directory above it is not root's alone: whoever may write there
+    could swap in another ELF (security review finding 4)."""
+    from perfgroup.engine.desired import Desired
+    from perfgroup.engine.facts import source_facts
+    from perfgroup.engine.paths import default_dest
+
+    source = tmp_path / "perf"
+    source.write_bytes(b"\x7fELF" + b"\0" * 64 + b"perf version %s\0")
+    source.chmod(0o755)
+    desired = Desired(group="perf_users", dest=default_dest("perf_users"), source=str(source))
+    found = source_facts(desired, None, "6.1.0", "ID=debian\n")
+    assert found.path is None and found.sha256 is None
+    error = found.error or ""
+    assert str(source) in error and ("writable by group or others" in error or "owned by uid" in error), error

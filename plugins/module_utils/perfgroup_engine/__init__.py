@@ -25,7 +25,7 @@ VERSION = "0.1.0"
 LAYERS = {
     "core": ("tuples", "errors", "finding", "paths", "desired", "options", "capabilities", "validate", "state",
              "sysctl", "fstab", "profile"),
-    "read": ("host", "perfsource", "trust", "access_facts", "reach_facts", "node_files_facts", "intent_facts",
+    "read": ("host", "perfsource", "acl", "trust", "access_facts", "reach_facts", "node_files_facts", "intent_facts",
              "facts"),
     "rules": ("policy", "access_rules", "reach_rules", "node_files_rules", "findings"),
     "plan": ("actions", "access_plan", "reach_plan", "node_files_plan", "intent_plan", "plan"),

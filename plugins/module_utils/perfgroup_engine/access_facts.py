@@ -17,8 +17,8 @@ import errno
 import grp
 import os
 import pwd
-import struct
 
+from .acl import Acl, read_acl
 from .capabilities import CAP_NAMES, CAP_NUMBERS, PROFILING_CAPS, ROOT_EQUIVALENT_CAPS
 from .desired import Desired
 from .host import has_caps, load_state, owner_mode, read_text
@@ -27,51 +27,11 @@ from .state import State
 from .trust import setup_made
 from .tuples import NamedTuple
 
-ACL_ACCESS = "system.posix_acl_access"
-ACL_DEFAULT = "system.posix_acl_default"
-ACL_VERSION = 2
-USER_OBJ, USER, GROUP_OBJ, GROUP, MASK, OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
-TAG_NAMES = {USER_OBJ: "user_obj", USER: "user", GROUP_OBJ: "group_obj", GROUP: "group", MASK: "mask", OTHER: "other"}
-R, W, X = 4, 2, 1
 # Capabilities whose presence in a non-root process after `members remove`/`remove` means it kept
 # the group's power: profiling's own and every root-equivalent one a copy may have carried.
 WATCHED_CAPS = PROFILING_CAPS | ROOT_EQUIVALENT_CAPS
 LOGIN_DEFS = "/etc/login.defs"
 SYS_GIDS = (100, 999)  # SYS_GID_MIN, SYS_GID_MAX when /etc/login.defs does not set them
-
-
-class AclEntry(NamedTuple):
-    tag: int
-    perm: int
-    id: int | None = None  # uid or gid for USER/GROUP entries
-
-    def text(self) -> str:
-        who = TAG_NAMES.get(self.tag, hex(self.tag))
-        if self.tag in (USER, GROUP):
-            who += f":{_name(self.tag, self.id)}"
-        return who + ":" + "".join(c if self.perm & bit else "-" for c, bit in (("r", R), ("w", W), ("x", X)))
-
-
-class Acl(NamedTuple):
-    path: str
-    kind: str  # "access" or "default"
-    entries: tuple[AclEntry, ...]
-
-    def named(self) -> tuple[AclEntry, ...]:
-        return tuple(e for e in self.entries if e.tag in (USER, GROUP))
-
-    def effective(self, entry: AclEntry) -> int:
-        """Named entries are limited by the mask (access ACLs; a default ACL is what new files get)."""
-        mask = next((e.perm for e in self.entries if e.tag == MASK), 7)
-        return entry.perm & mask
-
-    def grants(self, bits: int, skip_root: bool = True) -> tuple[AclEntry, ...]:
-        return tuple(
-            e for e in self.named() if self.effective(e) & bits and not (skip_root and e.id == 0)
-        )
-
-    def text(self) -> str:
-        return ",".join(e.text() for e in self.named())
 
 
 class Holder(NamedTuple):
@@ -120,44 +80,7 @@ class AccessFacts(NamedTuple):
     sys_gids: tuple[int, int] = SYS_GIDS
 
 
-def _name(tag: int, ident: int | None) -> str:
-    if ident is None:
-        return "?"
-    try:
-        return pwd.getpwuid(ident).pw_name if tag == USER else grp.getgrgid(ident).gr_name
-    except KeyError:
-        return str(ident)
-
-
 # -- reading ---------------------------------------------------------------------------------
-
-def decode_acl(raw: bytes) -> tuple[AclEntry, ...]:
-    """The kernel's posix_acl xattr: u32 version 2, then (u16 tag, u16 perm, u32 id) entries."""
-    if len(raw) < 4 or (len(raw) - 4) % 8:
-        raise ValueError(f"malformed ACL ({len(raw)} bytes)")
-    (version,) = struct.unpack_from("<I", raw, 0)
-    if version != ACL_VERSION:
-        raise ValueError(f"ACL version {version}")
-    entries = []
-    for offset in range(4, len(raw), 8):
-        tag, perm, ident = struct.unpack_from("<HHI", raw, offset)
-        entries.append(AclEntry(tag, perm & 7, ident if tag in (USER, GROUP) else None))
-    return tuple(entries)
-
-
-def read_acl(path: str, kind: str) -> Acl | None:
-    name = ACL_ACCESS if kind == "access" else ACL_DEFAULT
-    try:
-        raw = os.getxattr(path, name, follow_symlinks=False)
-    except OSError:
-        return None  # none, unsupported, or not ours to read: the mode bits tell the rest
-    try:
-        entries = decode_acl(raw)
-    except (ValueError, struct.error):
-        return Acl(path, kind, (AclEntry(0, 7, None),))  # unknown format: reported as an entry
-    acl = Acl(path, kind, entries)
-    return acl if acl.named() or len(entries) > 3 else None
-
 
 def parse_gshadow(text: str, group: str) -> tuple[str, tuple[str, ...], tuple[str, ...]] | None:
     for line in text.split("\n"):  # as shadow-utils reads it: a CR or form feed inside a name is no line break

@@ -4,8 +4,9 @@ access_facts.py, findings in access_rules.py.
 
 from __future__ import annotations
 
-from .access_facts import AccessFacts, W, password_set
+from .access_facts import AccessFacts, password_set
 from .access_rules import holding_text
+from .acl import W
 from .actions import Action, DeleteCopy, DeleteDir, LockGroupPassword, RepairDir, SecurePath
 from .desired import Desired
 from .errors import RefusedError

@@ -5,7 +5,8 @@ functions of NodeFacts (rules layer); access_facts.py reads, access_plan.py repa
 
 from __future__ import annotations
 
-from .access_facts import Holder, Holding, Lingering, ProcessScan, R, W, X, password_set, scan_processes
+from .access_facts import Holder, Holding, Lingering, ProcessScan, password_set, scan_processes
+from .acl import R, W, X
 from .desired import Desired
 from .facts import NodeFacts
 from .finding import CRITICAL, WARNING, Finding

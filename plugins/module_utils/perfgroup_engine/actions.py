@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .fstab import edit_line
 from .policy import COPY_MODE, DIR_MODE, FILE_MODE
+from .state import StatKey
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,10 @@ class InstallCopy(Action):
     caps: tuple[str, ...] = ()
     group: str = ""
     reason: str = ""
+    # The source as setup checked and hashed it: the copy is made only from that very file (same
+    # inode, size and times) and only if its bytes have that sha256 (security review finding 4).
+    source_sha256: str = ""
+    source_key: StatKey | None = None
     kind = "install_copy"
 
     @property

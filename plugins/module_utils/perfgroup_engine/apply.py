@@ -4,6 +4,8 @@
   mode and capabilities on its open descriptor (capabilities last: chown clears them), is fsynced
   and renamed over the target, so no half-made or world-executable privileged file ever exists;
 - every path is opened with O_NOFOLLOW, so a planted symlink cannot redirect a write;
+- the copy is made through one descriptor of the source setup checked (same inode, size and times),
+  hashing what it copies: bytes other than the ones setup checked are never installed;
 - every change is written to syslog (authpriv) with who did it and old -> new;
 - group and member changes go through shadow-utils (groupadd/gpasswd/groupdel), which lock
   /etc/group and /etc/gshadow; arguments are lists, never a shell string.
@@ -15,6 +17,7 @@ import contextlib
 import errno
 import fcntl
 import grp
+import hashlib
 import os
 import stat
 import subprocess
@@ -23,7 +26,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from . import actions as act
 from . import fstab, host, log
-from .access_facts import ACL_ACCESS, ACL_DEFAULT
+from .acl import ACL_ACCESS, ACL_DEFAULT
 from .capabilities import XATTR_NAME, encode
 from .errors import ConvergeError, LockedError
 from .paths import DROPIN_PATH, LOCK_PATH, TMP_PREFIX, intent_path, journal_path
@@ -208,13 +211,36 @@ def _open_temp(directory: str, name: str) -> tuple[int, str]:
     return fd, temp
 
 
-def _copy_data(source: str, fd: int) -> None:
-    src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+def _open_checked_source(action: act.InstallCopy) -> int:
+    """The source perf setup checked, opened once and never through a symlink: the same inode,
+    size and times as when its path was checked and its bytes hashed (security review finding 4)."""
+    changed = f"source perf {action.source} changed since it was checked; run setup again"
+    if action.source_key is None or not action.source_sha256:
+        raise ConvergeError("install_copy", f"source perf {action.source} was not checked; run setup again")
     try:
-        while os.sendfile(fd, src, None, 1 << 24):
-            pass
-    finally:
+        src = os.open(action.source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as error:
+        raise ConvergeError("install_copy", f"source perf {action.source}: {error.strerror}") from None
+    info = os.fstat(src)
+    if not stat.S_ISREG(info.st_mode) or host.key_of(info) != action.source_key:
         os.close(src)
+        raise ConvergeError("install_copy", changed)
+    return src
+
+
+def _copy_checked(src: int, fd: int, action: act.InstallCopy) -> None:
+    """Copy from the checked descriptor, hashing what is copied: the copy holds exactly the bytes
+    whose sha256 setup checked, or nothing is installed."""
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: os.read(src, 1 << 20), b""):
+        digest.update(chunk)
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view):]
+    got = digest.hexdigest()
+    if got != action.source_sha256:
+        raise ConvergeError("install_copy", f"source perf {action.source} changed since it was checked (sha256 "
+                                            f"{got[:12]}, checked {action.source_sha256[:12]}); run setup again")
 
 
 def _neutralise(fd: int) -> None:
@@ -292,12 +318,20 @@ def install_copy(action: act.InstallCopy) -> None:
     the old complete copy or the new complete copy. An old copy that others can reach (hard links
     elsewhere keep its inode alive, or its mode is open) is neutralised first, through a
     descriptor: a kill in between then leaves a harmless file, never a privileged open one."""
-    source = action.source
     caps = list(action.caps)
     gid = group_gid(action.group, "install_copy")
     directory, name = os.path.split(action.target)
     clean_leftovers(directory)
     checkpoint("write_copy")
+    src = _open_checked_source(action)
+    try:
+        _install_from(src, action, directory, name, gid, caps)
+    finally:
+        os.close(src)
+    log.change("install_copy", action.target, action.before, action.after)
+
+
+def _install_from(src: int, action: act.InstallCopy, directory: str, name: str, gid: int, caps: list[str]) -> None:
     try:
         fd, temp = _open_temp(directory, name)
     except OSError as error:
@@ -305,7 +339,7 @@ def install_copy(action: act.InstallCopy) -> None:
     old = None
     try:
         try:
-            _copy_data(source, fd)
+            _copy_checked(src, fd, action)
             checkpoint("fsync_copy")
             os.fsync(fd)
             _set_copy_metadata(fd, gid, caps)
@@ -329,10 +363,13 @@ def install_copy(action: act.InstallCopy) -> None:
                 "choose a --dest on a local filesystem",
             ) from None
         raise ConvergeError("install_copy", f"{action.target}: {error.strerror}") from None
+    except ConvergeError:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
     finally:
         if old is not None:
             os.close(old)
-    log.change("install_copy", action.target, action.before, action.after)
 
 
 def fix_copy(action: act.FixCopy) -> None:

@@ -289,6 +289,11 @@ def finish(desired: Desired, facts: NodeFacts, plan: Plan, result: SetupResult, 
         unsafe += access_rules.acl_holes(after)
         if unsafe:
             raise ConvergeError("check_path", f"{', '.join(unsafe)} above the copy changed while setup ran; run setup again")
+        step = "check_copy"
+        installed = any(isinstance(a, InstallCopy) for a in result.applied)
+        if installed and after.copy.sha256 != plan.source_sha256:
+            raise ConvergeError("check_copy", f"{desired.dest} (sha256 {(after.copy.sha256 or 'unreadable')[:12]}) is not the "
+                                f"source perf setup checked ({plan.source_sha256[:12]}); run setup again")
         step = "record"
         result.state_written = record(desired, facts, after, plan, result.applied)
         if after.pending is not None:  # now in the record

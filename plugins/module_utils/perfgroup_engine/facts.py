@@ -17,7 +17,7 @@ from .access_facts import AccessFacts
 from .capabilities import FileCaps, kernel_version
 from .desired import Desired
 from .errors import RefusedError
-from .host import digest, key_of, load_state, read_caps, read_int, read_text, sha256_text
+from .host import digest, key_of, load_state, read_caps, read_int, read_text, sha256_fd, sha256_text
 from .intent_facts import Intent
 from .paths import STATE_DIR, TMP_PREFIX, default_dest, state_path
 from .state import State, StatKey
@@ -213,9 +213,10 @@ def source_facts(
 
     try:
         if requested:
-            resolved = perfsource.resolve(requested, kernel_release, trusted=trusted)
+            resolved = perfsource.resolve(requested, kernel_release, trusted=trusted, path_problem=trust.path_problem)
         else:
-            resolved = perfsource.find_system_perf(kernel_release, os_release, trusted=trusted)
+            resolved = perfsource.find_system_perf(kernel_release, os_release, trusted=trusted,
+                                                   path_problem=trust.path_problem)
     except perfsource.PerfNotInstalled as missing:
         return SourceFacts(error=str(missing), install_command=missing.install_command)
     except RefusedError as refused:
@@ -224,11 +225,28 @@ def source_facts(
     if known is not None and known.path == resolved.path and known.key == info.key and known.sha256:
         return SourceFacts(requested=resolved.requested, path=resolved.path, sha256=known.sha256, key=info.key)
     same = state is not None and state.source == resolved.path
-    sha = digest(
-        resolved.path, info.key, state.source_stat if same and state else None,
-        state.source_sha256 if same and state else None,
-    )
+    if same and state is not None and info.key is not None and info.key == state.source_stat and state.source_sha256:
+        return SourceFacts(requested=resolved.requested, path=resolved.path, sha256=state.source_sha256, key=info.key)
+    try:
+        sha = hash_checked(resolved.path, info.key)
+    except RefusedError as refused:
+        return SourceFacts(requested=requested, error=str(refused))
     return SourceFacts(requested=resolved.requested, path=resolved.path, sha256=sha, key=info.key)
+
+
+def hash_checked(path: str, key: StatKey | None) -> str | None:
+    """sha256 of the checked source, read through one descriptor that is the very inode the check
+    saw (same device, inode, size and times as `key`); None when this user may not read it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if key_of(os.fstat(fd)) != key:
+            raise RefusedError(f"source perf {path} changed while it was checked; run setup again")
+        return sha256_fd(fd)
+    finally:
+        os.close(fd)
 
 
 def perf_restrict_config(release: str, paranoid: int | None) -> bool | None:

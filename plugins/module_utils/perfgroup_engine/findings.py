@@ -249,6 +249,15 @@ def rule_drift(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
                 f"{desired.dest} content changed since setup (sha256 {copy.sha256[:12]}, recorded {state.copy_sha256[:12]})",
                 fix,
             )
+        elif state.source_sha256 and copy.sha256 != state.source_sha256:
+            # What setup installed is not what it hashed from its source (a source swapped while
+            # setup copied it; review finding 4): true whatever the source holds now.
+            yield Finding(
+                "copy.not_source", CRITICAL,
+                f"{desired.dest} is not the perf setup copied it from (sha256 {copy.sha256[:12]}, "
+                f"{state.source} was {state.source_sha256[:12]})",
+                fix,
+            )
         elif source.sha256 and source.path == state.source and source.sha256 != state.source_sha256:
             yield Finding(
                 "copy.stale", WARNING,

@@ -41,16 +41,23 @@ def key_of(info: os.stat_result) -> StatKey:
 
 
 def sha256_file(path: str) -> str | None:
-    import hashlib  # lazily: a converged node's audit never hashes
-
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        return sha256_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256_fd(fd: int) -> str:
+    """sha256 of what an open file holds from its current offset to the end."""
+    import hashlib  # lazily: a converged node's audit never hashes
+
     digest = hashlib.sha256()
-    with os.fdopen(fd, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
+    for chunk in iter(lambda: os.read(fd, 1 << 20), b""):
+        digest.update(chunk)
     return digest.hexdigest()
 
 

@@ -14,7 +14,8 @@ from .paths import optional_paths
 
 
 def plan(facts: NodeFileFacts, artifacts: tuple[NodeArtifact, ...], node_entry: bool, group: str = "",
-         recorded_paths: tuple[str, ...] = ()) -> list[Action]:
+         recorded: tuple[tuple[str, str], ...] = ()) -> list[Action]:
+    """`recorded`: (path, sha256) of the files the setup record says perfgroup wrote."""
 
     now = {path: (text, link) for path, text, link in facts.present}
     actions: list[Action] = []
@@ -33,20 +34,29 @@ def plan(facts: NodeFileFacts, artifacts: tuple[NodeArtifact, ...], node_entry: 
         paths = {item.path for item in artifacts}
         for path in optional_paths(group):
             text, link = now.get(path, (None, None))
-            if path not in paths and path in recorded_paths and (text is not None or link is not None):
+            if path not in paths and path in dict(recorded) and (text is not None or link is not None) \
+                    and perfgroups(path, text, group, recorded):
                 actions.append(DeleteFile(path, "no longer asked for (setup without --textfile-dir/--nhc, "
                                                 "role variable unset)", step="delete_file:retired"))
     return actions
 
 
+def perfgroups(path: str, text: str | None, group: str, recorded: tuple[tuple[str, str], ...]) -> bool:
+    """What is at `path` now (its text, None: nothing readable) is perfgroup's to replace or retire:
+    the very content the record says setup wrote there, or a file marked as this group's. A path
+    being in the record is not enough: a site may have put its own file there since (review finding 6)."""
+    return text is None or sha256_text(text) == dict(recorded).get(path) or is_ours(text, group)
+
+
 def refuse_foreign(facts: NodeFileFacts, artifacts: tuple[NodeArtifact, ...], group: str,
-                   recorded_paths: tuple[str, ...]) -> None:
-    """Never overwrite a file perfgroup did not write (e.g. a site's own /usr/local/bin/perf)."""
+                   recorded: tuple[tuple[str, str], ...]) -> None:
+    """Never overwrite a file perfgroup did not write (e.g. a site's own /usr/local/bin/perf), also
+    at a path the record names."""
 
     now = {path: text for path, text, _ in facts.present}
     for item in artifacts:
         old = now.get(item.path)
-        if old is None or old == item.content or item.link or item.path in recorded_paths or is_ours(old, group) \
+        if old is None or old == item.content or item.link or perfgroups(item.path, old, group, recorded) \
                 or is_entry_point(item.path):
             continue
         raise RefusedError(

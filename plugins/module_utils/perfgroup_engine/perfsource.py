@@ -176,11 +176,16 @@ def check_source_file(path: str) -> os.stat_result:
 
 if TYPE_CHECKING:
     Trust = Callable[[str, os.stat_result], bool]
+    PathProblem = Callable[[str, str], "str | None"]
 
 
-def resolve(requested: str, kernel_release: str, depth: int = 0, trusted: Trust | None = None) -> ResolvedSource:
+def resolve(requested: str, kernel_release: str, depth: int = 0, trusted: Trust | None = None, *,
+            path_problem: PathProblem) -> ResolvedSource:
     """Follow symlinks and wrapper scripts from `requested` to a perf ELF, or refuse.
 
+    `path_problem(path, kind)` (trust.path_problem) says why root may not trust a path: the file,
+    every directory above it and every symlink on the way must be root's alone, or whoever may
+    change one could swap in their own ELF (security review finding 4).
     `trusted(path, stat)` may vouch for a file already proven to be perf (same inode, size and
     times as when setup recorded it), which spares reading the whole binary again."""
     real = os.path.realpath(requested)
@@ -189,6 +194,10 @@ def resolve(requested: str, kernel_release: str, depth: int = 0, trusted: Trust 
     except OSError as error:
         raise RefusedError(f"source perf {requested}: {error.strerror or error}") from None
     info = check_source_file(real)
+    for path in dict.fromkeys((requested, real)):  # the path as given (its links too) and where it leads
+        problem = path_problem(path, "file")
+        if problem is not None:
+            raise RefusedError(f"source perf {requested}: {problem}; a non-root user could swap in another executable")
     head = read_head(real, MAX_SCRIPT_BYTES)
     if head.startswith(ELF_MAGIC):
         if not (trusted is not None and trusted(real, info)) and not is_perf_elf(real):
@@ -200,7 +209,7 @@ def resolve(requested: str, kernel_release: str, depth: int = 0, trusted: Trust 
             if os.path.realpath(candidate) == real:
                 continue
             try:
-                found = resolve(candidate, kernel_release, depth + 1, trusted)
+                found = resolve(candidate, kernel_release, depth + 1, trusted, path_problem=path_problem)
             except RefusedError:
                 continue
             return ResolvedSource(requested=requested, path=found.path, via_wrapper=True)
@@ -211,12 +220,13 @@ def resolve(requested: str, kernel_release: str, depth: int = 0, trusted: Trust 
     raise RefusedError(f"source perf {requested} is neither an ELF executable nor a wrapper script")
 
 
-def find_system_perf(kernel_release: str, os_release_text: str, trusted: Trust | None = None) -> ResolvedSource:
+def find_system_perf(kernel_release: str, os_release_text: str, trusted: Trust | None = None, *,
+                     path_problem: PathProblem) -> ResolvedSource:
     """The distribution's perf, or PerfNotInstalled naming the package for this distribution."""
     for directory in SYSTEM_DIRS:
         candidate = f"{directory}/perf"
         if os.path.lexists(candidate):
-            return resolve(candidate, kernel_release, trusted=trusted)
+            return resolve(candidate, kernel_release, trusted=trusted, path_problem=path_problem)
     command = install_command(os_release_text, kernel_release)
     hint = f" (install it: {' '.join(command)}, or pass --install-perf)" if command else ""
     raise PerfNotInstalled(f"no perf executable found in {', '.join(SYSTEM_DIRS)}{hint}", command)

@@ -171,7 +171,8 @@ def plan_copy(facts: NodeFacts, desired: Desired, choice: CapChoice) -> list[Act
     source = facts.source.path or ""
     reason = copy_needs_reinstall(facts)
     if reason is not None:
-        return [InstallCopy(desired.dest, f"copy {reason}", source=source, caps=caps, group=desired.group, reason=reason)]
+        return [InstallCopy(desired.dest, f"copy {reason}", source=source, caps=caps, group=desired.group, reason=reason,
+                            source_sha256=facts.source.sha256 or "", source_key=facts.source.key)]
     node = facts.copy.node
     problems = []
     if facts.group.gid is None or node.gid != facts.group.gid:
@@ -299,8 +300,9 @@ def check_power(facts: NodeFacts, desired: Desired, choice: CapChoice) -> list[s
     return [f"MEMBERS CAN BECOME ROOT: the copy carries {','.join(dangerous)} (allowed with {ROOT_EQUIVALENT_FLAG})"]
 
 
-def recorded_paths(facts: NodeFacts) -> tuple[str, ...]:
-    return tuple(path for path, _ in facts.state.files) if facts.state else ()
+def recorded_files(facts: NodeFacts) -> tuple[tuple[str, str], ...]:
+    """(path, sha256) of every file the setup record says perfgroup wrote."""
+    return facts.state.files if facts.state else ()
 
 
 class Decided(NamedTuple):
@@ -329,7 +331,7 @@ def preflight(facts: NodeFacts, desired: Desired) -> Decided:
     choice = expected_caps(facts, desired)
     notes += check_power(facts, desired, choice)
     access = access_plan.plan(facts, desired)
-    node_files_plan.refuse_foreign(facts.node_files, desired.artifacts, desired.group, recorded_paths(facts))
+    node_files_plan.refuse_foreign(facts.node_files, desired.artifacts, desired.group, recorded_files(facts))
     # refuses an ambiguous fstab
     tracefs = reach_plan.plan_tracefs(facts.reach, desired.group, facts.group.gid, desired.tracefs, desired.image)
     return Decided(group_actions, origin, notes, choice, dirs, members, paranoid, access, tracefs)
@@ -346,7 +348,7 @@ def make(facts: NodeFacts, desired: Desired) -> Plan:
     actions: list[Action] = [
         *decided.group_actions, *secure, *decided.dirs, *plan_copy(facts, desired, choice),
         *left_behind, *plan_profile(facts, desired), *paranoid_actions, *decided.members,
-        *node_files_plan.plan(facts.node_files, desired.artifacts, desired.node_entry, desired.group, recorded_paths(facts)),
+        *node_files_plan.plan(facts.node_files, desired.artifacts, desired.node_entry, desired.group, recorded_files(facts)),
     ]
     notes += paranoid_notes
     actions += plan_selinux(facts, desired, actions)

@@ -3,7 +3,8 @@
 Planned like setup: facts (what of the record still exists) -> a tuple of actions that each have
 something to do -> apply. A record is trusted only for paths setup could have made: recorded copies
 are deleted only while they look like what setup installs (trust.setup_made), files only at the
-paths setup derives for the group, directories only when empty and above a recorded copy.
+paths setup derives for the group and only while they hold what setup wrote there (their recorded
+sha256), directories only when empty and above a recorded copy.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from . import (
     reach_facts,
     trust,
 )
+from . import facts as facts_mod
 from .actions import Action, DeleteCopy, DeleteDir, DeleteFile, DeleteGroup, EditFstab, RemountTracefs, RemoveMember
 from .errors import RefusedError
 from .host import load_state
@@ -66,6 +68,7 @@ class RemoveFacts(NamedTuple):
     tracefs: tuple[tuple[str, int, int], ...] = ()  # tracefs mounts now (point, mode, gid)
     fstab_lines: tuple[str, ...] = ()  # /etc/fstab's tracefs entries now
     untrusted: tuple[str, ...] = ()  # recorded copies that exist but setup could not have made: left in place
+    not_ours: tuple[str, ...] = ()  # recorded files whose content is not what setup wrote there: left in place
     pending: bool = False  # a failed setup run's intent lies beside the record (folded into `state`)
     record_untrusted: tuple[str, ...] = ()  # record items dropped by trust.sanitize, each named
 
@@ -124,6 +127,11 @@ def read(group: str) -> RemoveFacts:
         (path, os.path.lexists(path)) for path, _ in state.files
         if path in allowed or (node_files_rules.owned(group, path) and not (shared and node_files_rules.is_entry_point(path)))
     )
+    # A recorded file someone else rewrote since (a site's own /usr/local/bin/perf): not perfgroup's
+    # to delete (review finding 6). Unreadable (None: gone, a dangling link) is judged by the name alone.
+    now = dict(facts_mod.recorded_files(state))
+    not_ours = tuple(path for path, present in files
+                     if present and now.get(path) is not None and now.get(path) != state.file_sha(path))
     cache: tuple[str, ...] = ()
     if any(node_files_rules.is_entry_point(path) for path, _ in files):
         pycache = f"{ENGINE_DIR}/__pycache__"
@@ -141,7 +149,7 @@ def read(group: str) -> RemoveFacts:
         group, state, None, copies=copies, files=files, dirs=dirs,
         group_exists=exists, group_members=members, group_gid=gid, entry_point_cache=cache, state_unsafe=_state_unsafe(group),
         tracefs=reach_facts.read_facts().tracefs, fstab_lines=fstab.tracefs_lines(host.read_text(FSTAB, exact=True) or ""),
-        untrusted=untrusted, pending=intent is not None, record_untrusted=record_untrusted,
+        untrusted=untrusted, not_ours=not_ours, pending=intent is not None, record_untrusted=record_untrusted,
     )
 
 
@@ -170,11 +178,11 @@ def plan(facts: RemoveFacts) -> tuple[Action, ...]:
         return ()
     actions: list[Action] = [DeleteCopy(path, "the privileged copy") for path, present in facts.copies if present]
     for path, present in facts.files:
-        if present:
+        if present and path not in facts.not_ours:
             why = "the live value is kept" if path == sysctl_path(facts.group) else "setup wrote it"
             name = "node-entry" if node_files_rules.is_entry_point(path) else os.path.basename(path)
             actions.append(DeleteFile(path, why, step=f"delete_file:{name}"))
-    if any(node_files_rules.is_entry_point(path) for path, present in facts.files if present):
+    if any(node_files_rules.is_entry_point(path) for path, present in facts.files if present and path not in facts.not_ours):
         actions += [DeleteFile(path, "python's cache of the engine copy", step="delete_file:pyc")
                     for path in facts.entry_point_cache]
         actions += [DeleteDir(path, "the node entry point's") for path in
@@ -216,6 +224,7 @@ def notes(facts: RemoveFacts) -> list[str]:
                if written != original and written not in facts.fstab_lines and original not in facts.fstab_lines]
     return [
         *(trust.untrusted_note(path) for path in facts.untrusted), *facts.record_untrusted,
+        *(f"{path} is not what perfgroup wrote there (changed since setup); left in place" for path in facts.not_ours),
         *changed,
         "kernel.perf_event_paranoid keeps its live value; without the drop-in, boot applies the distribution default"
         + (f" (it was {before} before setup)" if before is not None else ""),

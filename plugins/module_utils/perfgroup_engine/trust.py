@@ -1,4 +1,10 @@
-"""Which copies a setup record names that setup could really have made (issue 10).
+"""Which paths root may trust: what a path names and every directory and link above it
+(`path_problem`), and which copies a setup record names that setup could really have made (issue 10).
+
+A path is root's alone when no one else can change what it names: every component from / down is
+owned by root and not writable by group or others, by mode or by an ACL entry. A symlink on the
+way is followed only when root owns it (its target is then checked the same way); who may write
+the directory holding it was checked one step before.
 
 The record is root's, but root-owned is not the same as true: it may be tampered with, restored
 from another node or hand-edited. `remove` deletes, and setup neutralises, only the recorded copies
@@ -20,12 +26,84 @@ import os
 import stat
 
 from . import fstab
+from .acl import W, read_acl
 from .errors import RefusedError
 from .host import has_caps, owner_mode, read_text
 from .paths import LIBEXEC_ROOT, TRACEFS_PATHS, journal_path
 from .perfsource import SYSTEM_DIRS, is_perf_elf
 from .state import State
 from .validate import check_dest_path
+
+# As the kernel's MAXSYMLINKS: more links than this on one path is a loop.
+MAX_SYMLINKS = 40
+
+
+def path_problem(path: str, kind: str = "file") -> str | None:
+    """Why root may not trust what the absolute `path` names (a "file" or a "dir"), or None if it
+    may: every component from / down is lstat'ed, must be owned by uid 0 and not writable by group or
+    others (mode, or a named ACL entry granting write), every component but the last must be a
+    directory and the last of `kind`. A symlink component is allowed only if root owns it; its target
+    is then walked the same way (relative to the directory holding it)."""
+    if not path.startswith("/"):
+        return f"{path} is not an absolute path"
+    todo = [name for name in reversed(path.split("/")) if name]  # the next component last
+    current = "/"
+    problem = _node_problem("/", "dir" if todo else kind)
+    links = 0
+    while todo and problem is None:
+        name = todo.pop()
+        if name == ".":
+            continue
+        if name == "..":
+            current = os.path.dirname(current)  # already walked: a real directory, root's alone
+            if not todo and kind != "dir":
+                return f"{current} is a directory"
+            continue
+        here = os.path.join(current, name)
+        try:
+            info = os.lstat(here)
+        except OSError as error:
+            return f"{here}: {error.strerror}"
+        if stat.S_ISLNK(info.st_mode):
+            if info.st_uid != 0:
+                return f"{here} is a symlink owned by uid {info.st_uid}"
+            links += 1
+            if links > MAX_SYMLINKS:
+                return f"{path}: too many levels of symbolic links"
+            try:
+                target = os.readlink(here)
+            except OSError as error:
+                return f"{here}: {error.strerror}"
+            if target.startswith("/"):
+                current = "/"
+            todo.extend(n for n in reversed(target.split("/")) if n)
+            continue
+        problem = _node_problem(here, kind if not todo else "dir", info)
+        current = here
+    return problem
+
+
+def _node_problem(path: str, kind: str, info: os.stat_result | None = None) -> str | None:
+    """One component, not a symlink: its type, owner, mode and access ACL."""
+    if info is None:
+        try:
+            info = os.lstat(path)
+        except OSError as error:
+            return f"{path}: {error.strerror}"
+    mode = info.st_mode
+    if kind == "dir" and not stat.S_ISDIR(mode):
+        return f"{path} is not a directory"
+    if kind != "dir" and not stat.S_ISREG(mode):
+        return f"{path} is a directory" if stat.S_ISDIR(mode) else f"{path} is not a regular file"
+    if info.st_uid != 0:
+        return f"{path} is owned by uid {info.st_uid}"
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{path} is writable by group or others (mode {stat.S_IMODE(mode):04o})"
+    acl = read_acl(path, "access")
+    writers = acl.grants(W) if acl is not None else ()
+    if writers:
+        return f"{path}: an ACL lets {', '.join(e.text() for e in writers)} write"
+    return None
 
 
 def _inside(path: str, directory: str) -> bool:
