@@ -143,8 +143,8 @@ DRIFTS = [
     ("hard link elsewhere", f"ln {DEST} /usr/local/libexec/perfgroup/other-name", "copy.hardlinked", "warning", 1),
     ("copy's group changed", f"chgrp root {DEST}", "copy.group", "critical", 2),
     ("profile.d snippet deleted", f"rm {PROFILE}", "profile.missing", "warning", 1),
-    ("profile.d snippet edited", f"echo 'PATH=/tmp:$PATH' >> {PROFILE}", "profile.modified", "warning", 1),
-    ("sysctl drop-in edited", f"sed -i 's/= 2/= 0/' {SYSCTL}", "paranoid.not_persisted", "warning", 1),
+    ("profile.d snippet edited", f"echo 'PATH=/tmp:$PATH' >> {PROFILE}", "profile.modified", "critical", 2),
+    ("sysctl drop-in edited", f"sed -i 's/= 2/= 0/' {SYSCTL}", "sysctl.modified", "critical", 2),
     ("copy deleted", f"rm {DEST}", "copy.missing", "critical", 2),
     ("v3 namespaced capabilities", "/usr/bin/python3 -c \"import os, struct; os.setxattr('" + DEST + "', 'security.capability', "
      "struct.pack('<6I', 0x03000001, 0, 0, 1 << 6, 0, 100000))\"", "caps.namespaced", "critical", 2),

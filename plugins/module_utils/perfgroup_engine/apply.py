@@ -25,7 +25,7 @@ import time
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from . import actions as act
-from . import fstab, host, log
+from . import fstab, host, log, trust
 from .acl import ACL_ACCESS, ACL_DEFAULT
 from .capabilities import XATTR_NAME, encode
 from .errors import ConvergeError, LockedError
@@ -393,8 +393,13 @@ def fix_copy(action: act.FixCopy) -> None:
 
 
 def write_file(path: str, content: str, step: str = "write_file", mode: int = FILE_MODE) -> None:
-    """Atomically replace path with content (root-owned, mode), never following a symlink."""
+    """Atomically replace path with content (root-owned, mode), never following a symlink, and
+    only into a directory that is root's alone all the way up (planned writes were refused
+    earlier; this catches a directory changed while the run went on)."""
     checkpoint(step)
+    problem = trust.nearest_dir_problem(path)
+    if problem is not None:
+        raise ConvergeError(step, f"{problem}: not writing {path} there")
     try:
         os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
     except OSError as error:

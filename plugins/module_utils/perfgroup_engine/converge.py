@@ -23,7 +23,7 @@ from . import (
 )
 from . import facts as facts_mod
 from . import plan as plan_mod
-from .actions import Action, AddMember, CreateDir, DeleteDir, EditFstab, InstallCopy, RemountTracefs
+from .actions import Action, AddMember, CreateDir, DeleteDir, EditFstab, InstallCopy, RemountTracefs, SecurePath
 from .capabilities import sort_caps
 from .desired import Desired
 from .errors import ConvergeError, PerfgroupError
@@ -275,11 +275,19 @@ def finish(desired: Desired, facts: NodeFacts, plan: Plan, result: SetupResult, 
     `changed`, the step and what was applied, never die with a traceback or report `unchanged`."""
     step = "apply"
     try:
+        # The record's directory made root's alone first: the intent is written into it, and
+        # apply.write_file writes nowhere others could change.
+        secure = [action for action in plan.actions if isinstance(action, SecurePath)]
+        for action in secure:
+            step = action.kind
+            apply.perform((action,), on_done=result.applied.append)
         intent = intent_plan.union(facts.pending, intent_plan.of_plan(plan.actions, facts.paranoid, facts.state))
         if not intent.empty() and intent != facts.pending:
             step = "write_pending"
             apply.write_pending(desired.state_path, intent_plan.to_json(intent))
         for action in plan.actions:
+            if action in secure:
+                continue
             step = action.kind
             apply.perform((action,), on_done=result.applied.append)
         step = "read_after"

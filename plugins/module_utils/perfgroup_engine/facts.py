@@ -19,7 +19,7 @@ from .desired import Desired
 from .errors import RefusedError
 from .host import digest, key_of, load_state, read_caps, read_int, read_text, sha256_fd, sha256_text
 from .intent_facts import Intent
-from .paths import STATE_DIR, TMP_PREFIX, default_dest, state_path
+from .paths import DROPIN_PATH, ENGINE_DIR, LAUNCHER, STATE_DIR, TMP_PREFIX, default_dest, state_path
 from .state import State, StatKey
 from .tuples import NamedTuple
 from .validate import check_abs_path, check_group
@@ -108,6 +108,10 @@ class NodeFacts(NamedTuple):
     fstab_journal: tuple[tuple[str, str], ...] = ()  # fstab edits not yet recorded (fstab.py: the journal)
     pending: Intent | None = None  # what a setup run that did not finish meant to record (intent_facts.py)
     record_untrusted: tuple[str, ...] = ()  # record items trust.sanitize dropped, each named
+    # (path, why) of installed files root or members run that others could change (trust.files_problems)
+    unsafe_files: tuple[tuple[str, str], ...] = ()
+    # (path, why) of files setup would write whose directory others could change (setup and heal only)
+    unsafe_targets: tuple[tuple[str, str], ...] = ()
 
 
 def path_facts(path: str) -> PathFacts:
@@ -415,8 +419,33 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
         reach=reach_facts.read_facts(desired.image),
         fstab_journal=journal,
         record_untrusted=record_untrusted + journal_untrusted,
+        unsafe_files=trust.files_problems(installed_files(state)),
+        unsafe_targets=unsafe_targets(desired),
         pending=intent_facts.read(desired.state_path, group.gid, group.members),
     )
+
+
+def installed_files(state: State | None) -> tuple[str, ...]:
+    """Every file perfgroup installed that root or members run or source: what the record lists,
+    and the node entry point (shared by every group's record, so looked at by each)."""
+    recorded = tuple(path for path, _ in state.files) if state is not None else ()
+    try:
+        engine = tuple(f"{ENGINE_DIR}/{name}" for name in sorted(os.listdir(ENGINE_DIR)) if name.endswith(".py"))
+    except OSError:
+        engine = ()
+    return tuple(dict.fromkeys((*recorded, LAUNCHER, *engine)))
+
+
+def unsafe_targets(desired: Desired) -> tuple[tuple[str, str], ...]:
+    """Where setup would write a file root or members then run or read, a directory above it that
+    someone other than root could change (the record's own directory: access_plan). Asked only
+    when setup or heal would write them: an audit reports the installed files (files_problems)."""
+    if not desired.artifacts and not desired.node_entry:
+        return ()
+    paths = (desired.profile_path, desired.sysctl_path, DROPIN_PATH, *(a.path for a in desired.artifacts),
+             *((LAUNCHER, f"{ENGINE_DIR}/__init__.py") if desired.node_entry else ()))
+    found = ((path, trust.nearest_dir_problem(path)) for path in dict.fromkeys(paths))
+    return tuple((path, problem) for path, problem in found if problem is not None)
 
 
 def fingerprint(desired: Desired) -> tuple[object, ...]:

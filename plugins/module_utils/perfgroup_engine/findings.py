@@ -330,7 +330,19 @@ def rule_files(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
         if now is None:
             yield Finding(f"{kind}.missing", WARNING, f"{path} is missing: {impact}", _setup(desired))
         elif now != facts.state.file_sha(path):
-            yield Finding(f"{kind}.modified", WARNING, f"{path} was edited since setup wrote it", _setup(desired))
+            # Root or members run or source every one of them (the wrapper, the node entry point,
+            # units, hooks, snippets): an edit no one made through perfgroup is someone's code.
+            yield Finding(f"{kind}.modified", CRITICAL, f"{path} was edited since setup wrote it (root or members run it)",
+                          _setup(desired))
+
+
+
+def rule_installed(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+    """Files root or members run, and every directory above them, are root's alone (trust.py)."""
+    for path, problem in facts.unsafe_files:
+        yield Finding("file.unsafe", CRITICAL,
+                      f"{problem}: whoever can change it runs code as root or as a member ({path})",
+                      f"chown root: and chmod go-w on it and every directory above it; then {_setup(desired)}")
 
 
 def rule_kernel(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
@@ -379,7 +391,7 @@ def rule_reach(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
 
 RULES: tuple[Rule, ...] = (
     rule_state, rule_group, rule_copy_file, rule_caps, rule_path,
-    rule_drift, rule_paranoid, rule_files, rule_kernel, rule_leftovers, access_rules.rule_access, rule_reach,
+    rule_drift, rule_paranoid, rule_files, rule_installed, rule_kernel, rule_leftovers, access_rules.rule_access, rule_reach,
 )
 
 

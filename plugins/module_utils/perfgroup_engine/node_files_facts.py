@@ -29,9 +29,49 @@ if TYPE_CHECKING:  # actions pull in dataclasses: not on the audit path
 LAUNCHER_TEXT = '''#!/usr/bin/python3 -IS
 """perfgroup node entry point, installed by `perfgroup setup`: audit and heal with the node's own
 python3 and the engine copy beside it (no pip, no click, no Ansible)."""
+import os
 import sys
 
-sys.path.insert(0, "LIB_DIR")
+LIB = "LIB_DIR"
+
+
+def unsafe(path):
+    """Why root must not run code from path: it, or a directory above it (symlinks resolved),
+    is not root's alone. NHC, the timer, the APT hook and the boot unit run this as root."""
+    real = os.path.realpath(path)
+    for current in [path, *(real[: i] or "/" for i in range(len(real)) if real[i] == "/"), real]:
+        try:
+            info = os.lstat(current)
+        except OSError as error:
+            return "%s: %s" % (current, error.strerror)
+        if info.st_uid != 0 or (info.st_mode & 0o022 and not os.path.islink(current)):
+            return "%s is owned by uid %d, mode %04o" % (current, info.st_uid, info.st_mode & 0o7777)
+    return None
+
+
+def engine_unsafe():
+    engine = os.path.join(LIB, "perfgroup_engine")
+    problem = unsafe(engine)
+    for directory in (engine, os.path.join(engine, "__pycache__")):
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            return "%s: %s" % (directory, error.strerror)
+        for name in names:
+            info = os.lstat(os.path.join(directory, name))
+            if problem is None and (info.st_uid != 0 or info.st_mode & 0o022):
+                problem = "%s/%s is owned by uid %d, mode %04o" % (directory, name, info.st_uid, info.st_mode & 0o7777)
+    return problem
+
+
+problem = engine_unsafe()
+if problem is not None:
+    sys.stderr.write("perfgroup-node: refusing to run: %s (root would run code others can change; "
+                     "make it root's alone, then run perfgroup setup)\\n" % problem)
+    sys.exit(2)
+sys.path.insert(0, LIB)
 from perfgroup_engine.node_main import main  # noqa: E402
 
 sys.exit(main())
@@ -45,6 +85,8 @@ if TYPE_CHECKING:
 class NodeFileFacts(NamedTuple):
     engine_sources: Sources = None  # (file name, text) of this engine package; None: unreadable
     present: tuple[tuple[str, str | None, str | None], ...] = ()  # (path, content or None, link target or None)
+    # present files with the right content whose owner or mode lets others change them: rewritten
+    loose: frozenset[str] = frozenset()
 
 
 def read_engine_sources() -> Sources:
@@ -88,6 +130,14 @@ def _current(path: str) -> tuple[str, str | None, str | None]:
     return path, host.read_text(path, 16 << 20), link
 
 
+def _loose(path: str) -> bool:
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return info.st_uid != 0 or bool(info.st_mode & 0o022)
+
+
 def read(artifacts: tuple[NodeArtifact, ...], node_entry: bool, group: str = "") -> NodeFileFacts:
     """Only setup and heal ask (audit passes nothing): an audit reads none of this."""
     if not artifacts and not node_entry:
@@ -96,6 +146,8 @@ def read(artifacts: tuple[NodeArtifact, ...], node_entry: bool, group: str = "")
     paths = [a.path for a in wanted(artifacts, sources, node_entry) if not a.keep_sha256]
     if artifacts and group:
         paths += [path for path in optional_paths(group) if path not in paths]
-    return NodeFileFacts(engine_sources=sources, present=tuple(_current(p) for p in paths))
+    present = tuple(_current(p) for p in paths)
+    loose = frozenset(p for p, text, link in present if text is not None and link is None and _loose(p))
+    return NodeFileFacts(engine_sources=sources, present=present, loose=loose)
 
 

@@ -27,8 +27,9 @@ def plan(facts: NodeFileFacts, artifacts: tuple[NodeArtifact, ...], node_entry: 
             if link != item.link:
                 actions.append(CreateSymlink(item.path, f"{item.kind}: enable it", link_to=item.link,
                                              old=link or ("a file" if text is not None else None)))
-        elif text != item.content or link is not None:
-            actions.append(WriteFile(item.path, f"{item.kind} artifact", content=item.content, old=text,
+        elif text != item.content or link is not None or item.path in facts.loose:
+            why = "others could change it: written again, root's" if text == item.content and link is None else ""
+            actions.append(WriteFile(item.path, why or f"{item.kind} artifact", content=item.content, old=text,
                                      step=f"write_{item.kind}", mode=item.mode))
     if artifacts and group:  # a full render without the optional kinds: retire what this group's setup installed
         paths = {item.path for item in artifacts}

@@ -323,6 +323,9 @@ def preflight(facts: NodeFacts, desired: Desired) -> Decided:
     """Every refusal that does not need the source perf: run before --install-perf touches the
     node, so bad input or an unsafe destination never gets a package installed."""
     check_desired(desired)
+    for path, problem in facts.unsafe_targets:
+        raise RefusedError(f"{problem}: perfgroup will not write {path} there, which root or members run or read; "
+                           "make every directory above it root's alone first")
     dirs = plan_dirs(facts, desired)
     check_dest(facts, desired)
     group_actions, origin, notes = plan_group(facts, desired)
