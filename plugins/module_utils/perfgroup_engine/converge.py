@@ -277,10 +277,10 @@ def finish(desired: Desired, facts: NodeFacts, plan: Plan, result: SetupResult, 
     try:
         # The record's directory made root's alone first: the intent is written into it, and
         # apply.write_file writes nowhere others could change.
-        secure = [action for action in plan.actions if isinstance(action, SecurePath)]
-        for action in secure:
-            step = action.kind
-            apply.perform((action,), on_done=result.applied.append)
+        secure: list[Action] = [action for action in plan.actions if isinstance(action, SecurePath)]
+        for first in secure:
+            step = first.kind
+            apply.perform((first,), on_done=result.applied.append)
         intent = intent_plan.union(facts.pending, intent_plan.of_plan(plan.actions, facts.paranoid, facts.state))
         if not intent.empty() and intent != facts.pending:
             step = "write_pending"
