@@ -130,6 +130,14 @@ def _current(path: str) -> tuple[str, str | None, str | None]:
     return path, host.read_text(path, 16 << 20), link
 
 
+def _bytecode() -> tuple[str, ...]:
+    cache = f"{ENGINE_DIR}/__pycache__"
+    try:
+        return tuple(f"{cache}/{name}" for name in sorted(os.listdir(cache)))
+    except OSError:
+        return ()
+
+
 def _loose(path: str) -> bool:
     try:
         info = os.lstat(path)
@@ -148,6 +156,8 @@ def read(artifacts: tuple[NodeArtifact, ...], node_entry: bool, group: str = "")
         paths += [path for path in optional_paths(group) if path not in paths]
     present = tuple(_current(p) for p in paths)
     loose = frozenset(p for p, text, link in present if text is not None and link is None and _loose(p))
+    if node_entry:  # bytecode python would load instead of the engine's .py files
+        loose |= frozenset(p for p in _bytecode() if _loose(p))
     return NodeFileFacts(engine_sources=sources, present=present, loose=loose)
 
 

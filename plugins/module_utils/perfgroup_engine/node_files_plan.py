@@ -31,6 +31,9 @@ def plan(facts: NodeFileFacts, artifacts: tuple[NodeArtifact, ...], node_entry: 
             why = "others could change it: written again, root's" if text == item.content and link is None else ""
             actions.append(WriteFile(item.path, why or f"{item.kind} artifact", content=item.content, old=text,
                                      step=f"write_{item.kind}", mode=item.mode))
+    written = {item.path for item in wanted(artifacts, facts.engine_sources, node_entry)}
+    actions += [DeleteFile(path, "bytecode someone other than root could change: python writes it again",
+                           step="delete_file:bytecode") for path in sorted(facts.loose - written)]
     if artifacts and group:  # a full render without the optional kinds: retire what this group's setup installed
         paths = {item.path for item in artifacts}
         for path in optional_paths(group):
