@@ -322,5 +322,3 @@ def read(desired: Desired, state: State | None, gid: int | None, dirs: tuple[str
 
 
 # -- planning --------------------------------------------------------------------------------
-
-

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from typing import Iterator
 
 
-
 def holders(facts: NodeFacts) -> list[dict[str, str]]:
     """Everyone who holds the group, and how (the audit JSON's `holders`)."""
     group, access = facts.group, facts.access

@@ -18,7 +18,6 @@ TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without 
 if TYPE_CHECKING:
     from typing import Callable, List
 
-
     Extra = Callable[[Desired], List[Finding]]
 
 

@@ -201,7 +201,6 @@ class CapChoice(NamedTuple):
         return self.caps & ROOT_EQUIVALENT_CAPS
 
 
-
 def kernel_version(release: str) -> tuple[int, int]:
     """(major, minor) from a `uname -r` string such as `6.1.0-18-amd64`; (0, 0) if unreadable."""
     # As re.match(r"(\d+)\.(\d+)", release), without re (and enum) on the audit path.

@@ -31,6 +31,7 @@ TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without 
 if TYPE_CHECKING:
     from typing import Callable, Iterator
 
+
 def worst(findings: list[Finding]) -> str:
     return worst_severity(f.severity for f in findings)
 
@@ -334,7 +335,6 @@ def rule_files(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
             # units, hooks, snippets): an edit no one made through perfgroup is someone's code.
             yield Finding(f"{kind}.modified", CRITICAL, f"{path} was edited since setup wrote it (root or members run it)",
                           _setup(desired))
-
 
 
 def rule_installed(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:

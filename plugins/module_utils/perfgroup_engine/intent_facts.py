@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-
 class Intent(NamedTuple):
     group_created: bool = False
     created_dirs: tuple[str, ...] = ()
@@ -89,5 +88,3 @@ def read(state_path: str, gid: int | None, members: tuple[str, ...] | frozenset[
     if state_problem(entry, "file") is not None:
         return Intent()
     return still_true(parse(host.read_text(path)), gid, members)
-
-

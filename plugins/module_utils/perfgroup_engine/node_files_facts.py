@@ -159,5 +159,3 @@ def read(artifacts: tuple[NodeArtifact, ...], node_entry: bool, group: str = "")
     if node_entry:  # bytecode python would load instead of the engine's .py files
         loose |= frozenset(p for p in _bytecode() if _loose(p))
     return NodeFileFacts(engine_sources=sources, present=present, loose=loose)
-
-

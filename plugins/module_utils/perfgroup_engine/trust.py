@@ -167,8 +167,8 @@ def created_dir_trusted(path: str, state: State) -> bool:
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or stat.S_IMODE(info.st_mode) != 0o755 \
             or os.path.ismount(path):
         return False
-    if path == LIBEXEC_ROOT or _inside(path, LIBEXEC_ROOT):
-        return True
+    if path == LIBEXEC_ROOT or _inside(path, LIBEXEC_ROOT) or _inside(LIBEXEC_ROOT, path):
+        return True  # perfgroup's own tree, and the parents setup creates for it where missing
     bare = state._replace(created_dirs=())
     return any(_inside(copy, path) and os.path.lexists(copy) and setup_made(copy, bare) for copy in copies)
 
