@@ -95,7 +95,7 @@ def test_hidden_holders_are_listed_and_the_password_locked(users: Node) -> None:
     severities = found(report)
     assert severities["group.password"] == "critical" and code == 2
     assert severities["group.gshadow_members"] == "critical"  # newgrp lets carol in without a password
-    assert severities["group.gshadow_admins"] == "warning"
+    assert severities["group.gshadow_admins"] == "critical"
     assert severities["group.primary_members"] == "warning"
     holders = {(h["user"], h["via"]) for h in report["holders"]}
     assert holders == {("alice", "member"), ("carol", "gshadow_member"), ("dave", "gshadow_admin"),

@@ -26,6 +26,10 @@ PLANTED: list[tuple[str, str, str, str, bool]] = [
     ("an engine file o+w", f"chmod 0666 {ENGINE}/facts.py", "file.unsafe", "repairs", True),
     ("a planted bytecode cache", f"mkdir -p {ENGINE}/__pycache__ && touch {ENGINE}/__pycache__/x.pyc && "
      f"chown nobody {ENGINE}/__pycache__/x.pyc", "file.unsafe", "repairs", True),
+    ("a root-owned module beside the engine", "echo 'import os' > /usr/local/lib/perfgroup/__future__.py",
+     "file.unsafe", "refuses", True),
+    ("a package inside the engine", f"mkdir {ENGINE}/node_main && echo 'raise SystemExit(9)' > {ENGINE}/node_main/__init__.py",
+     "file.unsafe", "refuses", True),
     ("perfgroup-node 0666", f"chmod 0666 {NODE}", "file.unsafe", "repairs", False),
     ("wrapper 0777", "chmod 0777 /usr/local/bin/perf", "file.unsafe", "repairs", False),
     ("wrapper edited", "echo 'cp /bin/sh /tmp/rootsh; chmod 4755 /tmp/rootsh' >> /usr/local/bin/perf",

@@ -154,3 +154,10 @@ def test_scan_finds_every_process_holding_the_gid(tmp_path: Path) -> None:
 ])
 def test_system_gid_range_from_login_defs(text: str | None, expected: tuple[int, int]) -> None:
     assert access_facts.parse_login_defs(text) == expected
+
+
+def test_a_zombie_leader_with_live_threads_still_holds_its_gid() -> None:
+    """pthread_exit in main leaves State Z while other threads run (and may execve the copy)."""
+    base = "Name:\tx\nState:\tZ (zombie)\nUid:\t1000\t1000\t1000\t1000\nGid:\t1000\t1000\t1000\t1000\nGroups:\t995\n"
+    assert access_facts.parse_ids(base + "Threads:\t2\n")[2] is False
+    assert access_facts.parse_ids(base + "Threads:\t1\n")[2] is True

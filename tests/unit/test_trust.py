@@ -133,6 +133,8 @@ LINE = "tracefs /sys/kernel/tracing tracefs defaults 0 0"
     (("/etc", 0o700, 0), False),  # not a tracefs mount point
     (("/sys/kernel/tracing", -1, 0), False),
     (("/sys/kernel/tracing", 0o700, -5), False),
+    (("/sys/kernel/tracing", 0o755, 100), False),  # a group of the forger's would read it
+    (("/sys/kernel/tracing", 0o705, 100), True),  # (the group has no bits: gid irrelevant)
 ])
 def test_tracefs_before(entry: tuple[str, int, int], trusted: bool) -> None:
     assert trust.tracefs_before_trusted(entry) is trusted
@@ -144,6 +146,15 @@ def test_tracefs_before(entry: tuple[str, int, int], trusted: bool) -> None:
     ((LINE, "/dev/evil / ext4 defaults 0 0"), 995, False),  # not setup's edit of the line
     (("proc /proc proc defaults 0 0", "proc /proc proc defaults 0 0"), 995, False),  # not a tracefs entry
     ((LINE, fstab.edit_line(LINE, 0)), 0, False),  # gid 0 is no group of ours
+    # a "before" that would open tracefs to another group or everyone when remove puts it back
+    (("tracefs /sys/kernel/tracing tracefs defaults,gid=100,mode=0750 0 0",
+      fstab.edit_line("tracefs /sys/kernel/tracing tracefs defaults,gid=100,mode=0750 0 0", 995)), 995, False),
+    (("tracefs /sys/kernel/tracing tracefs mode=0777 0 0",
+      fstab.edit_line("tracefs /sys/kernel/tracing tracefs mode=0777 0 0", 995)), 995, False),
+    (("tracefs /sys/kernel/tracing tracefs uid=1000 0 0",
+      fstab.edit_line("tracefs /sys/kernel/tracing tracefs uid=1000 0 0", 995)), 995, False),
+    (("tracefs /sys/kernel/tracing tracefs mode=0755 0 0",
+      fstab.edit_line("tracefs /sys/kernel/tracing tracefs mode=0755 0 0", 995)), 995, True),
 ])
 def test_fstab_edit(edit: tuple[str, str], gid: int, trusted: bool) -> None:
     assert trust.fstab_edit_trusted(edit, gid) is trusted
@@ -157,3 +168,18 @@ def test_sanitize_names_what_it_drops() -> None:
     clean, dropped = trust.sanitize(record)
     assert (clean.tracefs_before, clean.created_dirs, clean.fstab_edits) == ((), (), ())
     assert len(dropped) == 3 and all("not trusted" in line for line in dropped)
+
+
+def test_sanitize_drops_dotdot_dirs_and_a_group_the_site_made_again() -> None:
+    import grp
+
+    from factsdata import state
+
+    gid = grp.getgrnam("root").gr_gid
+    record = state()._replace(created_dirs=("/usr/local/libexec/perfgroup/../../../../srv",), group="root",
+                              gid=gid + 4242, group_created=True)
+    clean, dropped = trust.sanitize(record)
+    assert clean.created_dirs == () and not clean.group_created
+    assert any("/srv" in line for line in dropped) and any("group root" in line for line in dropped)
+    kept, _ = trust.sanitize(record._replace(gid=gid, created_dirs=()))
+    assert kept.group_created

@@ -24,7 +24,7 @@ from .desired import Desired
 from .host import has_caps, load_state, owner_mode, read_text
 from .paths import GSHADOW, LIBEXEC_ROOT, STATE_DIR
 from .state import State
-from .trust import setup_made
+from .trust import setup_made, state_problem
 from .tuples import NamedTuple
 
 # Capabilities whose presence in a non-root process after `members remove`/`remove` means it kept
@@ -150,7 +150,11 @@ def parse_ids(text: str | bytes) -> tuple[tuple[int, ...], tuple[int, ...], bool
     and fs gid and the `Groups:` line's supplementary ones, sorted, each once; a zombie) of one
     /proc/PID/status."""
     data = b"\n" + (text.encode() if isinstance(text, str) else text)
-    zombie = data.find(b"\nState:\tZ") >= 0 or data.find(b"\nState:\tX") >= 0
+    # A zombie leader whose other threads still run (pthread_exit in main) is no zombie: those
+    # threads keep the gid and may execve the copy.
+    dead = data.find(b"\nState:\tZ") >= 0 or data.find(b"\nState:\tX") >= 0
+    threads = _ints(data, b"\nThreads:")
+    zombie = dead and (not threads or threads[0] <= 1)
     return tuple(_ints(data, b"\nUid:")), tuple(sorted(set(_ints(data, b"\nGid:") + _ints(data, b"\nGroups:")))), zombie
 
 
@@ -250,7 +254,10 @@ def recorded_dests(group: str) -> set[str]:
     except OSError:
         return dests
     for name in names:
-        state, _ = load_state(f"{STATE_DIR}/{name}")
+        path = f"{STATE_DIR}/{name}"
+        if state_problem(owner_mode(path), "file") is not None:
+            continue  # a record someone else could have written hides nothing
+        state, _ = load_state(path)
         if state is not None:
             dests.add(state.dest)
     return dests

@@ -95,7 +95,7 @@ def rule_access(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
             )
         if admins:
             yield Finding(
-                "group.gshadow_admins", WARNING,
+                "group.gshadow_admins", CRITICAL,
                 f"{', '.join(admins)} administer {desired.group} ({GSHADOW}): they can add themselves",
                 f"gpasswd -A '' {desired.group}",
             )

@@ -444,6 +444,9 @@ def create_symlink(action: act.CreateSymlink) -> None:
     """Make the link under a temporary name and rename it over whatever is there (atomic)."""
     directory, name = os.path.split(action.target)
     checkpoint(action.step)
+    problem = trust.nearest_dir_problem(action.target)
+    if problem is not None:
+        raise ConvergeError(action.step, f"{problem}: not linking {action.target} there")
     temp = os.path.join(directory, f"{TMP_PREFIX}{name}.{os.getpid()}")
     try:
         os.makedirs(directory, 0o755, exist_ok=True)
@@ -506,7 +509,9 @@ def edit_fstab(action: act.EditFstab) -> bool:
     if edited is None or not stat.S_ISREG(info.st_mode):
         raise ConvergeError(step, f"{action.target} changed while perfgroup ran; run it again")
     if action.journal:  # setup's edit (remove's restore needs none)
-        known = fstab.parse_journal(host.read_text(action.journal, exact=True) or "")
+        # Only what a root-owned journal holds of setup's own edits for this gid: a planted
+        # journal must not be laundered into a root-owned one here.
+        known, _ = trust.fstab_journal(action.group, group_gid(action.group, step))
         write_file(action.journal, fstab.journal_text((*known, (action.line, new))), step="journal_fstab", mode=0o600)
     # Not perfgroup's file: it keeps its owner and mode.
     replace_atomically(action.target, edited.encode("utf-8", "surrogateescape"), step, stat.S_IMODE(info.st_mode),

@@ -419,7 +419,7 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
         reach=reach_facts.read_facts(desired.image),
         fstab_journal=journal,
         record_untrusted=record_untrusted + journal_untrusted,
-        unsafe_files=trust.files_problems(installed_files(state)),
+        unsafe_files=trust.files_problems(installed_files(state)) + trust.foreign_entries(),
         unsafe_targets=unsafe_targets(desired),
         pending=intent_facts.read(desired.state_path, group.gid, group.members),
     )
@@ -449,7 +449,8 @@ def unsafe_targets(desired: Desired) -> tuple[tuple[str, str], ...]:
     paths = (desired.profile_path, desired.sysctl_path, DROPIN_PATH, *(a.path for a in desired.artifacts),
              *((LAUNCHER, f"{ENGINE_DIR}/__init__.py") if desired.node_entry else ()))
     found = ((path, trust.nearest_dir_problem(path)) for path in dict.fromkeys(paths))
-    return tuple((path, problem) for path, problem in found if problem is not None)
+    unsafe = tuple((path, problem) for path, problem in found if problem is not None)
+    return unsafe + (trust.foreign_entries() if desired.node_entry else ())
 
 
 def fingerprint(desired: Desired) -> tuple[object, ...]:

@@ -89,6 +89,15 @@ def _option(options: str, name: str) -> str | None:
     return found[-1] if found else None  # mount(8): the last one wins
 
 
+def access_before(options: str) -> tuple[int, int | None, bool]:
+    """(gid, mode or None, a uid= given) the options give tracefs' root: what remove restores."""
+    gid, mode = _option(options, "gid"), _option(options, "mode")
+    try:
+        return int(gid or "0"), int(mode, 8) if mode is not None else None, _option(options, "uid") not in (None, "0")
+    except ValueError:
+        return -1, None, True
+
+
 def carries(options: str, gid: int) -> bool:
     """The options already give the group tracefs: gid=<gid>, mode 0750."""
     mode = _option(options, "mode")

@@ -33,45 +33,61 @@ import os
 import sys
 
 LIB = "LIB_DIR"
+ENGINE = LIB + "/perfgroup_engine"
+# Root runs this from NHC, the textfile timer, the APT hook and the boot unit: nothing it imports
+# may be something another user could have written (trust.py's rule, here without the engine).
+os.umask(0o022)
 
 
-def unsafe(path):
-    """Why root must not run code from path: it, or a directory above it (symlinks resolved),
-    is not root's alone. NHC, the timer, the APT hook and the boot unit run this as root."""
-    real = os.path.realpath(path)
-    for current in [path, *(real[: i] or "/" for i in range(len(real)) if real[i] == "/"), real]:
-        try:
-            info = os.lstat(current)
-        except OSError as error:
-            return "%s: %s" % (current, error.strerror)
-        if info.st_uid != 0 or (info.st_mode & 0o022 and not os.path.islink(current)):
-            return "%s is owned by uid %d, mode %04o" % (current, info.st_uid, info.st_mode & 0o7777)
+def loose(path, info):
+    if info.st_uid != 0 or (info.st_mode & 0o022 and not os.path.islink(path)):
+        return "%s is owned by uid %d, mode %04o" % (path, info.st_uid, info.st_mode & 0o7777)
     return None
 
 
-def engine_unsafe():
-    engine = os.path.join(LIB, "perfgroup_engine")
-    problem = unsafe(engine)
-    for directory in (engine, os.path.join(engine, "__pycache__")):
-        try:
-            names = os.listdir(directory)
-        except FileNotFoundError:
-            continue
-        except OSError as error:
-            return "%s: %s" % (directory, error.strerror)
-        for name in names:
-            info = os.lstat(os.path.join(directory, name))
-            if problem is None and (info.st_uid != 0 or info.st_mode & 0o022):
-                problem = "%s/%s is owned by uid %d, mode %04o" % (directory, name, info.st_uid, info.st_mode & 0o7777)
-    return problem
+def chain(path):
+    """Every component of path and of its resolved form, from / down."""
+    real = os.path.realpath(path)
+    for name in (path, real):
+        parts = name.split("/")
+        for end in range(1, len(parts) + 1):
+            current = "/".join(parts[:end]) or "/"
+            try:
+                problem = loose(current, os.lstat(current))
+            except OSError as error:
+                problem = "%s: %s" % (current, error.strerror)
+            if problem:
+                return problem
+    return None
 
 
-problem = engine_unsafe()
+def entries(directory, allowed):
+    """Each entry root's alone and of a kind allowed here (anything else could be imported)."""
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        return "%s: %s" % (directory, error.strerror)
+    for name in names:
+        path = directory + "/" + name
+        if not allowed(name):
+            return "%s is not perfgroup's" % path
+        problem = loose(path, os.lstat(path))
+        if problem:
+            return problem
+    return None
+
+
+problem = (chain(ENGINE)
+           or entries(LIB, lambda name: name == "perfgroup_engine")
+           or entries(ENGINE, lambda name: name.endswith(".py") or name == "__pycache__")
+           or entries(ENGINE + "/__pycache__", lambda name: name.endswith(".pyc")))
 if problem is not None:
     sys.stderr.write("perfgroup-node: refusing to run: %s (root would run code others can change; "
-                     "make it root's alone, then run perfgroup setup)\\n" % problem)
+                     "make it root's alone or delete it, then run perfgroup setup)\\n" % problem)
     sys.exit(2)
-sys.path.insert(0, LIB)
+sys.path.append(LIB)  # after the standard library: nothing here can stand in for one of its modules
 from perfgroup_engine.node_main import main  # noqa: E402
 
 sys.exit(main())

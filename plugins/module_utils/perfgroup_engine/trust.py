@@ -22,6 +22,7 @@ list, and unlinking a name is only harmless where we know who made the directory
 
 from __future__ import annotations
 
+import grp
 import os
 import stat
 
@@ -29,7 +30,7 @@ from . import fstab
 from .acl import W, read_acl
 from .errors import RefusedError
 from .host import has_caps, owner_mode, read_text
-from .paths import LIBEXEC_ROOT, TRACEFS_PATHS, journal_path
+from .paths import ENGINE_DIR, LIB_DIR, LIBEXEC_ROOT, TRACEFS_PATHS, journal_path
 from .perfsource import SYSTEM_DIRS, is_perf_elf
 from .state import State
 from .validate import check_dest_path
@@ -173,11 +174,17 @@ def created_dir_trusted(path: str, state: State) -> bool:
     return any(_inside(copy, path) and os.path.lexists(copy) and setup_made(copy, bare) for copy in copies)
 
 
+def access_restorable(mode: int, gid: int) -> bool:
+    """A tracefs root mode and gid remove may put back: no one but root writes, and no group but
+    root's reads (a forged "before" would otherwise open tracefs to a group of the forger's)."""
+    return 0 <= mode <= 0o7777 and not mode & 0o022 and (gid == 0 or not mode & 0o070) and 0 <= gid < 0xFFFFFFFF
+
+
 def tracefs_before_trusted(entry: tuple[str, int, int]) -> bool:
-    """A tracefs mount's mode and gid from before setup: a tracefs mount point, a mode no one but
-    root writes (remove remounts with it), a valid gid."""
+    """A tracefs mount's mode and gid from before setup: a tracefs mount point and an access
+    remove may restore (remove remounts with it)."""
     point, mode, gid = entry
-    return point in TRACEFS_PATHS and 0 <= mode <= 0o7777 and not mode & 0o022 and 0 <= gid < 0xFFFFFFFF
+    return point in TRACEFS_PATHS and access_restorable(mode, gid)
 
 
 def fstab_edit_trusted(edit: tuple[str, str], gid: int) -> bool:
@@ -185,20 +192,36 @@ def fstab_edit_trusted(edit: tuple[str, str], gid: int) -> bool:
     exactly setup's edit of it for the group's gid. Anything else would have remove write an
     arbitrary line into /etc/fstab (root at the next boot)."""
     before, written = edit
-    return fstab.entry(before) is not None and gid > 0 and fstab.edit_line(before, gid) == written
+    found = fstab.entry(before)
+    if found is None or gid <= 0 or fstab.edit_line(before, gid) != written:
+        return False
+    before_gid, before_mode, uid_given = fstab.access_before(found.options)
+    return not uid_given and access_restorable(0o700 if before_mode is None else before_mode, before_gid)
+
+
+def _gid_of(group: str) -> int | None:
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        return None
 
 
 def sanitize(state: State) -> tuple[State, tuple[str, ...]]:
     """The record with only the items setup could have made and that still look that way, and
     a line naming each item dropped (setup, audit and remove say them)."""
-    dirs = tuple(d for d in state.created_dirs if created_dir_trusted(d, state))
+    dirs = tuple(d for d in state.created_dirs if os.path.normpath(d) == d and created_dir_trusted(d, state))
     tracefs = tuple(e for e in state.tracefs_before if tracefs_before_trusted(e))
     edits = tuple(e for e in state.fstab_edits if fstab_edit_trusted(e, state.gid))
     dropped = [f"created directory {d}" for d in state.created_dirs if d not in dirs]
     dropped += [f"tracefs before {p} mode {m:04o} gid {g}" for p, m, g in state.tracefs_before
                 if (p, m, g) not in tracefs]
     dropped += [f"fstab edit of {before!r}" for before, written in state.fstab_edits if (before, written) not in edits]
-    clean = state._replace(created_dirs=dirs, tracefs_before=tracefs, fstab_edits=edits)
+    # A group counts as created by setup only while it has the gid setup recorded: one the site
+    # deleted and made again (or a record from another node) is the site's.
+    created = state.group_created and _gid_of(state.group) in (None, state.gid)  # gone: heal makes it again
+    if state.group_created and not created:
+        dropped.append(f"group {state.group} created (its gid is no longer {state.gid})")
+    clean = state._replace(created_dirs=dirs, tracefs_before=tracefs, fstab_edits=edits, group_created=created)
     return clean, tuple(f"record item not trusted (setup could not have made it, or it changed): {d}; ignored"
                         for d in dropped)
 
@@ -246,3 +269,26 @@ def files_problems(paths: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
         if problem is not None:
             out.append((path, problem))
     return tuple(out)
+
+
+def foreign_entries() -> tuple[tuple[str, str], ...]:
+    """(path, why) of what is not perfgroup's in the node entry point's directories: anything but
+    the engine package beside it, the engine's .py files and its bytecode. Root imports from
+    there (the launcher refuses to run while any exist; audit and setup name them)."""
+    found = []
+    for directory in (LIB_DIR, ENGINE_DIR, f"{ENGINE_DIR}/__pycache__"):
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError:
+            continue
+        found += [(f"{directory}/{name}", f"{directory}/{name} is not perfgroup's (root would import it)")
+                  for name in names if not _entry_allowed(directory, name)]
+    return tuple(found)
+
+
+def _entry_allowed(directory: str, name: str) -> bool:
+    if directory == LIB_DIR:
+        return name == "perfgroup_engine"
+    if directory == ENGINE_DIR:
+        return name.endswith(".py") or name == "__pycache__"
+    return name.endswith(".pyc")

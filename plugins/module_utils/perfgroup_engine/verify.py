@@ -363,15 +363,16 @@ def end_processes(uids: set[int], wait: float = 5.0) -> None:
         time.sleep(0.02)
 
 
-def _private_dir() -> str | None:
-    """Where to put the verification directories: /run when it is root's alone."""
+def _private_dir() -> str:
+    """Where to put the verification directories: /run, which must be root's alone (never a
+    $TMPDIR someone else could have chosen or can write)."""
     try:
         info = os.lstat(PRIVATE_TMP)
-    except OSError:
-        return None
+    except OSError as error:
+        raise VerifyError(f"{PRIVATE_TMP}: {error.strerror}: no private place for the verification homes") from None
     if stat.S_ISDIR(info.st_mode) and info.st_uid == 0 and not info.st_mode & 0o022:
         return PRIVATE_TMP
-    return None
+    raise VerifyError(f"{PRIVATE_TMP} is not root's alone: no private place for the verification homes")
 
 
 class Identities:
