@@ -79,9 +79,9 @@ def checkout_install() -> str:
     files = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                            check=True, capture_output=True).stdout.decode().split("\0")
     for name in filter(None, files):
-        if (REPO / name).is_file():
+        if (REPO / name).is_symlink() or (REPO / name).is_file():  # the package's engine is a link into plugins/
             (where / "src" / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, where / "src" / name)
+            shutil.copy2(REPO / name, where / "src" / name, follow_symlinks=False)
     if not (where / "venv" / "bin" / "pip").exists():
         subprocess.run([PY, "-m", "venv", str(where / "venv")], check=True)
         subprocess.run([str(where / "venv" / "bin" / "pip"), "install", "-q", str(where / "src")], check=True)
