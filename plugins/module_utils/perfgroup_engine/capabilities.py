@@ -252,3 +252,20 @@ def choice_from_override(caps: frozenset[str]) -> CapChoice:
     """A CapChoice for an administrator's explicit `--caps` list."""
     core = "cap_perfmon" if "cap_perfmon" in caps else "cap_sys_admin" if "cap_sys_admin" in caps else ""
     return CapChoice(caps=caps, core=core, reason="set explicitly by the administrator (--caps)")
+
+
+ROOT_EQUIVALENT_FLAG = "--allow-root-equivalent"
+
+
+def ungranted_root_equivalent(caps: frozenset[str], granted: frozenset[str]) -> list[str]:
+    """The root-equivalent capabilities among caps that the opt-in did not grant, sorted."""
+    return sort_caps((caps & ROOT_EQUIVALENT_CAPS) - granted)
+
+
+def root_equivalent_refusal(why: str, dangerous: list[str], then: str = "") -> str:
+    """The one refusal of root-equivalent capabilities without the opt-in (an explicit --caps, a
+    kernel without CAP_PERFMON, a remembered list): members run their own code inside perf
+    (perf script), so each capability on the copy is theirs."""
+    return (f"{why}: {','.join(dangerous)} would let every member become root (perf script runs their code with "
+            f"the copy's capabilities); refusing. {then}{ROOT_EQUIVALENT_FLAG} grants it anyway and hands root "
+            "to the group")

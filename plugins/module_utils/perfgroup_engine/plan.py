@@ -21,7 +21,7 @@ from .actions import (
     SetParanoid,
     WriteFile,
 )
-from .capabilities import CapChoice, sort_caps
+from .capabilities import CapChoice, ROOT_EQUIVALENT_FLAG, root_equivalent_refusal, sort_caps, ungranted_root_equivalent
 from .desired import Desired
 from .errors import RefusedError
 from .facts import NodeFacts
@@ -39,7 +39,7 @@ from .policy import (
     paranoid_blocks_perfmon_on,
 )
 from .tuples import NamedTuple
-from .validate import ROOT_EQUIVALENT_FLAG, check_desired, check_dest_path
+from .validate import check_desired, check_dest_path
 
 
 @dataclass(frozen=True)
@@ -285,18 +285,16 @@ def check_power(facts: NodeFacts, desired: Desired, choice: CapChoice) -> list[s
     dangerous = sort_caps(choice.root_equivalent)
     if not dangerous:
         return []
-    if not set(dangerous) <= granted_root_equivalent(facts, desired):
+    ungranted = ungranted_root_equivalent(choice.caps, granted_root_equivalent(facts, desired))
+    if ungranted:
         if facts.state is not None and facts.state.caps_override and desired.caps_override is None:
-            raise RefusedError(
-                f"the recorded --caps {','.join(sort_caps(choice.caps))} include {','.join(dangerous)}, with which "
-                f"every member can become root; the opt-in is not remembered: pass {ROOT_EQUIVALENT_FLAG} "
-                "again to keep them, or --caps auto"
-            )
-        raise RefusedError(
-            f"this kernel has no CAP_PERFMON: a perf group needs {','.join(dangerous)}, with which every member "
-            f"can become root; refusing. Alternatives: per-job access on exclusive nodes (batch prolog/epilog), "
-            f"or lowering perf_event_paranoid for everyone; {ROOT_EQUIVALENT_FLAG} grants it anyway"
-        )
+            raise RefusedError(root_equivalent_refusal(
+                f"the recorded --caps {','.join(sort_caps(choice.caps))}", ungranted,
+                "The opt-in is not remembered: pass it again to keep them, or --caps auto; "))
+        raise RefusedError(root_equivalent_refusal(
+            "this kernel has no CAP_PERFMON: a perf group needs them", ungranted,
+            "Alternatives: per-job access on exclusive nodes (batch prolog/epilog), or lowering "
+            "perf_event_paranoid for everyone; "))
     return [f"MEMBERS CAN BECOME ROOT: the copy carries {','.join(dangerous)} (allowed with {ROOT_EQUIVALENT_FLAG})"]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .capabilities import PROFILING_CAPS, ROOT_EQUIVALENT_CAPS, CapabilityError, parse_cap_list, sort_caps
+from .capabilities import CapabilityError, PROFILING_CAPS, ROOT_EQUIVALENT_CAPS, ROOT_EQUIVALENT_FLAG, parse_cap_list, root_equivalent_refusal, sort_caps, ungranted_root_equivalent
 from .desired import Desired
 from .errors import RefusedError
 from .options import OPTIONS
@@ -105,9 +105,6 @@ def check_abs_path(kind: str, path: str) -> str:
     return path
 
 
-ROOT_EQUIVALENT_FLAG = "--allow-root-equivalent"
-
-
 def check_caps(text: str, allow_root_equivalent: bool) -> frozenset[str]:
     """Parse an explicit --caps list. Members run their own code inside perf (perf script), so any
     capability on the copy is theirs: beyond profiling needs the loud opt-in."""
@@ -117,12 +114,9 @@ def check_caps(text: str, allow_root_equivalent: bool) -> frozenset[str]:
         raise RefusedError(f"--caps: {error}") from None
     if allow_root_equivalent:
         return caps
-    dangerous = sort_caps(caps & ROOT_EQUIVALENT_CAPS)
+    dangerous = ungranted_root_equivalent(caps, frozenset())
     if dangerous:
-        raise RefusedError(
-            f"--caps: {','.join(dangerous)} would let members become root (perf script runs their code with "
-            f"the copy's capabilities); refusing ({ROOT_EQUIVALENT_FLAG} overrides and hands root to the group)"
-        )
+        raise RefusedError(root_equivalent_refusal("--caps", dangerous))
     beyond = sort_caps(caps - PROFILING_CAPS)
     if beyond:
         raise RefusedError(
