@@ -142,10 +142,26 @@ def _print_plan_document(answer: dict[str, Any], dry_run: bool, what: str = "ima
     if not actions:
         output.say(output.paint(f"nothing to change: the {what} is converged", "green"))
         return
+    shown = _with_entry_point_as_one(actions)
     output.say(("would change" if dry_run else "plan") + f" ({len(actions)} steps):")
-    for number, action in enumerate(actions, 1):
+    for number, action in enumerate(shown, 1):
         output.say(f"  {number}. {output.escape(action['summary'])}")
         output.say(f"     why: {output.escape(action['why'])}")
+
+
+def _with_entry_point_as_one(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The node entry point's files (the engine copy and its launcher, ~40) as one line where the
+    first of them stands: an administrator reads what changes, not the engine's file list."""
+    from ..engine.node_files_rules import is_entry_point
+
+    files = [a for a in actions if a.get("kind") == "write_file" and is_entry_point(str(a.get("target")))]
+    if len(files) < 2:
+        return actions
+    first = actions.index(files[0])
+    one = {**files[0], "summary": f"node entry point: {len(files)} files (perfgroup-node and its engine copy "
+                                  "under /usr/local/lib/perfgroup)", "why": files[0]["why"]}
+    rest = [a for a in actions if a not in files]
+    return [*rest[:first], one, *rest[first:]]
 
 
 def _report_failure(result: Any, dry_run: bool, as_json: bool, error: str) -> None:

@@ -105,3 +105,18 @@ def test_fleet_audit_text_escapes_what_the_nodes_sent(runner: CliRunner, monkeyp
     result = runner.invoke(main, ["audit", "-i", "inventory.ini"])
     assert "\x1b" not in result.output and "\r" not in result.output, result.output
     assert "n\\x1b[2J1" in result.output and "\\x1b[31mroot\\r holds it" in result.output
+
+
+def test_the_plan_shows_the_node_entry_point_as_one_step() -> None:
+    """Issue 22: ~40 `create .../perfgroup_engine/X.py` lines become one, where the first stood."""
+    from perfgroup.commands.setup import _with_entry_point_as_one
+
+    def step(kind: str, target: str) -> dict[str, str]:
+        return {"kind": kind, "target": target, "summary": f"{kind} {target}", "why": "w"}
+
+    engine = [step("write_file", f"/usr/local/lib/perfgroup/perfgroup_engine/m{i}.py") for i in range(40)]
+    plan = [step("create_group", "g"), *engine, step("write_file", "/usr/local/sbin/perfgroup-node"),
+            step("write_file", "/usr/local/bin/perf")]
+    shown = _with_entry_point_as_one(plan)
+    assert [s["target"] for s in shown] == ["g", engine[0]["target"], "/usr/local/bin/perf"]
+    assert shown[1]["summary"].startswith("node entry point: 41 files")
