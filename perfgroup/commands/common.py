@@ -114,9 +114,9 @@ def verbose_option(help_text: str) -> Callable[[F], F]:
     return click.option("-v", "--verbose", count=True, help=help_text)
 
 
-def require_root(what: str) -> None:
+def require_root(what: str, because: str = "changes groups and file capabilities") -> None:
     if os.geteuid() != 0:
-        raise RefusedError(f"{what} changes groups and file capabilities: run it as root")
+        raise RefusedError(f"{what} {because}: run it as root")
 
 
 def on_wait(message: str) -> None:

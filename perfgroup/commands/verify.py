@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import output
+from ..engine.errors import RefusedError
 from .common import Exit, command, engine_options, json_option, require_root
 
 
@@ -25,7 +26,9 @@ def verify(group: str, dest: str | None, as_json: bool) -> None:
     from ..engine import facts as facts_mod
 
     desired = facts_mod.audit_target(group, dest)
-    require_root("verify")
+    require_root("verify", "runs perf as fresh identities holding the group")
+    if facts_mod.group_facts(group).gid is None:  # bad input (exit 2), not a failed verification
+        raise RefusedError(f"no group {group} on this node: run `perfgroup setup --group {group}` first")
     result = converge.run_verify(desired)
     if as_json:
         output.emit_json(result.as_dict())
