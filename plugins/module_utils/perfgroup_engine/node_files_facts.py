@@ -13,7 +13,7 @@ import os
 
 from . import host
 from .desired import NodeArtifact
-from .paths import ENGINE_DIR, LAUNCHER, LIB_DIR, optional_paths
+from .paths import ENGINE_DIR, LAUNCHER, LIB_DIR, TMP_PREFIX, optional_paths
 from .tuples import NamedTuple
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
@@ -71,7 +71,7 @@ def entries(directory, allowed):
         return "%s: %s" % (directory, error.strerror)
     for name in names:
         path = directory + "/" + name
-        if not allowed(name):
+        if not allowed(name) and not name.startswith("TMP_PREFIX"):  # a killed run's temp file: not importable
             return "%s is not perfgroup's" % path
         problem = loose(path, os.lstat(path))
         if problem:
@@ -91,7 +91,7 @@ sys.path.append(LIB)  # after the standard library: nothing here can stand in fo
 from perfgroup_engine.node_main import main  # noqa: E402
 
 sys.exit(main())
-'''.replace("LIB_DIR", LIB_DIR)
+'''.replace("LIB_DIR", LIB_DIR).replace("TMP_PREFIX", TMP_PREFIX)
 
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ from . import fstab
 from .acl import W, read_acl
 from .errors import RefusedError
 from .host import has_caps, owner_mode, read_text
-from .paths import ENGINE_DIR, LIB_DIR, LIBEXEC_ROOT, TRACEFS_PATHS, journal_path
+from .paths import ENGINE_DIR, LIB_DIR, LIBEXEC_ROOT, TMP_PREFIX, TRACEFS_PATHS, journal_path
 from .perfsource import SYSTEM_DIRS, is_perf_elf
 from .state import State
 from .validate import check_dest_path
@@ -287,6 +287,8 @@ def foreign_entries() -> tuple[tuple[str, str], ...]:
 
 
 def _entry_allowed(directory: str, name: str) -> bool:
+    if name.startswith(TMP_PREFIX):  # a killed run's temp file (never importable): the next write removes it
+        return _node_problem(f"{directory}/{name}", "file") is None
     if directory == LIB_DIR:
         return name == "perfgroup_engine"
     if directory == ENGINE_DIR:
