@@ -21,7 +21,7 @@ from .actions import (
     SetParanoid,
     WriteFile,
 )
-from .capabilities import CapChoice, ROOT_EQUIVALENT_FLAG, root_equivalent_refusal, sort_caps, ungranted_root_equivalent
+from .capabilities import ROOT_EQUIVALENT_FLAG, CapChoice, root_equivalent_refusal, sort_caps, ungranted_root_equivalent
 from .desired import Desired
 from .errors import RefusedError
 from .facts import NodeFacts

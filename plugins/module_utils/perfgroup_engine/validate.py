@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import os
 
-from .capabilities import CapabilityError, PROFILING_CAPS, ROOT_EQUIVALENT_CAPS, ROOT_EQUIVALENT_FLAG, parse_cap_list, root_equivalent_refusal, sort_caps, ungranted_root_equivalent
+from .capabilities import (
+    PROFILING_CAPS,
+    ROOT_EQUIVALENT_FLAG,
+    CapabilityError,
+    parse_cap_list,
+    root_equivalent_refusal,
+    sort_caps,
+    ungranted_root_equivalent,
+)
 from .desired import Desired
 from .errors import RefusedError
 from .options import OPTIONS
