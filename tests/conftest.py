@@ -47,3 +47,10 @@ def make_node() -> Iterator[object]:
 @pytest.fixture
 def node(make_node: object) -> Node:
     return make_node()  # type: ignore[operator]
+
+
+@pytest.fixture
+def users(node: Node) -> Node:
+    """A throwaway node with the accounts alice and bob (no home, sh)."""
+    node.ok("useradd -M -s /bin/sh alice && useradd -M -s /bin/sh bob")
+    return node

@@ -38,12 +38,6 @@ def setup(node: Node, *args: str) -> Any:
     return result
 
 
-@pytest.fixture
-def users(node: Node) -> Node:
-    node.ok("useradd -M -s /bin/sh alice && useradd -M -s /bin/sh bob")
-    return node
-
-
 def test_acl_on_the_copy_opens_it_until_setup_strips_it(users: Node) -> None:
     node = users
     setup(node)

@@ -65,12 +65,6 @@ def session(node: Node, user: str) -> Iterator[Session]:
         started.end()
 
 
-@pytest.fixture
-def users(node: Node) -> Node:
-    node.ok("useradd -M -s /bin/sh alice && useradd -M -s /bin/sh bob")
-    return node
-
-
 def test_a_session_that_outlives_members_remove_is_named_and_critical(users: Node) -> None:
     node = users
     assert perfgroup(node, "setup", "--member", "alice").returncode == 0

@@ -51,12 +51,6 @@ def entries(node: Node, paths: tuple[str, ...]) -> dict[str, tuple[object, ...]]
     return {k: v for k, v in snap.items() if any(k == p.lstrip("/") or k.startswith(p.lstrip("/") + "/") for p in paths)}
 
 
-@pytest.fixture
-def users(node: Node) -> Node:
-    node.ok("useradd -M -s /bin/sh alice && useradd -M -s /bin/sh bob")
-    return node
-
-
 # Paths a forged record names that setup could never have installed a copy at.
 FOREIGN = ("/etc/localtime", "/lib64", "/etc/r10-link", "/opt/tools/perf", "/usr/lib/linux-tools/6.1.0-99/perf",
            "/opt/site-bin/perf")
