@@ -5,7 +5,7 @@ functions of NodeFacts (rules layer); access_facts.py reads, access_plan.py repa
 
 from __future__ import annotations
 
-from .access_facts import Holder, Holding, Lingering, ProcessScan, password_set, scan_processes
+from .access_facts import Holder, Holding, Lingering, ProcessScan, password_set
 from .acl import R, W, X
 from .desired import Desired
 from .facts import NodeFacts
@@ -187,9 +187,3 @@ def remaining_notes(scan: ProcessScan, users: set[str] | None, gid: int | None,
         notes.append(f"still holding gid {gid} (end them or the user's session to take the access away): "
                      + holding_text(held))
     return notes
-
-
-def lingering_notes(users: set[str] | None = None, gid: int | None = None,
-                    gid_users: set[str] | None = None) -> list[str]:
-    """remaining_notes over this system's processes now."""
-    return remaining_notes(scan_processes(gid=gid), users, gid, gid_users)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pwd
 
-from . import access_rules, apply
+from . import access_facts, access_rules, apply
 from .actions import Action, AddMember, RemoveMember
 from .errors import RefusedError
 from .facts import GroupFacts, group_facts, user_exists
@@ -76,4 +76,5 @@ def record(group: str, users: list[str], add: bool) -> None:
 def remaining(group: str, users: list[str]) -> list[str]:
     """After `members remove`: the removed users' processes that still hold the capabilities or
     the group's gid (a running session keeps its groups until it ends)."""
-    return access_rules.lingering_notes(set(users), group_facts(group).gid, set(users))
+    gid = group_facts(group).gid  # the scan reads /proc here, in the flow; the rule only words it
+    return access_rules.remaining_notes(access_facts.scan_processes(gid=gid), set(users), gid, set(users))

@@ -255,5 +255,5 @@ def run(group: str, dry_run: bool, lock_wait: float, on_wait: Callable[[str], No
     deleted = any(isinstance(step, DeleteGroup) for step in steps)
     removed = {step.target for step in steps if isinstance(step, RemoveMember)}
     gid = facts.group_gid if deleted or removed else None
-    found += access_rules.lingering_notes(None, gid, None if deleted else removed)
+    found += access_rules.remaining_notes(access_facts.scan_processes(gid=gid), None, gid, None if deleted else removed)
     return RemoveResult(steps, tuple(done), tuple(found))
