@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from .. import output
-from ..engine.errors import RefusedError
 from .common import Exit, command, engine_options, json_option, require_root
 
 
@@ -22,13 +21,13 @@ def verify(group: str, dest: str | None, as_json: bool) -> None:
     A workload the node cannot support (no tracefs, kptr_restrict=2, lockdown) is "unavailable",
     not a failure. Fails only when a supported workload does not behave as expected.
     """
-    from ..engine import converge
+    from ..engine import converge, members
     from ..engine import facts as facts_mod
 
     desired = facts_mod.audit_target(group, dest)
     require_root("verify", "runs perf as fresh identities holding the group")
     if facts_mod.group_facts(group).gid is None:  # bad input (exit 2), not a failed verification
-        raise RefusedError(f"no group {group} on this node: run `perfgroup setup --group {group}` first")
+        raise members.missing_group(group, facts_mod.other_groups(group))
     result = converge.run_verify(desired)
     if as_json:
         output.emit_json(result.as_dict())

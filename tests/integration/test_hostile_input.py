@@ -55,7 +55,7 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("group docker", ["setup", "--group", "docker"], 2, "system powers"),
     ("gid of another group", ["setup", "--gid", "100"], 2, "already belongs to group users"),
     ("member unknown", ["setup", "--member", "ghost"], 2, "no such user"),
-    ("verify of a group that does not exist", ["verify", "--group", "nosuch"], 2, "no group nosuch"),
+    ("verify of a group that does not exist", ["verify", "--group", "nosuch"], 2, "group nosuch does not exist"),
     ("member root", ["setup", "--member", "root"], 2, "pointless"),
     ("member colon", ["setup", "--member", "a:b"], 2, "characters outside"),
     ("member newline", ["setup", "--member", "alice\nroot"], 2, "characters outside"),

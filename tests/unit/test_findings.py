@@ -4,7 +4,7 @@ import struct
 from typing import Any
 
 import pytest
-from factsdata import CAPS, GID, caps, converged, desired, dirs, replace, state, with_copy
+from factsdata import CAPS, GID, caps, converged, desired, dirs, fresh, replace, state, with_copy
 
 from perfgroup.engine.capabilities import decode
 from perfgroup.engine.facts import GroupFacts, NodeFacts, PathFacts, SourceFacts
@@ -180,3 +180,26 @@ def test_recorded_override_is_expected_until_auto() -> None:
 def test_exit_code_is_the_worst() -> None:
     assert exit_code(audit(with_copy(converged(), nlink=2), desired())) == 1
     assert exit_code(audit(with_copy(converged(), mode=0o755), desired())) == 2
+
+
+# (case, other groups, own record error, pending, a typo?)
+TYPO_CASES = [
+    ("no other record", (), "missing", False, False),
+    ("another group's record, none of ours", ("perf_users",), "missing", False, True),
+    ("ours unreadable: not a typo", ("perf_users",), "not valid JSON", False, False),
+    ("ours half-written: not a typo", ("perf_users",), "missing", True, False),
+]
+
+
+@pytest.mark.parametrize(("others", "error", "pending", "typo"), [c[1:] for c in TYPO_CASES], ids=[c[0] for c in TYPO_CASES])
+def test_another_groups_record_makes_every_fix_point_at_it(others: tuple[str, ...], error: str, pending: bool,
+                                                             typo: bool) -> None:
+    facts = fresh()._replace(other_groups=others, state=None, state_error=error,
+                             pending=state() if pending else None)
+    found = audit(facts, desired(group="perf_user"))
+    assert (found[0].id == "state.other_group") is typo
+    if typo:
+        assert "did you mean --group perf_users?" in found[0].message
+        assert {f.fix for f in found if f.fix} == {"perfgroup audit --group perf_users"}
+    else:
+        assert any(f.fix == "perfgroup setup --group perf_user" for f in found)

@@ -112,6 +112,7 @@ class NodeFacts(NamedTuple):
     unsafe_files: tuple[tuple[str, str], ...] = ()
     # (path, why) of files setup would write whose directory others could change (setup and heal only)
     unsafe_targets: tuple[tuple[str, str], ...] = ()
+    other_groups: tuple[str, ...] = ()  # groups other setup records on this node are for (one group per node)
 
 
 def path_facts(path: str) -> PathFacts:
@@ -336,6 +337,22 @@ def leftovers(directories: list[str]) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
+def other_groups(group: str) -> tuple[str, ...]:
+    """The groups other setup records on this node are for (GROUP.json, or a run's GROUP.pending,
+    root's alone): a node has one perfgroup group, so these make `group` a second one, or a typo."""
+    try:
+        names = os.listdir(STATE_DIR)
+    except OSError:
+        return ()
+    found = set()
+    for name in names:
+        stem, dot, suffix = name.rpartition(".")
+        ours = dot and suffix in ("json", "pending") and stem != group and not name.startswith(".")
+        if ours and trust.path_problem(f"{STATE_DIR}/{name}") is None:
+            found.add(stem)
+    return tuple(sorted(found))
+
+
 def audit_target(group: str, dest: str | None) -> Desired:
     """What a read command (audit, verify) looks at: any existing group, privileged ones too,
     and the copy where the setup record says it is unless dest is given."""
@@ -422,6 +439,7 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
         unsafe_files=trust.files_problems(installed_files(state)) + trust.foreign_entries(),
         unsafe_targets=unsafe_targets(desired),
         pending=intent_facts.read(desired.state_path, group.gid, group.members),
+        other_groups=other_groups(desired.group),
     )
 
 

@@ -20,11 +20,13 @@ from .policy import (
     COPY_MODE,
     MIN_PARANOID,
     TARGET_PARANOID,
+    did_you_mean,
     dir_is_safe,
     expected_caps,
     granted_root_equivalent,
     paranoid_blocks_perfmon_on,
     root_equivalent,
+    second_group,
 )
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
@@ -396,7 +398,14 @@ RULES: tuple[Rule, ...] = (
 
 
 def audit(facts: NodeFacts, desired: Desired) -> list[Finding]:
-    return [finding for rule in RULES for finding in rule(facts, desired)]
+    found = [finding for rule in RULES for finding in rule(facts, desired)]
+    if not second_group(facts):
+        return found
+    # A typo: every fix points at the group perfgroup is set up for, never at setting up the typo.
+    other = facts.other_groups[0]
+    advice = f"perfgroup audit --group {other}"
+    typo = Finding("state.other_group", CRITICAL, did_you_mean(desired.group, facts.other_groups), advice)
+    return [typo, *(f._replace(fix=advice) if f.fix else f for f in found)]
 
 
 def report(facts: NodeFacts, desired: Desired, found: list[Finding]) -> dict[str, object]:

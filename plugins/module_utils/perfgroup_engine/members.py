@@ -11,16 +11,17 @@ import pwd
 from . import access_facts, access_rules, apply
 from .actions import Action, AddMember, RemoveMember
 from .errors import RefusedError
-from .facts import GroupFacts, group_facts, user_exists
+from .facts import GroupFacts, group_facts, other_groups, user_exists
 from .host import load_state
 from .paths import state_path
+from .policy import did_you_mean
 from .validate import check_member, check_name
 
 
 def listing(group: str) -> dict[str, object]:
     facts = group_facts(check_name("group", group))
     if facts.gid is None:
-        raise RefusedError(f"group {group} does not exist")
+        raise missing_group(group, other_groups(group))
     primary = sorted(entry.pw_name for entry in pwd.getpwall() if entry.pw_gid == facts.gid)
     return {
         "group": group, "gid": facts.gid, "source": "local" if facts.local else "directory",
@@ -28,10 +29,18 @@ def listing(group: str) -> dict[str, object]:
     }
 
 
-def plan(facts: GroupFacts, users: list[str], known: dict[str, bool], add: bool) -> tuple[Action, ...]:
+def missing_group(group: str, others: tuple[str, ...]) -> RefusedError:
+    """A group that does not exist: a typo of the group perfgroup is set up for, or not set up yet."""
+    if others:
+        return RefusedError(f"group {group} does not exist; {did_you_mean(group, others)}")
+    return RefusedError(f"group {group} does not exist; run `perfgroup setup --group {group}` first")
+
+
+def plan(facts: GroupFacts, users: list[str], known: dict[str, bool], add: bool,
+         others: tuple[str, ...] = ()) -> tuple[Action, ...]:
     """Pure: refuse a directory or missing group and unknown users; else the changes needed."""
     if facts.gid is None:
-        raise RefusedError(f"group {facts.name} does not exist; run `perfgroup setup --group {facts.name}` first")
+        raise missing_group(facts.name, others)
     if not facts.local:
         raise RefusedError(f"group {facts.name} is managed by the directory (LDAP/SSSD); change its members there")
     for user in users:
@@ -49,7 +58,8 @@ def plan(facts: GroupFacts, users: list[str], known: dict[str, bool], add: bool)
 
 def read_and_plan(group: str, users: list[str], add: bool) -> tuple[Action, ...]:
     facts = group_facts(check_name("group", group))
-    return plan(facts, users, {user: user_exists(user) for user in users}, add)
+    others = other_groups(group) if facts.gid is None else ()
+    return plan(facts, users, {user: user_exists(user) for user in users}, add, others)
 
 
 def change(group: str, users: list[str], add: bool) -> list[str]:

@@ -36,7 +36,9 @@ from .policy import (
     granted_root_equivalent,
     is_packaged,
     managed_dir,
+    one_group_refusal,
     paranoid_blocks_perfmon_on,
+    second_group,
 )
 from .tuples import NamedTuple
 from .validate import check_desired, check_dest_path
@@ -321,6 +323,8 @@ def preflight(facts: NodeFacts, desired: Desired) -> Decided:
     """Every refusal that does not need the source perf: run before --install-perf touches the
     node, so bad input or an unsafe destination never gets a package installed."""
     check_desired(desired)
+    if second_group(facts):
+        raise RefusedError(one_group_refusal(desired.group, facts.other_groups))
     for path, problem in facts.unsafe_targets:
         raise RefusedError(f"{problem}: perfgroup will not write {path} there, which root or members run or read; "
                            "make every directory above it root's alone first")

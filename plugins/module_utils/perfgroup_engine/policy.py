@@ -14,7 +14,7 @@ from .capabilities import (
 )
 from .desired import Desired
 from .facts import NodeFacts, PathFacts
-from .paths import LIBEXEC_ROOT
+from .paths import LIBEXEC_ROOT, MODULE_NAME
 from .perfsource import SYSTEM_DIRS
 
 # The privileged copy: root-owned, group = the perf group, no access for others.
@@ -29,6 +29,25 @@ TARGET_PARANOID = 2
 # CAP_SYS_ADMIN: CAP_PERFMON does not pass (seen on Debian's 6.1 kernel).
 PERFMON_BLOCKED_FROM = 3
 PACKAGED_PERF = tuple(f"{directory}/perf" for directory in SYSTEM_DIRS)
+
+
+def did_you_mean(group: str, others: tuple[str, ...], command: str = "") -> str:
+    """A typo's help: the group perfgroup is set up for, never advice about that group's files."""
+    option = f"`perfgroup {command} --group {others[0]}`" if command else f"--group {others[0]}"
+    return f"perfgroup is set up on this node for group {' and '.join(others)}, not {group}: did you mean {option}?"
+
+
+def second_group(facts: NodeFacts) -> bool:
+    """No record of this group, but another group's: a typo, or a second group (one per node)."""
+    return bool(facts.other_groups) and facts.state_error == "missing" and facts.pending is None
+
+
+def one_group_refusal(group: str, others: tuple[str, ...]) -> str:
+    # Two groups cannot share what is one per node: tracefs's gid= option, /usr/local/bin/perf and
+    # the perf/privileged module.
+    return (f"{did_you_mean(group, others)} A node has one perfgroup group (tracefs has one gid, "
+            f"/usr/local/bin/perf and the {MODULE_NAME} module one owner); to switch, run "
+            f"`perfgroup remove --group {others[0]}` first")
 
 
 def expected_caps(facts: NodeFacts, desired: Desired, audit: bool = False) -> CapChoice:

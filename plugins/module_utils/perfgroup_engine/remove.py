@@ -27,6 +27,7 @@ from . import (
 from . import facts as facts_mod
 from .actions import Action, DeleteCopy, DeleteDir, DeleteFile, DeleteGroup, EditFstab, RemountTracefs, RemoveMember
 from .errors import RefusedError
+from .facts import other_groups
 from .host import load_state
 from .paths import (
     DROPIN_PATH,
@@ -43,6 +44,7 @@ from .paths import (
     state_path,
     sysctl_path,
 )
+from .policy import did_you_mean
 from .state import State
 from .tuples import NamedTuple
 from .validate import check_group
@@ -71,6 +73,7 @@ class RemoveFacts(NamedTuple):
     not_ours: tuple[str, ...] = ()  # recorded files whose content is not what setup wrote there: left in place
     pending: bool = False  # a failed setup run's intent lies beside the record (folded into `state`)
     record_untrusted: tuple[str, ...] = ()  # record items dropped by trust.sanitize, each named
+    other_groups: tuple[str, ...] = ()  # groups other setup records on this node are for
 
 
 def derived_files(group: str) -> tuple[str, ...]:
@@ -95,14 +98,6 @@ def _entries(path: str) -> tuple[str, ...] | None:
         return None
 
 
-def _other_records(group: str) -> bool:
-    try:
-        names = os.listdir(STATE_DIR)
-    except OSError:
-        return False
-    return any(name.endswith(".json") and name != f"{group}.json" for name in names)
-
-
 def read(group: str) -> RemoveFacts:
     state, error = load_state(state_path(group))
     try:
@@ -115,14 +110,14 @@ def read(group: str) -> RemoveFacts:
         defaults = (default_dest(group), *derived_files(group), state_path(group), intent_path(state_path(group)))
         present = tuple(path for path in defaults if os.path.lexists(path))
         return RemoveFacts(group, None, error, group_exists=exists, group_members=members, group_gid=gid,
-                           leftovers_of_unrecorded=present)
+                           leftovers_of_unrecorded=present, other_groups=other_groups(group))
     state, record_untrusted = trust.sanitize(intent_plan.fold(state, intent))
     # Copies this record names, and any capability-carrying file under the install root that no
     # other group's record claims (a copy an older setup left behind).
     left = access_facts.find_orphans(None, state.dest, group)
     recorded = tuple(dict.fromkeys((*state.copies, state.dest)))
     allowed = set(derived_files(group))
-    shared = _other_records(group)  # the node entry point serves every group: the last remove takes it
+    shared = bool(other_groups(group))  # the node entry point serves every group: the last remove takes it
     files = tuple(
         (path, os.path.lexists(path)) for path, _ in state.files
         if path in allowed or (node_files_rules.owned(group, path) and not (shared and node_files_rules.is_entry_point(path)))
@@ -155,6 +150,10 @@ def read(group: str) -> RemoveFacts:
 
 def check(facts: RemoveFacts) -> None:
     """Refuse when perfgroup files exist but no usable record says what setup made."""
+    if facts.state is None and facts.state_error == "missing" and facts.other_groups and not facts.pending:
+        # A typo: never advise deleting the other group's files.
+        raise RefusedError(f"no setup record for group {facts.group}; "
+                           + did_you_mean(facts.group, facts.other_groups, "remove") + " Nothing was changed")
     if facts.state is None and facts.leftovers_of_unrecorded:
         raise RefusedError(
             f"no usable setup record for group {facts.group} ({state_path(facts.group)} is {facts.state_error}) "
