@@ -123,6 +123,37 @@ def test_setup_root_gid_option_dry_run_and_the_images_package_manager(make_node:
     assert "image /srv/img prepared" in done.stdout
 
 
+def test_remove_root_takes_perfgroup_out_of_the_image_and_only_that(make_node: object, bookworm_cpio: Path) -> None:
+    node = make_node()  # type: ignore[operator]
+    unpack(node, bookworm_cpio)
+    pristine = node.snapshot()
+    done = node.run([PERFGROUP, "setup", "--root", IMG, "--group", GROUP, "--member", "alice",
+                     "--textfile-dir", "/var/lib/prometheus/node-exporter"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    prepared = node.snapshot()
+    dry = node.run([PERFGROUP, "remove", "--root", IMG, "--group", GROUP, "--dry-run"])
+    assert dry.returncode == 0 and "would" in dry.stdout, dry.stdout + dry.stderr
+    assert node.snapshot() == prepared, "remove --root --dry-run changed something"
+
+    gone = node.run([PERFGROUP, "remove", "--root", IMG, "--group", GROUP, "--json"])
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    document = json.loads(gone.stdout)
+    assert document["changed"] is True and document["image"] == IMG
+    after = node.snapshot()
+    assert outside_image(after) == outside_image(prepared), "remove --root changed files outside the image"
+    # What is left different from the unpacked image: the group database's backups and the
+    # files groupadd/groupdel rewrote (same content again), perfgroup's empty state directory and
+    # its lock file in /run (a tmpfs on the booted node).
+    changed = {path for path in set(after) | set(pristine) if after.get(path) != pristine.get(path)}
+    left = {path for path in changed if "perfgroup" in path or "perf_users" in path}
+    assert left <= {f"{IMG.lstrip('/')}/var/lib/perfgroup", f"{IMG.lstrip('/')}/run/perfgroup.lock"}, sorted(left)
+    assert node.sh(f"grep -q '^{GROUP}:' {IMG}/etc/group").returncode != 0, "the group is still in the image"
+    assert node.ok(f"cat {IMG}/etc/group") == node.ok(f"cd {IMG} && cpio -i --quiet --to-stdout etc/group < {bookworm_cpio}")
+
+    again = node.run([PERFGROUP, "remove", "--root", IMG, "--group", GROUP])
+    assert again.returncode == 0 and "nothing to remove" in again.stdout, again.stdout + again.stderr
+
+
 @pytest.mark.parametrize(("argv", "code", "says"), [
     (["setup", "--root", "srv/img"], 2, "absolute path"),
     (["setup", "--root", "/srv/nothing"], 2, "no such directory"),
@@ -131,6 +162,8 @@ def test_setup_root_gid_option_dry_run_and_the_images_package_manager(make_node:
     (["setup", "--root", "/srv/nopython"], 2, "python3"),
     (["setup", "--root", "/srv/nopython", "--group", "root"], 2, "already grants system powers"),
     (["audit", "--root", "/srv/nothing"], 3, "no such directory"),
+    (["remove", "--root", "/"], 2, "this machine"),
+    (["remove", "--root", "/srv/bare"], 2, "not a Linux root"),
     (["audit", "--root", "/srv/nopython", "--functional"], 3, "--functional"),
 ])
 def test_bad_root_is_refused_with_one_line_and_nothing_changes(node: Node, argv: list[str], code: int,

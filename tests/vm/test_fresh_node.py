@@ -33,6 +33,17 @@ step verify3 perfgroup verify
 step functional3 perfgroup audit --functional
 """
 
+# remove undoes all of it (after the boot unit ran, so it is loaded and active): perf_event_paranoid
+# back to what setup found (when setup's 2 is still there), tracefs as it was, no unit left loaded.
+REMOVE_ALL = """
+step set2 sysctl -w kernel.perf_event_paranoid=2
+step start_heal systemctl start perfgroup-heal-perf_users.service
+step remove perfgroup remove --group perf_users
+step paranoid_removed cat /proc/sys/kernel/perf_event_paranoid
+step tracefs_removed stat -c '%a %g' /sys/kernel/tracing
+step_sh units_removed 'systemctl list-units --all --no-legend --plain | grep perf_users || true'
+"""
+
 KEEP_PARANOID = """
 step setup perfgroup setup --group perf_users --keep-paranoid
 """
@@ -76,7 +87,7 @@ def check_member_can_profile(result: BootResult, exp: Expectations) -> None:
 
 
 def test_fresh_bookworm_node(bookworm: Machine) -> None:
-    result = bookworm.boot(FRESH_NODE_SETUP + PARANOID_BACK_TO_3, mode="systemd")
+    result = bookworm.boot(FRESH_NODE_SETUP + PARANOID_BACK_TO_3 + REMOVE_ALL, mode="systemd")
     exp = Expectations(result)
     check_member_can_profile(result, exp)
     setup = result.steps.get("setup")
@@ -96,7 +107,21 @@ def test_fresh_bookworm_node(bookworm: Machine) -> None:
     paranoid = result.steps.get("paranoid")
     exp.expect(paranoid is not None and paranoid.stdout.strip() == "2", "Debian's 3 is set to 2 (live)", "paranoid")
     check_paranoid_3_is_critical(result, exp)
+    check_removed(result, exp, paranoid="3")
     exp.check()
+
+
+def check_removed(result: BootResult, exp: Expectations, paranoid: str) -> None:
+    exp.expect(step_rc(result, "remove") == 0, "perfgroup remove exits 0", "remove")
+    value = result.steps.get("paranoid_removed")
+    exp.expect(value is not None and value.stdout.strip() == paranoid,
+               f"after remove, perf_event_paranoid is {paranoid} again", "paranoid_removed")
+    tracefs = result.steps.get("tracefs_removed")
+    exp.expect(tracefs is not None and tracefs.stdout.split() == ["700", "0"],
+               "after remove, tracefs is systemd's 0700 root again", "tracefs_removed")
+    units = result.steps.get("units_removed")
+    exp.expect(units is not None and units.stdout.strip() == "",
+               "after remove, systemd has no perfgroup unit loaded (no not-found ... active)", "units_removed")
 
 
 def check_paranoid_3_is_critical(result: BootResult, exp: Expectations) -> None:

@@ -192,6 +192,20 @@ class CreateSymlink(Action):
 
 
 @dataclass(frozen=True)
+class Systemctl(Action):
+    """`systemctl stop UNITS` before remove deletes their files, or `daemon-reload` after, so no
+    unit stays loaded as `not-found ... active`. Skipped where systemd is not running (images)."""
+
+    verb: str = "daemon-reload"
+    units: tuple[str, ...] = ()
+    kind = "systemctl"
+
+    @property
+    def summary(self) -> str:
+        return " ".join(("systemctl", self.verb, *self.units))
+
+
+@dataclass(frozen=True)
 class SetParanoid(Action):
     value: int = 2
     was: int | None = None
@@ -366,5 +380,5 @@ class EditFstab(Action):
 ALL_ACTIONS = (
     CreateGroup, LockGroupPassword, CreateDir, RepairDir, InstallCopy, FixCopy, RestoreContext, WriteFile, SetParanoid,
     AddMember, RemoveMember, CleanLeftovers, DeleteCopy, DeleteFile, DeleteDir, DeleteGroup, CreateSymlink, SecurePath,
-    RemountTracefs, PersistTracefs, EditFstab,
+    RemountTracefs, PersistTracefs, EditFstab, Systemctl,
 )

@@ -554,6 +554,18 @@ def reload_systemd() -> None:
                            stdin=subprocess.DEVNULL, timeout=60)
 
 
+def systemctl(action: act.Systemctl) -> bool:
+    """Best effort, like reload_systemd: a unit that will not stop must not keep its files alive."""
+    if not os.path.isdir("/run/systemd/system"):
+        return False
+    checkpoint("systemctl")
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(["systemctl", action.verb, *action.units], capture_output=True, check=False,
+                       stdin=subprocess.DEVNULL, timeout=120)
+    log.change("systemctl", " ".join(action.units) or "systemd", "", action.verb)
+    return True
+
+
 def delete_copy(path: str) -> bool:
     """Take the copy's name away atomically, then neutralise and delete the inode."""
     directory, name = os.path.split(path)
@@ -668,6 +680,7 @@ PERFORMERS: dict[type, Callable[[Any], bool]] = {
     act.RemountTracefs: _changes(remount_tracefs),
     act.PersistTracefs: _changes(persist_tracefs),
     act.EditFstab: edit_fstab,
+    act.Systemctl: systemctl,
 }
 
 

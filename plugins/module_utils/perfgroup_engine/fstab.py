@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 # tracefs root mode for the group: group read and search, nothing for others (never 0755).
 TRACEFS_MODE = 0o750
+# How systemd's sys-kernel-tracing.mount leaves tracefs: (mode, gid) = 0700 root.
+SYSTEMD_TRACEFS = (0o700, 0)
 
 
 class Entry(NamedTuple):

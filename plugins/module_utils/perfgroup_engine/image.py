@@ -1,4 +1,4 @@
-"""Setup and audit of a node image (`perfgroup setup|audit --root DIR`), run INSIDE the image.
+"""Setup, audit and remove in a node image (`perfgroup setup|audit|remove --root DIR`), run INSIDE the image.
 
 The controller (perfgroup/image_root.py) stages this engine in the image and starts the image's
 own python3 chrooted into it, in a private mount namespace without /proc. So the group goes into
@@ -58,12 +58,21 @@ def run_audit(group: str, dest: str | None) -> Document:
     return document
 
 
+def run_remove(group: str, dry_run: bool, lock_wait: float) -> Document:
+    from . import remove  # the remove request: setup's and audit's would not need it
+
+    steps, done, notes = remove.run(group, dry_run, lock_wait)
+    return {**remove.document(steps, done, notes, dry_run), "outcome": "ok"}
+
+
 def handle(request: Document) -> Document:
     if request["command"] == "setup":
         return run_setup(desired_from_dict(request["desired"]), bool(request.get("dry_run")),
                          float(request.get("lock_wait", 0)))
     if request["command"] == "audit":
         return run_audit(str(request["group"]), request.get("dest"))
+    if request["command"] == "remove":
+        return run_remove(str(request["group"]), bool(request.get("dry_run")), float(request.get("lock_wait", 0)))
     raise ValueError(f"unknown command {request['command']!r}")
 
 

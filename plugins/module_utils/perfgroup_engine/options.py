@@ -91,7 +91,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("root", "str", None,
            "Work on a node image directory instead of this machine (Warewulf image, xCAT rootimg, any Linux root "
            "with python3): its own /etc/group, perf and files, chrooted, never this machine's kernel.",
-           ("setup", "audit"), metavar="DIR", desired=False,
+           ("setup", "audit", "remove"), metavar="DIR", desired=False,
            not_in_role="the role converges running nodes; images are prepared on the image build host"),
     Option("verify", "bool", True, "Run perf as a member and as a non-member after converging.",
            ("setup",), ("main",), desired=False),

@@ -17,6 +17,7 @@ ENGINE_DIR = f"{LIB_DIR}/perfgroup_engine"
 LAUNCHER = "/usr/local/sbin/perfgroup-node"
 
 # -- files setup writes for a group ----------------------------------------------------------------
+SYSTEMD_DIR = "/etc/systemd/system"
 PROFILE_DIR = "/etc/profile.d"
 SYSCTL_DIR = "/etc/sysctl.d"
 WRAPPER_PATH = "/usr/local/bin/perf"
@@ -26,7 +27,7 @@ DROPIN_PATH = "/etc/systemd/system/sys-kernel-tracing.mount.d/perfgroup.conf"
 # Directories where setup may place rendered artifacts (remove deletes recorded files only there,
 # and only names that mention the group or are perfgroup's own).
 ARTIFACT_DIRS = (
-    "/etc/systemd/system", "/etc/systemd/system/multi-user.target.wants", "/etc/systemd/system/timers.target.wants",
+    SYSTEMD_DIR, f"{SYSTEMD_DIR}/multi-user.target.wants", f"{SYSTEMD_DIR}/timers.target.wants",
     "/etc/apt/apt.conf.d", "/etc/dnf/plugins/post-transaction-actions.d", "/etc/dnf/libdnf5-plugins/actions.d",
     "/etc/nhc/scripts", "/etc/nhc/nhc.conf.d", "/etc/systemd/system/sys-kernel-tracing.mount.d",
     "/etc/lmod/modules", "/etc/environment-modules/modules", "/etc/profile.d", "/usr/local/bin",

@@ -22,12 +22,25 @@ from . import (
     intent_plan,
     node_files_rules,
     reach_facts,
+    sysctl,
     trust,
 )
 from . import facts as facts_mod
-from .actions import Action, DeleteCopy, DeleteDir, DeleteFile, DeleteGroup, EditFstab, RemountTracefs, RemoveMember
+from .actions import (
+    Action,
+    DeleteCopy,
+    DeleteDir,
+    DeleteFile,
+    DeleteGroup,
+    EditFstab,
+    RemountTracefs,
+    RemoveMember,
+    SetParanoid,
+    Systemctl,
+)
 from .errors import RefusedError
 from .facts import other_groups
+from .fstab import SYSTEMD_TRACEFS
 from .host import load_state
 from .paths import (
     DROPIN_PATH,
@@ -36,6 +49,7 @@ from .paths import (
     LIB_DIR,
     MODULEFILES,
     STATE_DIR,
+    SYSTEMD_DIR,
     TMP_PREFIX,
     artifact_paths,
     default_dest,
@@ -44,7 +58,7 @@ from .paths import (
     state_path,
     sysctl_path,
 )
-from .policy import did_you_mean
+from .policy import MIN_PARANOID, TARGET_PARANOID, did_you_mean
 from .state import State
 from .tuples import NamedTuple
 from .validate import check_group
@@ -74,6 +88,7 @@ class RemoveFacts(NamedTuple):
     pending: bool = False  # a failed setup run's intent lies beside the record (folded into `state`)
     record_untrusted: tuple[str, ...] = ()  # record items dropped by trust.sanitize, each named
     other_groups: tuple[str, ...] = ()  # groups other setup records on this node are for
+    paranoid_now: int | None = None  # live kernel.perf_event_paranoid (None in an image)
 
 
 def derived_files(group: str) -> tuple[str, ...]:
@@ -143,7 +158,7 @@ def read(group: str) -> RemoveFacts:
     return RemoveFacts(
         group, state, None, copies=copies, files=files, dirs=dirs,
         group_exists=exists, group_members=members, group_gid=gid, entry_point_cache=cache, state_unsafe=_state_unsafe(group),
-        tracefs=reach_facts.read_facts().tracefs, fstab_lines=fstab.tracefs_lines(host.read_text(FSTAB, exact=True) or ""),
+        tracefs=reach_facts.read_facts().tracefs, paranoid_now=host.read_int(sysctl.PROC_PATH), fstab_lines=fstab.tracefs_lines(host.read_text(FSTAB, exact=True) or ""),
         untrusted=untrusted, not_ours=not_ours, pending=intent is not None, record_untrusted=record_untrusted,
     )
 
@@ -175,7 +190,10 @@ def plan(facts: RemoveFacts) -> tuple[Action, ...]:
     state = facts.state
     if state is None:
         return ()
-    actions: list[Action] = [DeleteCopy(path, "the privileged copy") for path, present in facts.copies if present]
+    units = tuple(os.path.basename(path) for path, present in facts.files
+                  if present and path not in facts.not_ours and is_unit(path))
+    actions: list[Action] = [Systemctl("systemd", "the units go with their files", verb="stop", units=units)] if units else []
+    actions += [DeleteCopy(path, "the privileged copy") for path, present in facts.copies if present]
     for path, present in facts.files:
         if present and path not in facts.not_ours:
             why = "the live value is kept" if path == sysctl_path(facts.group) else "setup wrote it"
@@ -193,11 +211,9 @@ def plan(facts: RemoveFacts) -> tuple[Action, ...]:
         if entries is not None and not left:
             actions.append(DeleteDir(path, "setup created it"))
             gone.add(path)
-    now = {point: (mode, gid) for point, mode, gid in facts.tracefs}
-    for point, mode, gid in state.tracefs_before:
-        if point in now and now[point] != (mode, gid):
-            actions.append(RemountTracefs(point, "setup opened tracefs to the group; put back as it was",
-                                          gid=gid, mode=mode, was_mode=now[point][0], was_gid=now[point][1]))
+    if units:
+        actions.append(Systemctl("systemd", "so systemd forgets the deleted units"))
+    actions += restore_tracefs(state, facts.tracefs)
     actions += [EditFstab(FSTAB, "setup gave tracefs's entry the group's options; put the line back",
                           line=now, new_line=before, step="restore_fstab")
                 for now, before in fstab.restores(state.fstab_edits, facts.fstab_lines)]
@@ -206,6 +222,7 @@ def plan(facts: RemoveFacts) -> tuple[Action, ...]:
     elif facts.group_exists:
         actions += [RemoveMember(user, "setup added them", group=state.group)
                     for user in state.members_added if user in facts.group_members]
+    actions += restore_paranoid(state, facts.paranoid_now)[0]
     if facts.pending:
         actions.append(DeleteFile(intent_path(state_path(state.group)), "what a setup run that did not finish meant to record",
                                   step="delete_state:pending"))
@@ -214,20 +231,65 @@ def plan(facts: RemoveFacts) -> tuple[Action, ...]:
     return tuple(actions)
 
 
+def is_unit(path: str) -> bool:
+    return os.path.dirname(path) == SYSTEMD_DIR and path.endswith((".service", ".timer"))
+
+
+def restore_tracefs(state: State, mounts: tuple[tuple[str, int, int], ...]) -> list[Action]:
+    """Back as setup found it; a mount the record knows nothing of but that carries the group's gid
+    was opened at boot by what setup wrote into an image: back to systemd's own 0700 root."""
+    actions: list[Action] = []
+    before = {point: (mode, gid) for point, mode, gid in state.tracefs_before}
+    for point, mode, gid in mounts:
+        if point in before:
+            want = before[point]
+        elif gid == state.gid and not state.tracefs_kept:
+            want = SYSTEMD_TRACEFS
+        else:
+            continue
+        if want != (mode, gid):
+            actions.append(RemountTracefs(point, "setup opened tracefs to the group; put back as it was",
+                                          gid=want[1], mode=want[0], was_mode=mode, was_gid=gid))
+    return actions
+
+
+def restore_paranoid(state: State, now: int | None) -> tuple[list[Action], str]:
+    """The live value back to what setup found, if setup's 2 is still there; never below 2."""
+    before = state.paranoid_before
+    if before is None or now is None:
+        return [], ("kernel.perf_event_paranoid keeps its live value; without the drop-in, boot applies the "
+                    "distribution default")
+    if state.keep_paranoid or before == now:
+        return [], ""
+    if now != TARGET_PARANOID:
+        return [], (f"kernel.perf_event_paranoid is {now}, not the {TARGET_PARANOID} setup set (changed since): "
+                    f"left as it is; it was {before} before setup")
+    if before < MIN_PARANOID:
+        return [], (f"kernel.perf_event_paranoid stays {now}: it was {before} before setup, but below {MIN_PARANOID} "
+                    f"every user may profile the whole system; if you mean that: sysctl -w "
+                    f"kernel.perf_event_paranoid={before}")
+    return [SetParanoid(sysctl.PROC_PATH, "as before setup (boot applies the kernel's and the site's sysctl "
+                                          "settings, as before setup)", value=before, was=now)], ""
+
+
 def notes(facts: RemoveFacts) -> list[str]:
     if facts.state is None:
         return [f"nothing to remove: no setup record and no perfgroup files for group {facts.group}"]
-    before = facts.state.paranoid_before
+    paranoid = restore_paranoid(facts.state, facts.paranoid_now)[1]
     changed = [f"{FSTAB}: the tracefs line setup wrote ({written!r}) was changed since; left as it is"
                for original, written in facts.state.fstab_edits
                if written != original and written not in facts.fstab_lines and original not in facts.fstab_lines]
     return [
         *(trust.untrusted_note(path) for path in facts.untrusted), *facts.record_untrusted,
         *(f"{path} is not what perfgroup wrote there (changed since setup); left in place" for path in facts.not_ours),
-        *changed,
-        "kernel.perf_event_paranoid keeps its live value; without the drop-in, boot applies the distribution default"
-        + (f" (it was {before} before setup)" if before is not None else ""),
+        *changed, *([paranoid] if paranoid else []),
     ]
+
+
+def document(steps: tuple[Action, ...], done: tuple[Action, ...], notes: tuple[str, ...], dry_run: bool) -> dict[str, object]:
+    """What `remove --json` prints, here or from an image."""
+    return {"dry_run": dry_run, "changed": bool(done), "steps": [s.summary for s in steps],
+            "done": [s.summary for s in steps if s in done], "notes": list(notes)}
 
 
 class RemoveResult(NamedTuple):
