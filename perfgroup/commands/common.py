@@ -87,7 +87,7 @@ def _click_option(option: options.Option) -> Callable[[F], F]:
     if option.kind == "bool" and option.default:
         decls = [f"{option.cli_flag}/--no-{option.cli_flag[2:]}", option.name]
         return click.option(*decls, default=True, show_default=True, help=help_text)
-    decls = [option.cli_flag, option.name]
+    decls = [option.cli_flag, *option.old_flags, option.name]
     if option.kind == "bool":
         return click.option(*decls, is_flag=True, help=help_text)
     kwargs: dict[str, Any] = {"help": help_text, "metavar": option.metavar or None}

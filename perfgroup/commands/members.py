@@ -49,29 +49,34 @@ def members_list(group: str, as_json: bool) -> None:
         output.say(f"  {output.escape(name)} (primary group)")
 
 
-def _change_members(group: str, users: tuple[str, ...], add: bool, dry_run: bool) -> None:
+def _change_members(group: str, users: tuple[str, ...], mode: str, dry_run: bool) -> None:
     from ..engine import apply
     from ..engine import members as members_mod
 
     require_root("members")
-    planned = members_mod.read_and_plan(group, list(users), add)  # refuse before taking the lock
+    planned = members_mod.read_and_plan(group, list(users), mode)  # refuse before taking the lock
     if dry_run:
         for action in planned:
             output.say(f"  would {output.escape(action.summary)}")
         if not planned:
             output.say("nothing to change")
         return
-    changed: list[str] = []
+    added: list[str] = []
+    removed: list[str] = []
     if planned:
         with apply.node_lock(LOCK_WAIT, on_wait):
-            changed = members_mod.change(group, list(users), add)
-    verb = "added" if add else "removed"
-    output.say(f"{verb}: {output.escape(', '.join(changed))}" if changed else "unchanged")
-    if add and changed:
-        output.say("note: a membership applies from the member's next login (or `newgrp`)")
-    if not add:
-        for note in members_mod.remaining(group, list(users)):
-            output.say(f"note: {output.escape(note)}")
+            added, removed = members_mod.change(group, list(users), mode)
+    for verb, names in (("added", added), ("removed", removed)):
+        if names:
+            output.say(f"{verb}: {output.escape(', '.join(names))}")
+    if not added and not removed:
+        output.say("unchanged")
+    notes = ["a membership applies from the member's next login (or `newgrp`)"] if added else []
+    if mode == "remove" or removed:  # sessions of people asked out keep the group until they end
+        notes += members_mod.remaining(group, list(users) if mode == "remove" else removed)
+    notes += members_mod.image_note(bool(added or removed))
+    for note in notes:
+        output.say(f"note: {output.escape(note)}")
 
 
 @subcommand("add")
@@ -80,7 +85,7 @@ def _change_members(group: str, users: tuple[str, ...], add: bool, dry_run: bool
 @click.argument("users", nargs=-1, required=True)
 def members_add(group: str, users: tuple[str, ...], dry_run: bool) -> None:
     """Add USERS to the group."""
-    _change_members(group, users, add=True, dry_run=dry_run)
+    _change_members(group, users, "add", dry_run)
 
 
 @subcommand("remove")
@@ -89,4 +94,18 @@ def members_add(group: str, users: tuple[str, ...], dry_run: bool) -> None:
 @click.argument("users", nargs=-1, required=True)
 def members_remove(group: str, users: tuple[str, ...], dry_run: bool) -> None:
     """Remove USERS from the group."""
-    _change_members(group, users, add=False, dry_run=dry_run)
+    _change_members(group, users, "remove", dry_run)
+
+
+@subcommand("sync")
+@engine_options("members")
+@dry_run_option
+@click.argument("users", nargs=-1, required=True)
+def members_sync(group: str, users: tuple[str, ...], dry_run: bool) -> None:
+    """Make USERS the whole member list: add those missing, remove everyone else.
+
+    The role's equivalent is perf_users_members with perf_users_members_exclusive: true (the
+    default only ever adds). Removed members keep the group in sessions already running: the
+    command names them.
+    """
+    _change_members(group, users, "sync", dry_run)

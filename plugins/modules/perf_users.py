@@ -29,6 +29,12 @@ options:
     type: list
     elements: str
     default: []
+  members_exclusive:
+    description: >-
+      The members given are the whole list: remove every other member of the local group (default: only
+      add; nobody is ever removed unless this is set).
+    type: bool
+    default: false
   gid:
     description: >-
       Numeric gid for a new group; keep it the same on every node.

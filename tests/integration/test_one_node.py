@@ -76,6 +76,8 @@ def test_member_profiles_non_member_cannot_stock_perf_still_refuses(node: Node) 
     assert node.sh(which, user="bob").stdout.strip() == "/usr/local/bin/perf"
     wrapped = node.sh(f"perf {' '.join(PERF_A)}", user="bob")
     assert wrapped.returncode != 0 and "perf_event_paranoid" in wrapped.stderr, wrapped.stderr
+    first = wrapped.stderr.splitlines()[0]
+    assert first.startswith("perf: system-wide and kernel profiling is for members of group perf_users; ask"), first
     assert "Permission denied" not in wrapped.stderr
     # Members get the privileged perf from the wrapper in a non-login shell (no profile.d).
     assert node.sh(f"perf {' '.join(PERF_A)}", user="alice").returncode == 0
@@ -351,6 +353,32 @@ def test_members_add_list_remove(node: Node) -> None:
     assert perfgroup(node, "members", "remove", "alice").returncode == 0
     assert json.loads(perfgroup(node, "members", "list", "--json").stdout)["members"] == ["bob"]
     assert perfgroup(node, "members", "add", "ghost").returncode == 2
+
+
+def test_members_sync_and_members_exclusive_make_the_list_authoritative(node: Node) -> None:
+    converged(node)  # alice, added by setup
+    node.ok("useradd -M -s /bin/sh carol && gpasswd -a bob perf_users >/dev/null")  # bob: added by hand
+    before = node.snapshot()
+    dry = perfgroup(node, "members", "sync", "carol", "--dry-run")
+    assert "would remove bob from perf_users" in dry.stdout and "would add carol" in dry.stdout, dry.stdout
+    assert node.snapshot() == before
+    synced = perfgroup(node, "members", "sync", "carol")
+    assert synced.returncode == 0, synced.stderr
+    assert "added: carol" in synced.stdout and "removed: alice, bob" in synced.stdout, synced.stdout
+    assert json.loads(perfgroup(node, "members", "list", "--json").stdout)["members"] == ["carol"]
+    record = json.loads(node.ok("cat /var/lib/perfgroup/perf_users.json"))
+    assert record["members_added"] == ["carol"]  # so remove takes carol out, and only carol
+    refused = perfgroup(node, "members", "sync")
+    assert refused.returncode == 2  # click: USERS required; the engine refuses an empty list too
+    # The same through setup (the role's perf_users_members_exclusive): the default only adds.
+    added = perfgroup(node, "setup", "--member", "alice", "--no-verify")
+    assert added.returncode == 0
+    assert json.loads(perfgroup(node, "members", "list", "--json").stdout)["members"] == ["alice", "carol"]
+    exclusive = perfgroup(node, "setup", "--member", "alice", "--members-exclusive", "--no-verify")
+    assert exclusive.returncode == 0 and "remove carol from perf_users" in exclusive.stdout, exclusive.stdout
+    assert json.loads(perfgroup(node, "members", "list", "--json").stdout)["members"] == ["alice"]
+    none = perfgroup(node, "setup", "--members-exclusive", "--no-verify")
+    assert none.returncode == 2 and "would remove every member" in none.stderr
 
 
 def test_functional_audit_and_verify(node: Node) -> None:

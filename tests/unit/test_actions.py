@@ -128,14 +128,17 @@ def test_nothing_to_remove_is_not_a_refusal_but_unrecorded_files_are() -> None:
 GROUP = GroupFacts("perf_users", 995, ("alice",), local=True)
 
 
-@pytest.mark.parametrize(("users", "add", "expected"), [
-    (["bob"], True, [("add_member", "bob")]),
-    (["alice"], True, []),
-    (["alice", "bob", "bob"], False, [("remove_member", "alice")]),
+@pytest.mark.parametrize(("users", "mode", "expected"), [
+    (["bob"], "add", [("add_member", "bob")]),
+    (["alice"], "add", []),
+    (["alice", "bob", "bob"], "remove", [("remove_member", "alice")]),
+    (["bob"], "sync", [("add_member", "bob"), ("remove_member", "alice")]),
+    (["alice"], "sync", []),
+    (["alice", "bob"], "sync", [("add_member", "bob")]),
 ])
-def test_members_plan(users: list[str], add: bool, expected: list[tuple[str, str]]) -> None:
+def test_members_plan(users: list[str], mode: str, expected: list[tuple[str, str]]) -> None:
     known = {"alice": True, "bob": True}
-    assert [(a.kind, a.target) for a in members_mod.plan(GROUP, users, known, add)] == expected
+    assert [(a.kind, a.target) for a in members_mod.plan(GROUP, users, known, mode)] == expected
 
 
 @pytest.mark.parametrize(("group", "users", "message"), [
@@ -143,10 +146,17 @@ def test_members_plan(users: list[str], add: bool, expected: list[tuple[str, str
     (GroupFacts("perf_users", 5000, (), local=False), ["bob"], "directory"),
     (GROUP, ["ghost"], "no such user"),
     (GROUP, ["root"], "pointless"),
+    (GroupFacts("perf_users", 5000, ("alice",), local=False), ["alice"], "directory"),
 ])
 def test_members_refusals(group: GroupFacts, users: list[str], message: str) -> None:
-    with pytest.raises(RefusedError, match=message):
-        members_mod.plan(group, users, {"bob": True, "root": True}, add=True)
+    for mode in ("add", "sync"):
+        with pytest.raises(RefusedError, match=message):
+            members_mod.plan(group, users, {"bob": True, "root": True, "alice": True}, mode)
+
+
+def test_members_sync_never_empties_the_group() -> None:
+    with pytest.raises(RefusedError, match="would empty the group"):
+        members_mod.plan(GROUP, [], {}, "sync")
 
 
 def test_module_diff_and_summary_are_plain_data() -> None:

@@ -507,6 +507,9 @@ def test_wrapper_gives_members_the_privileged_perf_in_every_shell(make_node: Cal
     ]
     for name, result, expected in cases:
         assert (result.returncode, result.stdout.strip()) == (0, expected), (name, result.stderr)
+        # Non-members hear first, in one line, why they get the stock perf; members hear nothing.
+        told = [line for line in result.stderr.splitlines() if f"members of group {GRP}" in line]
+        assert len(told) == (0 if expected.startswith("PRIVILEGED") else 1), (name, result.stderr)
     # The outsider really is locked out of the copy (the wrapper adds no privilege).
     direct = node.run([f"{DEST_DIR}/perf"], user=OUTSIDER)
     assert direct.returncode != 0 and "ermission denied" in direct.stderr

@@ -41,6 +41,11 @@ step audit /usr/local/sbin/perfgroup-node audit --group {GROUP}
 """
 
 
+MEMBERS_ON_IMAGE = f"""
+step members_image perfgroup members add --group {GROUP} bob
+"""
+
+
 def prepare_image(machine: Machine, work: Path) -> tuple[Machine, str, str]:
     """The image's rootfs, set up with --root and packed again as cpio newc (no xattrs)."""
     root = work / "rootfs"
@@ -98,8 +103,11 @@ def test_prepared_cpio_image_boots_converged_twice(bookworm: Machine, tmp_path: 
     check_boot(first, exp, "first boot")
     # The second boot also takes perfgroup out of the running node: the image's record knows
     # nothing of tracefs (prepared offline), so remove puts back systemd's own 0700 root.
-    second = machine.boot(BOOT + REMOVE_ALL, mode="systemd")
+    second = machine.boot(BOOT + MEMBERS_ON_IMAGE + REMOVE_ALL, mode="systemd")
     exp.result = second
     check_boot(second, exp, "second boot")
+    told = second.steps.get("members_image")
+    exp.expect(told is not None and told.rc == 0 and "gone at the next boot" in told.stdout,
+               "members add on a node booted from an image says the change is gone at the next boot", "members_image")
     check_removed(second, exp, paranoid="2")
     exp.check()

@@ -23,7 +23,17 @@ from . import (
 )
 from . import facts as facts_mod
 from . import plan as plan_mod
-from .actions import Action, AddMember, CreateDir, DeleteDir, EditFstab, InstallCopy, RemountTracefs, SecurePath
+from .actions import (
+    Action,
+    AddMember,
+    CreateDir,
+    DeleteDir,
+    EditFstab,
+    InstallCopy,
+    RemountTracefs,
+    RemoveMember,
+    SecurePath,
+)
 from .capabilities import sort_caps
 from .desired import Desired
 from .errors import ConvergeError, PerfgroupError
@@ -127,6 +137,7 @@ def build_state(desired: Desired, before: NodeFacts, after: NodeFacts, plan: Pla
     created_dirs = (set(known.created_dirs) | {a.target for a in applied if isinstance(a, CreateDir)}) \
         - {a.target for a in applied if isinstance(a, DeleteDir)}
     added = set(known.members_added) | {a.target for a in applied if isinstance(a, AddMember)}
+    added -= {a.target for a in applied if isinstance(a, RemoveMember)}
     copies = [*known.copies, *(a.target for a in applied if isinstance(a, InstallCopy))]
     paranoid_before = known.paranoid_before
     override = desired.caps_override is not None or (

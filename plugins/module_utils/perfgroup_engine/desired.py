@@ -31,6 +31,7 @@ class Desired(NamedTuple):
     group: str
     dest: str
     members: tuple[str, ...] = ()
+    members_exclusive: bool = False  # members is the whole local list: remove anyone else
     gid: int | None = None
     source: str | None = None  # None: find the system perf
     caps_override: frozenset[str] | None = None  # None: keep what setup recorded, else auto

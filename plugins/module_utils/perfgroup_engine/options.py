@@ -38,6 +38,7 @@ class Option(NamedTuple):
     from_record: Callable[[Any], Any] | None = None
     # The click-free parsers that read it (perfgroup's plain audit, perfgroup-node's): commands.
     plain: tuple[str, ...] = ()
+    old_flags: tuple[str, ...] = ()  # earlier CLI spellings, still accepted (not shown in --help)
 
     @property
     def cli_flag(self) -> str:
@@ -59,6 +60,9 @@ OPTIONS: tuple[Option, ...] = (
            from_record=lambda state: state.group, plain=("audit",)),
     Option("members", "list", (), "Users to add to the group (repeatable on the command line).",
            ("setup",), ("main",), flag="--member", metavar="USER"),
+    Option("members_exclusive", "bool", False,
+           "The members given are the whole list: remove every other member of the local group "
+           "(default: only add; nobody is ever removed unless this is set).", ("setup",), ("main",)),
     Option("gid", "int", None, "Numeric gid for a new group; keep it the same on every node.",
            ("setup",), ("main",), metavar="N"),
     Option("source", "str", None, "perf to copy (default: the system perf; wrapper scripts are followed to the ELF).",
@@ -78,7 +82,7 @@ OPTIONS: tuple[Option, ...] = (
            ("setup",), ("main",)),
     Option("allow_privileged_group", "bool", False,
            "Allow a group such as wheel or sudo: ALL its members get kernel profiling rights.",
-           ("setup",), ("main",), flag="--adopt-privileged-group",
+           ("setup",), ("main",), old_flags=("--adopt-privileged-group",),
            from_record=lambda state: True),  # setup refused an unasked privileged group before recording it
     Option("allow_root_equivalent", "bool", False,
            "Allow capabilities that let members become root (cap_sys_admin, cap_sys_ptrace, cap_setuid, ...), "

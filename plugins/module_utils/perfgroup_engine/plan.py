@@ -16,6 +16,7 @@ from .actions import (
     CreateGroup,
     FixCopy,
     InstallCopy,
+    RemoveMember,
     RepairDir,
     RestoreContext,
     SetParanoid,
@@ -147,6 +148,12 @@ def plan_members(facts: NodeFacts, desired: Desired, origin: str) -> list[Action
                 f"--member {name}: group {desired.group} is managed by the directory (LDAP/SSSD); add the member there"
             )
         actions.append(AddMember(name, "asked with --member", group=desired.group))
+    if desired.members_exclusive:
+        others = [name for name in facts.group.members if name not in desired.members]
+        if others and origin == "directory":
+            raise RefusedError(f"--members-exclusive: group {desired.group} is managed by the directory (LDAP/SSSD); "
+                               "change its members there")
+        actions += [RemoveMember(name, "not listed (--members-exclusive)", group=desired.group) for name in others]
     return actions
 
 

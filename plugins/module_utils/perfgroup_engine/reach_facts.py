@@ -42,18 +42,31 @@ class ReachFacts(NamedTuple):
     fstab_lines: tuple[str, ...] = ()  # /etc/fstab's tracefs entries, as they are (engine/fstab.py)
 
 
-def tracefs_points(mountinfo: str) -> tuple[str, ...]:
-    """Mount points among TRACEFS_PATHS whose (topmost) filesystem is tracefs."""
+def filesystems(mountinfo: str) -> dict[str, str]:
+    """Mount point -> type of the filesystem on top there (later lines are mounted over earlier ones)."""
     top: dict[str, str] = {}
     for line in mountinfo.splitlines():
         fields = line.split()
         if " - " not in line or len(fields) < 5:
             continue
-        point = fields[4].replace("\\040", " ")
-        fstype = line.split(" - ", 1)[1].split()[0]
-        if point in TRACEFS_PATHS:
-            top[point] = fstype  # later lines are mounted over earlier ones
+        top[fields[4].replace("\\040", " ")] = line.split(" - ", 1)[1].split()[0]
+    return top
+
+
+def tracefs_points(mountinfo: str) -> tuple[str, ...]:
+    """Mount points among TRACEFS_PATHS whose (topmost) filesystem is tracefs."""
+    top = filesystems(mountinfo)
     return tuple(point for point in TRACEFS_PATHS if top.get(point) == "tracefs")
+
+
+# What / is on a node booted from a Warewulf/xCAT-style image: a memory filesystem, built anew
+# from the image at every boot.
+IN_MEMORY = ("rootfs", "tmpfs", "ramfs")
+
+
+def stateless_root(mountinfo: str | None = None) -> bool:
+    text = host.read_text(MOUNTINFO) if mountinfo is None else mountinfo
+    return filesystems(text or "").get("/") in IN_MEMORY
 
 
 def fstab_mounts_tracefs(text: str) -> bool:

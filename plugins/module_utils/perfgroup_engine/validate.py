@@ -70,7 +70,8 @@ def check_group(name: str, allow_privileged: bool) -> str:
     if name in PRIVILEGED_GROUPS and not allow_privileged:
         raise RefusedError(
             f"group {name!r} already grants system powers; refusing to make it the perf group "
-            "(use --adopt-privileged-group to give every member of it kernel profiling rights)"
+            "(use --allow-privileged-group, role: perf_users_allow_privileged_group, to give every member of it "
+            "kernel profiling rights)"
         )
     return name
 
@@ -171,5 +172,8 @@ def check_desired(desired: Desired) -> Desired:
     check_gid(desired.gid)
     for member in desired.members:
         check_member(member)
+    if desired.members_exclusive and not desired.members:
+        raise RefusedError("--members-exclusive without --member would remove every member of the group; "
+                           "name the members (to empty the group: perfgroup members remove USER...)")
     check_dest_path(desired.dest)
     return desired
