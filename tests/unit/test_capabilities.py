@@ -71,6 +71,11 @@ def test_choose_caps(last_cap: int | None, release: str, allow: bool, expected: 
     assert choice.caps == expected and choice.core == core and choice.reason
 
 
+def test_an_image_without_a_kernel_is_not_kernel_0_0() -> None:
+    choice = choose_caps(40, "", allow_root_equivalent=True)  # setup --root on an image without /lib/modules
+    assert choice.caps == PERFMON and "0.0" not in choice.reason and "release unknown" in choice.reason
+
+
 def test_the_legacy_set_is_root_equivalent_and_says_so() -> None:
     choice = choose_caps(37, "4.19.0")
     assert choice.root_equivalent == {"cap_sys_admin", "cap_sys_ptrace"} and "become root" in choice.reason

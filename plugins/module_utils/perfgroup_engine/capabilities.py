@@ -239,7 +239,9 @@ def choose_caps(cap_last_cap: int | None, kernel_release: str, allow_root_equiva
         "cap_syslog: kernel symbols at perf_event_paranoid >= 2",
         "cap_ipc_lock: perf top/record -m beyond the mlock budget",
     ]
-    if version < (5, 9) and allow_root_equivalent:
+    if version == (0, 0):  # an image without /lib/modules: no release to compare
+        why.append("kernel release unknown (an image without /lib/modules): assumed 5.9 or later")
+    elif version < (5, 9) and allow_root_equivalent:
         caps.add("cap_sys_ptrace")
         why.append(f"kernel {version[0]}.{version[1]} < 5.9: cap_sys_ptrace (root-equivalent, allowed) to watch other users' processes")
     elif version < (5, 9):
