@@ -135,10 +135,17 @@ def _setup_image(image_dir: str, desired: Any, dry_run: bool, as_json: bool) -> 
 
 
 def _print_plan_document(answer: dict[str, Any], dry_run: bool, what: str = "image") -> None:
+    from ..engine.plan import machine_wide
+
+    actions = answer.get("plan") or []
+    wide = machine_wide(actions)
+    if wide:  # first: what changes for everyone, not only for members
+        output.say(output.paint(f"machine-wide (for everyone on this {what}, not only members):", "yellow"))
+        for line in wide:
+            output.say(f"  - {output.escape(line)}")
     output.say(f"capabilities: {answer['caps_text']}  ({answer['caps_reason']})")
     for note in answer.get("notes") or []:
         output.say(f"note: {output.escape(note)}")
-    actions = answer.get("plan") or []
     if not actions:
         output.say(output.paint(f"nothing to change: the {what} is converged", "green"))
         return

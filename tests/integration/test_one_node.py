@@ -46,6 +46,10 @@ def test_setup_converges_verifies_and_audits_clean(node: Node) -> None:
     result = converged(node)
     assert "verified" in result.stdout
     assert "cap_perfmon" in result.stdout
+    # The plan opens with what changes for everyone on the node.
+    top = result.stdout.splitlines()[:5]
+    assert top[0] == "machine-wide (for everyone on this node, not only members):", top
+    assert any(line.startswith("  - /usr/local/bin/perf in front of every user's perf") for line in top), top
     code, report = audit_json(node)
     assert code == 0, report
     assert report["status"] == "ok"

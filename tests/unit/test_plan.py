@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import pytest
-from factsdata import CAPS, caps, converged, desired, dirs, fresh, replace, with_copy
+from factsdata import CAPS, caps, converged, desired, dirs, fresh, replace, want, with_copy
 
 from perfgroup.engine import facts as facts_mod
 from perfgroup.engine.errors import RefusedError
 from perfgroup.engine.facts import GroupFacts, NodeFacts, PathFacts, SourceFacts, TextFacts
-from perfgroup.engine.plan import make
+from perfgroup.engine.plan import machine_wide, make
 
 
 def kinds(facts: NodeFacts, **want: object) -> list[str]:
@@ -146,3 +146,14 @@ def test_selinux_relabels_a_new_copy_and_warns_when_enforcing(selinux: str | Non
     assert ("restore_context" in [a.kind for a in plan.actions]) == restores
     assert any("SELinux is enforcing" in note for note in plan.notes) == warns
     assert "restore_context" not in [a.kind for a in make(replace(converged(), selinux=selinux), desired()).actions]
+
+
+def test_the_plan_says_first_what_changes_for_everyone() -> None:
+    facts = replace(fresh(), paranoid=3, perf_restrict_config=True)
+    plan = make(facts, want())
+    wide = machine_wide([a.as_dict() for a in plan.actions])
+    assert wide[0].startswith("lower kernel.perf_event_paranoid 3 -> 2, live")
+    assert any(line.startswith("kernel.perf_event_paranoid 2 at every boot") for line in wide)
+    # Nothing for members only (the copy, the group, profile.d) is called machine-wide.
+    assert not [line for line in wide if "libexec" in line or "profile.d" in line]
+    assert machine_wide([a.as_dict() for a in make(converged(), desired()).actions]) == []

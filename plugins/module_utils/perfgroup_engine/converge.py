@@ -41,7 +41,7 @@ from .facts import NodeFacts
 from .finding import CRITICAL, OK, UNKNOWN, WARNING, Finding
 from .paths import DROPIN_PATH, artifact_paths
 from .perfsource import SYSTEM_DIRS
-from .plan import Plan
+from .plan import Plan, machine_wide
 from .policy import dir_is_safe
 from .state import State
 
@@ -101,6 +101,7 @@ def setup_document(result: SetupResult, dry_run: bool, error: str | None) -> dic
         "caps_text": plan.caps.text() if plan else None,
         "group_origin": plan.group_origin if plan else None,
         "plan": [a.as_dict() for a in plan.actions] if plan else [],
+        "machine_wide": machine_wide([a.as_dict() for a in plan.actions]) if plan else [],
         "applied": [a.as_dict() for a in result.applied],
         "failed_step": result.failed_step,
         "notes": list(plan.notes) if plan else [],

@@ -27,6 +27,7 @@ from .desired import Desired
 from .errors import RefusedError
 from .facts import NodeFacts
 from .host import sha256_text
+from .paths import DROPIN_PATH, SYSCTL_DIR, WRAPPER_PATH
 from .policy import (
     COPY_MODE,
     MIN_PARANOID,
@@ -43,6 +44,10 @@ from .policy import (
 )
 from .tuples import NamedTuple
 from .validate import check_desired, check_dest_path
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -381,3 +386,31 @@ def make(facts: NodeFacts, desired: Desired) -> Plan:
         source_sha256=facts.source.sha256, notes=tuple(notes), record_missing=facts.state is None,
         files=node_files_plan.recorded(facts.node_files, desired.artifacts, desired.node_entry),
     )
+
+
+# What setup changes for everyone on the node, not only for members: the top of every plan says it
+# first. (kind or path test, what to say); one line per kind of change, in this order.
+MACHINE_WIDE: tuple[tuple[Callable[[str, str], bool], str], ...] = (
+    (lambda kind, target: kind == "set_paranoid", "{summary}, live: the kernel's profiling policy for every user"),
+    (lambda kind, target: target.startswith(f"{SYSCTL_DIR}/"),
+     "kernel.perf_event_paranoid 2 at every boot ({target})"),
+    (lambda kind, target: kind in ("remount_tracefs", "persist_tracefs", "edit_fstab") or target == DROPIN_PATH,
+     "tracefs mount options (gid=GROUP, mode 0750), live and at boot: one tracefs per kernel; others keep no access"),
+    (lambda kind, target: target == WRAPPER_PATH,
+     f"{WRAPPER_PATH} in front of every user's perf: members get the privileged copy, everyone else the stock perf"),
+    (lambda kind, target: "/perfgroup-heal-" in target and not target.endswith(".wants"),
+     "a boot unit that re-converges the node at every boot (perfgroup-heal-GROUP.service)"),
+    (lambda kind, target: target.startswith(("/etc/apt/", "/etc/dnf/")),
+     "a package-manager hook: every perf upgrade is re-copied ({target})"),
+)
+
+
+def machine_wide(actions: list[dict[str, str]]) -> list[str]:
+    """Plain data in (a plan's actions as dicts, also from an image), one line per machine-wide change out."""
+    said: list[str] = []
+    for test, words in MACHINE_WIDE:
+        hit = next((a for a in actions if test(a["kind"], a["target"])), None)
+        if hit is not None:
+            said.append(words.format(summary=hit["summary"], target=hit["target"]))
+    return said
+
