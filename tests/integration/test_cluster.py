@@ -354,7 +354,7 @@ def test_readme_install_line_then_deploy_check_with_inventory_example(cluster: C
                           ("login[1:2].cluster.example", "login")):
         assert inventory.count(pattern) == 1, pattern
         inventory = inventory.replace(pattern, host(name))
-    assert "[perf_nodes:vars]" in inventory and "[gpu:vars]" in inventory and "[all:vars]" in inventory
+    assert "[perf_nodes:vars]" in inventory and "[all:vars]" in inventory
     (tmp_path / "inventory.example").write_text(inventory)
 
     # Only the new venv: no PATH to the test environment's ansible, no collections path of the checkout.
@@ -365,10 +365,10 @@ def test_readme_install_line_then_deploy_check_with_inventory_example(cluster: C
     assert result.returncode == 0, result.stdout + result.stderr
     header, *rows = result.stdout.splitlines()
     assert header.split() == ["host", "changed", "caps", "verified", "error"]
-    # One row per host of perf_nodes, each would be set up with its group's variables (gpu:vars' caps).
+    # One row per host of perf_nodes, compute and gpu alike: caps auto everywhere (the fleet check holds).
     assert [row.split() for row in rows] == [
         ["fresh1", "would", "change", "cap_ipc_lock,cap_perfmon,cap_syslog", "-"],
-        ["fresh2", "would", "change", "cap_ipc_lock,cap_perfmon", "-"],
+        ["fresh2", "would", "change", "cap_ipc_lock,cap_perfmon,cap_syslog", "-"],
     ], result.stdout
     for name in ("fresh1", "fresh2"):  # check mode: no group, no copy
         node = cluster.nodes[name].node

@@ -1,8 +1,8 @@
-"""The README's safety table lists the hostile inputs and the drift cases the tests run: number
+"""docs/safety.md's table lists the hostile inputs and the drift cases the tests run: number
 and names both come from the tests' own tables (CASES, DRIFTS: the first item of each entry is
-its label), so the README cannot drift from what is tested.
+its label), so the document cannot drift from what is tested.
 
-`python tests/unit/test_readme_counts.py --write` rewrites those two cells of README.md."""
+`python tests/unit/test_readme_counts.py --write` rewrites those two cells of docs/safety.md."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-README = REPO / "README.md"
+README = REPO / "docs" / "safety.md"
 TABLES = {
     # README phrase after the number -> (test file, list name)
     "hostile or mistaken inputs": ("tests/integration/test_hostile_input.py", "CASES"),
@@ -53,7 +53,7 @@ def test_readme_lists_exactly_the_test_tables() -> None:
     text = README.read_text()
     for phrase, names in expected().items():
         found = cell_pattern(phrase).findall(text)
-        assert found == [cell(phrase, names)], f"README's {phrase} cell differs from the tests: run {__file__} --write"
+        assert found == [cell(phrase, names)], f"docs/safety.md's {phrase} cell differs from the tests: run {__file__} --write"
 
 
 def test_every_label_is_unique() -> None:
