@@ -64,6 +64,15 @@ def test_default_converges_then_changes_nothing(cluster: Cluster) -> None:
     assert [r["changed"] for r in runs] == [True, False]  # std: first run changed, second not
 
 
+def test_members_exclusive_removes_the_unlisted_and_the_default_never_does(cluster: Cluster) -> None:
+    code, report, stderr = role_test(cluster, "tests_members.yml")
+    assert code == 0, stderr[-3000:]
+    for name in NODES:
+        assert report["stats"][name]["failures"] == 0, report["stats"]
+    removed = [r for r in converge_results(report) if any("remove pgm_bob" in step for step in r.get("plan") or [])]
+    assert len(removed) == len(NODES), removed  # one exclusive run per node removed pgm_bob, no other run
+
+
 def test_invalid_input_fails_with_the_engines_line(cluster: Cluster) -> None:
     code, report, stderr = role_test(cluster, "tests_invalid.yml")
     assert code == 0, stderr[-3000:]
