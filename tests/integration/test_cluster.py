@@ -178,6 +178,13 @@ def test_a_first_check_diff_is_a_summary_per_artifact(cluster: Cluster) -> None:
     assert f"+++ after: {unit}" in shown and "\n+[Unit]\n" in shown and "\n+ExecStart=" in shown
     engine_line = "def entries(actions: Sequence[Action]) -> list[Entry]:"
     assert engine_line in (REPO / "perfgroup/engine/plan_diff.py").read_text() and engine_line not in shown
+    # perfgroup deploy --diff prints the same entries, then its table
+    deployed = perfgroup_cli(cluster, "deploy", "-i", str(cluster.inventory), "--hosts", "fresh1", "--check", "--diff")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    lines = deployed.stdout.splitlines()
+    assert len(lines) < 400 and lines[-1].split()[:3] == ["fresh1", "would", "change"], deployed.stdout[-2000:]
+    assert f"+++ fresh1: {unit} (write_file)" in lines and "+[Unit]" in lines and engine_line not in deployed.stdout
+    assert any(line.startswith("+++ fresh1: node entry point: ") for line in lines)
     assert node.sh("getent group perf_users").returncode != 0 and node.sh(f"test -e {DEST}").returncode != 0
 
 
