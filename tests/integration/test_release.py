@@ -3,7 +3,8 @@ runs in a clean copy of the repository (the tracked files, a fresh git index) an
 sdist, the wheel and the collection tarball; each is installed as a site would: the wheel and the
 sdist into fresh venvs with `pip --no-index` (from a wheelhouse of the dependencies and the build
 backend, fetched once, pinned by constraints/main.txt), the collection into an empty collections
-path with ansible-galaxy, then the installed entry points and ansible-doc run."""
+path with ansible-galaxy, then the installed entry points and ansible-doc run, and each installed
+CLI sets up a throwaway node (verified by running perf) and audits it clean."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from cluster import REPO
+from node import Node
 
 from perfgroup import release
 from perfgroup.engine import VERSION
@@ -101,7 +103,7 @@ def installed_venv(path: Path, artifact: Path, wheelhouse: Path) -> Path:
 
 @pytest.mark.parametrize("artifact", [NAMES[1], NAMES[0]], ids=["wheel", "sdist"])
 def test_installs_offline_into_a_fresh_venv_and_runs(dist: Path, wheelhouse: Path, tmp_path: Path,
-                                                     artifact: str) -> None:
+                                                     artifact: str, users: Node) -> None:
     venv = installed_venv(tmp_path / "venv", dist / artifact, wheelhouse)
     env = offline_env(tmp_path)
     # pyproject.toml's one console script (perfgroup-node is not one: setup installs it on the node)
@@ -114,6 +116,13 @@ def test_installs_offline_into_a_fresh_venv_and_runs(dist: Path, wheelhouse: Pat
     engine = sorted(p.name for p in (share / "plugins/module_utils/perfgroup_engine").glob("*.py"))
     assert engine == sorted(p.name for p in (REPO / "perfgroup/engine").glob("*.py"))
     assert (share / "LICENSE").read_text() == (REPO / "LICENSE").read_text()
+    # and the installed release does the job on a node: setup (templates, engine, node entry
+    # point all from the install), verified by running perf, then a clean audit
+    done = users.run([str(venv / "bin/perfgroup"), "setup", "--group", "perf_users", "--member", "alice"], timeout=300)
+    assert done.returncode == 0 and "verified" in done.stdout, done.stdout + done.stderr
+    audit = users.run([str(venv / "bin/perfgroup"), "audit", "--json"])
+    assert audit.returncode == 0 and json.loads(audit.stdout)["status"] == "ok", audit.stdout
+    assert users.run(["/usr/local/sbin/perfgroup-node", "audit", "--group", "perf_users"]).returncode == 0
 
 
 def test_the_collection_tarball_installs_into_an_empty_path_and_documents_itself(dist: Path, tmp_path: Path) -> None:
