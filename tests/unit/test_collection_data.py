@@ -162,6 +162,12 @@ def test_one_release_version_and_no_placeholder_metadata() -> None:
     assert release.placeholders(REPO) == [] and release.check(REPO) == VERSION
 
 
+def test_a_release_is_built_only_from_tracked_files(tmp_path: Path) -> None:
+    (tmp_path / "galaxy.yml").write_text("version: 0.1.0\n")
+    with pytest.raises(release.RefusedError, match="not a git checkout"):
+        release.tracked_copy(tmp_path, tmp_path / "copy")
+
+
 def test_deploy_table_escapes_what_the_nodes_sent() -> None:
     results = {"n\x1b[2J1": {"failed": True, "msg": "unknown user \x1b[31mroot\rbob", "caps": ["cap_perf\x07"]}}
     rendered = "\n".join(table_lines(table_rows(results, False), False))
