@@ -102,6 +102,8 @@ def _run(step: str, argv: list[str], cwd: Path) -> str:
 
 def build(output: Path, root: Path = CHECKOUT) -> list[Path]:
     """The sdist, the wheel, the collection tarball and SHA256SUMS in `output`; returns their paths."""
+    if output.exists() and not output.is_dir():
+        raise RefusedError(f"{output} is not a directory")
     with tempfile.TemporaryDirectory(prefix="perfgroup-release-") as tmp:
         staged = tracked_copy(root, Path(tmp) / "src")
         version = check(staged)
@@ -144,7 +146,7 @@ def main(argv: list[str]) -> int:
     except RefusedError as error:
         sys.stderr.write(f"perfgroup.release: {error}\n")
         return 2
-    except ReleaseError as error:
+    except (ReleaseError, OSError) as error:
         sys.stderr.write(f"perfgroup.release: {error}\n")
         return 1
     print(f"built from {CHECKOUT}:")

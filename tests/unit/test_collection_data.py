@@ -166,6 +166,8 @@ def test_a_release_is_built_only_from_tracked_files(tmp_path: Path) -> None:
     (tmp_path / "galaxy.yml").write_text("version: 0.1.0\n")
     with pytest.raises(release.RefusedError, match="not a git checkout"):
         release.tracked_copy(tmp_path, tmp_path / "copy")
+    with pytest.raises(release.RefusedError, match=r"galaxy\.yml is not a directory"):
+        release.build(tmp_path / "galaxy.yml", root=tmp_path)
 
 
 def test_deploy_table_escapes_what_the_nodes_sent() -> None:
