@@ -21,7 +21,7 @@ from pathlib import Path
 NAMESPACE, NAME = "perfgroup", "hpc"
 FQCN = f"{NAMESPACE}.{NAME}"
 # What the collection is made of; galaxy.yml's build_ignore drops caches inside these.
-CONTENT = ("galaxy.yml", "README.md", "docs", "meta", "plugins", "playbooks", "roles", "templates", "monitoring")
+CONTENT = ("galaxy.yml", "README.md", "LICENSE", "docs", "meta", "plugins", "playbooks", "roles", "templates", "monitoring")
 CHECKOUT = Path(__file__).resolve().parent.parent
 INSTALLED = Path(sys.prefix) / "share" / "perfgroup" / "collections"
 

@@ -38,12 +38,16 @@ def deploy(inventory: str, hosts: str, limit: str | None, check: bool, diff: boo
     report = deploy_mod.run("perf_users.yml", inventory, limit, extra, forks, hosts=hosts,
                             no_match_fix=f"add a [{hosts}] group to the inventory or pass --hosts PATTERN",
                             verbose=verbose)
-    rows = table_rows(deploy_mod.host_results(report, "converge"), check)
+    results = deploy_mod.host_results(report, "converge")
+    rows = table_rows(results, check)
     good = bool(rows) and all(not r["error"] and (check or r["verified"]) for r in rows)
     if as_json:
+        if diff:
+            for row in rows:
+                row["diff"] = results[row["host"]].get("diff") or []
         output.emit_json({"ok": good, "check": check, "hosts": rows})
     else:
-        for line in table_lines(rows, check):
+        for line in [*(diff_lines(results) if diff else []), *table_lines(rows, check)]:
             output.say(line)
     if not good:
         raise Exit("failed")
@@ -60,6 +64,23 @@ def table_rows(results: dict[str, dict[str, Any]], check: bool) -> list[dict[str
             "error": ("unreachable: " if data.get("unreachable") else "") + str(data.get("msg", "")) if failed else "",
         })
     return rows
+
+
+def diff_lines(results: dict[str, dict[str, Any]]) -> list[str]:
+    """--diff: each host's planned changes as unified diffs, a few lines each (the module keeps
+    them short: engine plan_diff.py), escaped: contents and names come from the nodes."""
+    import difflib  # only with --diff
+
+    lines = []
+    for host, data in sorted(results.items()):
+        for entry in data.get("diff") or []:
+            if not isinstance(entry, dict):
+                continue
+            before, after = str(entry.get("before", "")).splitlines(), str(entry.get("after", "")).splitlines()
+            lines += [escape(line) for line in difflib.unified_diff(
+                before, after, f"{host}: {entry.get('before_header', '')}", f"{host}: {entry.get('after_header', '')}",
+                lineterm="")]
+    return lines
 
 
 def table_lines(rows: list[dict[str, Any]], check: bool) -> list[str]:

@@ -266,14 +266,15 @@ def main() -> None:
     plan = result.plan
     if module.check_mode:
         changed = result.would_install is not None or bool(plan and plan.actions)
-        module.exit_json(changed=changed, diff=converge.diff(plan) if plan else [], **common,
+        module.exit_json(changed=changed, diff=converge.diff(plan) if module._diff else [], **common,
                          **converge.summary(plan, result))
     out = converge.summary(plan, result)
     if result.verify is not None and not result.verify.ok:
         module.fail_json(msg="verification failed: " + "; ".join(result.verify.lines()), changed=result.changed,
                          **common, **out)
-    module.exit_json(changed=result.changed, diff=converge.diff(plan) if result.applied else [], **common,
-                     **out)
+    # Only when asked (--diff): the diff travels back to the controller on every node's result.
+    module.exit_json(changed=result.changed, diff=converge.diff(plan) if module._diff and result.applied else [],
+                     **common, **out)
 
 
 if __name__ == "__main__":

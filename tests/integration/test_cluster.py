@@ -156,6 +156,38 @@ def test_check_mode_changes_nothing_and_reports_the_drift(cluster: Cluster) -> N
     assert json.loads(node.run([PERFGROUP, "audit", "--json"]).stdout)["status"] == "ok"
 
 
+def test_a_first_check_diff_is_a_summary_per_artifact(cluster: Cluster) -> None:
+    """Issue 22 item 2: a first `--check --diff`, as a site's terminal shows it (Ansible's default
+    callback), names every planned change in a few lines each: small text files as a short unified
+    diff, the node entry point as one list of paths and hashes, never the engine's source (it was
+    7,082 lines)."""
+    node = cluster.nodes["fresh1"].node  # never converged; check mode keeps it so
+    result = cluster.run([ANSIBLE_PLAYBOOK, "-i", str(cluster.inventory), "playbooks/perf_users.yml",
+                          "-e", "perf_users_hosts=fresh1", "--check", "--diff"],
+                         env={"ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.default"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    shown = result.stdout
+    assert len(shown.splitlines()) < 400, shown[-3000:]
+    planned = json.loads(node.ok(f"{PERFGROUP} setup --group perf_users --dry-run --json"))["plan"]
+    files = [step["target"] for step in planned if step["kind"] == "write_file"]
+    assert len(files) > 30 and all(f"+{path} sha256 " in shown for path in files if "/perfgroup_engine/" in path)
+    missing = [step["target"] for step in planned if step["target"] not in shown]
+    assert missing == [], missing
+    # a small text file whole, as + lines of a unified diff: the boot unit's own lines
+    unit = next(path for path in files if path.endswith("perfgroup-heal-perf_users.service"))
+    assert f"+++ after: {unit}" in shown and "\n+[Unit]\n" in shown and "\n+ExecStart=" in shown
+    engine_line = "def entries(actions: Sequence[Action]) -> list[Entry]:"
+    assert engine_line in (REPO / "perfgroup/engine/plan_diff.py").read_text() and engine_line not in shown
+    # perfgroup deploy --diff prints the same entries, then its table
+    deployed = perfgroup_cli(cluster, "deploy", "-i", str(cluster.inventory), "--hosts", "fresh1", "--check", "--diff")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    lines = deployed.stdout.splitlines()
+    assert len(lines) < 400 and lines[-1].split()[:3] == ["fresh1", "would", "change"], deployed.stdout[-2000:]
+    assert f"+++ fresh1: {unit} (write_file)" in lines and "+[Unit]" in lines and engine_line not in deployed.stdout
+    assert any(line.startswith("+++ fresh1: node entry point: ") for line in lines)
+    assert node.sh("getent group perf_users").returncode != 0 and node.sh(f"test -e {DEST}").returncode != 0
+
+
 def test_role_audit_equals_cli_audit(cluster: Cluster) -> None:
     result = subprocess.run(
         [ANSIBLE_PLAYBOOK, "-i", str(cluster.inventory), "playbooks/audit.yml", "--limit", "std1,old,nosuid"],

@@ -5,8 +5,6 @@ ansible-doc, and its FQCN role converging simulated nodes over SSH (second run c
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -19,7 +17,7 @@ from cluster import REPO, Cluster
 from conftest import integration_possible
 from node import NodeOptions
 
-from perfgroup import collection
+from perfgroup import collection, release
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -57,24 +55,9 @@ def test_tarball_holds_real_engine_files_identical_to_the_package(tarball: Path)
     assert not [n for n in names if n.startswith(("tests/", "bench/", "perfgroup/", ".ci", ".venv")) or "__pycache__" in n]
 
 
-def tracked_checkout(destination: Path) -> Path:
-    """The files git tracks, as a clean clone has them (symlinks kept as symlinks)."""
-    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True, check=True).stdout
-    for name in listed.decode().split("\0"):
-        if not name:
-            continue
-        source, target = REPO / name, destination / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_symlink():
-            target.symlink_to(os.readlink(source))
-        elif source.is_file():
-            shutil.copy2(source, target)
-    return destination
-
-
 def test_a_bare_galaxy_build_of_a_clean_checkout_makes_the_same_tarball(tarball: Path, tmp_path: Path) -> None:
     """What an administrator who knows Ansible types: `ansible-galaxy collection build` in a checkout."""
-    checkout = tracked_checkout(tmp_path / "checkout")
+    checkout = release.tracked_copy(REPO, tmp_path / "checkout")  # as a clean clone has them
     result = subprocess.run([str(BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path)],
                             cwd=checkout, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr

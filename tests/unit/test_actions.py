@@ -12,12 +12,12 @@ import pytest
 from factsdata import DEST, converged, desired, replace, state
 
 from perfgroup.engine import actions as act
-from perfgroup.engine import apply, converge, host
+from perfgroup.engine import apply, converge, host, plan_diff
 from perfgroup.engine import members as members_mod
 from perfgroup.engine import remove as remove_mod
 from perfgroup.engine.errors import ConvergeError, RefusedError
 from perfgroup.engine.facts import GroupFacts
-from perfgroup.engine.paths import WRAPPER_PATH
+from perfgroup.engine.paths import ENGINE_DIR, LAUNCHER, WRAPPER_PATH
 from perfgroup.engine.plan import make
 
 
@@ -172,6 +172,35 @@ def test_module_diff_and_summary_are_plain_data() -> None:
     assert out["caps"] == sorted(plan.caps.caps) and out["verified"] is False
     assert converge.diff(None) == [] and converge.summary(None, converge.SetupResult())["plan"] == []
     assert result.changed  # a failed step after an applied one is still a change
+
+
+ENGINE_FILE = "x = 1\n" * 400  # an engine module's size
+
+
+def test_module_diff_shows_small_files_whole_and_summarises_the_rest() -> None:
+    """Issue 22 item 2: a first --check --diff printed the engine's whole source (7,082 lines)."""
+    engine = [act.WriteFile(f"{ENGINE_DIR}/m{n}.py", "w", content=ENGINE_FILE) for n in range(30)]
+    engine[1] = act.WriteFile(f"{ENGINE_DIR}/m1.py", "w", content=ENGINE_FILE + "y = 2\n", old=ENGINE_FILE)
+    plan = [act.WriteFile("/etc/sysctl.d/x.conf", "w", content="kernel.perf_event_paranoid = 2\n"),
+            act.WriteFile(LAUNCHER, "w", content="#!/usr/bin/python3 -I\n"),
+            *engine,
+            act.WriteFile("/etc/big", "w", content=ENGINE_FILE, old="old\n"),
+            act.CreateGroup("perf_users", "w", gid=5)]
+    entries = plan_diff.entries(plan)
+    assert [e["before_header"] for e in entries] == [
+        "/etc/sysctl.d/x.conf (write_file)",
+        f"node entry point: 31 files ({LAUNCHER}, {ENGINE_DIR}/)",
+        "/etc/big (write_file)", "perf_users (create_group)"]
+    assert entries[0]["before"] == "" and entries[0]["after"] == "kernel.perf_event_paranoid = 2\n"
+    digest = f"sha256 {hashlib.sha256(ENGINE_FILE.encode()).hexdigest()} (400 lines, 2400 bytes)"
+    # one side large: both sides as hashes
+    assert entries[2]["before"] == f"sha256 {hashlib.sha256(b'old' + bytes([10])).hexdigest()} (1 line, 4 bytes)\n"
+    assert entries[2]["after"] == digest + "\n"
+    point = entries[1]
+    assert point["after"].splitlines()[1] == f"{ENGINE_DIR}/m0.py {digest}"
+    assert len(point["after"].splitlines()) == 31 and point["before"] == f"{ENGINE_DIR}/m1.py {digest}\n"
+    assert entries[3]["before"] == "" and entries[3]["after"] == "group perf_users\n"
+    assert sum(len(e["before"].splitlines()) + len(e["after"].splitlines()) for e in entries) < 40
 
 
 def _raise(error: Exception) -> Any:

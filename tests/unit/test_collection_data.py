@@ -12,8 +12,8 @@ import pytest
 import tomllib
 import yaml
 
-from perfgroup import ansible_run, collection
-from perfgroup.commands.deploy import table_lines, table_rows
+from perfgroup import ansible_run, collection, release
+from perfgroup.commands.deploy import diff_lines, table_lines, table_rows
 from perfgroup.engine import VERSION
 
 REPO = Path(__file__).resolve().parents[2]
@@ -145,6 +145,29 @@ def test_deploy_table(fixture: str, check: bool, lines: list[str]) -> None:
     rendered = table_lines(rows, check)
     assert rendered[0].split() == ["host", "changed", "caps", "verified", "error"]
     assert [line[:len(want)] for line, want in zip(rendered[1:], lines, strict=True)] == lines
+
+
+def test_deploy_diff_is_each_hosts_unified_diff() -> None:
+    """`perfgroup deploy --diff`: the module's diff entries (recorded --check --diff run), as text."""
+    lines = diff_lines(ansible_run.host_results(load("deploy_check_drift.json"), "converge"))
+    header = "/usr/local/libexec/perfgroup/perf_users/perf (fix_copy)"
+    assert lines == [f"--- std: {header}", f"+++ std: {header}", "@@ -1 +1 @@", "-mode 0751",
+                     "+root:perf_users 0750 cap_perfmon=ep"]
+    hostile = {"n1": {"diff": [{"before_header": "f", "after_header": "f", "before": "", "after": "x\x1b[2J\n"}, "junk"]}}
+    assert diff_lines(hostile)[-1] == "+x\\x1b[2J"
+
+
+def test_one_release_version_and_no_placeholder_metadata() -> None:
+    """Issue 22 item 8: the release's checks pass on the committed tree (perfgroup.release)."""
+    assert release.placeholders(REPO) == [] and release.check(REPO) == VERSION
+
+
+def test_a_release_is_built_only_from_tracked_files(tmp_path: Path) -> None:
+    (tmp_path / "galaxy.yml").write_text("version: 0.1.0\n")
+    with pytest.raises(release.RefusedError, match="not a git checkout"):
+        release.tracked_copy(tmp_path, tmp_path / "copy")
+    with pytest.raises(release.RefusedError, match=r"galaxy\.yml is not a directory"):
+        release.build(tmp_path / "galaxy.yml", root=tmp_path)
 
 
 def test_deploy_table_escapes_what_the_nodes_sent() -> None:

@@ -45,6 +45,15 @@ def test_main_lock_pins_every_requirement(requirement: Requirement) -> None:
         f"constraints/main.txt pins {name}=={locked[name]}, pyproject.toml asks {requirement}: run .ci/lock"
 
 
+def test_the_build_backend_is_in_the_main_lane() -> None:
+    """perfgroup.release builds offline with the .venv's build backend: the test extra carries
+    build-system.requires (so the lock pins it, checked above)."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    test_extra = {str(Requirement(text)) for text in project["project"]["optional-dependencies"]["test"]}
+    backend = [str(Requirement(text)) for text in project["build-system"]["requires"]]
+    assert backend and set(backend) <= test_extra, f"build-system.requires {backend} missing from the test extra"
+
+
 def test_main_lock_does_not_pin_the_checkout() -> None:
     assert "perfgroup" not in pins(CONSTRAINTS / "main.txt")  # installed editable, never from the lock
 

@@ -28,7 +28,7 @@ LAYERS = {
     "read": ("host", "perfsource", "acl", "trust", "access_facts", "reach_facts", "node_files_facts", "intent_facts",
              "facts"),
     "rules": ("policy", "access_rules", "reach_rules", "node_files_rules", "findings"),
-    "plan": ("actions", "access_plan", "reach_plan", "node_files_plan", "intent_plan", "plan"),
+    "plan": ("actions", "access_plan", "reach_plan", "node_files_plan", "intent_plan", "plan", "plan_diff"),
     "write": ("log", "apply", "report_formats"),
     "flows": ("verify", "converge", "audit", "heal", "remove", "members"),
     "entry": ("node_main", "image"),

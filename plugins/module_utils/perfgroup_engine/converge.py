@@ -17,6 +17,7 @@ from . import (
     intent_plan,
     node_files_facts,
     node_files_rules,
+    plan_diff,
     reach_plan,
     reach_rules,
     verify,
@@ -65,14 +66,8 @@ class SetupResult:
 
 
 def diff(plan: Plan | None) -> list[dict[str, str]]:
-    """Ansible's --diff: one before/after pair per planned action."""
-    if plan is None:
-        return []
-    return [
-        {"before_header": f"{a.target} ({a.kind})", "after_header": f"{a.target} ({a.kind})",
-         "before": (a.before or "") + "\n", "after": (a.after or "") + "\n"}
-        for a in plan.actions
-    ]
+    """Ansible's --diff: a few lines per planned action (plan_diff.py)."""
+    return plan_diff.entries(plan.actions) if plan is not None else []
 
 
 def summary(plan: Plan | None, result: SetupResult) -> dict[str, Any]:
