@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -17,6 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from node import Node
+
+TEXTFILE = "/var/lib/prometheus/node-exporter"
+DEST = "/usr/local/libexec/perfgroup/perf_users/perf"
+SERVICE = "/etc/systemd/system/perfgroup-textfile-perf_users.service"
 
 
 def tool(name: str) -> str:
@@ -120,3 +126,86 @@ class Processes:
                 return error.code == 401  # ready, and asking for credentials
         wait_for("Prometheus ready", ready)
         return port
+
+
+# -- textfiles as the timer writes them ----------------------------------------------------------------
+
+def timer_command(node: Node) -> str:
+    """ExecStart of the textfile service setup installed: what the timer runs every 5 minutes."""
+    return next(line.split("=", 1)[1] for line in node.ok(f"cat {SERVICE}").splitlines() if line.startswith("ExecStart="))
+
+
+def write_textfile(node: Node) -> None:
+    result = node.sh(timer_command(node))
+    assert result.returncode in (0, 1, 2), result.stderr  # the audit's status; the file is written either way
+
+
+def setup_with_textfile(node: Node, perfgroup: str) -> None:
+    result = node.run([perfgroup, "setup", "--group", "perf_users", "--gid", "995", "--textfile-dir", TEXTFILE])
+    assert result.returncode == 0, result.stdout + result.stderr
+    node.ok(f"mkdir -p {TEXTFILE}")
+    write_textfile(node)
+
+
+def timer_textfiles(perfgroup: str) -> dict[str, str]:
+    """The timer's output on a converged throwaway node ("ok"), and with the copy's capabilities
+    removed ("nocaps"); "gid" and "build" are the converged file with that one label changed."""
+    with Node() as node:
+        setup_with_textfile(node, perfgroup)
+        out = {"ok": node.ok(f"cat {TEXTFILE}/perfgroup_perf_users.prom")}
+        node.ok(f"setcap -r {DEST}")
+        write_textfile(node)
+        out["nocaps"] = node.ok(f"cat {TEXTFILE}/perfgroup_perf_users.prom")
+    out["gid"] = re.sub(r'gid="\d+"', 'gid="4711"', out["ok"])
+    out["build"] = re.sub(r'sha256="[0-9a-f]+"', 'sha256="' + "b" * 64 + '"', out["ok"])
+    return out
+
+
+# -- a large fleet, backfilled ----------------------------------------------------------------------
+
+def _textfile_series(text: str) -> list[tuple[str, str, str]]:
+    """(metric, labels without braces, value) of each sample of a textfile."""
+    out = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        series, value = line.rsplit(" ", 1)
+        name, _, labels = series.partition("{")
+        out.append((name, labels.rstrip("}"), value))
+    return out
+
+
+def fleet_openmetrics(path: Path, textfiles: dict[str, str], layout: dict[int, str], nodes: int, now: int) -> None:
+    """OpenMetrics for `promtool tsdb create-blocks-from openmetrics`: `nodes` node_exporters
+    (instance nNNNNN:9100) whose perfgroup series are the textfile of their variant (layout: node
+    index -> variant, the rest "ok"): samples over the last 3 minutes, each node's audit timestamp
+    and textfile mtime current. Variants "stale" (an audit an hour old), "stopped" (reported 25
+    minutes ago, nothing since) and "never" (node_exporter without perfgroup) need no textfile of
+    their own. Written family by family, one series at a time, as the format requires."""
+    live, gone = (now - 180, now - 120, now - 60, now), (now - 1500, now - 1440)
+    parsed = {variant: _textfile_series(text) for variant, text in textfiles.items()}
+    variant_of = [layout.get(i, "ok") for i in range(nodes)]
+    families: dict[str, None] = {"node_exporter_build_info": None, "node_textfile_mtime_seconds": None}
+    for samples in parsed.values():
+        families.update((name, None) for name, _, _ in samples)
+    with path.open("w") as out:
+        for family in families:
+            out.write(f"# TYPE {family} gauge\n")
+            for i, variant in enumerate(variant_of):
+                base = f'instance="n{i:05d}:9100",job="node"'
+                times = gone if variant == "stopped" else live
+                age = 3600 if variant == "stale" else 0
+                if family == "node_exporter_build_info":
+                    rows = [("", "1")]
+                elif variant == "never":
+                    continue
+                elif family == "node_textfile_mtime_seconds":
+                    rows = [(',file="/var/lib/prometheus/node-exporter/perfgroup_perf_users.prom"', "T")]
+                else:
+                    source = parsed.get(variant, parsed["ok"])
+                    rows = [(("," + labels) if labels else "", "T" if name == "perfgroup_audit_timestamp_seconds" else value)
+                            for name, labels, value in source if name == family]
+                for labels, value in rows:
+                    for t in times:
+                        out.write(f"{family}{{{base}{labels}}} {t - age if value == 'T' else value} {t}\n")
+        out.write("# EOF\n")

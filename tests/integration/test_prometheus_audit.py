@@ -18,15 +18,23 @@ from typing import Any, NamedTuple
 import pytest
 from conftest import PERFGROUP, integration_possible
 from node import Node
-from promlab import Processes, alerts, free_port, query, tool, wait_for
+from promlab import (
+    DEST,
+    TEXTFILE,
+    Processes,
+    alerts,
+    free_port,
+    query,
+    setup_with_textfile,
+    tool,
+    wait_for,
+    write_textfile,
+)
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "monitoring" / "prometheus" / "perfgroup-rules.yml"
-SERVICE = "/etc/systemd/system/perfgroup-textfile-perf_users.service"
-TEXTFILE = "/var/lib/prometheus/node-exporter"
-DEST = "/usr/local/libexec/perfgroup/perf_users/perf"
 NODES = ("n1", "n2", "n3", "n4")  # n5 runs node_exporter without perfgroup
 
 
@@ -36,16 +44,6 @@ class Fleet(NamedTuple):
     instance: dict[str, str]
     port: int
     procs: Processes
-
-
-def timer_command(node: Node) -> str:
-    """ExecStart of the textfile service setup installed: what the timer runs every 5 minutes."""
-    return next(line.split("=", 1)[1] for line in node.ok(f"cat {SERVICE}").splitlines() if line.startswith("ExecStart="))
-
-
-def write_textfile(node: Node) -> None:
-    result = node.sh(timer_command(node))
-    assert result.returncode in (0, 1, 2), result.stderr  # the audit's status; the file is written either way
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +59,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         exporters, ports = {}, {}
         for name in NODES:
             node = nodes[name] = Node()
-            result = node.run([PERFGROUP, "setup", "--group", "perf_users", "--gid", "995", "--textfile-dir", TEXTFILE])
-            assert result.returncode == 0, result.stdout + result.stderr
-            node.ok(f"mkdir -p {TEXTFILE}")
-            write_textfile(node)
+            setup_with_textfile(node, PERFGROUP)
             ports[name] = procs.node_exporter(node.path(TEXTFILE), tmp / f"{name}.log")
             exporters[name] = procs.started[-1]
         (tmp / "n5").mkdir()
