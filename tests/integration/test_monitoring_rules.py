@@ -121,6 +121,11 @@ def drift(text: str) -> str:
     return re.sub(r'capabilities="[^"]*"', 'capabilities="cap_sys_admin"', text)
 
 
+JOB_GRANTS = ("# HELP perfgroup_job_grants_active Live per-job grant records of the group.\n"
+              "# TYPE perfgroup_job_grants_active gauge\n"
+              'perfgroup_job_grants_active{group="perf_users"} 2\n')
+
+
 def dashboard_queries() -> list[tuple[str, str]]:
     dashboard = json.loads(DASHBOARD.read_text())
     found = []
@@ -133,10 +138,11 @@ def dashboard_queries() -> list[tuple[str, str]]:
 def test_every_dashboard_query_parses_and_returns_series_from_real_node_exporters(
         audits: dict[str, str], tmp_path: Path) -> None:
     queries = dashboard_queries()
-    assert len(queries) >= 12
+    assert len(queries) >= 18
     # n1, n5, n6: converged; n2: another gid, build and caps; n3: drifted and an hour stale;
-    # n4: node_exporter without perfgroup; n6 stops reporting once scraped.
-    files = {"n1": audits["ok"], "n2": drift(audits["ok"]), "n3": audits["drifted"], "n4": None,
+    # n4: node_exporter without perfgroup; n6 stops reporting once scraped. n1 also carries the
+    # gauge the Slurm per-job grants will export (not written by the engine yet): two live grants.
+    files = {"n1": audits["ok"] + JOB_GRANTS, "n2": drift(audits["ok"]), "n3": audits["drifted"], "n4": None,
              "n5": audits["ok"], "n6": audits["ok"]}
     procs = Processes()
     try:
@@ -179,5 +185,7 @@ def test_every_dashboard_query_parses_and_returns_series_from_real_node_exporter
         fixes = query(port, dict(dashboard_queries())["Findings that are not ok, with their fix"])
         assert {r["metric"]["instance"] for r in fixes} == {instance["n3"]}
         assert any(r["metric"].get("fix") for r in fixes)
+        grants = query(port, dict(dashboard_queries())["Nodes with active job grants"])
+        assert [(r["metric"]["instance"], r["value"][1]) for r in grants] == [(instance["n1"], "2")]
     finally:
         procs.close()
