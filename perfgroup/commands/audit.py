@@ -66,6 +66,11 @@ def audit(group: str, dest: str | None, format: str, textfile_dir: str | None, r
                                "textfile timers exported; --functional runs perf, which needs -i over SSH)")
         _prometheus_audit(group, prometheus, selector, bearer_token_file, basic_auth_file, ca_file, timeout,
                           max_named, as_json)
+    stray = [name for name, given in (("--selector", selector != "{}"), ("--bearer-token-file", bearer_token_file),
+                                      ("--basic-auth-file", basic_auth_file), ("--ca-file", ca_file),
+                                      ("--timeout", timeout != 30.0), ("--max-named", max_named != 20)) if given]
+    if stray:
+        raise RefusedError(f"{', '.join(stray)}: only with --prometheus URL")
     if inventory is not None:
         # The fleet report is text or --json; these options shape a single node's output.
         unused = [name for name, given in (("--format", format != "text"), ("--textfile-dir", textfile_dir is not None),

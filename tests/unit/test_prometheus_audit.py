@@ -236,3 +236,19 @@ def test_bad_urls_are_refused(url: str, timeout: float, message: str) -> None:
 def test_a_missing_ca_file_is_refused(tmp_path: Any) -> None:
     with pytest.raises(RefusedError, match="cannot use --ca-file"):
         Client("https://prometheus:9090", ca_file=str(tmp_path / "nope.pem"))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--selector", '{cluster="a"}'], "--selector: only with --prometheus URL"),
+    (["--ca-file", "/x.pem", "--max-named", "3"], "--ca-file, --max-named: only with --prometheus URL"),
+    (["--prometheus", "http://127.0.0.1:9", "-i", "inv"], "audit --prometheus does not take -i"),
+    (["--prometheus", "http://127.0.0.1:9", "--format", "nagios"], "does not take --format"),
+    (["--prometheus", "http://u:p@127.0.0.1:9"], "must not carry credentials"),
+])
+def test_the_cli_refuses_options_that_do_not_fit(args: list[str], message: str) -> None:
+    from click.testing import CliRunner
+
+    from perfgroup.cli import main
+
+    result = CliRunner(env={"NO_COLOR": "1"}).invoke(main, ["audit", *args])
+    assert result.exit_code == 3 and message in result.output, result.output
