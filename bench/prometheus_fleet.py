@@ -117,11 +117,12 @@ def main() -> None:
             client = prometheus_audit.Client(url)
             report, queries = prometheus_audit.run(prometheus_audit.Settings("perf_users"), client.query)
             audit = [PERFGROUP, "audit", "--prometheus", url, "--json"]
-            measured = {
-                "curl": [wall(curl_argv(url, queries)) for _ in range(args.runs)],
-                "curl_parallel": [wall(curl_argv(url, queries, prometheus_audit.PARALLEL)) for _ in range(args.runs)],
-                "audit": [wall(audit) for _ in range(args.runs)],
-            }
+            commands = {"curl": curl_argv(url, queries), "curl_parallel": curl_argv(url, queries, prometheus_audit.PARALLEL),
+                        "audit": audit}
+            measured: dict[str, list[tuple[float, int, float]]] = {name: [] for name in commands}
+            for _ in range(args.runs):  # interleaved: a busy machine's drift hits all three alike
+                for name, argv in commands.items():
+                    measured[name].append(wall(argv))
             rss = max_rss_mb(audit)
         finally:
             procs.close()
