@@ -338,7 +338,8 @@ class Client:
         self.opener = request.build_opener(request.HTTPSHandler(context=context))
 
     def query(self, expr: str) -> list[Sample]:
-        from urllib.error import HTTPError, URLError  # loaded by __init__'s urllib.request already
+        from ssl import SSLCertVerificationError  # these three: loaded by __init__ already
+        from urllib.error import HTTPError, URLError
         from urllib.request import Request
 
         request = Request(self.url + "/api/v1/query", data=urllib.parse.urlencode({"query": expr}).encode(),
@@ -352,6 +353,9 @@ class Client:
             raise self._http_error(error, expr) from None
         except (URLError, OSError) as error:
             reason = getattr(error, "reason", error)
+            if isinstance(reason, SSLCertVerificationError):
+                raise PerfgroupError(f"Prometheus at {self.url}: its TLS certificate is not trusted "
+                                     f"({reason.verify_message}, CERTIFICATE_VERIFY_FAILED): give its CA with --ca-file") from None
             raise PerfgroupError(f"cannot reach Prometheus at {self.url}: {reason}") from None
         except ValueError:
             raise PerfgroupError(f"{self.url} did not answer with Prometheus's JSON: is it Prometheus's address?") from None

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -107,9 +108,9 @@ class Processes:
                     f"--collector.textfile.directory={textfile_dir}"], log)
         return port
 
-    def prometheus(self, config: dict[str, Any], directory: Path, *extra: str) -> int:
+    def prometheus(self, config: dict[str, Any], directory: Path, *extra: str, ca_file: Path | None = None) -> int:
         """A Prometheus with this config (written as JSON, which is YAML) and its own storage; its port,
-        once ready."""
+        once ready (over https trusting ca_file when its web config serves TLS)."""
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / "prometheus.yml"
         path.write_text(json.dumps(config))
@@ -119,8 +120,10 @@ class Processes:
 
         def ready() -> bool:
             assert proc.poll() is None, (directory / "prometheus.log").read_text()
+            context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=5):
+                with urllib.request.urlopen(f"{'https' if ca_file else 'http'}://127.0.0.1:{port}/-/ready", timeout=5,
+                                            context=context):
                     return True
             except urllib.error.HTTPError as error:
                 return error.code == 401  # ready, and asking for credentials

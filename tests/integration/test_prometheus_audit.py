@@ -187,3 +187,26 @@ def test_basic_auth_from_a_file_or_the_environment(tmp_path: Path) -> None:
         one_line_error(audit(port, env={"PERFGROUP_PROMETHEUS_BASIC_AUTH": "prom:s3cret"}), "(empty result)")
     finally:
         procs.close()
+
+
+def test_https_trusts_the_ca_file_only(tmp_path: Path) -> None:
+    """A Prometheus serving TLS with a certificate of its own CA: refused without --ca-file, asked with it."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([tool("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    web = tmp_path / "web.yml"
+    web.write_text(json.dumps({"tls_server_config": {"cert_file": str(cert), "key_file": str(key)}}))
+    procs = Processes()
+    try:
+        port = procs.prometheus({"global": {"scrape_interval": "1s"}}, tmp_path / "prometheus", f"--web.config.file={web}",
+                                ca_file=cert)
+        url = f"https://127.0.0.1:{port}"
+        refused = subprocess.run([PERFGROUP, "audit", "--prometheus", url], capture_output=True, text=True, timeout=120,
+                                 check=False, env={**os.environ, "NO_COLOR": "1"})
+        one_line_error(refused, "its TLS certificate is not trusted (self-signed certificate, CERTIFICATE_VERIFY_FAILED): give its CA with --ca-file")
+        trusted = subprocess.run([PERFGROUP, "audit", "--prometheus", url, "--ca-file", str(cert)], capture_output=True,
+                                 text=True, timeout=120, check=False, env={**os.environ, "NO_COLOR": "1"})
+        one_line_error(trusted, "(empty result)")  # TLS verified: the answer of a Prometheus without targets
+    finally:
+        procs.close()
