@@ -24,6 +24,8 @@ DESCRIPTIONS = {
              "Runs the perfgroup engine on each node in one module call, then verifies with a real perf run."),
     "audit": ("Read-only perfgroup audit of every node",
               "Returns the node's findings as the fact perf_users_audit; changes nothing."),
+    "prometheus_rules": ("perfgroup's Prometheus rules on a Prometheus host",
+                         "Installs monitoring/prometheus/perfgroup-rules.yml into perf_users_prometheus_rules_dir."),
 }
 
 
@@ -73,7 +75,7 @@ def argument_specs_yml() -> str:
 
 def documentation_options(entry_point: str) -> str:
     lines = [BEGIN, "options:"]
-    for option in options.for_entry_point(entry_point):
+    for option in options.for_module(entry_point):
         lines += _option_lines(option, "  ", option.name)
     for option in options.INTERNAL.get(entry_point, ()):
         lines += _option_lines(option, "  ", option.name)
@@ -85,7 +87,7 @@ def documentation_options(entry_point: str) -> str:
 def module_call(entry_point: str) -> str:
     """The role's call of a module: every option passed from its role variable."""
     lines = [f"    {BEGIN}"]
-    for option in options.for_entry_point(entry_point):
+    for option in options.for_module(entry_point):
         value = f"{option.role_var} | default(omit, true)" if option.ansible_default in (None, "") else option.role_var
         lines.append(f'    {option.name}: "{{{{ {value} }}}}"')
     return "\n".join([*lines, f"    {END}"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator
+from typing import Any, Callable, Dict, Iterator, Mapping
 
 from .engine.finding import CRITICAL, OK, RANK, UNKNOWN, WARNING
 
@@ -30,9 +30,15 @@ def _split(values: dict[str, Any]) -> dict[Any, list[str]]:
     return groups
 
 
+def majority(counts: Mapping[Any, int]) -> Any:
+    """The value most nodes share; on a tie the greatest as text, so every run picks the same one
+    (audit -i from reports, audit --prometheus from PromQL counts)."""
+    return max(counts, key=lambda v: (counts[v], str(v)))
+
+
 def _majority_outliers(values: dict[str, Any]) -> tuple[Any, list[str]]:
     groups = _split(values)
-    common = max(groups, key=lambda v: (len(groups[v]), str(v)))
+    common = majority({value: len(hosts) for value, hosts in groups.items()})
     outliers = sorted(h for v, hs in groups.items() if v != common for h in hs)
     return common, outliers
 

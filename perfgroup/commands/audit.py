@@ -8,7 +8,7 @@ from typing import Any, NoReturn
 
 import click
 
-from .. import output
+from .. import output, prometheus_audit
 from ..engine import errors
 from ..engine.errors import RefusedError
 from ..engine.validate import check_group
@@ -19,10 +19,27 @@ from .common import Exit, command, engine_options, json_option, verbose_option
 @engine_options("audit")
 @click.option("-i", "--inventory", metavar="INVENTORY", help="Audit every host of an Ansible inventory instead of this node.")
 @click.option("--limit", metavar="PATTERN", help="With -i: only these hosts.")
+@click.option("--prometheus", metavar="URL", help="Audit the fleet from what its nodes' textfiles exported to this "
+              "Prometheus (HTTP API) instead of this node: the fleet checks of -i plus stale, silent and unseen nodes.")
+@click.option("--selector", default="{}", show_default=True, metavar="'{LABEL=\"V\",...}'",
+              help="With --prometheus: only nodes whose series match these label matchers, e.g. '{cluster=\"a\"}' "
+              "(default: every node_exporter).")
+@click.option("--bearer-token-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help=f"With --prometheus: send this bearer token (default: ${prometheus_audit.TOKEN_ENV}).")
+@click.option("--basic-auth-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help=f"With --prometheus: USER:PASSWORD on one line (default: ${prometheus_audit.BASIC_AUTH_ENV}).")
+@click.option("--ca-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="With --prometheus: CA certificates (PEM) to trust for https.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, metavar="SECONDS",
+              help="With --prometheus: per query.")
+@click.option("--max-named", type=click.IntRange(1, 1000), default=20, show_default=True, metavar="N",
+              help="With --prometheus: name at most N nodes per finding (the others are counted).")
 @json_option
 @verbose_option("With -i: passed to ansible-playbook (-vv for more); Ansible's messages and Python warnings on stderr.")
 def audit(group: str, dest: str | None, format: str, textfile_dir: str | None, root: str | None, functional: bool,
-          inventory: str | None, limit: str | None, as_json: bool, verbose: int) -> None:
+          inventory: str | None, limit: str | None, prometheus: str | None, selector: str,
+          bearer_token_file: str | None, basic_auth_file: str | None, ca_file: str | None, timeout: float,
+          max_named: int, as_json: bool, verbose: int) -> None:
     """Check this node, read-only: group, copy, mode, capabilities, paths, sysctls.
 
     Each finding has a stable id, a severity (ok/warning/critical), a message and the command that
@@ -32,9 +49,28 @@ def audit(group: str, dest: str | None, format: str, textfile_dir: str | None, r
     checks: same gid everywhere, same perf build per OS, same capabilities per kernel, same local
     members. An unreachable host is UNKNOWN.
 
+    With --prometheus URL it asks Prometheus instead (every node's textfile timer exports its audit):
+    the same fleet checks and exit codes as -i, counted in PromQL, plus nodes whose audit is stale,
+    that stopped reporting, or whose node_exporter never carried perfgroup metrics. No SSH, so no
+    --functional.
+
     With --root DIR it checks a node image (needs root: it runs the image's python3 chrooted into
     DIR): the files setup put there; the live kernel state is checked on the booted nodes.
     """
+    if prometheus is not None:
+        unused = [name for name, given in (("-i", inventory is not None), ("--format", format != "text"),
+                                           ("--textfile-dir", textfile_dir is not None), ("--root", root is not None),
+                                           ("--dest", dest is not None), ("--functional", functional)) if given]
+        if unused:
+            raise RefusedError(f"audit --prometheus does not take {', '.join(unused)} (it reads what the nodes' "
+                               "textfile timers exported; --functional runs perf, which needs -i over SSH)")
+        _prometheus_audit(group, prometheus, selector, bearer_token_file, basic_auth_file, ca_file, timeout,
+                          max_named, as_json)
+    stray = [name for name, given in (("--selector", selector != "{}"), ("--bearer-token-file", bearer_token_file),
+                                      ("--basic-auth-file", basic_auth_file), ("--ca-file", ca_file),
+                                      ("--timeout", timeout != 30.0), ("--max-named", max_named != 20)) if given]
+    if stray:
+        raise RefusedError(f"{', '.join(stray)}: only with --prometheus URL")
     if inventory is not None:
         # The fleet report is text or --json; these options shape a single node's output.
         unused = [name for name, given in (("--format", format != "text"), ("--textfile-dir", textfile_dir is not None),
@@ -102,22 +138,46 @@ def _fleet_audit(group: str, inventory: str, limit: str | None, as_json: bool, d
         if audit_data is None:
             failures[host] = "unreachable" if data.get("unreachable") else str(data.get("msg", "failed"))[:300]
     fleet_found = fleet.fleet_findings(reports, failures)
-    severities = [f.severity for f in fleet_found] + [r["status"] for r in reports.values() if r]
+    hosts = {h: r if r else {"status": "unknown", "error": failures.get(h)} for h, r in sorted(reports.items())}
+    _print_fleet([f.as_dict() for f in fleet_found], hosts,
+                 [f.severity for f in fleet_found] + [r["status"] for r in reports.values() if r], as_json)
+
+
+def _prometheus_audit(group: str, url: str, selector: str, token_file: str | None, basic_file: str | None,
+                      ca_file: str | None, timeout: float, max_named: int, as_json: bool) -> NoReturn:
+    check_group(group, allow_privileged=True)
+    auth = prometheus_audit.authorization(token_file, basic_file, os.environ)
+    client = prometheus_audit.Client(url, auth, ca_file, timeout)
+    settings = prometheus_audit.Settings(group, selector, cap=max_named)
+    report, _ = prometheus_audit.run(settings, client.query)
+    nodes = report["nodes"]
+    _print_fleet(report["fleet"], report["hosts"], [report["status"]], as_json, {"nodes": nodes, "source": url},
+                 f"nodes: {nodes['reporting']} reporting, {nodes['node_exporter']} with node_exporter; "
+                 + ", ".join(f"{severity} {nodes[severity]}" for severity in ("ok", "warning", "critical", "unknown")))
+
+
+def _print_fleet(fleet_found: list[dict[str, Any]], hosts: dict[str, Any], severities: list[str], as_json: bool,
+                 extra: dict[str, Any] | None = None, summary: str = "") -> NoReturn:
+    """The fleet report of -i and --prometheus: each named host's findings that are not ok, the
+    fleet findings, the status (exit code: the worst)."""
+    from .. import fleet
+
     status = fleet.worst(severities)
     if as_json:
-        output.emit_json({
-            "status": status, "exit_code": errors.exit_code("audit", status), "fleet": [f.as_dict() for f in fleet_found],
-            "hosts": {h: r if r else {"status": "unknown", "error": failures.get(h)} for h, r in sorted(reports.items())},
-        })
+        output.emit_json({"status": status, "exit_code": errors.exit_code("audit", status), "fleet": fleet_found,
+                          "hosts": hosts, **(extra or {})})
     else:
-        for host, host_report in sorted(reports.items()):
-            host_status = host_report["status"] if host_report else "unknown"
-            output.say(f"{output.severity_tag(host_status)} {output.escape(host)}")
-            for finding in (host_report or {}).get("findings", []):
+        for host, host_report in hosts.items():
+            output.say(f"{output.severity_tag(host_report['status'])} {output.escape(host)}")
+            for finding in host_report.get("findings", []):
                 if finding["severity"] != "ok":
+                    text = finding.get("message") or (f"fix: {finding['fix']}" if finding.get("fix") else "")
                     output.say(f"    {finding['severity']:8} {output.escape(str(finding['id'])):26} "
-                               f"{output.escape(str(finding['message']))}")
+                               f"{output.escape(str(text))}")
         for finding in fleet_found:
-            output.say(f"{output.severity_tag(finding.severity)} {finding.id:26} {output.escape(finding.message)}")
+            output.say(f"{output.severity_tag(finding['severity'])} {finding['id']:26} "
+                       f"{output.escape(finding['message'])}")
+        if summary:
+            output.say(summary)
         output.say(f"status: {status.upper()}")
     raise Exit(status)

@@ -10,19 +10,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import socket
 import subprocess
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import PERFGROUP, integration_possible
 from node import Node
+from promlab import Processes, alerts, query, tool, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -37,14 +33,6 @@ TEXTFILE = "/var/lib/prometheus/node-exporter"
 FIXED_SERIES = 4 + 1 + 1 + 1 + 1 + 1 + 1 + 1  # findings x4, status, timestamp, group, members count/digest, build, caps
 
 
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        # CI installs them (.ci/run); a developer machine without them skips, and says why.
-        pytest.skip(f"{name} is not installed: apt-get install --no-install-recommends prometheus prometheus-node-exporter")
-    return path
-
-
 def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([tool("promtool"), *args], input=stdin, capture_output=True, text=True, timeout=120, check=False)
 
@@ -52,7 +40,7 @@ def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProces
 def test_promtool_check_rules() -> None:
     result = promtool("check", "rules", str(RULES))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 16 rules found" in result.stdout
+    assert "SUCCESS: 17 rules found" in result.stdout
 
 
 def test_promtool_test_rules_fires_every_alert_and_only_where_expected() -> None:
@@ -126,72 +114,16 @@ def test_promtool_check_metrics_is_clean_on_real_audit_output(audits: dict[str, 
 
 # -- the dashboard against a real Prometheus -----------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def get(url: str, timeout: float = 10) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # 127.0.0.1 only
-        return json.load(response)
-
-
-def query(port: int, expr: str) -> list[dict[str, Any]]:
-    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    try:
-        answer = get(url)
-    except urllib.error.HTTPError as error:
-        raise AssertionError(f"{expr}: {error.read().decode()}") from error
-    assert answer["status"] == "success", answer
-    result: list[dict[str, Any]] = answer["data"]["result"]
-    return result
-
-
-def wait_for(what: str, check: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check()
-        except (OSError, AssertionError):
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
-
-
-class Processes:
-    def __init__(self) -> None:
-        self.started: list[subprocess.Popen[bytes]] = []
-
-    def start(self, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-        with log.open("wb") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-        self.started.append(proc)
-        return proc
-
-    @staticmethod
-    def stop(proc: subprocess.Popen[bytes]) -> None:
-        if proc.poll() is None:
-            os.kill(proc.pid, 15)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, 9)
-                proc.wait()
-
-    def close(self) -> None:
-        for proc in self.started:
-            self.stop(proc)
-
-
 def drift(text: str) -> str:
     """The converged node's textfile with another gid, build and capability set: a node set up by hand."""
     text = re.sub(r'gid="\d+"', 'gid="4711"', text)
     text = re.sub(r'sha256="[0-9a-f]+"', 'sha256="' + "b" * 64 + '"', text)
     return re.sub(r'capabilities="[^"]*"', 'capabilities="cap_sys_admin"', text)
+
+
+JOB_GRANTS = ("# HELP perfgroup_job_grants_active Live per-job grant records of the group.\n"
+              "# TYPE perfgroup_job_grants_active gauge\n"
+              'perfgroup_job_grants_active{group="perf_users"} 2\n')
 
 
 def dashboard_queries() -> list[tuple[str, str]]:
@@ -205,12 +137,12 @@ def dashboard_queries() -> list[tuple[str, str]]:
 
 def test_every_dashboard_query_parses_and_returns_series_from_real_node_exporters(
         audits: dict[str, str], tmp_path: Path) -> None:
-    prometheus, exporter = tool("prometheus"), tool("prometheus-node-exporter")
     queries = dashboard_queries()
-    assert len(queries) >= 12
+    assert len(queries) >= 18
     # n1, n5, n6: converged; n2: another gid, build and caps; n3: drifted and an hour stale;
-    # n4: node_exporter without perfgroup; n6 stops reporting once scraped.
-    files = {"n1": audits["ok"], "n2": drift(audits["ok"]), "n3": audits["drifted"], "n4": None,
+    # n4: node_exporter without perfgroup; n6 stops reporting once scraped. n1 also carries the
+    # gauge the Slurm per-job grants will export (not written by the engine yet): two live grants.
+    files = {"n1": audits["ok"] + JOB_GRANTS, "n2": drift(audits["ok"]), "n3": audits["drifted"], "n4": None,
              "n5": audits["ok"], "n6": audits["ok"]}
     procs = Processes()
     try:
@@ -223,27 +155,17 @@ def test_every_dashboard_query_parses_and_returns_series_from_real_node_exporter
                 path.write_text(text)
                 if name == "n3":
                     os.utime(path, (time.time() - 3600, time.time() - 3600))
-            ports[name] = free_port()
-            procs.start([exporter, f"--web.listen-address=127.0.0.1:{ports[name]}", "--collector.disable-defaults",
-                         "--collector.textfile", f"--collector.textfile.directory={directory}"], tmp_path / f"{name}.log")
-        config = tmp_path / "prometheus.yml"
-        config.write_text(json.dumps({  # JSON is YAML
+            ports[name] = procs.node_exporter(directory, tmp_path / f"{name}.log")
+        port = procs.prometheus({
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(RULES)],
             "scrape_configs": [{"job_name": "node", "static_configs": [
                 {"targets": [f"127.0.0.1:{port}"], "labels": {"node": name}} for name, port in ports.items()]}],
-        }))
-        port = free_port()
-        procs.start([prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                     f"--web.listen-address=127.0.0.1:{port}"], tmp_path / "prometheus.log")
+        }, tmp_path / "prometheus")
         instance = {name: f"127.0.0.1:{p}" for name, p in ports.items()}
         wait_for("5 nodes with perfgroup metrics", lambda: len(query(port, "perfgroup_status")) == 5)
         procs.stop(procs.started[5])  # n6's node_exporter goes away
         wait_for("n6 stops reporting", lambda: len(query(port, "perfgroup_status")) == 4)
-
-        def alerts() -> dict[tuple[str, str], str]:
-            data = get(f"http://127.0.0.1:{port}/api/v1/alerts")["data"]["alerts"]
-            return {(a["labels"]["alertname"], a["labels"]["instance"]): a["state"] for a in data}
 
         expected = {("PerfgroupGidMismatch", instance["n2"]): "firing",
                     ("PerfgroupCriticalFinding", instance["n3"]): "firing",
@@ -251,8 +173,8 @@ def test_every_dashboard_query_parses_and_returns_series_from_real_node_exporter
                     ("PerfgroupMetricsMissing", instance["n4"]): "pending",  # for: 15m
                     ("PerfgroupBuildMismatch", instance["n2"]): "pending",
                     ("PerfgroupCapabilitiesMismatch", instance["n2"]): "pending"}
-        wait_for(f"alerts {expected}", lambda: expected.items() <= alerts().items())
-        assert not {key for key in alerts() if key[1] in (instance["n1"], instance["n5"])}, alerts()
+        wait_for(f"alerts {expected}", lambda: expected.items() <= alerts(port).items())
+        assert not {key for key in alerts(port) if key[1] in (instance["n1"], instance["n5"])}, alerts(port)
         for title, expr in queries:
             result = wait_for(f"{title!r}: {expr}", lambda expr=expr: query(port, expr), timeout=20)
             assert result, (title, expr)
@@ -263,5 +185,7 @@ def test_every_dashboard_query_parses_and_returns_series_from_real_node_exporter
         fixes = query(port, dict(dashboard_queries())["Findings that are not ok, with their fix"])
         assert {r["metric"]["instance"] for r in fixes} == {instance["n3"]}
         assert any(r["metric"].get("fix") for r in fixes)
+        grants = query(port, dict(dashboard_queries())["Nodes with active job grants"])
+        assert [(r["metric"]["instance"], r["value"][1]) for r in grants] == [(instance["n1"], "2")]
     finally:
         procs.close()

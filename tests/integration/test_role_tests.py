@@ -120,6 +120,11 @@ def test_monitoring_artifacts_follow_the_role_variables(cluster: Cluster) -> Non
     # What the role installed is what the CLI would: a setup right after it changes nothing.
     again = std.run([PERFGROUP, "setup", "--group", "perf_users", "--json", "--no-verify"])
     assert again.returncode == 0 and json.loads(again.stdout)["changed"] is False, again.stdout
+    # perf_users_prometheus_rules_dir: the shipped rules, byte for byte, and Prometheus's own check passes.
+    rules = std.path("/etc/prometheus/rules.d/perfgroup-rules.yml")
+    assert rules.read_bytes() == (REPO / "monitoring" / "prometheus" / "perfgroup-rules.yml").read_bytes()
+    check = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_testinfra_suite_judges_nodes_by_the_same_findings(cluster: Cluster, tmp_path: Any) -> None:

@@ -67,6 +67,19 @@ def test_the_role_can_do_everything_setup_can() -> None:
     assert not any(o.not_in_role for o in options.for_entry_point("main"))
 
 
+def test_role_only_variables_reach_no_module() -> None:
+    """perf_users_prometheus_rules_dir is the role's own (a copy on a Prometheus host): no module
+    takes it, every entry point without a module has a task file, and that file reads it."""
+    role_only = [o for o in options.OPTIONS if o.role_only]
+    assert [o.role_var for o in role_only] == ["perf_users_prometheus_rules_dir"]
+    for option in role_only:
+        for entry_point in option.entry_points:
+            assert entry_point not in ansible_spec.MODULES
+            assert option.role_var in (REPO / "roles/perf_users/tasks" / f"{entry_point}.yml").read_text()
+        for entry_point in ansible_spec.MODULES:
+            assert option.name not in options.argument_spec(entry_point)
+
+
 def _module_documentation(name: str) -> dict[str, object]:
     path = ansible_spec.module_path(name)
     tree = ast.parse(path.read_text())
@@ -89,7 +102,7 @@ def test_module_documentation_agrees_with_argument_spec(entry_point: str, module
 def test_role_defaults_and_argument_specs_agree() -> None:
     defaults = yaml.safe_load((REPO / "roles/perf_users/defaults/main.yml").read_text())
     specs = yaml.safe_load((REPO / "roles/perf_users/meta/argument_specs.yml").read_text())["argument_specs"]
-    for entry_point in ("main", "audit"):
+    for entry_point in ansible_spec.DESCRIPTIONS:
         documented = specs[entry_point]["options"]
         assert set(documented) == {o.role_var for o in options.for_entry_point(entry_point)}
         for var, entry in documented.items():

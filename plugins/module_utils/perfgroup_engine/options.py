@@ -39,6 +39,8 @@ class Option(NamedTuple):
     # The click-free parsers that read it (perfgroup's plain audit, perfgroup-node's): commands.
     plain: tuple[str, ...] = ()
     old_flags: tuple[str, ...] = ()  # earlier CLI spellings, still accepted (not shown in --help)
+    # A role variable no module takes: the role's own tasks act on it (builtin modules).
+    role_only: bool = False
 
     @property
     def cli_flag(self) -> str:
@@ -111,6 +113,11 @@ OPTIONS: tuple[Option, ...] = (
            ("setup",), ("main",), desired=False),
     Option("functional", "bool", False, "Also run perf as a member and as a non-member (needs root).",
            ("audit",), ("audit",), desired=False),
+    Option("prometheus_rules_dir", "str", None,
+           "On a Prometheus host (entry point prometheus_rules): install the collection's "
+           "monitoring/prometheus/perfgroup-rules.yml (alerts and records, docs/monitoring.md) into this directory, "
+           "which prometheus.yml's rule_files must cover; reload Prometheus after a change.",
+           (), ("prometheus_rules",), metavar="DIR", desired=False, role_only=True),
 )
 BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
 # Module parameters no administrator sets: the collection's action plugin (plugins/action) fills
@@ -133,11 +140,16 @@ def for_entry_point(entry_point: str) -> tuple[Option, ...]:
     return tuple(option for option in OPTIONS if entry_point in option.entry_points)
 
 
+def for_module(entry_point: str) -> tuple[Option, ...]:
+    """The options the module behind a role entry point takes (not the role's own variables)."""
+    return tuple(option for option in for_entry_point(entry_point) if not option.role_only)
+
+
 def argument_spec(entry_point: str) -> dict[str, dict[str, Any]]:
     """AnsibleModule(argument_spec=...) for the module behind a role entry point."""
     spec: dict[str, dict[str, Any]] = {}
     internal = INTERNAL.get(entry_point, ())
-    for option in (*for_entry_point(entry_point), *internal):
+    for option in (*for_module(entry_point), *internal):
         entry: dict[str, Any] = {"type": option.kind}
         if option.kind == "list":
             entry["elements"] = "dict" if option in internal else "str"
@@ -152,7 +164,7 @@ def argument_spec(entry_point: str) -> dict[str, dict[str, Any]]:
 def desired_kwargs(params: dict[str, Any], entry_point: str) -> dict[str, Any]:
     """The desired_from_input keywords among a module's parameters ("" and [] mean unset)."""
     out: dict[str, Any] = {}
-    for option in for_entry_point(entry_point):
+    for option in for_module(entry_point):
         if not option.desired:
             continue
         value: Any | None = params.get(option.name)
