@@ -413,4 +413,3 @@ def machine_wide(actions: list[dict[str, str]]) -> list[str]:
         if hit is not None:
             said.append(words.format(summary=hit["summary"], target=hit["target"]))
     return said
-

@@ -192,7 +192,9 @@ def plan(facts: RemoveFacts) -> tuple[Action, ...]:
         return ()
     units = tuple(os.path.basename(path) for path, present in facts.files
                   if present and path not in facts.not_ours and is_unit(path))
-    actions: list[Action] = [Systemctl("systemd", "the units go with their files", verb="stop", units=units)] if units else []
+    actions: list[Action] = []
+    if units:
+        actions.append(Systemctl("systemd", "the units go with their files", verb="stop", units=units))
     actions += [DeleteCopy(path, "the privileged copy") for path, present in facts.copies if present]
     for path, present in facts.files:
         if present and path not in facts.not_ours:
