@@ -158,7 +158,8 @@ def read(group: str) -> RemoveFacts:
     return RemoveFacts(
         group, state, None, copies=copies, files=files, dirs=dirs,
         group_exists=exists, group_members=members, group_gid=gid, entry_point_cache=cache, state_unsafe=_state_unsafe(group),
-        tracefs=reach_facts.read_facts().tracefs, paranoid_now=host.read_int(sysctl.PROC_PATH), fstab_lines=fstab.tracefs_lines(host.read_text(FSTAB, exact=True) or ""),
+        tracefs=reach_facts.read_facts().tracefs, paranoid_now=host.read_int(sysctl.PROC_PATH),
+        fstab_lines=fstab.tracefs_lines(host.read_text(FSTAB, exact=True) or ""),
         untrusted=untrusted, not_ours=not_ours, pending=intent is not None, record_untrusted=record_untrusted,
     )
 
