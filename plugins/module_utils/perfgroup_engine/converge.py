@@ -156,6 +156,8 @@ def build_state(desired: Desired, before: NodeFacts, after: NodeFacts, plan: Pla
         fstab_edits=fstab_edits(previous, applied, after.group.gid, after.fstab_journal),
         # The plan refused root-equivalent caps unless this run opted in: what it chose is what it granted.
         root_equivalent_caps=tuple(sort_caps(plan.caps.root_equivalent)),
+        shell=desired.shell,
+        shell_caps=tuple(sort_caps(desired.shell_extra_caps)),
     )
 
 
@@ -310,7 +312,7 @@ def finish(desired: Desired, facts: NodeFacts, plan: Plan, result: SetupResult, 
         if after.fstab_journal:  # now in the record
             step = "delete_fstab_journal"
             apply.delete_fstab_journal(desired.group)
-        if run_checks:
+        if run_checks and not plan_mod.copy_skipped(after, desired):  # no copy to run (perf-shell only)
             step = "verify"
             result.verify = run_verify(desired, after)
     except ConvergeError as error:

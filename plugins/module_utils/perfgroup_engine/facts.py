@@ -1,4 +1,5 @@
-"""Reading the host. Nothing here changes anything, spawns a process or needs root.
+"""Reading the host. Nothing here changes anything or needs root, and nothing spawns a process
+but shell_facts' `visudo -c` (audits of a node with perf-shell only).
 
 Everything the decisions (plan.py, findings.py) need is gathered into one NodeFacts value, so
 those decisions are pure functions that tests feed with plain data.
@@ -12,7 +13,7 @@ import pwd
 import stat
 from types import MappingProxyType
 
-from . import access_facts, intent_facts, node_files_facts, perfsource, reach_facts, sysctl, trust
+from . import access_facts, intent_facts, node_files_facts, perfsource, reach_facts, shell_facts, sysctl, trust
 from .access_facts import AccessFacts
 from .capabilities import FileCaps, kernel_version
 from .desired import Desired
@@ -112,6 +113,7 @@ class NodeFacts(NamedTuple):
     unsafe_files: tuple[tuple[str, str], ...] = ()
     # (path, why) of files setup would write whose directory others could change (setup and heal only)
     unsafe_targets: tuple[tuple[str, str], ...] = ()
+    shell: shell_facts.ShellFacts = shell_facts.ShellFacts()  # sudo, capsh (setup --shell, or recorded)
 
 
 def path_facts(path: str) -> PathFacts:
@@ -422,6 +424,9 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
         unsafe_files=trust.files_problems(installed_files(state)) + trust.foreign_entries(),
         unsafe_targets=unsafe_targets(desired),
         pending=intent_facts.read(desired.state_path, group.gid, group.members),
+        # An audit (nothing rendered) of a recorded shell also asks whether sudoers still parses.
+        shell=shell_facts.read(desired.shell or (state is not None and state.shell),
+                               check_sudoers=state is not None and state.shell and not desired.artifacts),
     )
 
 
