@@ -12,6 +12,8 @@ import pytest
 from conftest import PERFGROUP
 from node import Node
 
+from perfgroup.engine.verify import COUNTER
+
 pytestmark = pytest.mark.integration
 
 GROUP = "perf_users"
@@ -19,8 +21,8 @@ HELPER = f"/usr/local/libexec/perfgroup/{GROUP}/perf-shell"
 SUDOERS = f"/etc/sudoers.d/perfgroup-{GROUP}"
 COMMAND = "/usr/local/bin/perf-shell"
 DEST = f"/usr/local/libexec/perfgroup/{GROUP}/perf"
-# A program that calls perf_event_open itself, system-wide (as PAPI or LIKWID would).
-COUNTER = str(Path(__file__).resolve().parent.parent / "programs" / "perf_event_open.py")
+# A program that calls perf_event_open itself, system-wide (as PAPI or LIKWID would): verify's own.
+COUNT = ("python3", "-c", COUNTER)
 PERFMON = 1 << 38
 SYSLOG = 1 << 34
 
@@ -62,9 +64,10 @@ def test_the_session_holds_exactly_cap_perfmon_and_counts_system_wide(shell: Nod
     cleared = caps(as_alice(shell, "perf-shell", "env", "-i", "/bin/grep", "^Cap", "/proc/self/status").stdout)
     assert cleared["CapAmb"] == cleared["CapEff"] == PERFMON
     # The program's own perf_event_open and the stock perf, system-wide: refused outside, allowed inside.
-    assert as_alice(shell, "python3", COUNTER).returncode == 1
-    counted = as_alice(shell, "perf-shell", "python3", COUNTER)
+    assert as_alice(shell, *COUNT).returncode == 1
+    counted = as_alice(shell, "perf-shell", *COUNT)
     assert counted.returncode == 0 and counted.stdout.startswith("counted"), counted.stdout + counted.stderr
+    assert "perf_event_open: Permission denied" in as_alice(shell, *COUNT).stderr
     assert as_alice(shell, "/usr/bin/perf", "stat", "-a", "-e", "cpu-clock", "--", "true").returncode != 0
     stat = as_alice(shell, "perf-shell", "/usr/bin/perf", "stat", "-a", "-e", "cpu-clock", "--", "true")
     assert stat.returncode == 0, stat.stderr
@@ -198,8 +201,18 @@ def test_a_nosuid_node_refuses_without_shell_and_uses_the_shell_with_it(make_nod
     assert result.returncode == 0, result.stdout + result.stderr
     assert "file capabilities do not work on this mount" in result.stdout and "members use perf-shell" in result.stdout
     assert not node.path(DEST).exists()
-    counted = as_alice(node, "perf-shell", "python3", COUNTER)
+    counted = as_alice(node, "perf-shell", *COUNT)
     assert counted.returncode == 0, counted.stdout + counted.stderr
     code, bad = audit(node)
     assert code == 0 and not bad
     assert "nothing to change" in setup(node, "--shell").stdout
+
+
+def test_verify_runs_the_shell_workloads(node: Node) -> None:
+    node.ok("useradd -M -s /bin/sh alice")
+    result = node.run([PERFGROUP, "setup", "--group", GROUP, "--member", "alice", "--shell", "--json"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {row["id"]: row for row in json.loads(result.stdout)["verify"]["workloads"]}
+    for name in ("shell_perf_stat", "shell_counter"):
+        assert rows[name]["ok"] and rows[name]["member"]["outcome"] == "allowed", rows[name]
+        assert rows[name]["non_member"]["outcome"] == "refused", rows[name]

@@ -215,7 +215,16 @@ def run_verify(desired: Desired, facts: NodeFacts | None = None) -> verify.Verif
     facts = facts if facts is not None else facts_mod.read(desired)
     if facts.group.gid is None:
         raise ConvergeError("verify", f"group {desired.group} does not exist")
-    return verify.run(desired.dest, facts.group.gid, stock_perf(facts), verify_node(facts))
+    return verify.run(desired.dest, facts.group.gid, stock_perf(facts), verify_node(facts), shell_session(desired, facts))
+
+
+def shell_session(desired: Desired, facts: NodeFacts) -> verify.Session | None:
+    """perf-shell's session, where setup installs it (or the record says it did) and capsh can make it."""
+    recorded = facts.state is not None and facts.state.shell
+    if not (desired.shell or recorded) or not facts.shell.capsh_iab:
+        return None
+    extra = desired.shell_extra_caps if desired.shell else frozenset(facts.state.shell_caps if facts.state else ())
+    return verify.Session(facts.shell.capsh, tuple(sort_caps(extra | {"cap_perfmon"})))
 
 
 def verify_node(facts: NodeFacts) -> verify.Node:
