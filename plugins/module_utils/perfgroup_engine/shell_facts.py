@@ -55,4 +55,5 @@ def read(asked: bool, check_sudoers: bool = False) -> ShellFacts:
     capsh = next((path for path in CAPSH_PATHS if os.access(path, os.X_OK)), "")
     sudo = os.access(SUDO, os.X_OK) and os.access(VISUDO, os.X_OK)
     return ShellFacts(asked=True, sudo=sudo, capsh=capsh, capsh_iab=bool(capsh) and capsh_knows_iab(capsh),
-                      sudoers_error=sudoers_error() if check_sudoers and sudo else None)
+                      # Only root may read sudoers: a monitoring user's audit cannot tell, and says nothing.
+                      sudoers_error=sudoers_error() if check_sudoers and sudo and os.geteuid() == 0 else None)
