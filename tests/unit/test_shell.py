@@ -123,3 +123,29 @@ def test_the_helper_and_verify_agree_on_the_session() -> None:
     assert (rendered["sudoers"].path, rendered["sudoers"].mode) == (shell_paths("g")[2], 0o440)
     assert "%g ALL=(root) NOPASSWD: /usr/local/libexec/perfgroup/g/perf-shell\n" in rendered["sudoers"].content
     assert rendered["shell"].path == shell_paths("g")[0]
+
+
+MOUNTINFO = """\
+22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+30 22 0:40 / /home rw,nosuid - nfs4 server:/home rw,vers=4.2
+31 22 0:41 / /usr/local/libexec\\040x rw - vfat /dev/sdb1 rw
+"""
+
+
+@pytest.mark.parametrize(("path", "fstype"), [
+    ("/usr/local/libexec/perfgroup/g", "ext4"), ("/home/apps/perf", "nfs4"), ("/homework", "ext4"),
+    ("/usr/local/libexec x/g", "vfat"), ("/", "ext4"),
+])
+def test_the_filesystem_of_the_copy_is_read_from_mountinfo(path: str, fstype: str) -> None:
+    from perfgroup.engine.facts import fstype_at
+
+    assert fstype_at(path, MOUNTINFO) == fstype
+
+
+def test_a_filesystem_without_xattrs_is_like_nosuid() -> None:
+    facts = replace(converged(), fstype="nfs4", shell=READY)
+    with pytest.raises(RefusedError, match=r"nfs4, which cannot hold file capabilities.*give --shell"):
+        plan.make(facts, desired())
+    made = plan.make(facts, desired(shell=True))
+    assert not any(a.kind in ("install_copy", "fix_copy") for a in made.actions)
+    assert plan.make(replace(converged(), fstype="xfs"), desired()).caps.caps  # xattrs: the copy as always

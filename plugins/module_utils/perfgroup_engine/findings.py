@@ -20,6 +20,7 @@ from .policy import (
     COPY_MODE,
     MIN_PARANOID,
     TARGET_PARANOID,
+    caps_blocked,
     dir_is_safe,
     expected_caps,
     granted_root_equivalent,
@@ -407,14 +408,14 @@ RULES: tuple[Rule, ...] = (
 
 
 def shell_only(facts: NodeFacts) -> bool:
-    """A node where file capabilities cannot work (nosuid) whose setup installed perf-shell instead
-    of a copy: the copy's own rules do not apply there."""
-    return bool(facts.nosuid) and facts.state is not None and facts.state.shell and not facts.copy.node.exists
+    """A node where file capabilities cannot work (nosuid, no xattrs) whose setup installed
+    perf-shell instead of a copy: the copy's own rules do not apply there."""
+    return bool(caps_blocked(facts)) and facts.state is not None and facts.state.shell and not facts.copy.node.exists
 
 
 def rule_shell_only(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
-    yield Finding("copy.shell_only", OK, f"{desired.dest_dir} is nosuid (file capabilities cannot work): no copy, "
-                  "members use perf-shell")
+    yield Finding("copy.shell_only", OK, f"{desired.dest_dir} is on {caps_blocked(facts)} (file capabilities cannot "
+                  "work): no copy, members use perf-shell")
 
 
 COPY_RULES = (rule_copy_file, rule_caps, rule_path, rule_drift)

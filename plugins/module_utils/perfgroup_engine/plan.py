@@ -30,6 +30,7 @@ from .policy import (
     COPY_MODE,
     MIN_PARANOID,
     TARGET_PARANOID,
+    caps_blocked,
     caps_match,
     dir_is_safe,
     expected_caps,
@@ -93,9 +94,10 @@ def check_dest(facts: NodeFacts, desired: Desired) -> None:
         raise RefusedError(f"--dest {desired.dest} names a directory; give the file path")
     if is_packaged(desired.dest, facts):
         raise RefusedError(f"--dest {desired.dest} is the packaged perf; perfgroup never modifies it in place")
-    if facts.nosuid and not desired.shell:
+    blocked = caps_blocked(facts)
+    if blocked and not desired.shell:
         raise RefusedError(
-            f"--dest {desired.dest} is on a nosuid mount: the kernel would ignore its file capabilities; "
+            f"--dest {desired.dest} is on {blocked}: the kernel would ignore its file capabilities; "
             "give --shell (members use perf-shell there) or another --dest"
         )
     node = facts.copy.node
@@ -333,9 +335,9 @@ def preflight(facts: NodeFacts, desired: Desired) -> Decided:
     choice = expected_caps(facts, desired)
     notes += check_power(facts, desired, choice)
     notes += shell_plan.plan(facts.shell, desired, facts.cap_last_cap)
-    if facts.nosuid and desired.shell:
-        notes.append(f"file capabilities do not work on this mount ({desired.dest_dir} is nosuid): members use "
-                     "perf-shell; no privileged copy is installed")
+    if copy_skipped(facts, desired):
+        notes.append(f"file capabilities do not work on this mount ({desired.dest_dir} is on {caps_blocked(facts)}): "
+                     "members use perf-shell; no privileged copy is installed")
     access = access_plan.plan(facts, desired)
     node_files_plan.refuse_foreign(facts.node_files, desired.artifacts, desired.group, recorded_files(facts))
     # refuses an ambiguous fstab
@@ -344,8 +346,8 @@ def preflight(facts: NodeFacts, desired: Desired) -> Decided:
 
 
 def copy_skipped(facts: NodeFacts, desired: Desired) -> bool:
-    """Where file capabilities cannot work (nosuid) and members have perf-shell: no copy."""
-    return bool(facts.nosuid) and desired.shell
+    """Where file capabilities cannot work (nosuid, no xattrs) and members have perf-shell: no copy."""
+    return bool(caps_blocked(facts)) and desired.shell
 
 
 def make(facts: NodeFacts, desired: Desired) -> Plan:
