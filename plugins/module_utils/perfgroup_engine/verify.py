@@ -600,8 +600,8 @@ def session_rows(session: Session, stock: str | None, identities: Identities, pa
     """Inside a session the member counts system-wide, with the stock perf and with a program of
     its own; the non-member runs the same without a session and must be refused."""
     python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
-    programs: list[tuple[Workload, tuple[str, ...]]] = [(Workload("shell_counter", "perf-shell: a program's own perf_event_open -a", ()),
-                 (python, "-I", "-c", COUNTER))]
+    counter = Workload("shell_counter", "perf-shell: a program's own perf_event_open -a", ())
+    programs: list[tuple[Workload, tuple[str, ...]]] = [(counter, (python, "-I", "-c", COUNTER))]
     if stock:
         programs.insert(0, (Workload("shell_perf_stat", "perf-shell: stock perf stat -a", ()), (stock, *PERF_ARGS)))
     expected = "refused" if paranoid is None or paranoid >= 2 else "either (perf_event_paranoid < 2)"
