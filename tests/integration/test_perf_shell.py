@@ -216,3 +216,34 @@ def test_verify_runs_the_shell_workloads(node: Node) -> None:
     for name in ("shell_perf_stat", "shell_counter"):
         assert rows[name]["ok"] and rows[name]["member"]["outcome"] == "allowed", rows[name]
         assert rows[name]["non_member"]["outcome"] == "refused", rows[name]
+
+
+@pytest.mark.parametrize("step", ["check_write_sudoers", "rename_write_sudoers"])
+def test_a_run_killed_around_the_drop_in_leaves_sudo_working(make_node: Any, step: str) -> None:
+    """Killed with the checked drop-in still under its temporary name: sudo skips that name (it has
+    a '.'), sudoers parses, and the next setup finishes and clears the temp file."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from node import ENV
+
+    node = make_node()
+    node.ok("useradd -M -s /bin/sh alice")
+    marker = "/run/perfgroup-test-pause"
+    env = {**ENV, "PERFGROUP_TEST_PAUSE_FILE": marker, "PERFGROUP_TEST_PAUSE_AT": step}
+    proc = subprocess.Popen(node.argv([PERFGROUP, "setup", "--group", GROUP, "--member", "alice", "--shell", "--no-verify"]),
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (node.path(marker).exists() and node.path(marker).read_text().strip()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    os.kill(int(node.path(marker).read_text().split()[0]), signal.SIGKILL)
+    proc.wait(timeout=30)
+    left = node.ok("ls -A /etc/sudoers.d").split()
+    assert left[0].startswith(".perfgroup-tmp-") and "README" in left and SUDOERS.rsplit("/", 1)[1] not in left, left
+    node.ok("visudo -c")
+    assert setup(node, "--shell").returncode == 0
+    assert node.ok("ls -A /etc/sudoers.d").split() == ["README", "perfgroup-perf_users"]
+    assert as_alice(node, "perf-shell", "true").returncode == 0
