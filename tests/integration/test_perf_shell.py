@@ -5,12 +5,16 @@ validation, the refusals that leave the node unchanged, audit, remove, and nosui
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import PERFGROUP
-from node import Node
+from node import ENV, Node
 
 from perfgroup.engine.verify import COUNTER
 
@@ -222,13 +226,6 @@ def test_verify_runs_the_shell_workloads(node: Node) -> None:
 def test_a_run_killed_around_the_drop_in_leaves_sudo_working(make_node: Any, step: str) -> None:
     """Killed with the checked drop-in still under its temporary name: sudo skips that name (it has
     a '.'), sudoers parses, and the next setup finishes and clears the temp file."""
-    import os
-    import signal
-    import subprocess
-    import time
-
-    from node import ENV
-
     node = make_node()
     node.ok("useradd -M -s /bin/sh alice")
     marker = "/run/perfgroup-test-pause"
