@@ -44,6 +44,9 @@ def setup(root: str | None, verify: bool, dry_run: bool, as_json: bool, textfile
         at every boot; an APT (or DNF) hook refreshes the copy when perf is upgraded
       - with --textfile-dir DIR: perfgroup-textfile-GROUP.timer (enabled) writes the audit to
         DIR/perfgroup_GROUP.prom for node_exporter every 5 minutes
+      - with --shell: perf-shell for members (/usr/local/bin/perf-shell, a root-owned helper
+        /usr/local/libexec/perfgroup/GROUP/perf-shell, /etc/sudoers.d/perfgroup-GROUP checked
+        with visudo): sessions whose processes hold cap_perfmon (docs/perf-shell.md)
       - with --nhc: /etc/nhc/scripts/perfgroup.nhc (check_perfgroup, for LBNL NHC); add the line
         `* || check_perfgroup GROUP` to /etc/nhc/nhc.conf
       - /var/lib/perfgroup/GROUP.json: what was done, for audit and remove
@@ -98,7 +101,8 @@ def rendered_artifacts(desired: Any, textfile_dir: str | None, nhc: bool) -> tup
     from ..engine.desired import NodeArtifact
 
     try:
-        rendered = artifacts.setup_artifacts(desired.group, desired.dest, desired.source, textfile_dir, nhc)
+        rendered = artifacts.setup_artifacts(desired.group, desired.dest, desired.source, textfile_dir, nhc,
+                                             perf_shell=desired.shell, shell_caps=",".join(sorted(desired.shell_extra_caps)))
     except ValueError as error:
         raise RefusedError(str(error)) from None
     return tuple(NodeArtifact(**item._asdict()) for item in rendered)

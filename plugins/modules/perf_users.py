@@ -81,6 +81,19 @@ options:
       live and at boot. Machine-wide; never opened to everyone. --no-tracefs keeps tracefs as it is.
     type: bool
     default: true
+  shell:
+    description: >-
+      Install perf-shell: members get a shell (or one command) whose processes hold cap_perfmon, for
+      programs that call perf_event_open themselves (PAPI, LIKWID), through a sudoers drop-in for the
+      group and capsh. Also what members use where file capabilities cannot work (nosuid, no xattrs).
+    type: bool
+    default: false
+  shell_caps:
+    description: >-
+      Capabilities perf-shell sessions hold beyond cap_perfmon, e.g. cap_syslog; cap_sys_ptrace (kernels
+      before 5.9 watching other users' processes) and other root-equivalent ones also need --allow-root-
+      equivalent.
+    type: str
   verify:
     description: >-
       Run perf as a member and as a non-member after converging.

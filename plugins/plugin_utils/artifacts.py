@@ -76,7 +76,13 @@ ARTIFACTS: tuple[Artifact, ...] = (
     Artifact("/etc/environment-modules/modules/{{ module_name }}", "modulefile.tcl.j2", 0o644, "tcl-module"),
     Artifact("/etc/profile.d/perfgroup-{{ group }}.csh", "profile.csh.j2", 0o644, "csh"),
     Artifact(WRAPPER_PATH, "perf-wrapper.sh.j2", 0o755, "wrapper"),
+    # perf-shell (setup --shell): the helper first, the drop-in that lets the group run it next,
+    # the command members type last (engine.paths.shell_paths; visudo checks the drop-in first).
+    Artifact("{{ helper_path }}", "perf-shell-helper.sh.j2", 0o755, "shell-helper"),
+    Artifact("{{ sudoers_path }}", "sudoers.j2", 0o440, "sudoers"),
+    Artifact("{{ shell_command }}", "perf-shell.sh.j2", 0o755, "shell"),
 )
+SHELL_KINDS = ("shell-helper", "sudoers", "shell")
 
 KINDS = frozenset(artifact.kind for artifact in ARTIFACTS)
 
@@ -92,6 +98,7 @@ _CHECKS: dict[str, re.Pattern[str]] = {
     "timer_interval": re.compile(r"[0-9]+ ?(us|ms|s|sec|m|min|h|hr|d|w)?( ?[0-9]+ ?(us|ms|s|sec|m|min|h|hr|d|w)?)*\Z"),
     "module_name": re.compile(r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_.+-]+)*\Z"),
     "tracefs_mode": re.compile(r"0?[0-7]{3}\Z"),
+    "shell_caps": re.compile(r"cap_[a-z_]+(,cap_[a-z_]+)*\Z"),
 }
 _INTS = ("gid", "tracefs_gid")
 
@@ -130,7 +137,7 @@ def render(context: dict[str, object], kinds: set[str] | None = None,
         raise ValueError(f"unknown artifact kinds: {', '.join(sorted(kinds - KINDS))}")
     check_context(context)
     env = environment(directory)
-    full = {"wrapper_path": WRAPPER_PATH, **context}
+    full = {"wrapper_path": WRAPPER_PATH, **_shell_context(context), **context}
     rendered = []
     for artifact in ARTIFACTS:
         if kinds is not None and artifact.kind not in kinds:
@@ -139,6 +146,26 @@ def render(context: dict[str, object], kinds: set[str] | None = None,
         content = env.get_template(artifact.template).render(full)
         rendered.append(RenderedArtifact(path, content, artifact.mode, artifact.kind))
     return rendered
+
+
+SHELL_COMMAND = "/usr/local/bin/perf-shell"  # engine.paths.SHELL_COMMAND (a unit test keeps them equal)
+
+
+def _shell_context(context: Mapping[str, object]) -> dict[str, object]:
+    """perf-shell's paths for the group, and capsh's --iab from the session's capabilities."""
+    group = str(context.get("group", ""))
+    out: dict[str, object] = {"helper_path": f"/usr/local/libexec/perfgroup/{group}/perf-shell",
+                              "sudoers_path": f"/etc/sudoers.d/perfgroup-{group}", "shell_command": SHELL_COMMAND}
+    if "shell_caps" in context:
+        out["shell_iab"] = ",".join("^" + cap for cap in str(context["shell_caps"]).split(","))
+    return out
+
+
+def shell_caps_text(extra: str | None) -> str:
+    """cap_perfmon and the --shell-caps list, as capsh and the templates take it (the engine
+    judges the list; here only its spelling is checked)."""
+    names = [name.strip().lower() for name in (extra or "").split(",") if name.strip()]
+    return ",".join(dict.fromkeys(["cap_perfmon", *(n if n.startswith("cap_") else "cap_" + n for n in names)]))
 
 
 NODE_COMMAND = "/usr/local/sbin/perfgroup-node"  # engine.node_files.LAUNCHER
@@ -168,29 +195,33 @@ def module_root(path: str) -> str:
     return path[: path.rindex("/" + MODULE_NAME)]
 
 
-def setup_kinds(textfile_dir: str | None = None, nhc: bool = False) -> set[str]:
+def setup_kinds(textfile_dir: str | None = None, nhc: bool = False, perf_shell: bool = False) -> set[str]:
     """The artifact kinds `perfgroup setup` and the role render: the node decides which of them it
-    installs (REQUIRES); the textfile timer and the NHC check only when asked."""
+    installs (REQUIRES); the textfile timer, the NHC check and perf-shell only when asked."""
     kinds = set(SETUP_KINDS)
     if textfile_dir:
         kinds.add("prometheus")
     if nhc:
         kinds.add("nhc")
+    if perf_shell:
+        kinds.update(SHELL_KINDS)
     return kinds
 
 
 def setup_artifacts(group: str, dest: str, source: str | None = None, textfile_dir: str | None = None,
-                    nhc: bool = False, timer_interval: str = "5min") -> tuple[Candidate, ...]:
+                    nhc: bool = False, timer_interval: str = "5min", perf_shell: bool = False,
+                    shell_caps: str | None = None) -> tuple[Candidate, ...]:
     """Every candidate artifact of a setup, with the enablement link of each enabled unit and the
     node-side condition of each. The wrapper falls back to the stock perf; where a --perf source
     was given, the node picks the variant: /usr/bin/perf if it has one, else that source."""
-    kinds = setup_kinds(textfile_dir, nhc)
+    kinds = setup_kinds(textfile_dir, nhc, perf_shell)
     stocks = [("", STOCK_PERF)] if source in (None, STOCK_PERF) else [(STOCK_PERF, STOCK_PERF), ("!" + STOCK_PERF, source)]
     out: list[Candidate] = []
     for requires, stock in stocks:
         wrapper_only = requires != stocks[0][0]
         rendered = node_artifacts(group, dest, {"wrapper"} if wrapper_only else kinds, textfile_dir=textfile_dir,
-                                  timer_interval=timer_interval, stock_perf=str(stock))
+                                  timer_interval=timer_interval, stock_perf=str(stock),
+                                  shell_caps=shell_caps_text(shell_caps))
         for item in rendered:
             need = requires if item.kind == "wrapper" else REQUIRES.get(item.kind, "")
             if item.kind in ("lmod", "tcl-module"):
@@ -200,13 +231,14 @@ def setup_artifacts(group: str, dest: str, source: str | None = None, textfile_d
 
 
 def node_artifacts(group: str, dest: str, kinds: set[str], textfile_dir: str | None = None,
-                   timer_interval: str = "5min", stock_perf: str = STOCK_PERF) -> tuple[Candidate, ...]:
+                   timer_interval: str = "5min", stock_perf: str = STOCK_PERF,
+                   shell_caps: str = "cap_perfmon") -> tuple[Candidate, ...]:
     """Rendered artifacts of the given kinds, with the enablement symlink of each unit that is
     installed enabled (the engine never renders)."""
     context: dict[str, object] = {
         "group": group, "dest": dest, "dest_dir": os.path.dirname(dest), "node_command": NODE_COMMAND,
         "stock_perf": stock_perf, "textfile_dir": textfile_dir or "/var/lib/prometheus/node-exporter",
-        "timer_interval": timer_interval, "module_name": MODULE_NAME,
+        "timer_interval": timer_interval, "module_name": MODULE_NAME, "shell_caps": shell_caps,
     }
     out: list[Candidate] = []
     for item in render(context, kinds):

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.integration
 
 NODE = "/usr/local/sbin/perfgroup-node"
 ENGINE = "/usr/local/lib/perfgroup/perfgroup_engine"
+SHELL_HELPER = "/usr/local/libexec/perfgroup/perf_users/perf-shell"
 
 # (name, what someone else did, the audit finding (critical), what setup does: "refuses" or
 # "repairs", does perfgroup-node refuse to run)
@@ -38,7 +39,12 @@ PLANTED: list[tuple[str, str, str, str, bool]] = [
     ("systemd unit directory o+w", "chmod o+w /etc/systemd/system", "file.unsafe", "refuses", False),
     ("apt hook directory user-owned", "chown nobody /etc/apt/apt.conf.d", "file.unsafe", "refuses", False),
     ("sysctl.d user-owned", "chown nobody /etc/sysctl.d", "", "refuses", False),
+    # perf-shell (setup --shell): sudo runs the helper as root; the drop-in decides who may.
+    ("perf-shell helper 0777", f"chmod 0777 {SHELL_HELPER}", "file.unsafe", "repairs", False),
+    ("perf-shell helper edited", f"echo 'exec /bin/sh' >> {SHELL_HELPER}", "shell.modified", "repairs", False),
+    ("sudoers.d user-owned", "chown nobody /etc/sudoers.d", "file.unsafe", "refuses", False),
 ]
+SHELL_ROWS = {row[0] for row in PLANTED if "perf-shell" in row[0] or "sudoers" in row[0]}
 
 
 def perfgroup(node: Node, *args: str) -> Any:
@@ -55,7 +61,8 @@ def critical(node: Node) -> dict[str, str]:
 def test_a_path_root_uses_planted_by_someone_else(node: Node, done: str, finding: str, setup_does: str,
                                                   node_refuses: bool) -> None:
     node.ok("useradd -M -s /bin/sh alice")
-    first = perfgroup(node, "setup", "--member", "alice")
+    shell = ("--shell",) if done in {row[1] for row in PLANTED if row[0] in SHELL_ROWS} else ()
+    first = perfgroup(node, "setup", "--member", "alice", *shell)
     assert first.returncode == 0, first.stdout + first.stderr
     node.ok(done)
     audit = perfgroup(node, "audit")
@@ -68,7 +75,7 @@ def test_a_path_root_uses_planted_by_someone_else(node: Node, done: str, finding
     else:
         assert entry.returncode in (2, 126) and "Traceback" not in entry.stderr, entry.stdout + entry.stderr  # 126: 0666
     before = node.snapshot()
-    again = perfgroup(node, "setup", "--member", "alice")
+    again = perfgroup(node, "setup", "--member", "alice", *shell)
     if setup_does == "refuses":
         assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1, again.stdout + again.stderr
         assert "root's alone" in again.stderr or "not trusted" in again.stderr or "writable" in again.stderr, again.stderr

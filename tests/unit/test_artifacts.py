@@ -31,6 +31,7 @@ CONTEXT: dict[str, object] = {
     "dest_dir": "/usr/local/libexec/perfgroup/perf_users", "stock_perf": "/usr/bin/perf",
     "node_command": "/usr/local/sbin/perfgroup-node", "textfile_dir": "/var/lib/prometheus/node-exporter",
     "timer_interval": "5min", "module_name": "perf/privileged", "tracefs_gid": 995, "tracefs_mode": "0750",
+    "shell_caps": "cap_perfmon",
 }
 HEADER = f"Managed by perfgroup for group {GROUP}: do not edit"
 
@@ -73,6 +74,9 @@ EXPECTED_PATHS = {
     "/etc/environment-modules/modules/perf/privileged": (0o644, "tcl-module"),
     "/etc/profile.d/perfgroup-perf_users.csh": (0o644, "csh"),
     "/usr/local/bin/perf": (0o755, "wrapper"),
+    "/usr/local/libexec/perfgroup/perf_users/perf-shell": (0o755, "shell-helper"),
+    "/etc/sudoers.d/perfgroup-perf_users": (0o440, "sudoers"),
+    "/usr/local/bin/perf-shell": (0o755, "shell"),
 }
 
 
@@ -111,7 +115,8 @@ def test_templates_use_every_context_variable_but_gid() -> None:
         used |= jinja2.meta.find_undeclared_variables(env.parse(source))
         used |= jinja2.meta.find_undeclared_variables(env.parse(artifact.path))
     # gid is accepted for the engine's convenience; tracefs_gid is the one a file needs.
-    assert used == (set(CONTEXT) - {"gid"}) | {"wrapper_path"}
+    assert used == (set(CONTEXT) - {"gid"}) | {"wrapper_path", "helper_path", "sudoers_path", "shell_command",
+                                               "shell_iab"}
 
 
 @pytest.mark.parametrize("name", sorted(set(CONTEXT) - {"gid"}))
@@ -130,6 +135,7 @@ def test_a_missing_variable_raises(name: str) -> None:
     ("module_name", "perf/x y"), ("tracefs_mode", "0777 "), ("tracefs_mode", "u+rwx"),
     ("gid", "995"), ("gid", True), ("tracefs_gid", -1),
     ("stock_perf", "/usr/local/bin/perf"),  # the wrapper itself: it would exec itself
+    ("shell_caps", "cap_perfmon cap_syslog"), ("shell_caps", "cap_perfmon,$(id)"), ("shell_caps", ""),
 ])
 def test_unsafe_values_are_refused(name: str, value: object) -> None:
     with pytest.raises(ValueError, match=name):
@@ -227,6 +233,8 @@ def test_textfile_service_runs_the_prometheus_audit_and_tolerates_nagios_results
 
 @pytest.mark.parametrize(("kind", "shells"), [
     ("wrapper", ("sh", "dash", "bash")),
+    ("shell", ("sh", "dash", "bash")),
+    ("shell-helper", ("sh", "dash", "bash")),
     ("nhc", ("bash",)),
     ("csh", ("csh", "tcsh")),
 ])

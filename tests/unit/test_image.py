@@ -71,7 +71,8 @@ def test_image_audit_still_reports_persistence() -> None:
 
 
 def test_request_round_trips_into_the_image() -> None:
-    want = desired(members=("alice",), gid=4242, caps_override=frozenset({"cap_perfmon"}), tracefs=False,
+    want = desired(members=("alice",), gid=4242, caps_override=frozenset({"cap_perfmon"}), tracefs=False, shell=True,
+                   shell_extra_caps=frozenset({"cap_syslog"}),
                    artifacts=(NodeArtifact("/usr/local/bin/perf", "#!/bin/sh\n", 0o755, "wrapper"),))
     back = desired_from_dict(json.loads(json.dumps(desired_to_dict(want))))
     assert back == want._replace(image=True)

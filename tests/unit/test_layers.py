@@ -17,7 +17,7 @@ LAYER_OF = {module: ORDER.index(layer) for layer, modules in LAYERS.items() for 
 ENTRY = ORDER.index("entry")
 # Heavy standard-library modules the audit path imports only where it needs them (a converged
 # node's audit never does): each such import must say why on its line.
-LATE_STDLIB = {"argparse", "json", "_json", "hashlib", "_sha256", "_sha2", "gzip", "glob", "re", "shlex"}
+LATE_STDLIB = {"argparse", "json", "_json", "hashlib", "_sha256", "_sha2", "gzip", "glob", "re", "shlex", "subprocess"}
 # What the audit path (NHC and the textfile timer, every few minutes on every node) must not load.
 NOT_ON_AUDIT_PATH = {"dataclasses", "json", "argparse", "subprocess", "typing"}
 AUDIT_ENTRY = ("node_main", "audit")

@@ -181,7 +181,9 @@ def _initrd(image: Image, work: Path, script: str, wheels: Path, nonce: str, she
         path.write_text(text)
         path.chmod(mode)
     (stage / "vm/wheels").mkdir()
-    for wheel in wheels.glob("*.whl"):
+    # Debian packages beside the wheels go along too (a scenario `dpkg -i`s them): one boot gets a
+    # package without changing the image's recipe, which every lane's cache key shares.
+    for wheel in [*wheels.glob("*.whl"), *wheels.glob("*.deb")]:
         shutil.copy(wheel, stage / "vm/wheels" / wheel.name)
     # Only vm/ gets directory entries: an entry for usr/ would reset the image's own usr/.
     names = ["vm", *sorted(str(p.relative_to(stage)) for p in (stage / "vm").rglob("*")),

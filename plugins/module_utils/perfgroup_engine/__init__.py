@@ -7,7 +7,7 @@ Layers, lowest first. A module imports only from its own or a lower layer, at th
 file, with no cycle (tests/unit/test_layers.py). Imports inside a function are only for heavy
 standard-library modules on the audit path and for entry points choosing a subcommand, each with
 a one-line reason. A concern keeps one name across layers: access_facts / access_rules /
-access_plan, reach_*, node_files_*, intent_*.
+access_plan, reach_*, node_files_*, intent_*, shell_*.
 
   core     types, paths, options, errors, severities, record schema, pure parsers
   read     facts: reading the node, no side effects
@@ -26,9 +26,10 @@ LAYERS = {
     "core": ("tuples", "errors", "finding", "paths", "desired", "options", "capabilities", "validate", "state",
              "sysctl", "fstab", "profile"),
     "read": ("host", "perfsource", "acl", "trust", "access_facts", "reach_facts", "node_files_facts", "intent_facts",
-             "facts"),
-    "rules": ("policy", "access_rules", "reach_rules", "node_files_rules", "findings"),
-    "plan": ("actions", "access_plan", "reach_plan", "node_files_plan", "intent_plan", "plan", "plan_diff"),
+             "shell_facts", "facts"),
+    "rules": ("policy", "access_rules", "reach_rules", "node_files_rules", "shell_rules", "findings"),
+    "plan": ("actions", "access_plan", "reach_plan", "node_files_plan", "intent_plan", "shell_plan",
+             "plan", "plan_diff"),
     "write": ("log", "apply", "report_formats"),
     "flows": ("verify", "converge", "audit", "heal", "remove", "members"),
     "entry": ("node_main", "image"),

@@ -153,6 +153,9 @@ class WriteFile(Action):
     old: str | None = None  # None: the file does not exist
     step: str = "write_file"
     mode: int = FILE_MODE
+    # A command the new file must pass (run with its temp file's path appended) before it replaces
+    # the old one: visudo -cf for a sudoers drop-in.
+    check: tuple[str, ...] = ()
     kind = "write_file"
 
     @property

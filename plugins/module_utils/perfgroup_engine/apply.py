@@ -392,7 +392,8 @@ def fix_copy(action: act.FixCopy) -> None:
     log.change("fix_copy", action.target, action.before, action.after)
 
 
-def write_file(path: str, content: str, step: str = "write_file", mode: int = FILE_MODE) -> None:
+def write_file(path: str, content: str, step: str = "write_file", mode: int = FILE_MODE,
+               check: tuple[str, ...] = ()) -> None:
     """Atomically replace path with content (root-owned, mode), never following a symlink, and
     only into a directory that is root's alone all the way up (planned writes were refused
     earlier; this catches a directory changed while the run went on)."""
@@ -404,12 +405,14 @@ def write_file(path: str, content: str, step: str = "write_file", mode: int = FI
         os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
     except OSError as error:
         raise ConvergeError(step, f"cannot write in {os.path.dirname(path)}: {error.strerror}") from None
-    replace_atomically(path, content.encode(), step, mode)
+    replace_atomically(path, content.encode(), step, mode, check=check)
 
 
-def replace_atomically(path: str, data: bytes, step: str, mode: int, owner: tuple[int, int] | None = None) -> None:
-    """Temp file beside path, written, chmod (and chown when owner is given), fsync'd, renamed
-    over path, directory fsync'd: a reader sees the old file or the new one, never a part."""
+def replace_atomically(path: str, data: bytes, step: str, mode: int, owner: tuple[int, int] | None = None,
+                       check: tuple[str, ...] = ()) -> None:
+    """Temp file beside path, written, chmod (and chown when owner is given), fsync'd, `check`ed
+    (its command must accept the temp file: else the old file stays), renamed over path,
+    directory fsync'd: a reader sees the old file or the new one, never a part."""
     directory, name = os.path.split(path)
     try:
         clean_leftovers(directory)
@@ -426,6 +429,8 @@ def replace_atomically(path: str, data: bytes, step: str, mode: int, owner: tupl
             os.fsync(fd)
         finally:
             os.close(fd)
+        if check:
+            run_tool(f"check_{step}", [*check, temp])
         checkpoint(f"rename_{step}")
         os.rename(temp, path)
         _fsync_dir(directory)
@@ -433,10 +438,14 @@ def replace_atomically(path: str, data: bytes, step: str, mode: int, owner: tupl
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise ConvergeError(step, f"{path}: {error.strerror}") from None
+    except ConvergeError:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
 
 
 def write_file_action(action: act.WriteFile) -> None:
-    write_file(action.target, action.content, step=action.step, mode=action.mode)
+    write_file(action.target, action.content, step=action.step, mode=action.mode, check=action.check)
     log.change("write_file", action.target, "absent" if action.old is None else "old content", "perfgroup content")
 
 

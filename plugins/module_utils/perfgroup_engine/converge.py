@@ -163,6 +163,8 @@ def build_state(desired: Desired, before: NodeFacts, after: NodeFacts, plan: Pla
         fstab_edits=fstab_edits(previous, applied, after.group.gid, after.fstab_journal),
         # The plan refused root-equivalent caps unless this run opted in: what it chose is what it granted.
         root_equivalent_caps=tuple(sort_caps(plan.caps.root_equivalent)),
+        shell=desired.shell,
+        shell_caps=tuple(sort_caps(desired.shell_extra_caps)),
     )
 
 
@@ -220,7 +222,16 @@ def run_verify(desired: Desired, facts: NodeFacts | None = None) -> verify.Verif
     facts = facts if facts is not None else facts_mod.read(desired)
     if facts.group.gid is None:
         raise ConvergeError("verify", f"group {desired.group} does not exist")
-    return verify.run(desired.dest, facts.group.gid, stock_perf(facts), verify_node(facts))
+    return verify.run(desired.dest, facts.group.gid, stock_perf(facts), verify_node(facts), shell_session(desired, facts))
+
+
+def shell_session(desired: Desired, facts: NodeFacts) -> verify.Session | None:
+    """perf-shell's session, where setup installs it (or the record says it did) and capsh can make it."""
+    recorded = facts.state is not None and facts.state.shell
+    if not (desired.shell or recorded) or not facts.shell.capsh_iab:
+        return None
+    extra = desired.shell_extra_caps if desired.shell else frozenset(facts.state.shell_caps if facts.state else ())
+    return verify.Session(facts.shell.capsh, tuple(sort_caps(extra | {"cap_perfmon"})))
 
 
 def verify_node(facts: NodeFacts) -> verify.Node:
@@ -317,7 +328,7 @@ def finish(desired: Desired, facts: NodeFacts, plan: Plan, result: SetupResult, 
         if after.fstab_journal:  # now in the record
             step = "delete_fstab_journal"
             apply.delete_fstab_journal(desired.group)
-        if run_checks:
+        if run_checks and not plan_mod.copy_skipped(after, desired):  # no copy to run (perf-shell only)
             step = "verify"
             result.verify = run_verify(desired, after)
     except ConvergeError as error:

@@ -46,6 +46,10 @@ class Desired(NamedTuple):
     # Preparing a node image (setup/audit --root, run chrooted into it): the running kernel is not
     # the nodes' one, so nothing live is read or changed; only files (and the copy's xattr).
     image: bool = False
+    # perf-shell (setup --shell): members get a session with these capabilities ambient, through
+    # sudo and capsh; shell_extra_caps are the opted-in ones beyond cap_perfmon (--shell-caps).
+    shell: bool = False
+    shell_extra_caps: frozenset[str] = frozenset()
 
     @property
     def dest_dir(self) -> str:

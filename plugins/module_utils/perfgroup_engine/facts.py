@@ -1,4 +1,5 @@
-"""Reading the host. Nothing here changes anything, spawns a process or needs root.
+"""Reading the host. Nothing here changes anything or needs root, and nothing spawns a process
+but shell_facts' `visudo -c` (audits of a node with perf-shell only).
 
 Everything the decisions (plan.py, findings.py) need is gathered into one NodeFacts value, so
 those decisions are pure functions that tests feed with plain data.
@@ -12,14 +13,14 @@ import pwd
 import stat
 from types import MappingProxyType
 
-from . import access_facts, intent_facts, node_files_facts, perfsource, reach_facts, sysctl, trust
+from . import access_facts, intent_facts, node_files_facts, perfsource, reach_facts, shell_facts, sysctl, trust
 from .access_facts import AccessFacts
 from .capabilities import FileCaps, kernel_version
 from .desired import Desired
 from .errors import RefusedError
 from .host import digest, key_of, load_state, read_caps, read_int, read_text, sha256_fd, sha256_text
 from .intent_facts import Intent
-from .paths import DROPIN_PATH, ENGINE_DIR, LAUNCHER, STATE_DIR, TMP_PREFIX, default_dest, state_path
+from .paths import DROPIN_PATH, ENGINE_DIR, LAUNCHER, MOUNTINFO, STATE_DIR, TMP_PREFIX, default_dest, state_path
 from .state import State, StatKey
 from .tuples import NamedTuple
 from .validate import check_abs_path, check_group
@@ -113,6 +114,8 @@ class NodeFacts(NamedTuple):
     # (path, why) of files setup would write whose directory others could change (setup and heal only)
     unsafe_targets: tuple[tuple[str, str], ...] = ()
     other_groups: tuple[str, ...] = ()  # groups other setup records on this node are for (one group per node)
+    shell: shell_facts.ShellFacts = shell_facts.ShellFacts()  # sudo, capsh (setup --shell, or recorded)
+    fstype: str = ""  # the filesystem type of the mount holding the copy's directory ("" unknown, image)
 
 
 def path_facts(path: str) -> PathFacts:
@@ -162,6 +165,20 @@ def nosuid_at(path: str) -> bool | None:
             if current == "/":
                 return None
             current = os.path.dirname(current)
+
+
+def fstype_at(path: str, mountinfo: str) -> str:
+    """The type of the filesystem whose mount point is the longest prefix of path (mountinfo(5))."""
+    best, found = -1, ""
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if " - " not in line or len(fields) < 5:
+            continue
+        point = fields[4].replace("\\040", " ")
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > best:
+            best, found = len(point), line.split(" - ", 1)[1].split()[0]
+    return found
 
 
 def lockdown_mode() -> str | None:
@@ -415,6 +432,7 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
         dirs=dirs,
         # The build host's mount flags say nothing about how nodes mount the image.
         nosuid=None if image else nosuid_at(desired.dest_dir),
+        fstype="" if image else fstype_at(os.path.realpath(desired.dest_dir), read_text(MOUNTINFO) or ""),
         source=source,
         profile=TextFacts(desired.profile_path, read_text(desired.profile_path)),
         sysctl_dropin=TextFacts(desired.sysctl_path, read_text(desired.sysctl_path)),
@@ -440,6 +458,9 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
         unsafe_targets=unsafe_targets(desired),
         pending=intent_facts.read(desired.state_path, group.gid, group.members),
         other_groups=other_groups(desired.group),
+        # An audit (nothing rendered) of a recorded shell also asks whether sudoers still parses.
+        shell=shell_facts.read(desired.shell or (state is not None and state.shell),
+                               check_sudoers=state is not None and state.shell and not desired.artifacts),
     )
 
 

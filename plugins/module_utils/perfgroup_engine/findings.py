@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import stat
 
-from . import access_rules, errors, reach_rules, sysctl
+from . import access_rules, errors, reach_rules, shell_rules, sysctl
 from .capabilities import PROFILING_CAPS, sort_caps
 from .desired import Desired
 from .facts import NodeFacts, PathFacts
 from .finding import CRITICAL, OK, WARNING, Finding
 from .finding import worst as worst_severity
-from .paths import intent_path
+from .paths import SHELL_COMMAND, intent_path, shell_helper_path, sudoers_path
 from .perfsource import os_label
 from .policy import (
     COPY_MODE,
     MIN_PARANOID,
     TARGET_PARANOID,
+    caps_blocked,
     did_you_mean,
     dir_is_safe,
     expected_caps,
@@ -313,7 +314,9 @@ def rule_paranoid(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
 
 
 FILE_KINDS = (("profile", "members do not get the privileged perf first on PATH"),
-              ("sysctl", "perf_event_paranoid is not persisted as setup chose"))
+              ("sysctl", "perf_event_paranoid is not persisted as setup chose"),
+              ("sudoers", "members cannot start perf-shell (sudo runs only what this drop-in allows)"),
+              ("shell", "members cannot start perf-shell"))
 
 
 def _file_kind(path: str, desired: Desired) -> tuple[str, str]:
@@ -321,6 +324,10 @@ def _file_kind(path: str, desired: Desired) -> tuple[str, str]:
         return FILE_KINDS[0]
     if path == desired.sysctl_path:
         return FILE_KINDS[1]
+    if path == sudoers_path(desired.group):
+        return FILE_KINDS[2]
+    if path in (SHELL_COMMAND, shell_helper_path(desired.group)):
+        return FILE_KINDS[3]
     return ("file", "a file setup wrote")
 
 
@@ -391,14 +398,34 @@ def rule_reach(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
     yield from reach_rules.findings(facts.reach, desired.group, facts.group.gid, kept, caps, facts.copy.caps is not None)
 
 
+def rule_shell(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+    yield from shell_rules.findings(facts.shell, desired.group)
+
+
 RULES: tuple[Rule, ...] = (
     rule_state, rule_group, rule_copy_file, rule_caps, rule_path,
     rule_drift, rule_paranoid, rule_files, rule_installed, rule_kernel, rule_leftovers, access_rules.rule_access, rule_reach,
+    rule_shell,
 )
 
 
+def shell_only(facts: NodeFacts) -> bool:
+    """A node where file capabilities cannot work (nosuid, no xattrs) whose setup installed
+    perf-shell instead of a copy: the copy's own rules do not apply there."""
+    return bool(caps_blocked(facts)) and facts.state is not None and facts.state.shell and not facts.copy.node.exists
+
+
+def rule_shell_only(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+    yield Finding("copy.shell_only", OK, f"{desired.dest_dir} is on {caps_blocked(facts)} (file capabilities cannot "
+                  "work): no copy, members use perf-shell")
+
+
+COPY_RULES = (rule_copy_file, rule_caps, rule_path, rule_drift)
+
+
 def audit(facts: NodeFacts, desired: Desired) -> list[Finding]:
-    found = [finding for rule in RULES for finding in rule(facts, desired)]
+    rules = (*(rule for rule in RULES if rule not in COPY_RULES), rule_shell_only) if shell_only(facts) else RULES
+    found = [finding for rule in rules for finding in rule(facts, desired)]
     if not second_group(facts):
         return found
     # A typo: every fix points at the group perfgroup is set up for, never at setting up the typo.

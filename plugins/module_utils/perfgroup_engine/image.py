@@ -25,6 +25,7 @@ def desired_to_dict(desired: Desired) -> Document:
     data["members"] = list(desired.members)
     data["caps_override"] = sorted(desired.caps_override) if desired.caps_override is not None else None
     data["artifacts"] = [artifact._asdict() for artifact in desired.artifacts]
+    data["shell_extra_caps"] = sorted(desired.shell_extra_caps)
     return data
 
 
@@ -34,6 +35,7 @@ def desired_from_dict(data: Document) -> Desired:
     caps = fields.get("caps_override")
     fields["caps_override"] = frozenset(caps) if caps is not None else None
     fields["artifacts"] = tuple(NodeArtifact(**artifact) for artifact in fields.get("artifacts") or ())
+    fields["shell_extra_caps"] = frozenset(fields.get("shell_extra_caps") or ())
     fields["image"] = True
     return Desired(**{name: value for name, value in fields.items() if name in Desired._fields})
 

@@ -9,7 +9,7 @@ from .desired import NodeArtifact
 from .errors import RefusedError
 from .host import sha256_text
 from .node_files_facts import NodeFileFacts, wanted
-from .node_files_rules import is_entry_point, is_ours
+from .node_files_rules import CHECKS, is_entry_point, is_ours
 from .paths import optional_paths
 
 
@@ -30,7 +30,7 @@ def plan(facts: NodeFileFacts, artifacts: tuple[NodeArtifact, ...], node_entry: 
         elif text != item.content or link is not None or item.path in facts.loose:
             why = "others could change it: written again, root's" if text == item.content and link is None else ""
             actions.append(WriteFile(item.path, why or f"{item.kind} artifact", content=item.content, old=text,
-                                     step=f"write_{item.kind}", mode=item.mode))
+                                     step=f"write_{item.kind}", mode=item.mode, check=CHECKS.get(item.kind, ())))
     written = {item.path for item in wanted(artifacts, facts.engine_sources, node_entry)}
     actions += [DeleteFile(path, "bytecode someone other than root could change: python writes it again",
                            step="delete_file:bytecode") for path in sorted(facts.loose - written)]

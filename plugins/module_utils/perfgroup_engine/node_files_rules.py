@@ -8,7 +8,11 @@ import os
 import re
 
 from .desired import NodeArtifact
-from .paths import ARTIFACT_DIRS, ENGINE_DIR, LAUNCHER
+from .paths import ARTIFACT_DIRS, ENGINE_DIR, LAUNCHER, VISUDO, shell_paths
+
+# Checks a rendered file must pass, run on its temp file before the rename (apply.replace_atomically):
+# a sudoers drop-in that does not parse would break sudo for everyone on the node.
+CHECKS = {"sudoers": (VISUDO, "-cf")}
 
 
 def is_ours(content: str, group: str) -> bool:
@@ -34,7 +38,7 @@ def owned(group: str, path: str) -> bool:
     """Whether remove may delete a recorded path: the entry point, or an artifact in one of the
     artifact directories whose name carries the group (or perfgroup's own NHC script)."""
     directory, name = os.path.split(path)
-    if path == LAUNCHER or (directory == ENGINE_DIR and name.endswith(".py")):
+    if path == LAUNCHER or (directory == ENGINE_DIR and name.endswith(".py")) or path in shell_paths(group):
         return True
     if directory not in ARTIFACT_DIRS or not name.startswith(("perfgroup", "80perfgroup")):
         return False

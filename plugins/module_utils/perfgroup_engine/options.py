@@ -9,6 +9,7 @@ uses it, its tests.
 
 from __future__ import annotations
 
+from .capabilities import ROOT_EQUIVALENT_CAPS
 from .tuples import NamedTuple
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
@@ -89,11 +90,22 @@ OPTIONS: tuple[Option, ...] = (
     Option("allow_root_equivalent", "bool", False,
            "Allow capabilities that let members become root (cap_sys_admin, cap_sys_ptrace, cap_setuid, ...), "
            "by --caps or because the kernel lacks CAP_PERFMON. Every member can then become root.",
-           ("setup",), ("main",), from_record=lambda state: bool(state.root_equivalent_caps)),
+           ("setup",), ("main",),
+           from_record=lambda state: bool(state.root_equivalent_caps) or bool(ROOT_EQUIVALENT_CAPS & set(state.shell_caps))),
     Option("tracefs", "bool", True,
            "Give the group read access to tracefs (tracepoints, perf trace): mount options gid=GROUP,mode=0750, "
            "live and at boot. Machine-wide; never opened to everyone. --no-tracefs keeps tracefs as it is.",
            ("setup",), ("main",), from_record=lambda state: not state.tracefs_kept),
+    Option("shell", "bool", False,
+           "Install perf-shell: members get a shell (or one command) whose processes hold cap_perfmon, for "
+           "programs that call perf_event_open themselves (PAPI, LIKWID), through a sudoers drop-in for the "
+           "group and capsh. Also what members use where file capabilities cannot work (nosuid, no xattrs).",
+           ("setup",), ("main",), from_record=lambda state: state.shell),
+    Option("shell_caps", "str", None,
+           "Capabilities perf-shell sessions hold beyond cap_perfmon, e.g. cap_syslog; cap_sys_ptrace (kernels "
+           "before 5.9 watching other users' processes) and other root-equivalent ones also need "
+           "--allow-root-equivalent.", ("setup",), ("main",), metavar="LIST",
+           from_record=lambda state: ",".join(state.shell_caps) or None),
     Option("root", "str", None,
            "Work on a node image directory instead of this machine (Warewulf image, xCAT rootimg, any Linux root "
            "with python3): its own /etc/group, perf and files, chrooted, never this machine's kernel.",

@@ -30,8 +30,13 @@ ARTIFACT_DIRS = (
     SYSTEMD_DIR, f"{SYSTEMD_DIR}/multi-user.target.wants", f"{SYSTEMD_DIR}/timers.target.wants",
     "/etc/apt/apt.conf.d", "/etc/dnf/plugins/post-transaction-actions.d", "/etc/dnf/libdnf5-plugins/actions.d",
     "/etc/nhc/scripts", "/etc/nhc/nhc.conf.d", "/etc/systemd/system/sys-kernel-tracing.mount.d",
-    "/etc/lmod/modules", "/etc/environment-modules/modules", "/etc/profile.d", "/usr/local/bin",
+    "/etc/lmod/modules", "/etc/environment-modules/modules", "/etc/profile.d", "/usr/local/bin", "/etc/sudoers.d",
 )
+# perf-shell (setup --shell): the command members type, the root-owned helper sudo runs, and the
+# sudoers drop-in that lets the group run that helper and nothing else.
+SHELL_COMMAND = "/usr/local/bin/perf-shell"
+SUDOERS_DIR = "/etc/sudoers.d"
+VISUDO = "/usr/sbin/visudo"
 
 # -- the system's, read (and where setup must, edited) ---------------------------------------------
 FSTAB = "/etc/fstab"
@@ -44,6 +49,21 @@ MOUNTINFO = "/proc/self/mountinfo"
 def default_dest(group: str) -> str:
     """One directory per group, outside anything a package manager owns."""
     return f"{LIBEXEC_ROOT}/{group}/perf"
+
+
+def shell_helper_path(group: str) -> str:
+    """Beside the group's default copy: perfgroup's own root-owned tree, whatever --dest says."""
+    return f"{LIBEXEC_ROOT}/{group}/perf-shell"
+
+
+def sudoers_path(group: str) -> str:
+    # No '.' or '~' in the name: sudo's @includedir skips such files (the temp file relies on it).
+    return f"{SUDOERS_DIR}/perfgroup-{group}"
+
+
+def shell_paths(group: str) -> tuple[str, ...]:
+    """What setup --shell installs (a unit test keeps these equal to perfgroup/artifacts.py)."""
+    return (SHELL_COMMAND, shell_helper_path(group), sudoers_path(group))
 
 
 def state_path(group: str) -> str:
@@ -75,8 +95,8 @@ def artifact_paths(group: str) -> tuple[str, ...]:
 
 
 def optional_paths(group: str) -> tuple[str, ...]:
-    """The artifacts setup installs only when asked (--textfile-dir, --nhc): a run that rendered
+    """The artifacts setup installs only when asked (--textfile-dir, --nhc, --shell): a run that rendered
     artifacts without them retires them (a unit test keeps these equal to perfgroup/artifacts.py)."""
     unit = f"/etc/systemd/system/perfgroup-textfile-{group}"
     return (f"{unit}.service", f"{unit}.timer", f"/etc/systemd/system/timers.target.wants/perfgroup-textfile-{group}.timer",
-            "/etc/nhc/scripts/perfgroup.nhc")
+            "/etc/nhc/scripts/perfgroup.nhc", *shell_paths(group))

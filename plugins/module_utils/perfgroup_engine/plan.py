@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import access_plan, node_files_plan, profile, reach_plan, sysctl
+from . import access_plan, node_files_plan, profile, reach_plan, shell_plan, sysctl
 from .actions import (
     Action,
     AddMember,
@@ -32,6 +32,7 @@ from .policy import (
     COPY_MODE,
     MIN_PARANOID,
     TARGET_PARANOID,
+    caps_blocked,
     caps_match,
     dir_is_safe,
     expected_caps,
@@ -101,9 +102,11 @@ def check_dest(facts: NodeFacts, desired: Desired) -> None:
         raise RefusedError(f"--dest {desired.dest} names a directory; give the file path")
     if is_packaged(desired.dest, facts):
         raise RefusedError(f"--dest {desired.dest} is the packaged perf; perfgroup never modifies it in place")
-    if facts.nosuid:
+    blocked = caps_blocked(facts)
+    if blocked and not desired.shell:
         raise RefusedError(
-            f"--dest {desired.dest} is on a nosuid mount: the kernel would ignore its file capabilities"
+            f"--dest {desired.dest} is on {blocked}: the kernel would ignore its file capabilities; "
+            "give --shell (members use perf-shell there) or another --dest"
         )
     node = facts.copy.node
     if node.exists and node.kind not in ("file", "symlink"):
@@ -347,11 +350,20 @@ def preflight(facts: NodeFacts, desired: Desired) -> Decided:
     paranoid = plan_paranoid(facts, desired)
     choice = expected_caps(facts, desired)
     notes += check_power(facts, desired, choice)
+    notes += shell_plan.plan(facts.shell, desired, facts.cap_last_cap)
+    if copy_skipped(facts, desired):
+        notes.append(f"file capabilities do not work on this mount ({desired.dest_dir} is on {caps_blocked(facts)}): "
+                     "members use perf-shell; no privileged copy is installed")
     access = access_plan.plan(facts, desired)
     node_files_plan.refuse_foreign(facts.node_files, desired.artifacts, desired.group, recorded_files(facts))
     # refuses an ambiguous fstab
     tracefs = reach_plan.plan_tracefs(facts.reach, desired.group, facts.group.gid, desired.tracefs, desired.image)
     return Decided(group_actions, origin, notes, choice, dirs, members, paranoid, access, tracefs)
+
+
+def copy_skipped(facts: NodeFacts, desired: Desired) -> bool:
+    """Where file capabilities cannot work (nosuid, no xattrs) and members have perf-shell: no copy."""
+    return bool(caps_blocked(facts)) and desired.shell
 
 
 def make(facts: NodeFacts, desired: Desired) -> Plan:
@@ -363,7 +375,7 @@ def make(facts: NodeFacts, desired: Desired) -> Plan:
     paranoid_actions, paranoid_notes = decided.paranoid
     secure, left_behind = decided.access
     actions: list[Action] = [
-        *decided.group_actions, *secure, *decided.dirs, *plan_copy(facts, desired, choice),
+        *decided.group_actions, *secure, *decided.dirs, *([] if copy_skipped(facts, desired) else plan_copy(facts, desired, choice)),
         *left_behind, *plan_profile(facts, desired), *paranoid_actions, *decided.members,
         *node_files_plan.plan(facts.node_files, desired.artifacts, desired.node_entry, desired.group, recorded_files(facts)),
     ]

@@ -29,6 +29,18 @@ TARGET_PARANOID = 2
 # CAP_SYS_ADMIN: CAP_PERFMON does not pass (seen on Debian's 6.1 kernel).
 PERFMON_BLOCKED_FROM = 3
 PACKAGED_PERF = tuple(f"{directory}/perf" for directory in SYSTEM_DIRS)
+# Filesystems that cannot hold security.capability (no xattrs, or none of the security namespace
+# across the network): a copy there would carry no capabilities.
+NO_CAPS_FSTYPES = frozenset({"nfs", "nfs4", "cifs", "smb3", "vfat", "msdos", "exfat", "fuse.sshfs"})
+
+
+def caps_blocked(facts: NodeFacts) -> str:
+    """Where the copy would go, why file capabilities cannot work there ("" when they can)."""
+    if facts.nosuid:
+        return "a nosuid mount"
+    if facts.fstype in NO_CAPS_FSTYPES:
+        return f"{facts.fstype}, which cannot hold file capabilities"
+    return ""
 
 
 def did_you_mean(group: str, others: tuple[str, ...], command: str = "") -> str:

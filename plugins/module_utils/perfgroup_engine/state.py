@@ -58,6 +58,8 @@ class State(NamedTuple):
     # flag: audit reports any other root-equivalent capability on the copy as critical). Each setup
     # run decides it anew from its own input; it is never inherited from an earlier run.
     root_equivalent_caps: tuple[str, ...] = ()
+    shell: bool = False  # setup --shell: perf-shell installed (its files are in `files`)
+    shell_caps: tuple[str, ...] = ()  # --shell-caps: what sessions hold besides cap_perfmon
 
     def file_sha(self, path: str) -> str | None:
         return dict(self.files).get(path)
@@ -170,7 +172,7 @@ def _migrate(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _typed(values: dict[str, Any]) -> dict[str, Any]:
-    for key in ("created_dirs", "caps", "members_added", "copies", "root_equivalent_caps"):
+    for key in ("created_dirs", "caps", "members_added", "copies", "root_equivalent_caps", "shell_caps"):
         if key in values:
             values[key] = tuple(str(item) for item in values[key])
     if "files" in values:

@@ -6,6 +6,7 @@ import os
 
 from .capabilities import (
     PROFILING_CAPS,
+    ROOT_EQUIVALENT_CAPS,
     ROOT_EQUIVALENT_FLAG,
     CapabilityError,
     parse_cap_list,
@@ -156,12 +157,34 @@ def _caps_fields(text: str | None, values: dict[str, Any]) -> dict[str, Any]:
     return {"caps_override": override, "caps_auto": auto}
 
 
+def check_shell_caps(text: str | None, values: dict[str, Any]) -> dict[str, Any]:
+    """--shell-caps: what perf-shell sessions hold besides cap_perfmon. Everything in the session
+    runs with them (it is the member's own shell), so the copy's rules apply, under its own name."""
+    if text is None or not text.strip():
+        return {"shell_extra_caps": frozenset()}
+    if not values.get("shell"):
+        raise RefusedError("--shell-caps is for perf-shell sessions: give --shell too")
+    try:
+        caps = parse_cap_list(text) - {"cap_perfmon"}
+    except CapabilityError as error:
+        raise RefusedError(f"--shell-caps: {error}") from None
+    dangerous = [] if values["allow_root_equivalent"] else ungranted_root_equivalent(caps, frozenset())
+    if dangerous:
+        raise RefusedError(root_equivalent_refusal("--shell-caps", dangerous))
+    beyond = sort_caps(caps - PROFILING_CAPS - ROOT_EQUIVALENT_CAPS)
+    if beyond and not values["allow_root_equivalent"]:
+        raise RefusedError(f"--shell-caps: {','.join(beyond)} is not needed for profiling and every process of "
+                           f"the session would hold it; refusing ({ROOT_EQUIVALENT_FLAG} overrides)")
+    return {"shell_extra_caps": caps}
+
+
 # Options whose Desired fields are not the typed value as it is.
 _AS_DESIRED: dict[str, Callable[[Any, dict[str, Any]], dict[str, Any]]] = {
     "members": lambda value, _: {"members": tuple(value or ())},
     "dest": lambda value, values: {"dest": value or default_dest(values["group"])},
     "source": lambda value, _: {"source": check_abs_path("--perf", value) if value is not None else None},
     "caps": _caps_fields,
+    "shell_caps": check_shell_caps,
 }
 
 

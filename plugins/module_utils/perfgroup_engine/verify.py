@@ -13,6 +13,12 @@ plant a libtraceevent plugin or a .perfconfig there. When verification ends, eve
 as either uid is killed (kill(-1) sent as that uid, then /proc checked): nothing it started keeps
 the group.
 
+With perf-shell (setup --shell), two more workloads run inside a session as its helper starts it
+(capsh with the ambient capabilities and the locked secure bits, then the member's identity): the
+stock perf counting system-wide, and a program that calls perf_event_open itself. sudo, which
+starts the helper for real members, needs a passwd entry that a fresh uid never has: verify starts
+capsh itself, and tests/integration/test_perf_shell.py proves the sudo path.
+
 Workloads: system-wide counting, counting another user's process, system-wide sampling with call
 graphs, kernel symbols in its report, a tracepoint, a large ring buffer. A workload the node cannot
 support (no tracefs, kptr_restrict=2, lockdown) is "unavailable" with the reason, never a failure
@@ -31,6 +37,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -52,6 +59,22 @@ PERF_ARGS = ("stat", "-a", "-e", "cpu-clock", "--", "true")
 TIMEOUT = 60
 SHORT = ("--", "sleep", "0.1")
 KERNEL_SYMBOL = re.compile(r"\[k\] +[A-Za-z_][A-Za-z0-9_.]*")
+# perf-shell's secure bits (templates/perf-shell-helper.sh.j2): NOROOT, NO_SETUID_FIXUP and
+# NO_CAP_AMBIENT_RAISE, each set and locked.
+SESSION_SECBITS = 239
+# A program that counts by itself, as PAPI or LIKWID do: perf_event_open(2) on CPU 0 for every
+# process (pid -1), a software cpu-clock event, through ctypes (no compiler on the node).
+COUNTER = (
+    "import ctypes, os, platform, struct, sys\n"
+    "number = {'x86_64': 298, 'aarch64': 241, 'ppc64le': 319, 's390x': 331}[platform.machine()]\n"
+    "attr = ctypes.create_string_buffer(128)\n"
+    "struct.pack_into('IIQ', attr, 0, 1, 128, 0)  # PERF_TYPE_SOFTWARE, size, PERF_COUNT_SW_CPU_CLOCK\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "fd = libc.syscall(number, attr, -1, 0, -1, 0)\n"
+    "if fd < 0:\n"
+    "    sys.exit('perf_event_open: ' + os.strerror(ctypes.get_errno()))\n"
+    "print('counted', struct.unpack('Q', os.read(fd, 8))[0])\n"
+)
 
 
 @dataclass(frozen=True)
@@ -422,13 +445,14 @@ class Started(NamedTuple):
 
 
 def start(executable: str, identity: Identity, args: tuple[str, ...] = PERF_ARGS,
-          check: Callable[[str], bool] | None = None) -> Started:
+          check: Callable[[str], bool] | None = None, drop: bool = True) -> Started:
     """Start one probe as identity, in its own directory and session; output goes to a temp file,
-    so many can run at once (no pipes to fill, no threads: preexec_fn is only safe without them)."""
+    so many can run at once (no pipes to fill, no threads: preexec_fn is only safe without them).
+    drop=False: the executable switches to identity itself (capsh, for a perf-shell session)."""
     output = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 -- closed by finish(), after the process ends
     try:
         process = subprocess.Popen(
-            [executable, *args], preexec_fn=drop_to(identity.uid, identity.gid, list(identity.groups)),
+            [executable, *args], preexec_fn=drop_to(identity.uid, identity.gid, list(identity.groups)) if drop else None,
             env={"PATH": "/usr/bin:/bin", "LC_ALL": "C", "HOME": identity.home}, cwd=identity.home,
             stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )
@@ -557,10 +581,44 @@ def workload_rows(dest: str, gid: int, stock: str | None, node: Node,
     return tuple(rows)
 
 
-def run(dest: str, gid: int, stock: str | None, node: Node | None = None) -> VerifyResult:
+class Session(NamedTuple):
+    """A perf-shell session to verify: the node's capsh and the capabilities sessions hold."""
+
+    capsh: str
+    caps: tuple[str, ...]
+
+
+def session_args(session: Session, identity: Identity, argv: tuple[str, ...]) -> tuple[str, ...]:
+    """capsh's arguments for argv in a session of identity: the helper's, with numeric ids."""
+    groups = ",".join(str(g) for g in (*identity.groups, identity.gid))
+    return (f"--iab={','.join('^' + cap for cap in session.caps)}", f"--secbits={SESSION_SECBITS}",
+            f"--gid={identity.gid}", f"--groups={groups}", f"--uid={identity.uid}",
+            "--", "-c", 'exec "$@"', "perf-shell", *argv)
+
+
+def session_rows(session: Session, stock: str | None, identities: Identities, paranoid: int | None) -> tuple[Row, ...]:
+    """Inside a session the member counts system-wide, with the stock perf and with a program of
+    its own; the non-member runs the same without a session and must be refused."""
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    counter = Workload("shell_counter", "perf-shell: a program's own perf_event_open -a", ())
+    programs: list[tuple[Workload, tuple[str, ...]]] = [(counter, (python, "-I", "-c", COUNTER))]
+    if stock:
+        programs.insert(0, (Workload("shell_perf_stat", "perf-shell: stock perf stat -a", ()), (stock, *PERF_ARGS)))
+    expected = "refused" if paranoid is None or paranoid >= 2 else "either (perf_event_paranoid < 2)"
+    rows = []
+    for workload, argv in programs:
+        member = finish(start(session.capsh, identities.member, session_args(session, identities.member, argv), drop=False))
+        other = probe(argv[0], identities.non_member, argv[1:])
+        rows.append(Row(workload, member, other, non_member_expected=expected))
+    return tuple(rows)
+
+
+def run(dest: str, gid: int, stock: str | None, node: Node | None = None, session: Session | None = None) -> VerifyResult:
     with Identities(gid) as identities:
         member = probe(dest, identities.member)
         non_member = probe(dest, identities.non_member)
         stock_probe = probe(stock, identities.member) if stock else None
         rows = workload_rows(dest, gid, stock, node, identities) if node is not None else ()
+        if session is not None:
+            rows += session_rows(session, stock, identities, node.paranoid if node is not None else None)
     return VerifyResult(member=member, non_member=non_member, stock=stock_probe, rows=rows)
