@@ -168,17 +168,11 @@ def nosuid_at(path: str) -> bool | None:
 
 
 def fstype_at(path: str, mountinfo: str) -> str:
-    """The type of the filesystem whose mount point is the longest prefix of path (mountinfo(5))."""
-    best, found = -1, ""
-    for line in mountinfo.splitlines():
-        fields = line.split()
-        if " - " not in line or len(fields) < 5:
-            continue
-        point = fields[4].replace("\\040", " ")
-        inside = path == point or path.startswith(point.rstrip("/") + "/")
-        if inside and len(point) > best:
-            best, found = len(point), line.split(" - ", 1)[1].split()[0]
-    return found
+    """The type of the filesystem whose mount point is the longest prefix of path (the topmost
+    mount there), "" if none."""
+    types = reach_facts.filesystems(mountinfo)
+    points = [point for point in types if path == point or path.startswith(point.rstrip("/") + "/")]
+    return types[max(points, key=len)] if points else ""
 
 
 def lockdown_mode() -> str | None:
