@@ -31,6 +31,7 @@ CONTEXT: dict[str, object] = {
     "dest_dir": "/usr/local/libexec/perfgroup/perf_users", "stock_perf": "/usr/bin/perf",
     "node_command": "/usr/local/sbin/perfgroup-node", "textfile_dir": "/var/lib/prometheus/node-exporter",
     "timer_interval": "5min", "module_name": "perf/privileged", "tracefs_gid": 995, "tracefs_mode": "0750",
+    "job_feature": "perf", "job_paranoid": "",
 }
 HEADER = f"Managed by perfgroup for group {GROUP}: do not edit"
 
@@ -73,6 +74,8 @@ EXPECTED_PATHS = {
     "/etc/environment-modules/modules/perf/privileged": (0o644, "tcl-module"),
     "/etc/profile.d/perfgroup-perf_users.csh": (0o644, "csh"),
     "/usr/local/bin/perf": (0o755, "wrapper"),
+    "/etc/slurm/prolog.d/50-perfgroup-perf_users": (0o755, "slurm"),
+    "/etc/slurm/epilog.d/50-perfgroup-perf_users": (0o755, "slurm"),
 }
 
 
@@ -88,7 +91,7 @@ def test_every_artifact_renders_at_its_node_path_with_the_header() -> None:
 
 def test_every_template_file_is_in_the_table_and_shipped_in_the_wheel() -> None:
     on_disk = {p.name for p in (ROOT / "templates").iterdir()}
-    assert on_disk == {a.template for a in artifacts.ARTIFACTS}
+    assert on_disk == {a.template for a in artifacts.ARTIFACTS} | {artifacts.JOB_SUBMIT_TEMPLATE}
     data_files = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
     assert data_files["share/perfgroup/templates"] == ["templates/*"]
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]

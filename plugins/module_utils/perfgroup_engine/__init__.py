@@ -26,10 +26,10 @@ LAYERS = {
     "core": ("tuples", "errors", "finding", "paths", "desired", "options", "capabilities", "validate", "state",
              "sysctl", "fstab", "profile"),
     "read": ("host", "perfsource", "acl", "trust", "access_facts", "reach_facts", "node_files_facts", "intent_facts",
-             "facts"),
-    "rules": ("policy", "access_rules", "reach_rules", "node_files_rules", "findings"),
+             "job_facts", "facts"),
+    "rules": ("policy", "job_rules", "access_rules", "reach_rules", "node_files_rules", "findings"),
     "plan": ("actions", "access_plan", "reach_plan", "node_files_plan", "intent_plan", "plan"),
     "write": ("log", "apply", "report_formats"),
-    "flows": ("verify", "converge", "audit", "heal", "remove", "members"),
+    "flows": ("verify", "converge", "audit", "jobs", "heal", "remove", "members"),
     "entry": ("node_main", "image"),
 }

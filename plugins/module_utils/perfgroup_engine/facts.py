@@ -12,7 +12,7 @@ import pwd
 import stat
 from types import MappingProxyType
 
-from . import access_facts, intent_facts, node_files_facts, perfsource, reach_facts, sysctl, trust
+from . import access_facts, intent_facts, job_facts, node_files_facts, perfsource, reach_facts, sysctl, trust
 from .access_facts import AccessFacts
 from .capabilities import FileCaps, kernel_version
 from .desired import Desired
@@ -112,6 +112,7 @@ class NodeFacts(NamedTuple):
     unsafe_files: tuple[tuple[str, str], ...] = ()
     # (path, why) of files setup would write whose directory others could change (setup and heal only)
     unsafe_targets: tuple[tuple[str, str], ...] = ()
+    jobs: job_facts.JobFacts = job_facts.JobFacts()  # per-job grants under Slurm (job_facts.py)
 
 
 def path_facts(path: str) -> PathFacts:
@@ -422,6 +423,7 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
         unsafe_files=trust.files_problems(installed_files(state)) + trust.foreign_entries(),
         unsafe_targets=unsafe_targets(desired),
         pending=intent_facts.read(desired.state_path, group.gid, group.members),
+        jobs=job_facts.JobFacts() if image else job_facts.read(desired.group),
     )
 
 

@@ -25,6 +25,7 @@ from . import (
     trust,
 )
 from . import facts as facts_mod
+from . import jobs
 from .actions import Action, DeleteCopy, DeleteDir, DeleteFile, DeleteGroup, EditFstab, RemountTracefs, RemoveMember
 from .errors import RefusedError
 from .host import load_state
@@ -246,6 +247,8 @@ def run(group: str, dry_run: bool, lock_wait: float, on_wait: Callable[[str], No
     steps = plan(facts)
     found = notes(facts)
     done: list[Action] = []
+    if not dry_run:  # the epilog goes with the scripts: nothing else would take these grants back
+        found += jobs.revoke_all(group, gone_only=False)
     if steps and not dry_run:
         with apply.node_lock(lock_wait, on_wait):
             steps = plan(read(group))
