@@ -10,7 +10,7 @@ from .acl import R, W, X
 from .desired import Desired
 from .facts import NodeFacts
 from .finding import CRITICAL, WARNING, Finding
-from .job_rules import unbacked
+from .job_rules import granted_users, unbacked
 from .paths import GSHADOW, STATE_DIR
 from .policy import managed_dir
 from .trust import state_problem
@@ -113,7 +113,7 @@ def rule_access(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
             "the privileged perf too",
             f"groupmod -g NEWGID {access.same_gid_names[0]}",
         )
-    holding = member_names(facts)
+    holding = member_names(facts) | granted_users(facts.jobs)  # a running job's granted user: job.grant_active
     stray = [p for p in access.lingering if p.user not in holding]
     if stray:
         yield Finding(

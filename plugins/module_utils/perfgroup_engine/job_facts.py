@@ -98,17 +98,20 @@ def read_record(job: str) -> tuple[Grant | None, str | None]:
 def job_alive(job: str, uid: int, proc: str = "/proc") -> bool:
     """Whether the job still has a process on this node: its cgroup (proctrack/cgroup), else any
     process whose environment carries SLURM_JOB_ID=job (slurmstepd sets it in every task and the
-    prolog). Unreadable environments (not root) count as alive: no false alarm."""
+    prolog). Environments a non-root audit cannot read count as alive: no false alarm."""
     if any(os.path.isdir(path.format(job=job, uid=uid)) for path in CGROUP_JOB_DIRS):
         return True
     marker = f"SLURM_JOB_ID={job}\0".encode()
+    root = os.geteuid() == 0
     for pid in _pids(proc):
         try:
             with open(f"{proc}/{pid}/environ", "rb") as handle:
                 if marker in b"\0" + handle.read():
                     return True
         except PermissionError:
-            return True
+            if not root:
+                return True
+            # root too is refused by a container's init: never a job's process (slurmd is a child)
         except OSError:
             continue
     return False

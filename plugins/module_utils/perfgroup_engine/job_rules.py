@@ -54,6 +54,10 @@ def granted_uids(jobs: JobFacts) -> frozenset[int]:
     return frozenset(g.uid for g in jobs.grants if g.job in jobs.alive)
 
 
+def granted_users(jobs: JobFacts) -> set[str]:
+    return {g.user for g in jobs.grants if g.job in jobs.alive}
+
+
 def unbacked(acl: Acl | None, jobs: JobFacts) -> Acl | None:
     """The copy's ACL without the user entries live grants explain; None when nothing else is
     left (the mask that comes with a named entry is not access)."""

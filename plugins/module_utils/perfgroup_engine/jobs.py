@@ -16,6 +16,7 @@ import grp
 import os
 import pwd
 import subprocess
+import time
 
 from . import apply, log
 from .acl import USER, R, X, read_acl, with_user, without_user
@@ -34,6 +35,7 @@ TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without 
 if TYPE_CHECKING:
     from typing import Mapping
 
+KILL_WAIT_SECONDS = 10.0  # an epilog that cannot end them fails: the node drains
 SCONTROL_TIMEOUT = 20.0  # the prolog holds the job's start: a controller that does not answer is no grant
 
 
@@ -179,12 +181,14 @@ def _undo(grant: Grant) -> None:
         apply.set_copy_acl(grant.copy, without_user(entries, grant.uid), "revoke_acl", acl.text() if acl else "",
                            f"u:{grant.user} removed after job {grant.job}")
     if not keep_user:
-        # After the ACL entry is gone no new one can start; end those still running.
-        for _ in range(5):
-            pids = copy_processes(grant.copy, grant.uid)
-            if not pids:
-                break
+        # After the ACL entry is gone no new one can start; end those still running (SIGKILL
+        # takes effect when the process next runs: wait for them to be gone, bounded).
+        deadline = time.monotonic() + KILL_WAIT_SECONDS
+        pids = copy_processes(grant.copy, grant.uid)
+        while pids and time.monotonic() < deadline:
             apply.kill_processes(pids, "kill_job_perf", f"{grant.copy} of {grant.user} after job {grant.job}")
+            time.sleep(0.05)
+            pids = copy_processes(grant.copy, grant.uid)
     restore = grant.paranoid is not None and grant.paranoid_before is not None and not any(
         o.paranoid is not None for o in others)
     if restore and read_int(PROC_PATH) == grant.paranoid:

@@ -20,12 +20,12 @@ from . import (
     host,
     intent_facts,
     intent_plan,
+    jobs,
     node_files_rules,
     reach_facts,
     trust,
 )
 from . import facts as facts_mod
-from . import jobs
 from .actions import Action, DeleteCopy, DeleteDir, DeleteFile, DeleteGroup, EditFstab, RemountTracefs, RemoveMember
 from .errors import RefusedError
 from .host import load_state
