@@ -176,6 +176,53 @@ def test_the_epilog_ends_a_perf_left_running_and_the_audit_saw_the_grant(cluster
     node.ok(f"rm -f {STOP}")
 
 
+def test_job_commands_refuse_bad_input_with_one_line_and_change_nothing(cluster: Cluster) -> None:
+    node = cluster.node
+    before = node.snapshot()
+    for argv, code in (
+        (["job-grant", "--group", GROUP, "--feature", "perf"], 2),  # no SLURM_JOB_ID: not slurmd's prolog
+        (["job-grant", "--group", GROUP, "--feature", "perf", "--paranoid", "2"], 2),
+        (["job-grant", "--group", "Bad;group", "--feature", "perf"], 2),
+        (["job-revoke", "--group", GROUP, "--job", "1;2"], 2),
+        (["job-revoke", "--group", GROUP], 2),
+    ):
+        result = node.run([NODE_CMD, *argv])
+        assert result.returncode == code, (argv, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("perfgroup-node job-"), \
+            result.stderr
+    assert node.snapshot() == before
+
+
+def _restart_slurmctld(cluster: Cluster) -> None:
+    node = cluster.node
+    pid = cluster.daemon_pid("slurmctld")
+    assert pid is not None
+    os.kill(pid, signal.SIGTERM)
+    _wait(lambda: not _alive(pid), "slurmctld stopped")
+    node.ok("/usr/sbin/slurmctld")
+    cluster.wait_for(lambda: node.sh("scontrol ping").returncode == 0, "slurmctld answering")
+
+
+def test_the_job_submit_lua_snippet_in_the_real_slurmctld(cluster: Cluster) -> None:
+    """Debian's slurmctld has the lua job_submit plugin (liblua5.1): the snippet as shipped."""
+    from perfgroup import artifacts
+
+    node = cluster.node
+    cluster.write("/etc/slurm/job_submit.lua", artifacts.job_submit_lua("perf"))
+    node.ok("echo JobSubmitPlugins=lua >> /etc/slurm/slurm.conf")
+    _restart_slurmctld(cluster)
+    try:
+        code, out = cluster.srun("alice", "-C perf true")
+        assert code != 0 and "-C perf needs --exclusive" in out, out
+        for args in ("-C perf --exclusive true", "-C noperf true", "true"):
+            code, out = cluster.srun("alice", args)
+            assert code == 0, (args, out)
+    finally:
+        node.ok("sed -i /^JobSubmitPlugins=/d /etc/slurm/slurm.conf")
+        _restart_slurmctld(cluster)
+    clean_after(cluster)
+
+
 def _job_pids(node: Node, job: str) -> list[int]:
     marker = f"SLURM_JOB_ID={job}\0".encode()
     out = []
@@ -243,3 +290,22 @@ def test_an_epilog_that_cannot_restore_drains_the_node(cluster: Cluster) -> None
     revoked = node.run([NODE_CMD, "job-revoke", "--group", GROUP, "--job", job])
     assert revoked.returncode == 0, revoked.stderr
     clean_after(cluster)
+
+
+def test_remove_revokes_every_grant_then_removes_the_scripts(cluster: Cluster) -> None:
+    node = cluster.node
+    node.ok(f"scontrol update nodename={cluster_node_name()} state=resume || true; rm -f {STOP}")
+    cluster.wait_for(lambda: cluster.state() == "idle", "the node idle")
+    job = cluster.sbatch("alice", "-C perf --exclusive -o /dev/null", WAITS)
+    cluster.wait_job(job, ("RUNNING",))
+    _wait(lambda: grants(node) == [job], "the grant")
+    assert not alice_refused(node)
+    removed = node.run([PERFGROUP, "remove", "--group", GROUP])
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert grants(node) == []
+    for path in (PROLOG, EPILOG, DEST):
+        assert not node.path(path).exists(), path
+    assert alice_refused(node)
+    node.ok(f"touch {STOP}")
+    cluster.wait_for(lambda: node.sh("squeue -h").stdout.strip() == "", "the job over")
+    assert cluster.state() == "idle"  # the epilog found no record: nothing to fail on
