@@ -8,8 +8,18 @@ import pytest
 from factsdata import DEST, acl, converged, desired
 
 from perfgroup.engine import findings, job_rules, report_formats
-from perfgroup.engine.acl import GROUP_OBJ, MASK, OTHER, USER, USER_OBJ, AclEntry, decode_acl, encode_acl, with_user, \
-    without_user
+from perfgroup.engine.acl import (
+    GROUP_OBJ,
+    MASK,
+    OTHER,
+    USER,
+    USER_OBJ,
+    AclEntry,
+    decode_acl,
+    encode_acl,
+    with_user,
+    without_user,
+)
 from perfgroup.engine.job_facts import Grant, JobFacts, format_record, parse_record
 
 ALICE = 1001
