@@ -81,8 +81,8 @@ def findings(jobs: JobFacts, copy_acl: Acl | None, paranoid: int | None, group: 
     for grant in jobs.grants:
         where = f"job {grant.job}, user {grant.user}"
         if grant.job in jobs.alive:
-            what = "the privileged perf" + (f" and perf_event_paranoid={grant.paranoid}" if grant.paranoid is not None
-                                             else "")
+            lowered = f" and perf_event_paranoid={grant.paranoid}" if grant.paranoid is not None else ""
+            what = "the privileged perf" + lowered
             yield Finding("job.grant_active", OK, f"{where}: {what} for the length of the job")
             continue
         yield Finding("job.record_gone", WARNING,
