@@ -309,3 +309,13 @@ def test_remove_revokes_every_grant_then_removes_the_scripts(cluster: Cluster) -
     node.ok(f"touch {STOP}")
     cluster.wait_for(lambda: node.sh("squeue -h").stdout.strip() == "", "the job over")
     assert cluster.state() == "idle"  # the epilog found no record: nothing to fail on
+
+
+@pytest.mark.parametrize("args", [["--job-feature", "perf;reboot"], ["--job-feature", "perf", "--job-paranoid", "2"],
+                                  ["--job-paranoid", "0"]])
+def test_setup_refuses_bad_job_options_with_one_line_and_changes_nothing(users: Node, args: list[str]) -> None:
+    before = users.snapshot()
+    result = users.run([PERFGROUP, "setup", "--group", GROUP, "--no-verify", *args])
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert users.snapshot() == before
