@@ -20,7 +20,7 @@ def _print_plan(plan: Any, dry_run: bool) -> None:
 @dry_run_option
 @json_option
 def setup(root: str | None, verify: bool, dry_run: bool, as_json: bool, textfile_dir: str | None, nhc: bool,
-          **given: Any) -> None:
+          job_feature: str | None, job_paranoid: int | None, **given: Any) -> None:
     """Create the group, install the privileged perf copy, set its capabilities, verify.
 
     \b
@@ -49,6 +49,9 @@ def setup(root: str | None, verify: bool, dry_run: bool, as_json: bool, textfile
         with visudo): sessions whose processes hold cap_perfmon (docs/perf-shell.md)
       - with --nhc: /etc/nhc/scripts/perfgroup.nhc (check_perfgroup, for LBNL NHC); add the line
         `* || check_perfgroup GROUP` to /etc/nhc/nhc.conf
+      - with --job-feature F: Slurm prolog/epilog /etc/slurm/{prolog,epilog}.d/50-perfgroup-GROUP:
+        exclusive jobs asking for F (`sbatch -C F --exclusive`) get the privileged perf for the
+        job; with --job-paranoid N also perf_event_paranoid=N for the job (docs/slurm.md)
       - /var/lib/perfgroup/GROUP.json: what was done, for audit and remove
     The packaged perf is never modified. A second run on a converged node changes nothing.
 
@@ -63,7 +66,7 @@ def setup(root: str | None, verify: bool, dry_run: bool, as_json: bool, textfile
 
     desired = desired_from_input(**given)
     image_dir = _image_dir(root)
-    desired = desired._replace(artifacts=rendered_artifacts(desired, textfile_dir, nhc))
+    desired = desired._replace(artifacts=rendered_artifacts(desired, textfile_dir, nhc, job_feature, job_paranoid))
     require_root("setup")
     if image_dir is not None:
         _setup_image(image_dir, desired._replace(image=True), dry_run, as_json)
@@ -93,7 +96,8 @@ def setup(root: str | None, verify: bool, dry_run: bool, as_json: bool, textfile
         raise Exit("failed", failure)
 
 
-def rendered_artifacts(desired: Any, textfile_dir: str | None, nhc: bool) -> tuple[Any, ...]:
+def rendered_artifacts(desired: Any, textfile_dir: str | None, nhc: bool, job_feature: str | None = None,
+                       job_paranoid: int | None = None) -> tuple[Any, ...]:
     """Render every candidate node artifact (jinja2, here in the CLI: the engine stays standard
     library; the role's action plugin calls the same function) and hand them to the engine, which
     picks those this node takes (node_files.select), writes and records them."""
@@ -102,7 +106,8 @@ def rendered_artifacts(desired: Any, textfile_dir: str | None, nhc: bool) -> tup
 
     try:
         rendered = artifacts.setup_artifacts(desired.group, desired.dest, desired.source, textfile_dir, nhc,
-                                             perf_shell=desired.shell, shell_caps=",".join(sorted(desired.shell_extra_caps)))
+                                             perf_shell=desired.shell, shell_caps=",".join(sorted(desired.shell_extra_caps)),
+                                             job_feature=job_feature, job_paranoid=job_paranoid)
     except ValueError as error:
         raise RefusedError(str(error)) from None
     return tuple(NodeArtifact(**item._asdict()) for item in rendered)

@@ -29,7 +29,10 @@ def rendered(args: dict[str, Any]) -> list[dict[str, Any]]:
     items: list[Any] = list(setup_artifacts(group, dest, args.get("source") or None, args.get("textfile_dir") or None,
                                             boolean(args.get("nhc", False), strict=False),
                                             perf_shell=boolean(args.get("shell", False), strict=False),
-                                            shell_caps=args.get("shell_caps") or None))
+                                            shell_caps=args.get("shell_caps") or None,
+                                            job_feature=args.get("job_feature") or None,
+                                            job_paranoid=None if args.get("job_paranoid") in (None, "")
+                                            else int(args["job_paranoid"])))
     items += node_files_facts.entry_point(node_files_facts.read_engine_sources())
     return [{name: getattr(item, name) for name in FIELDS} for item in items]
 

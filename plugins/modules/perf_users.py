@@ -111,6 +111,17 @@ options:
       check_perfgroup GROUP` to /etc/nhc/nhc.conf to drain a node whose group is broken.
     type: bool
     default: false
+  job_feature:
+    description: >-
+      Slurm node feature (e.g. perf) that grants a job's user the privileged perf for the length of the
+      job: installs /etc/slurm/prolog.d/50-perfgroup-GROUP and epilog.d/50-perfgroup-GROUP (exclusive jobs
+      only; docs/slurm.md).
+    type: str
+  job_paranoid:
+    description: >-
+      With --job-feature: also lower kernel.perf_event_paranoid to N (0 or 1) for the job (LIKWID, PAPI);
+      for that time every process on the node may profile beyond its own, so exclusive jobs only.
+    type: int
   artifacts:
     description: >-
       Set by the action plugin: the rendered node artifacts (dicts of path, content, mode, kind, link,

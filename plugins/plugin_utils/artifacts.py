@@ -81,8 +81,12 @@ ARTIFACTS: tuple[Artifact, ...] = (
     Artifact("{{ helper_path }}", "perf-shell-helper.sh.j2", 0o755, "shell-helper"),
     Artifact("{{ sudoers_path }}", "sudoers.j2", 0o440, "sudoers"),
     Artifact("{{ shell_command }}", "perf-shell.sh.j2", 0o755, "shell"),
+    Artifact("/etc/slurm/prolog.d/50-perfgroup-{{ group }}", "slurm-prolog.sh.j2", 0o755, "slurm"),
+    Artifact("/etc/slurm/epilog.d/50-perfgroup-{{ group }}", "slurm-epilog.sh.j2", 0o755, "slurm"),
 )
 SHELL_KINDS = ("shell-helper", "sudoers", "shell")
+# For slurmctld's job_submit.lua (the site's file): rendered for the docs and the site, never installed.
+JOB_SUBMIT_TEMPLATE = "job_submit_perfgroup.lua.j2"
 
 KINDS = frozenset(artifact.kind for artifact in ARTIFACTS)
 
@@ -99,6 +103,9 @@ _CHECKS: dict[str, re.Pattern[str]] = {
     "module_name": re.compile(r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_.+-]+)*\Z"),
     "tracefs_mode": re.compile(r"0?[0-7]{3}\Z"),
     "shell_caps": re.compile(r"cap_[a-z_]+(,cap_[a-z_]+)*\Z"),
+    # A Slurm feature name as the prolog's shell tokenizer reads one (job_rules.FEATURE_CHARS).
+    "job_feature": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z"),
+    "job_paranoid": re.compile(r"[01]?\Z"),
 }
 _INTS = ("gid", "tracefs_gid")
 
@@ -195,7 +202,8 @@ def module_root(path: str) -> str:
     return path[: path.rindex("/" + MODULE_NAME)]
 
 
-def setup_kinds(textfile_dir: str | None = None, nhc: bool = False, perf_shell: bool = False) -> set[str]:
+def setup_kinds(textfile_dir: str | None = None, nhc: bool = False, perf_shell: bool = False,
+                job_feature: str | None = None) -> set[str]:
     """The artifact kinds `perfgroup setup` and the role render: the node decides which of them it
     installs (REQUIRES); the textfile timer, the NHC check and perf-shell only when asked."""
     kinds = set(SETUP_KINDS)
@@ -205,23 +213,29 @@ def setup_kinds(textfile_dir: str | None = None, nhc: bool = False, perf_shell: 
         kinds.add("nhc")
     if perf_shell:
         kinds.update(SHELL_KINDS)
+    if job_feature:
+        kinds.add("slurm")
     return kinds
 
 
 def setup_artifacts(group: str, dest: str, source: str | None = None, textfile_dir: str | None = None,
                     nhc: bool = False, timer_interval: str = "5min", perf_shell: bool = False,
-                    shell_caps: str | None = None) -> tuple[Candidate, ...]:
+                    shell_caps: str | None = None, job_feature: str | None = None,
+                    job_paranoid: int | None = None) -> tuple[Candidate, ...]:
     """Every candidate artifact of a setup, with the enablement link of each enabled unit and the
     node-side condition of each. The wrapper falls back to the stock perf; where a --perf source
     was given, the node picks the variant: /usr/bin/perf if it has one, else that source."""
-    kinds = setup_kinds(textfile_dir, nhc, perf_shell)
+    if job_paranoid is not None and not job_feature:
+        raise ValueError("--job-paranoid goes with --job-feature")
+    kinds = setup_kinds(textfile_dir, nhc, perf_shell, job_feature)
     stocks = [("", STOCK_PERF)] if source in (None, STOCK_PERF) else [(STOCK_PERF, STOCK_PERF), ("!" + STOCK_PERF, source)]
     out: list[Candidate] = []
     for requires, stock in stocks:
         wrapper_only = requires != stocks[0][0]
         rendered = node_artifacts(group, dest, {"wrapper"} if wrapper_only else kinds, textfile_dir=textfile_dir,
                                   timer_interval=timer_interval, stock_perf=str(stock),
-                                  shell_caps=shell_caps_text(shell_caps))
+                                  shell_caps=shell_caps_text(shell_caps), job_feature=job_feature,
+                                  job_paranoid=job_paranoid)
         for item in rendered:
             need = requires if item.kind == "wrapper" else REQUIRES.get(item.kind, "")
             if item.kind in ("lmod", "tcl-module"):
@@ -232,13 +246,15 @@ def setup_artifacts(group: str, dest: str, source: str | None = None, textfile_d
 
 def node_artifacts(group: str, dest: str, kinds: set[str], textfile_dir: str | None = None,
                    timer_interval: str = "5min", stock_perf: str = STOCK_PERF,
-                   shell_caps: str = "cap_perfmon") -> tuple[Candidate, ...]:
+                   shell_caps: str = "cap_perfmon", job_feature: str | None = None,
+                   job_paranoid: int | None = None) -> tuple[Candidate, ...]:
     """Rendered artifacts of the given kinds, with the enablement symlink of each unit that is
     installed enabled (the engine never renders)."""
     context: dict[str, object] = {
         "group": group, "dest": dest, "dest_dir": os.path.dirname(dest), "node_command": NODE_COMMAND,
         "stock_perf": stock_perf, "textfile_dir": textfile_dir or "/var/lib/prometheus/node-exporter",
         "timer_interval": timer_interval, "module_name": MODULE_NAME, "shell_caps": shell_caps,
+        "job_feature": job_feature or "perf", "job_paranoid": "" if job_paranoid is None else str(job_paranoid),
     }
     out: list[Candidate] = []
     for item in render(context, kinds):
@@ -248,3 +264,9 @@ def node_artifacts(group: str, dest: str, kinds: set[str], textfile_dir: str | N
             directory, name = os.path.split(item.path)
             out.append(Candidate(f"{directory}/{wants}/{name}", item.content, item.mode, item.kind, link=item.path))
     return tuple(out)
+
+
+def job_submit_lua(feature: str) -> str:
+    """The job_submit.lua snippet that rejects a job asking for `feature` without --exclusive."""
+    check_context({"job_feature": feature})
+    return environment().get_template(JOB_SUBMIT_TEMPLATE).render(job_feature=feature)

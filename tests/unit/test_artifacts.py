@@ -32,6 +32,7 @@ CONTEXT: dict[str, object] = {
     "node_command": "/usr/local/sbin/perfgroup-node", "textfile_dir": "/var/lib/prometheus/node-exporter",
     "timer_interval": "5min", "module_name": "perf/privileged", "tracefs_gid": 995, "tracefs_mode": "0750",
     "shell_caps": "cap_perfmon",
+    "job_feature": "perf", "job_paranoid": "",
 }
 HEADER = f"Managed by perfgroup for group {GROUP}: do not edit"
 
@@ -77,6 +78,8 @@ EXPECTED_PATHS = {
     "/usr/local/libexec/perfgroup/perf_users/perf-shell": (0o755, "shell-helper"),
     "/etc/sudoers.d/perfgroup-perf_users": (0o440, "sudoers"),
     "/usr/local/bin/perf-shell": (0o755, "shell"),
+    "/etc/slurm/prolog.d/50-perfgroup-perf_users": (0o755, "slurm"),
+    "/etc/slurm/epilog.d/50-perfgroup-perf_users": (0o755, "slurm"),
 }
 
 
@@ -92,7 +95,7 @@ def test_every_artifact_renders_at_its_node_path_with_the_header() -> None:
 
 def test_every_template_file_is_in_the_table_and_shipped_in_the_wheel() -> None:
     on_disk = {p.name for p in (ROOT / "templates").iterdir()}
-    assert on_disk == {a.template for a in artifacts.ARTIFACTS}
+    assert on_disk == {a.template for a in artifacts.ARTIFACTS} | {artifacts.JOB_SUBMIT_TEMPLATE}
     data_files = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
     assert data_files["share/perfgroup/templates"] == ["templates/*"]
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]

@@ -61,7 +61,8 @@ def test_setup_renders_every_candidate_and_the_optional_kinds_only_when_asked() 
     requires = {a.kind: a.requires for a in plain}
     assert requires == {"boot": "", "apt": "/etc/apt", "dnf": "/etc/dnf", "wrapper": "", "csh": "",
                         "lmod": "/etc/lmod/modules", "tcl-module": "/etc/environment-modules/modules"}
-    asked = artifacts.setup_artifacts("perf_users", dest, textfile_dir="/var/lib/node_exporter", nhc=True, perf_shell=True)
+    asked = artifacts.setup_artifacts("perf_users", dest, textfile_dir="/var/lib/node_exporter", nhc=True, perf_shell=True,
+                                     job_feature="perf")
     extra = {a.path for a in asked} - {a.path for a in plain}
     assert extra == set(optional_paths("perf_users"))
     assert all(node_files_rules.owned("perf_users", path) for path in extra)

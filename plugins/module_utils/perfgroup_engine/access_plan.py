@@ -11,6 +11,7 @@ from .actions import Action, DeleteCopy, DeleteDir, LockGroupPassword, RepairDir
 from .desired import Desired
 from .errors import RefusedError
 from .facts import NodeFacts
+from .job_rules import unbacked
 from .paths import LIBEXEC_ROOT, STATE_DIR
 from .policy import managed_dir
 from .trust import state_problem
@@ -18,7 +19,7 @@ from .trust import state_problem
 
 def copy_problems(facts: NodeFacts) -> list[str]:
     """For plan_copy: an ACL on the copy is repaired like a wrong mode."""
-    acl = facts.access.copy_acl
+    acl = unbacked(facts.access.copy_acl, facts.jobs)  # heal keeps a running job's grant
     return [f"ACL {acl.text() or 'extended'}"] if acl is not None else []
 
 

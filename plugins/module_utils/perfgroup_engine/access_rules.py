@@ -10,6 +10,7 @@ from .acl import R, W, X
 from .desired import Desired
 from .facts import NodeFacts
 from .finding import CRITICAL, WARNING, Finding
+from .job_rules import granted_users, unbacked
 from .paths import GSHADOW, STATE_DIR
 from .policy import managed_dir
 from .trust import state_problem
@@ -43,7 +44,7 @@ def rule_access(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
 
     access = facts.access
     setup = f"perfgroup setup --group {desired.group}"
-    acl = access.copy_acl
+    acl = unbacked(access.copy_acl, facts.jobs)  # a live job's grant is job.grant_active
     if acl is not None and facts.copy.node.kind == "file":
         open_to = acl.grants(R | X, skip_root=False)
         yield Finding(
@@ -112,7 +113,7 @@ def rule_access(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
             "the privileged perf too",
             f"groupmod -g NEWGID {access.same_gid_names[0]}",
         )
-    holding = member_names(facts)
+    holding = member_names(facts) | granted_users(facts.jobs)  # a running job's granted user: job.grant_active
     stray = [p for p in access.lingering if p.user not in holding]
     if stray:
         yield Finding(
@@ -147,7 +148,7 @@ def rule_access(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
 def acl_holes(facts: NodeFacts) -> list[str]:
     """After setup applied: paths an ACL still opens (someone added one while it ran)."""
     holes = [a.path for a in facts.access.dir_acls if a.kind == "access" and a.grants(W)]
-    acl = facts.access.copy_acl
+    acl = unbacked(facts.access.copy_acl, facts.jobs)
     return holes + ([acl.path] if acl is not None and acl.grants(R | X, skip_root=False) else [])
 
 

@@ -92,3 +92,31 @@ def read_acl(path: str, kind: str) -> Acl | None:
         return Acl(path, kind, (AclEntry(0, 7, None),))  # unknown format: reported as an entry
     acl = Acl(path, kind, entries)
     return acl if acl.named() or len(entries) > 3 else None
+
+
+def encode_acl(entries: tuple[AclEntry, ...]) -> bytes:
+    """The xattr decode_acl reads, entries in the order the kernel requires (tag, then id)."""
+    ordered = sorted(entries, key=lambda e: (e.tag, e.id if e.id is not None else -1))
+    return struct.pack("<I", ACL_VERSION) + b"".join(
+        struct.pack("<HHI", e.tag, e.perm, e.id if e.id is not None else 0xFFFFFFFF) for e in ordered)
+
+
+def with_user(entries: tuple[AclEntry, ...], mode: int, uid: int, perm: int) -> tuple[AclEntry, ...]:
+    """The access ACL with `u:uid:perm` added (entries: the current ones, () for the mode bits
+    alone); the mask widens to let it through, the owner, group and other bits stay as they are."""
+    base = entries or (AclEntry(USER_OBJ, (mode >> 6) & 7), AclEntry(GROUP_OBJ, (mode >> 3) & 7),
+                       AclEntry(OTHER, mode & 7))
+    kept = tuple(e for e in base if e.tag != MASK and not (e.tag == USER and e.id == uid))
+    named = [e.perm for e in kept if e.tag in (USER, GROUP, GROUP_OBJ)] + [perm]
+    mask = 0
+    for bits in named:
+        mask |= bits
+    return (*kept, AclEntry(USER, perm, uid), AclEntry(MASK, mask))
+
+
+def without_user(entries: tuple[AclEntry, ...], uid: int) -> tuple[AclEntry, ...]:
+    """The access ACL without uid's entry; () when only the mode bits are left (no xattr)."""
+    kept = tuple(e for e in entries if not (e.tag == USER and e.id == uid))
+    if not any(e.tag in (USER, GROUP) for e in kept):
+        return ()
+    return kept

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from . import actions as act
 from . import fstab, host, log, trust
-from .acl import ACL_ACCESS, ACL_DEFAULT
+from .acl import ACL_ACCESS, ACL_DEFAULT, AclEntry, encode_acl
 from .capabilities import XATTR_NAME, encode
 from .errors import ConvergeError, LockedError
 from .paths import DROPIN_PATH, LOCK_PATH, TMP_PREFIX, intent_path, journal_path
@@ -612,6 +612,43 @@ def remove_path(path: str, step: str) -> bool:
         raise ConvergeError(step, f"cannot delete {path}: {error.strerror}") from None
     log.change(step, path, "present", "absent")
     return True
+
+
+def set_copy_acl(path: str, entries: tuple[AclEntry, ...], step: str, old: str, new: str) -> None:
+    """Write the privileged copy's access ACL (a job's grant or its revoke); () removes it. Only
+    on a copy that is root's alone all the way up, never through a symlink."""
+    checkpoint(step)
+    problem = trust.path_problem(path, "file")
+    if problem is not None:
+        raise ConvergeError(step, f"{problem}: not changing the ACL of {path}")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        raise ConvergeError(step, f"{path}: {error.strerror}") from None
+    try:
+        if entries:
+            os.setxattr(fd, ACL_ACCESS, encode_acl(entries))
+        else:
+            with contextlib.suppress(OSError):  # none there: already the mode bits alone
+                os.removexattr(fd, ACL_ACCESS)
+    except OSError as error:
+        raise ConvergeError(step, f"{path}: {error.strerror}") from None
+    finally:
+        os.close(fd)
+    log.change(step, path, old, new)
+
+
+def kill_processes(pids: Iterable[int], step: str, what: str) -> None:
+    """SIGKILL (a job's leftover perf must not outlive its grant); gone already is fine."""
+    checkpoint(step)
+    for pid in pids:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            continue
+        except OSError as error:
+            raise ConvergeError(step, f"cannot end process {pid} ({what}): {error.strerror}") from None
+        log.change(step, f"process {pid}", what, "killed")
 
 
 def remove_dir(path: str) -> bool:

@@ -102,6 +102,18 @@ EXIT_TABLES: dict[str, ExitTable] = {
         (REFUSED, 2, "refused: no usable setup record, not root, bad input or an unsafe situation"),
         (BUSY, 3, "another perfgroup run holds the node lock"),
     ),
+    "job-grant": (
+        (OK, 0, "granted, or nothing to grant (not asked, not exclusive, a member: a syslog line says why)"),
+        (FAILED, 1, "a grant was started and could not be completed (undone): Slurm drains the node, holds the job"),
+        (REFUSED, 2, "refused: not run by slurmd's prolog, bad input or an unsafe copy; nothing changed"),
+        (BUSY, 3, "another perfgroup run holds the node lock"),
+    ),
+    "job-revoke": (
+        (OK, 0, "revoked what the job's grant record lists (or there was none)"),
+        (FAILED, 1, "could not restore (named): the record stays, Slurm drains the node"),
+        (REFUSED, 2, "bad input; nothing changed"),
+        (BUSY, 3, "another perfgroup run holds the node lock"),
+    ),
     "deploy": (
         (OK, 0, "every targeted host converged and verified (or, with --check, would converge)"),
         (FAILED, 1, "a host failed, was unreachable or did not verify"),

@@ -13,7 +13,17 @@ import pwd
 import stat
 from types import MappingProxyType
 
-from . import access_facts, intent_facts, node_files_facts, perfsource, reach_facts, shell_facts, sysctl, trust
+from . import (
+    access_facts,
+    intent_facts,
+    job_facts,
+    node_files_facts,
+    perfsource,
+    reach_facts,
+    shell_facts,
+    sysctl,
+    trust,
+)
 from .access_facts import AccessFacts
 from .capabilities import FileCaps, kernel_version
 from .desired import Desired
@@ -116,6 +126,7 @@ class NodeFacts(NamedTuple):
     other_groups: tuple[str, ...] = ()  # groups other setup records on this node are for (one group per node)
     shell: shell_facts.ShellFacts = shell_facts.ShellFacts()  # sudo, capsh (setup --shell, or recorded)
     fstype: str = ""  # the filesystem type of the mount holding the copy's directory ("" unknown, image)
+    jobs: job_facts.JobFacts = job_facts.JobFacts()  # per-job grants under Slurm (job_facts.py)
 
 
 def path_facts(path: str) -> PathFacts:
@@ -455,6 +466,7 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
         # An audit (nothing rendered) of a recorded shell also asks whether sudoers still parses.
         shell=shell_facts.read(desired.shell or (state is not None and state.shell),
                                check_sudoers=state is not None and state.shell and not desired.artifacts),
+        jobs=job_facts.JobFacts() if image else job_facts.read(desired.group),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import stat
 
-from . import access_rules, errors, reach_rules, shell_rules, sysctl
+from . import access_rules, errors, job_rules, reach_rules, shell_rules, sysctl
 from .capabilities import PROFILING_CAPS, sort_caps
 from .desired import Desired
 from .facts import NodeFacts, PathFacts
@@ -284,6 +284,8 @@ def rule_paranoid(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
         pass  # no live value in an image: only what nodes boot with (below)
     elif facts.paranoid is None:
         yield Finding("paranoid.unknown", WARNING, f"cannot read {sysctl.PROC_PATH}")
+    elif facts.paranoid < MIN_PARANOID and facts.paranoid in job_rules.live_paranoid(facts.jobs):
+        pass  # a running exclusive job's --job-paranoid: job.grant_active names it
     elif facts.paranoid < MIN_PARANOID:
         yield Finding(
             "paranoid.low", WARNING if kept else CRITICAL,
@@ -402,10 +404,15 @@ def rule_shell(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
     yield from shell_rules.findings(facts.shell, desired.group)
 
 
+def rule_jobs(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
+    yield from job_rules.findings(facts.jobs, facts.access.copy_acl, facts.paranoid, desired.group)
+
+
 RULES: tuple[Rule, ...] = (
     rule_state, rule_group, rule_copy_file, rule_caps, rule_path,
     rule_drift, rule_paranoid, rule_files, rule_installed, rule_kernel, rule_leftovers, access_rules.rule_access, rule_reach,
     rule_shell,
+    rule_jobs,
 )
 
 
@@ -445,4 +452,5 @@ def report(facts: NodeFacts, desired: Desired, found: list[Finding]) -> dict[str
         "copy_sha256": facts.copy.sha256, "caps": sort_caps(facts.copy.caps.permitted) if facts.copy.caps else [],
         "kernel_release": facts.kernel_release, "cap_last_cap": facts.cap_last_cap,
         "os_release": os_label(facts.os_release), "holders": access_rules.holders(facts),
+        "job_grants_active": job_rules.active_count(facts.jobs),
     }

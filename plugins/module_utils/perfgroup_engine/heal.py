@@ -8,7 +8,7 @@ from __future__ import annotations
 import grp
 import os
 
-from . import converge, options
+from . import converge, jobs, options
 from . import facts as facts_mod
 from .desired import Desired, NodeArtifact
 from .errors import ConvergeError, PerfgroupError, RefusedError, converge_failure
@@ -83,12 +83,16 @@ def run(group: str, if_source_changed: bool, on_wait: Callable[[str], None] | No
     if os.geteuid() != 0:
         raise RefusedError("heal changes groups and file capabilities: run it as root")
     desired = target(group)
+    # After a reboot /run holds no record and converge strips the orphaned ACL entry itself; a
+    # record whose job died with slurmd (no epilog ran) is revoked here.
+    revoked = jobs.revoke_all(group, gone_only=True)
     if if_source_changed and not source_changed(desired):
-        return ""
+        return "; ".join(revoked)
     result = converge.SetupResult()
     try:
         converge.setup(desired, dry_run=False, run_checks=False, lock_wait=LOCK_WAIT_SECONDS, result=result,
                        on_wait=on_wait)
     except ConvergeError as error:
         raise PerfgroupError(converge_failure(error, [a.summary for a in result.applied])) from None
-    return result.applied_summary() if result.applied else "converged, nothing to change"
+    done = result.applied_summary() if result.applied else "converged, nothing to change"
+    return "; ".join([*revoked, done])

@@ -20,11 +20,21 @@ def actor() -> str:
     return f"{name} (sudo from {sudo})" if sudo else name
 
 
-def change(step: str, target: str, old: str, new: str) -> None:
+def _open() -> None:
     global _opened
     if not _opened:
         syslog.openlog("perfgroup", syslog.LOG_PID, syslog.LOG_AUTHPRIV)
         _opened = True
+
+
+def change(step: str, target: str, old: str, new: str) -> None:
+    _open()
     # One line, no newlines from the data: journal entries stay greppable.
     text = f"{step} {target}: {old or '-'} -> {new or '-'} by {actor()}".replace("\n", " ")
     syslog.syslog(syslog.LOG_NOTICE, text)
+
+
+def note(text: str) -> None:
+    """A line for the journal that is not a change (a job's request perfgroup did not grant)."""
+    _open()
+    syslog.syslog(syslog.LOG_NOTICE, text.replace("\n", " "))

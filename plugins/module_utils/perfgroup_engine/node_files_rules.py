@@ -40,7 +40,7 @@ def owned(group: str, path: str) -> bool:
     directory, name = os.path.split(path)
     if path == LAUNCHER or (directory == ENGINE_DIR and name.endswith(".py")) or path in shell_paths(group):
         return True
-    if directory not in ARTIFACT_DIRS or not name.startswith(("perfgroup", "80perfgroup")):
+    if directory not in ARTIFACT_DIRS or not name.startswith(("perfgroup", "80perfgroup", "50-perfgroup")):
         return False
     return name == "perfgroup.nhc" or re.search(rf"[-_.]{re.escape(group)}(\.[a-z]+)?\Z", name) is not None
 

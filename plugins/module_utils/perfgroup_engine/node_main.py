@@ -6,11 +6,14 @@ no second implementation:
 
   audit [--group G] [--dest P] [--format text|json|nagios|prometheus] [--textfile-dir DIR]
   heal  [--group G] [--if-source-changed]   re-converge from the setup record
+  job-grant --group G --feature F [--paranoid N]   Slurm prolog: grant the job's user (jobs.py)
+  job-revoke --group G (--job ID | --gone | --all)  Slurm epilog: revoke from the grant record
 (G defaults to perf_users, as for the perfgroup command.)
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from . import audit, errors
@@ -69,8 +72,53 @@ def run_heal(group: str, if_source_changed: bool) -> int:
     return errors.exit_code("heal", OK)
 
 
+def job_parser(command: str) -> argparse.ArgumentParser:
+    import argparse  # the job subcommands only: the prolog reaches Python only for jobs that asked
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # type: ignore[override]
+            sys.stderr.write(f"perfgroup-node {command}: {escape(message)}\n")
+            sys.exit(errors.exit_code(command, errors.REFUSED))
+
+    top = _Parser(prog=f"perfgroup-node {command}")
+    top.add_argument("--group", default=DEFAULT_GROUP, help=BY_NAME["group"].help)
+    if command == "job-grant":
+        top.add_argument("--feature", required=True, help=BY_NAME["job_feature"].help)
+        top.add_argument("--paranoid", type=int, choices=(0, 1), default=None, help=BY_NAME["job_paranoid"].help)
+    else:
+        which = top.add_mutually_exclusive_group(required=True)
+        which.add_argument("--job", help="the job whose grant record to revoke (the epilog's SLURM_JOB_ID)")
+        which.add_argument("--gone", action="store_true", help="every grant whose job has no process here")
+        which.add_argument("--all", action="store_true", help="every grant of the group")
+    return top
+
+
+def run_job(command: str, args_list: list[str]) -> int:
+    from . import jobs  # the job subcommands: apply, subprocess
+
+    args = job_parser(command).parse_args(args_list)
+    try:
+        if command == "job-grant":
+            lines = [jobs.grant(args.group, os.environ, args.feature, args.paranoid)]
+        elif args.job is not None:
+            lines = [jobs.revoke(args.group, args.job)]
+        else:
+            lines = jobs.revoke_all(args.group, gone_only=args.gone)
+    except PerfgroupError as error:
+        sys.stderr.write(f"perfgroup-node {command}: {escape(str(error))}\n")
+        return errors.exit_code(command, error.outcome)
+    except OSError as error:
+        sys.stderr.write(f"perfgroup-node {command}: {escape(str(error))}\n")
+        return errors.exit_code(command, errors.FAILED)
+    for line in lines:
+        sys.stdout.write(f"perfgroup-node {command}: {escape(line)}\n")
+    return errors.exit_code(command, OK)
+
+
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
+    if args_list[:1] in (["job-grant"], ["job-revoke"]):
+        return run_job(args_list[0], args_list[1:])
     plain = plain_args(args_list, "audit")
     if plain is not None:
         command, group, if_source_changed = "audit", plain.get("--group", DEFAULT_GROUP), False

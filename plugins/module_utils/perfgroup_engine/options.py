@@ -123,6 +123,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("nhc", "bool", False, "Install the LBNL NHC check /etc/nhc/scripts/perfgroup.nhc (check_perfgroup); "
            "add the line `* || check_perfgroup GROUP` to /etc/nhc/nhc.conf to drain a node whose group is broken.",
            ("setup",), ("main",), desired=False),
+    Option("job_feature", "str", None,
+           "Slurm node feature (e.g. perf) that grants a job's user the privileged perf for the length of the job: "
+           "installs /etc/slurm/prolog.d/50-perfgroup-GROUP and epilog.d/50-perfgroup-GROUP (exclusive jobs only; "
+           "docs/slurm.md).", ("setup",), ("main",), metavar="FEATURE", desired=False),
+    Option("job_paranoid", "int", None,
+           "With --job-feature: also lower kernel.perf_event_paranoid to N (0 or 1) for the job (LIKWID, PAPI); "
+           "for that time every process on the node may profile beyond its own, so exclusive jobs only.",
+           ("setup",), ("main",), metavar="N", desired=False),
     Option("functional", "bool", False, "Also run perf as a member and as a non-member (needs root).",
            ("audit",), ("audit",), desired=False),
     Option("prometheus_rules_dir", "str", None,

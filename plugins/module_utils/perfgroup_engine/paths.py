@@ -15,6 +15,11 @@ TMP_PREFIX = ".perfgroup-tmp-"
 LIB_DIR = "/usr/local/lib/perfgroup"
 ENGINE_DIR = f"{LIB_DIR}/perfgroup_engine"
 LAUNCHER = "/usr/local/sbin/perfgroup-node"
+# Per-job grants under Slurm (jobs.py): one record per job, on tmpfs (a reboot ends every job).
+GRANTS_DIR = "/run/perfgroup/grants"
+SLURM_PROLOG_DIR = "/etc/slurm/prolog.d"
+SLURM_EPILOG_DIR = "/etc/slurm/epilog.d"
+SCONTROL = "/usr/bin/scontrol"
 
 # -- files setup writes for a group ----------------------------------------------------------------
 SYSTEMD_DIR = "/etc/systemd/system"
@@ -31,6 +36,7 @@ ARTIFACT_DIRS = (
     "/etc/apt/apt.conf.d", "/etc/dnf/plugins/post-transaction-actions.d", "/etc/dnf/libdnf5-plugins/actions.d",
     "/etc/nhc/scripts", "/etc/nhc/nhc.conf.d", "/etc/systemd/system/sys-kernel-tracing.mount.d",
     "/etc/lmod/modules", "/etc/environment-modules/modules", "/etc/profile.d", "/usr/local/bin", "/etc/sudoers.d",
+    SLURM_PROLOG_DIR, SLURM_EPILOG_DIR,
 )
 # perf-shell (setup --shell): the command members type, the root-owned helper sudo runs, and the
 # sudoers drop-in that lets the group run that helper and nothing else.
@@ -99,4 +105,14 @@ def optional_paths(group: str) -> tuple[str, ...]:
     artifacts without them retires them (a unit test keeps these equal to perfgroup/artifacts.py)."""
     unit = f"/etc/systemd/system/perfgroup-textfile-{group}"
     return (f"{unit}.service", f"{unit}.timer", f"/etc/systemd/system/timers.target.wants/perfgroup-textfile-{group}.timer",
-            "/etc/nhc/scripts/perfgroup.nhc", *shell_paths(group))
+            "/etc/nhc/scripts/perfgroup.nhc", *shell_paths(group), *job_script_paths(group))
+
+
+def job_script_paths(group: str) -> tuple[str, str]:
+    """The Slurm prolog and epilog of --job-feature (50-: before a site's own scripts that may
+    expect the grant, after nothing that needs ordering)."""
+    return f"{SLURM_PROLOG_DIR}/50-perfgroup-{group}", f"{SLURM_EPILOG_DIR}/50-perfgroup-{group}"
+
+
+def grant_path(job: str) -> str:
+    return f"{GRANTS_DIR}/{job}"

@@ -20,6 +20,7 @@ from . import (
     host,
     intent_facts,
     intent_plan,
+    jobs,
     node_files_rules,
     reach_facts,
     sysctl,
@@ -310,6 +311,8 @@ def run(group: str, dry_run: bool, lock_wait: float, on_wait: Callable[[str], No
     steps = plan(facts)
     found = notes(facts)
     done: list[Action] = []
+    if not dry_run:  # the epilog goes with the scripts: nothing else would take these grants back
+        found += jobs.revoke_all(group, gone_only=False)
     if steps and not dry_run:
         with apply.node_lock(lock_wait, on_wait):
             steps = plan(read(group))

@@ -198,6 +198,9 @@ def prometheus(report: Mapping[str, object], now: float) -> str:
            [((), VALUE[_status(report, findings)])])
     family("perfgroup_findings", "Number of audit findings of each severity.",
            [((("severity", severity),), counts[severity]) for severity in SEVERITIES])
+    grants = report.get("job_grants_active")
+    family("perfgroup_job_grants_active", "Live per-job grants under Slurm (grant records whose job runs here).",
+           [((), grants)] if isinstance(grants, int) and not isinstance(grants, bool) else [])
     family("perfgroup_audit_timestamp_seconds", "When the audit ran, in seconds since the epoch.",
            [((), _number(now))])
 
@@ -320,6 +323,9 @@ def nagios(report: Mapping[str, object]) -> str:
     else:
         summary = f"{counts['ok']} checks ok"
     perfdata = " ".join(f"'{severity}'={counts[severity]};;;0" for severity in ("critical", "warning", "ok", "unknown"))
+    grants = report.get("job_grants_active")
+    if isinstance(grants, int) and not isinstance(grants, bool):
+        perfdata += f" 'job_grants'={grants};;;0"
     lines = [f"PERFGROUP {status.upper()} - {summary} | {perfdata}"]
     for finding_id, severity, message, fix in bad:
         line = f"{severity.upper()} {finding_id}: {message}"

@@ -1,0 +1,161 @@
+"""Per-job grants under Slurm (read layer): the grant records under /run/perfgroup/grants, whether
+each record's job still runs on this node, and which processes run the privileged copy. Rules in
+job_rules.py; the prolog's grant and the epilog's revoke in jobs.py.
+
+A record is `key=value` lines (no json on the audit path), written before the grant changes
+anything and deleted only once everything it lists is restored.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .host import read_text
+from .paths import GRANTS_DIR, grant_path
+from .trust import path_problem
+from .tuples import NamedTuple
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Iterable
+
+# cgroup directories slurmstepd makes for a job (proctrack/cgroup): v2 under its scope, v1 per
+# controller. Present while any process of the job is (the extern step holds it with Contain).
+CGROUP_JOB_DIRS = (
+    "/sys/fs/cgroup/system.slice/slurmstepd.scope/job_{job}",
+    "/sys/fs/cgroup/freezer/slurm/uid_{uid}/job_{job}",
+    "/sys/fs/cgroup/cpuset/slurm/uid_{uid}/job_{job}",
+)
+
+
+class Grant(NamedTuple):
+    job: str
+    group: str
+    user: str
+    uid: int
+    copy: str  # the privileged copy the ACL entry is on
+    acl_added: bool  # False: the user already had an entry (not this grant's to remove)
+    paranoid_before: int | None = None  # None: the grant did not touch perf_event_paranoid
+    paranoid: int | None = None  # what the grant set it to
+
+
+def format_record(grant: Grant) -> str:
+    lines = [f"{name}={'' if value is None else int(value) if isinstance(value, bool) else value}"
+             for name, value in zip(Grant._fields, grant)]
+    return "\n".join(lines) + "\n"
+
+
+def parse_record(text: str) -> Grant | None:
+    """The record, or None when it is not one perfgroup wrote (every field, well formed)."""
+    values = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if not sep or name in values:
+            return None
+        values[name] = value
+    if set(values) != set(Grant._fields):
+        return None
+
+    def number(name: str) -> int | None:
+        value = values[name]
+        if value == "":
+            return None
+        if not value.isdigit():
+            raise ValueError(name)
+        return int(value)
+
+    try:
+        uid = number("uid")
+        if uid is None or values["acl_added"] not in ("0", "1") or not values["job"].isdigit():
+            return None
+        return Grant(values["job"], values["group"], values["user"], uid, values["copy"], values["acl_added"] == "1",
+                     number("paranoid_before"), number("paranoid"))
+    except ValueError:
+        return None
+
+
+class JobFacts(NamedTuple):
+    grants: tuple[Grant, ...] = ()  # this group's grant records
+    alive: frozenset[str] = frozenset()  # jobs of those records seen running on this node
+    problems: tuple[tuple[str, str], ...] = ()  # (path, why) of records that cannot be used
+
+
+def read_record(job: str) -> tuple[Grant | None, str | None]:
+    """(the record, why it cannot be used); (None, None) when there is none."""
+    path = grant_path(job)
+    if not os.path.lexists(path):
+        return None, None
+    problem = path_problem(path, "file")
+    if problem is not None:
+        return None, problem
+    text = read_text(path)
+    grant = parse_record(text) if text is not None else None
+    if grant is None or grant.job != job:
+        return None, "unreadable or not a perfgroup grant record"
+    return grant, None
+
+
+def job_alive(job: str, uid: int, proc: str = "/proc") -> bool:
+    """Whether the job still has a process on this node: its cgroup (proctrack/cgroup), else any
+    process whose environment carries SLURM_JOB_ID=job (slurmstepd sets it in every task and the
+    prolog). Environments a non-root audit cannot read count as alive: no false alarm."""
+    if any(os.path.isdir(path.format(job=job, uid=uid)) for path in CGROUP_JOB_DIRS):
+        return True
+    marker = f"SLURM_JOB_ID={job}\0".encode()
+    root = os.geteuid() == 0
+    for pid in _pids(proc):
+        try:
+            with open(f"{proc}/{pid}/environ", "rb") as handle:
+                if marker in b"\0" + handle.read():
+                    return True
+        except PermissionError:
+            if not root:
+                return True
+            # root too is refused by a container's init: never a job's process (slurmd is a child)
+        except OSError:
+            continue
+    return False
+
+
+def _pids(proc: str) -> Iterable[str]:
+    try:
+        return [name for name in os.listdir(proc) if name.isdigit()]
+    except OSError:
+        return []
+
+
+def copy_processes(copy: str, uid: int, proc: str = "/proc") -> tuple[int, ...]:
+    """Processes of real uid `uid` whose executable is the copy (also a replaced, deleted one)."""
+    real = os.path.realpath(copy)
+    names = {copy, real, f"{copy} (deleted)", f"{real} (deleted)"}
+    found = []
+    for pid in _pids(proc):
+        try:
+            if os.readlink(f"{proc}/{pid}/exe") not in names:
+                continue
+            status = read_text(f"{proc}/{pid}/status") or ""
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("Uid:") and line.split()[1:2] == [str(uid)]:
+                found.append(int(pid))
+    return tuple(found)
+
+
+def record_jobs() -> tuple[str, ...]:
+    try:
+        return tuple(sorted(name for name in os.listdir(GRANTS_DIR) if name.isdigit()))
+    except OSError:
+        return ()
+
+
+def read(group: str) -> JobFacts:
+    grants, problems = [], []
+    for job in record_jobs():
+        grant, problem = read_record(job)
+        if problem is not None:
+            problems.append((grant_path(job), problem))
+        elif grant is not None and grant.group == group:
+            grants.append(grant)
+    alive = frozenset(g.job for g in grants if job_alive(g.job, g.uid))
+    return JobFacts(tuple(grants), alive, tuple(problems))

@@ -1,0 +1,115 @@
+"""Per-job grants under Slurm (rules layer, pure): whether a job asked for the feature, whether its
+allocation is exclusive, which ACL entries and paranoid values live grants explain, and the
+audit's findings about grants. Facts in job_facts.py, the grant and revoke flows in jobs.py.
+"""
+
+from __future__ import annotations
+
+from .acl import MASK, USER, Acl
+from .finding import CRITICAL, OK, WARNING, Finding
+from .job_facts import Grant, JobFacts
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Iterator
+
+# Characters of a Slurm feature name; everything else in a constraint expression is an operator
+# (& and , AND, | OR, [ ] matching OR, * count, ( ) grouping) or a count.
+FEATURE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+OR_OPERATORS = frozenset("|[]")
+
+
+def tokens(constraints: str) -> list[str]:
+    out, current = [], ""
+    for char in constraints:
+        if char in FEATURE_CHARS:
+            current += char
+        else:
+            if current:
+                out.append(current)
+            current = ""
+    return out + ([current] if current else [])
+
+
+def requested(constraints: str, feature: str) -> str | None:
+    """None when the job asked for `feature` as a whole token of an AND-only expression; else why
+    not ("" when it did not ask at all). `noperf` is not `perf`; `perf|bigmem` may land on a node
+    without the feature, so it asks for nothing certain."""
+    if feature not in tokens(constraints):
+        return ""
+    if OR_OPERATORS & set(constraints):
+        return f"constraint {constraints!r} requests {feature} only as an alternative (| or [])"
+    return None
+
+
+def exclusive(job_record: str) -> bool:
+    """Whether `scontrol show job -o JOB` says the job has its nodes to itself. Slurm 22.05 gives
+    the prolog no variable for it (no SLURM_JOB_OVERSUBSCRIBE); `--exclusive` and a partition's
+    OverSubscribe=EXCLUSIVE show as OverSubscribe=NO, a shared allocation as OK, YES, USER or MCS."""
+    fields = job_record.split()
+    return "OverSubscribe=NO" in fields
+
+
+def granted_uids(jobs: JobFacts) -> frozenset[int]:
+    return frozenset(g.uid for g in jobs.grants if g.job in jobs.alive)
+
+
+def granted_users(jobs: JobFacts) -> set[str]:
+    return {g.user for g in jobs.grants if g.job in jobs.alive}
+
+
+def unbacked(acl: Acl | None, jobs: JobFacts) -> Acl | None:
+    """The copy's ACL without the user entries live grants explain; None when nothing else is
+    left (the mask that comes with a named entry is not access)."""
+    if acl is None or acl.kind != "access":
+        return acl
+    live = granted_uids(jobs)
+    rest = tuple(e for e in acl.entries if not (e.tag == USER and e.id in live))
+    if len(rest) == len(acl.entries):
+        return acl
+    if not any(e.tag != MASK and e.id is not None for e in rest):
+        return None
+    return acl._replace(entries=rest)
+
+
+def live_paranoid(jobs: JobFacts) -> frozenset[int]:
+    return frozenset(g.paranoid for g in jobs.grants if g.job in jobs.alive and g.paranoid is not None)
+
+
+def findings(jobs: JobFacts, copy_acl: Acl | None, paranoid: int | None, group: str) -> Iterator[Finding]:
+    named_users = {e.id for e in (copy_acl.entries if copy_acl is not None else ()) if e.tag == USER}
+    for grant in jobs.grants:
+        where = f"job {grant.job}, user {grant.user}"
+        if grant.job in jobs.alive:
+            lowered = f" and perf_event_paranoid={grant.paranoid}" if grant.paranoid is not None else ""
+            what = "the privileged perf" + lowered
+            yield Finding("job.grant_active", OK, f"{where}: {what} for the length of the job")
+            continue
+        yield Finding("job.record_gone", WARNING,
+                      f"grant record of {where} outlived its job (no process of it on this node)",
+                      f"perfgroup-node job-revoke --group {group} --job {grant.job}")
+        if _still_open(grant, named_users, paranoid):
+            yield Finding("job.grant_stale", CRITICAL,
+                          f"{where} still has {_what(grant, named_users, paranoid)} though the job is gone",
+                          f"perfgroup-node job-revoke --group {group} --job {grant.job}")
+    for path, why in jobs.problems:
+        yield Finding("job.record_unusable", WARNING, f"{path}: {why}", f"rm {path}  # after checking who wrote it")
+
+
+def _still_open(grant: Grant, named_users: set[int | None], paranoid: int | None) -> bool:
+    return (grant.acl_added and grant.uid in named_users) or (
+        grant.paranoid is not None and paranoid == grant.paranoid and grant.paranoid_before != paranoid)
+
+
+def _what(grant: Grant, named_users: set[int | None], paranoid: int | None) -> str:
+    parts = []
+    if grant.acl_added and grant.uid in named_users:
+        parts.append(f"its ACL entry on {grant.copy}")
+    if grant.paranoid is not None and paranoid == grant.paranoid:
+        parts.append(f"perf_event_paranoid={paranoid}")
+    return " and ".join(parts)
+
+
+def active_count(jobs: JobFacts) -> int:
+    """The number of live grant records (the textfile's perfgroup_job_grants_active)."""
+    return sum(1 for g in jobs.grants if g.job in jobs.alive)

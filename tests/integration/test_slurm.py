@@ -1,0 +1,321 @@
+"""Per-job access under a real Slurm 22.05 (tests/slurm.py: munge, slurmctld, slurmd in a
+throwaway node): the prolog and epilog `setup --job-feature perf` installs, jobs submitted as the
+non-member alice with srun/sbatch. Nothing is mocked; the cluster is shared by the module's tests
+(they run in order: the last ones kill slurmd and drain the node)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import PERFGROUP, integration_possible
+from node import Node
+from slurm import Cluster
+
+pytestmark = pytest.mark.integration
+
+GROUP = "perf_users"
+DEST = f"/usr/local/libexec/perfgroup/{GROUP}/perf"
+PROLOG = f"/etc/slurm/prolog.d/50-perfgroup-{GROUP}"
+EPILOG = f"/etc/slurm/epilog.d/50-perfgroup-{GROUP}"
+NODE_CMD = "/usr/local/sbin/perfgroup-node"
+GRANTS = "/run/perfgroup/grants"
+PERF_A = f"{DEST} stat -a -e cpu-clock -- true"
+STOP = "/tmp/perfgroup-test-stop"
+# A batch job that leaves a system-wide perf record behind it (setsid nohup: out of the job's
+# process tree) and ends when the test says so.
+LEAVES_PERF = f"""#!/bin/sh
+setsid nohup perf record -a -o /tmp/left.data -- sleep 600 >/dev/null 2>&1 < /dev/null &
+echo $! > /tmp/left.pid
+i=0
+while [ ! -e {STOP} ] && [ $i -lt 600 ]; do sleep 0.2; i=$((i+1)); done
+"""
+WAITS = f"""#!/bin/sh
+i=0
+while [ ! -e {STOP} ] && [ $i -lt 600 ]; do sleep 0.2; i=$((i+1)); done
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    reason = integration_possible()
+    if reason:
+        pytest.fail(reason)
+    node = Node()
+    started: Cluster | None = None
+    try:
+        node.ok("useradd -M -s /bin/sh alice && useradd -M -s /bin/sh bob")
+        result = node.run([PERFGROUP, "setup", "--group", GROUP, "--member", "bob", "--job-feature", "perf",
+                           "--no-verify"])
+        assert result.returncode == 0, result.stdout + result.stderr
+        started = Cluster(node)
+        yield started
+    finally:
+        if started is not None:
+            started.stop()
+        node.close()
+
+
+def acl_of(node: Node, path: str = DEST) -> bytes | None:
+    try:
+        return os.getxattr(node.path(path), "system.posix_acl_access")
+    except OSError as error:
+        assert error.errno == errno.ENODATA
+        return None
+
+
+def grants(node: Node) -> list[str]:
+    where = node.path(GRANTS)
+    return sorted(os.listdir(where)) if where.is_dir() else []
+
+
+def alice_refused(node: Node) -> bool:
+    return node.sh(PERF_A + " >/dev/null 2>&1", user="alice").returncode != 0
+
+
+def audit(node: Node, *args: str) -> tuple[int, dict[str, Any]]:
+    result = node.run([NODE_CMD, "audit", "--group", GROUP, "--format", "json", *args])
+    return result.returncode, json.loads(result.stdout)
+
+
+def finding_ids(report: dict[str, Any]) -> dict[str, str]:
+    return {f["id"]: f["severity"] for f in report["findings"]}
+
+
+def clean_after(cluster: Cluster) -> None:
+    """Once every job (and its epilog: COMPLETING) is over: no record, no ACL, alice refused."""
+    node = cluster.node
+    cluster.wait_for(lambda: node.sh("squeue -h").stdout.strip() == "", "no job left, epilogs done")
+    assert grants(node) == [] and acl_of(node) is None
+    assert alice_refused(node)
+
+
+def test_setup_installs_and_records_the_prolog_and_epilog(cluster: Cluster) -> None:
+    node = cluster.node
+    record = json.loads(node.ok(f"cat /var/lib/perfgroup/{GROUP}.json"))
+    for path in (PROLOG, EPILOG):
+        assert path in record["files"]
+        assert node.ok(f"stat -c '%U %a' {path}").split() == ["root", "755"]
+    assert "--feature 'perf'" in node.ok(f"cat {PROLOG}")
+    code, report = audit(node)
+    assert code == 0, report
+    assert report["job_grants_active"] == 0
+    assert alice_refused(node)
+
+
+def test_an_exclusive_job_asking_for_perf_profiles_system_wide_then_is_refused_again(cluster: Cluster) -> None:
+    code, out = cluster.srun("alice", f"-C perf --exclusive sh -c '{PERF_A} && perf stat -a -e cpu-clock -- true "
+                                      f"&& cat {GRANTS}/$SLURM_JOB_ID'")
+    assert code == 0, out + cluster.logs()
+    assert "cpu-clock" in out and "user=alice" in out and "acl_added=1" in out
+    clean_after(cluster)
+
+
+@pytest.mark.parametrize("args", ["--exclusive", "-C noperf --exclusive", "-C perf", "-C 'perf|noperf' --exclusive"])
+def test_jobs_that_are_not_eligible_run_without_a_grant(cluster: Cluster, args: str) -> None:
+    """No feature, the feature only as a substring, a shared allocation, the feature only as an
+    alternative: the job runs (the prolog exits 0) and alice stays refused inside it."""
+    code, out = cluster.srun("alice", f"{args} sh -c '{PERF_A} >/dev/null 2>&1; echo perf=$?; "
+                                      f"ls {GRANTS} 2>/dev/null | wc -l'")
+    assert code == 0, out + cluster.logs()
+    assert "perf=0" not in out and "perf=" in out
+    assert out.strip().splitlines()[-1] == "0"
+    clean_after(cluster)
+
+
+def test_a_member_needs_no_grant(cluster: Cluster) -> None:
+    code, out = cluster.srun("bob", f"-C perf --exclusive sh -c '{PERF_A} >/dev/null 2>&1; echo perf=$?; "
+                                    f"ls {GRANTS} 2>/dev/null | wc -l'")
+    assert code == 0 and "perf=0" in out and out.strip().splitlines()[-1] == "0", out
+    clean_after(cluster)
+
+
+def _wait(check: Any, what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"waited {seconds}s for {what}")
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_the_epilog_ends_a_perf_left_running_and_the_audit_saw_the_grant(cluster: Cluster) -> None:
+    node = cluster.node
+    node.ok(f"rm -f {STOP} /tmp/left.pid")
+    job = cluster.sbatch("alice", "-C perf --exclusive -o /dev/null", LEAVES_PERF)
+    _wait(lambda: node.path("/tmp/left.pid").exists() and node.path("/tmp/left.pid").read_text().strip(),
+          "the job's background perf")
+    pid = int(node.path("/tmp/left.pid").read_text())
+    _wait(lambda: os.readlink(f"/proc/{pid}/exe").endswith("/perf"), "perf running")
+    code, report = audit(node)
+    assert finding_ids(report).get("job.grant_active") == "ok", report
+    assert report["job_grants_active"] == 1 and code == 0, [f for f in report["findings"] if f["severity"] != "ok"]
+    prom = node.run([NODE_CMD, "audit", "--group", GROUP, "--format", "prometheus"]).stdout
+    assert f'perfgroup_job_grants_active{{group="{GROUP}"}} 1' in prom
+    assert "'job_grants'=1;;;0" in node.run([NODE_CMD, "audit", "--group", GROUP, "--format", "nagios"]).stdout
+    node.ok(f"touch {STOP}")
+    cluster.wait_job(job, ("COMPLETED",))
+    cluster.wait_for(lambda: not grants(node), "the epilog")
+    assert not _alive(pid)
+    clean_after(cluster)
+    node.ok(f"rm -f {STOP}")
+
+
+def test_job_commands_refuse_bad_input_with_one_line_and_change_nothing(cluster: Cluster) -> None:
+    node = cluster.node
+    before = node.snapshot()
+    for argv, code in (
+        (["job-grant", "--group", GROUP, "--feature", "perf"], 2),  # no SLURM_JOB_ID: not slurmd's prolog
+        (["job-grant", "--group", GROUP, "--feature", "perf", "--paranoid", "2"], 2),
+        (["job-grant", "--group", "Bad;group", "--feature", "perf"], 2),
+        (["job-revoke", "--group", GROUP, "--job", "1;2"], 2),
+        (["job-revoke", "--group", GROUP], 2),
+    ):
+        result = node.run([NODE_CMD, *argv])
+        assert result.returncode == code, (argv, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("perfgroup-node job-"), \
+            result.stderr
+    assert node.snapshot() == before
+
+
+def _restart_slurmctld(cluster: Cluster) -> None:
+    node = cluster.node
+    pid = cluster.daemon_pid("slurmctld")
+    assert pid is not None
+    os.kill(pid, signal.SIGTERM)
+    _wait(lambda: not _alive(pid), "slurmctld stopped")
+    node.ok("/usr/sbin/slurmctld")
+    cluster.wait_for(lambda: node.sh("scontrol ping").returncode == 0, "slurmctld answering")
+
+
+def test_the_job_submit_lua_snippet_in_the_real_slurmctld(cluster: Cluster) -> None:
+    """Debian's slurmctld has the lua job_submit plugin (liblua5.1): the snippet as shipped."""
+    from perfgroup import artifacts
+
+    node = cluster.node
+    cluster.write("/etc/slurm/job_submit.lua", artifacts.job_submit_lua("perf"))
+    node.ok("echo JobSubmitPlugins=lua >> /etc/slurm/slurm.conf")
+    _restart_slurmctld(cluster)
+    try:
+        code, out = cluster.srun("alice", "-C perf true")
+        assert code != 0 and "-C perf needs --exclusive" in out, out
+        for args in ("-C perf --exclusive true", "-C noperf true", "true"):
+            code, out = cluster.srun("alice", args)
+            assert code == 0, (args, out)
+    finally:
+        node.ok("sed -i /^JobSubmitPlugins=/d /etc/slurm/slurm.conf")
+        _restart_slurmctld(cluster)
+    clean_after(cluster)
+
+
+def _job_pids(node: Node, job: str) -> list[int]:
+    marker = f"SLURM_JOB_ID={job}\0".encode()
+    out = []
+    for pid in node.processes():
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                environ = b"\0" + handle.read()
+            with open(f"/proc/{pid}/comm") as handle:
+                comm = handle.read().strip()
+        except OSError:
+            continue
+        if marker in environ or comm == "slurmstepd":
+            out.append(pid)
+    return out
+
+
+def test_a_grant_left_by_a_dead_slurmd_is_critical_and_heal_revokes_it(cluster: Cluster) -> None:
+    node = cluster.node
+    node.ok(f"rm -f {STOP}")
+    job = cluster.sbatch("alice", "-C perf --exclusive -o /dev/null", WAITS)
+    cluster.wait_job(job, ("RUNNING",))
+    _wait(lambda: grants(node) == [job], "the grant")
+    # The node crashes: slurmd and the job die, no epilog runs.
+    cluster.kill_slurmd()
+    for pid in _job_pids(node, job):
+        os.kill(pid, signal.SIGKILL)
+    _wait(lambda: not _job_pids(node, job), "the job's processes gone")
+    code, report = audit(node)
+    found = finding_ids(report)
+    assert code == 2 and found.get("job.grant_stale") == "critical" and found.get("job.record_gone") == "warning", \
+        [f for f in report["findings"] if f["severity"] != "ok" or f["id"].startswith("job.")]
+    assert found.get("copy.acl") == "critical"
+    assert not alice_refused(node)
+    healed = node.run([NODE_CMD, "heal", "--group", GROUP])
+    assert healed.returncode == 0, healed.stderr
+    assert f"job {job}: revoked alice" in healed.stdout
+    assert grants(node) == [] and acl_of(node) is None and alice_refused(node)
+    code, report = audit(node)
+    assert code == 0 and not [f for f in finding_ids(report) if f.startswith("job.")], report
+    node.ok(f"touch {STOP}; scancel {job}; /usr/sbin/slurmd -N {cluster_node_name()}")
+
+
+def cluster_node_name() -> str:
+    from slurm import NODE_NAME
+
+    return NODE_NAME
+
+
+def test_an_epilog_that_cannot_restore_drains_the_node(cluster: Cluster) -> None:
+    node = cluster.node
+    node.ok(f"scontrol update nodename={cluster_node_name()} state=resume || true; rm -f {STOP}")
+    cluster.wait_for(lambda: cluster.state() == "idle", "the node idle")
+    job = cluster.sbatch("alice", "-C perf --exclusive -o /dev/null", WAITS)
+    cluster.wait_job(job, ("RUNNING",))
+    _wait(lambda: grants(node) == [job], "the grant")
+    # Someone other than root could now have changed the record: the epilog must not trust it.
+    node.ok(f"chmod 666 {GRANTS}/{job}")
+    node.ok(f"touch {STOP}")
+    cluster.wait_for(lambda: "drain" in cluster.state(), "the node drained", 90)
+    shown = node.ok(f"scontrol show node {cluster_node_name()}")
+    assert "DRAIN" in shown and "Reason=" in shown, shown
+    assert acl_of(node) is not None  # not restored: that is why the node is drained
+    # The administrator's repair: make the record root's again and revoke.
+    node.ok(f"chmod 644 {GRANTS}/{job}")
+    revoked = node.run([NODE_CMD, "job-revoke", "--group", GROUP, "--job", job])
+    assert revoked.returncode == 0, revoked.stderr
+    clean_after(cluster)
+
+
+def test_remove_revokes_every_grant_then_removes_the_scripts(cluster: Cluster) -> None:
+    node = cluster.node
+    node.ok(f"scontrol update nodename={cluster_node_name()} state=resume || true; rm -f {STOP}")
+    cluster.wait_for(lambda: cluster.state() == "idle", "the node idle")
+    job = cluster.sbatch("alice", "-C perf --exclusive -o /dev/null", WAITS)
+    cluster.wait_job(job, ("RUNNING",))
+    _wait(lambda: grants(node) == [job], "the grant")
+    assert not alice_refused(node)
+    removed = node.run([PERFGROUP, "remove", "--group", GROUP])
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert grants(node) == []
+    for path in (PROLOG, EPILOG, DEST):
+        assert not node.path(path).exists(), path
+    assert alice_refused(node)
+    node.ok(f"touch {STOP}")
+    cluster.wait_for(lambda: node.sh("squeue -h").stdout.strip() == "", "the job over")
+    assert cluster.state() == "idle"  # the epilog found no record: nothing to fail on
+
+
+@pytest.mark.parametrize("args", [["--job-feature", "perf;reboot"], ["--job-feature", "perf", "--job-paranoid", "2"],
+                                  ["--job-paranoid", "0"]])
+def test_setup_refuses_bad_job_options_with_one_line_and_changes_nothing(users: Node, args: list[str]) -> None:
+    before = users.snapshot()
+    result = users.run([PERFGROUP, "setup", "--group", GROUP, "--no-verify", *args])
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert users.snapshot() == before

@@ -1,0 +1,130 @@
+"""Per-job grants under Slurm, the pure parts as tables: which constraints ask for the feature,
+what scontrol says about exclusivity, the grant record's text, the ACL a grant writes and a revoke
+leaves, and what the audit makes of grant records (live, gone, stale)."""
+
+from __future__ import annotations
+
+import pytest
+from factsdata import DEST, acl, converged, desired
+
+from perfgroup.engine import findings, job_rules, report_formats
+from perfgroup.engine.acl import (
+    GROUP_OBJ,
+    MASK,
+    OTHER,
+    USER,
+    USER_OBJ,
+    AclEntry,
+    decode_acl,
+    encode_acl,
+    with_user,
+    without_user,
+)
+from perfgroup.engine.job_facts import Grant, JobFacts, format_record, parse_record
+
+ALICE = 1001
+GRANT = Grant("42", "perf_users", "alice", ALICE, DEST, True)
+
+
+@pytest.mark.parametrize(("constraints", "asks"), [
+    ("perf", None),
+    ("perf&bigmem", None),
+    ("bigmem,perf", None),
+    ("perf*2", None),
+    ("(perf&bigmem)", None),
+    ("noperf", ""),
+    ("perfx", ""),
+    ("xperf", ""),
+    ("perf-tools", ""),
+    ("", ""),
+    ("perf|bigmem", "alternative"),
+    ("[perf|bigmem]", "alternative"),
+])
+def test_only_a_whole_token_of_an_and_expression_asks_for_the_feature(constraints: str, asks: str | None) -> None:
+    got = job_rules.requested(constraints, "perf")
+    assert got == asks if asks in (None, "") else asks in str(got)
+
+
+@pytest.mark.parametrize(("shown", "exclusive"), [
+    ("JobId=1 Features=perf DelayBoot=00:00:00 OverSubscribe=NO Contiguous=0", True),
+    ("JobId=2 Features=perf OverSubscribe=OK Contiguous=0", False),
+    ("JobId=3 OverSubscribe=USER", False),
+    ("JobId=4 OverSubscribe=YES", False),
+    ("JobId=5 Comment=OverSubscribe=NO OverSubscribe=OK", False),
+    ("", False),
+])
+def test_exclusive_is_what_scontrol_shows_for_oversubscribe(shown: str, exclusive: bool) -> None:
+    assert job_rules.exclusive(shown) is exclusive
+
+
+def test_grant_record_round_trips_and_refuses_what_perfgroup_did_not_write() -> None:
+    full = GRANT._replace(paranoid_before=2, paranoid=0)
+    for grant in (GRANT, full):
+        assert parse_record(format_record(grant)) == grant
+    text = format_record(GRANT)
+    assert parse_record(text.replace("uid=1001", "uid=x")) is None
+    assert parse_record(text.replace("job=42", "job=4 2")) is None
+    assert parse_record(text + "user=root\n") is None  # a field twice
+    assert parse_record("\n".join(text.splitlines()[:-1])) is None  # a field missing
+    assert parse_record(text.replace("acl_added=1", "acl_added=yes")) is None
+
+
+def test_a_grant_adds_one_user_entry_and_a_revoke_takes_exactly_that_away() -> None:
+    entries = with_user((), 0o750, ALICE, 5)
+    assert set(entries) == {AclEntry(USER_OBJ, 7), AclEntry(GROUP_OBJ, 5), AclEntry(OTHER, 0),
+                            AclEntry(USER, 5, ALICE), AclEntry(MASK, 5)}
+    assert set(decode_acl(encode_acl(entries))) == set(entries)
+    assert without_user(entries, ALICE) == ()  # nothing named left: the xattr goes, the mode bits stay
+    other = with_user(entries, 0o750, 1002, 5)
+    assert set(without_user(other, ALICE)) == set(other) - {AclEntry(USER, 5, ALICE)}
+
+
+def _facts(grants: tuple[Grant, ...], alive: frozenset[str], named: tuple[AclEntry, ...] = (),
+           paranoid: int = 2) -> object:
+    copy_acl = acl(DEST, "access", *named, mask=5) if named else None
+    base = converged(paranoid=paranoid)
+    return base._replace(jobs=JobFacts(grants, alive), access=base.access._replace(copy_acl=copy_acl))
+
+
+ENTRY = AclEntry(USER, 5, ALICE)
+
+
+@pytest.mark.parametrize(("grants", "alive", "named", "paranoid", "expect"), [
+    # a running job's grant: ok, and its ACL entry is not copy.acl
+    ((GRANT,), {"42"}, (ENTRY,), 2, {"job.grant_active": "ok"}),
+    # --job-paranoid 0 while the job runs: not paranoid.low
+    ((GRANT._replace(paranoid_before=2, paranoid=0),), {"42"}, (ENTRY,), 0, {"job.grant_active": "ok"}),
+    # the job is gone and its entry is still there: stale, critical
+    ((GRANT,), set(), (ENTRY,), 2, {"job.record_gone": "warning", "job.grant_stale": "critical",
+                                    "copy.acl": "critical"}),
+    # the job is gone, paranoid still lowered by it
+    ((GRANT._replace(acl_added=False, paranoid_before=2, paranoid=0),), set(), (), 0,
+     {"job.record_gone": "warning", "job.grant_stale": "critical", "paranoid.low": "critical"}),
+    # the job is gone, nothing left open: only the record to clean up
+    ((GRANT,), set(), (), 2, {"job.record_gone": "warning"}),
+    # no record at all: the entry is what it always was
+    ((), set(), (ENTRY,), 2, {"copy.acl": "critical"}),
+])
+def test_the_audit_judges_grants_by_their_record_and_whether_the_job_runs(
+        grants: tuple[Grant, ...], alive: set[str], named: tuple[AclEntry, ...], paranoid: int,
+        expect: dict[str, str]) -> None:
+    facts = _facts(grants, frozenset(alive), named, paranoid)
+    found = findings.audit(facts, desired())  # type: ignore[arg-type]
+    relevant = {f.id: f.severity for f in found
+                if f.id.startswith(("job.", "copy.acl", "paranoid.low", "process.lingering"))}
+    assert relevant == expect
+    report = findings.report(facts, desired(), found)  # type: ignore[arg-type]
+    live = 1 if "job.grant_active" in expect else 0
+    assert report["job_grants_active"] == live
+    assert f'perfgroup_job_grants_active{{group="perf_users"}} {live}' in report_formats.prometheus(report, 0)
+    assert f"'job_grants'={live};;;0" in report_formats.nagios(report)
+
+
+def test_only_entries_of_live_grants_are_explained() -> None:
+    other = AclEntry(USER, 5, 1002)
+    copy_acl = acl(DEST, "access", ENTRY, other, mask=5)
+    jobs = JobFacts((GRANT,), frozenset({"42"}))
+    left = job_rules.unbacked(copy_acl, jobs)
+    assert left is not None and ENTRY not in left.entries and other in left.entries
+    assert job_rules.unbacked(acl(DEST, "access", ENTRY, mask=5), jobs) is None
+    assert job_rules.unbacked(copy_acl, JobFacts((GRANT,), frozenset())) == copy_acl
