@@ -414,6 +414,11 @@ MACHINE_WIDE: tuple[tuple[Callable[[str, str], bool], str], ...] = (
      "a boot unit that re-converges the node at every boot (perfgroup-heal-GROUP.service)"),
     (lambda kind, target: target.startswith(("/etc/apt/", "/etc/dnf/")),
      "a package-manager hook: every perf upgrade is re-copied ({target})"),
+    (lambda kind, target: target.startswith(("/etc/slurm/prolog.d/", "/etc/slurm/epilog.d/")),
+     "a Slurm prolog and epilog run for every job: exclusive jobs that request the feature get the "
+     "privileged perf for the job (docs/slurm.md)"),
+    (lambda kind, target: target.startswith("/etc/sudoers.d/"),
+     "a sudoers drop-in: members may start perf-shell ({target})"),
 )
 
 
