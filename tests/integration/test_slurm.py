@@ -136,6 +136,27 @@ def test_a_member_needs_no_grant(cluster: Cluster) -> None:
     clean_after(cluster)
 
 
+def test_perf_shell_works_in_a_members_job_and_a_granted_non_member_gets_the_copy_only(cluster: Cluster) -> None:
+    """Issue 19, item 4: sudo is per node, so a member's job step (srun) or batch script can start
+    perf-shell; a non-member granted the copy for an exclusive -C perf job still cannot."""
+    node = cluster.node
+    added = node.run([PERFGROUP, "setup", "--group", GROUP, "--member", "bob", "--job-feature", "perf", "--shell",
+                      "--no-verify"])
+    assert added.returncode == 0, added.stdout + added.stderr
+    inside = "perf-shell -c 'grep ^CapAmb /proc/self/status; perf stat -a -e cpu-clock -- true'"
+    code, out = cluster.srun("bob", f"sh -c \"{inside}\"")
+    assert code == 0 and "CapAmb:\t0000004000000000" in out and "cpu-clock" in out, out + cluster.logs()
+    job = cluster.sbatch("bob", "", f"#!/bin/sh\n{inside} > /tmp/bob-batch.out 2>&1\n")
+    cluster.wait_job(job, ("COMPLETED", "FAILED"))
+    assert "JobState=COMPLETED" in cluster.job_state(job), node.ok("cat /tmp/bob-batch.out")
+    assert "cpu-clock" in node.ok("cat /tmp/bob-batch.out")
+    code, out = cluster.srun("alice", f"-C perf --exclusive sh -c '{PERF_A} >/dev/null 2>&1; echo copy=$?; "
+                                      "sudo -n /usr/local/libexec/perfgroup/perf_users/perf-shell -c true 2>&1; "
+                                      "echo shell=$?'")
+    assert code == 0 and "copy=0" in out and "shell=0" not in out, out
+    clean_after(cluster)
+
+
 def _wait(check: Any, what: str, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
