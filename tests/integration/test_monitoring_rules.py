@@ -30,7 +30,7 @@ NODE_CLI = "/usr/local/sbin/perfgroup-node"
 DEST = "/usr/local/libexec/perfgroup/perf_users/perf"
 TEXTFILE = "/var/lib/prometheus/node-exporter"
 # The per-node budget docs/monitoring.md writes down: series per group besides perfgroup_check.
-FIXED_SERIES = 4 + 1 + 1 + 1 + 1 + 1 + 1 + 1  # findings x4, status, timestamp, group, members count/digest, build, caps
+FIXED_SERIES = 4 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1  # findings x4, status, job grants, timestamp, group, members count/digest, build, caps
 
 
 def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -121,9 +121,11 @@ def drift(text: str) -> str:
     return re.sub(r'capabilities="[^"]*"', 'capabilities="cap_sys_admin"', text)
 
 
-JOB_GRANTS = ("# HELP perfgroup_job_grants_active Live per-job grant records of the group.\n"
-              "# TYPE perfgroup_job_grants_active gauge\n"
-              'perfgroup_job_grants_active{group="perf_users"} 2\n')
+def with_grants(text: str, live: int) -> str:
+    """The textfile of a node where `live` Slurm jobs hold a grant (the engine writes 0 here)."""
+    line = 'perfgroup_job_grants_active{group="perf_users"} '
+    assert line + "0\n" in text, text
+    return text.replace(line + "0\n", f"{line}{live}\n")
 
 
 def dashboard_queries() -> list[tuple[str, str]]:
@@ -140,9 +142,9 @@ def test_every_dashboard_query_parses_and_returns_series_from_real_node_exporter
     queries = dashboard_queries()
     assert len(queries) >= 18
     # n1, n5, n6: converged; n2: another gid, build and caps; n3: drifted and an hour stale;
-    # n4: node_exporter without perfgroup; n6 stops reporting once scraped. n1 also carries the
-    # gauge the Slurm per-job grants will export (not written by the engine yet): two live grants.
-    files = {"n1": audits["ok"] + JOB_GRANTS, "n2": drift(audits["ok"]), "n3": audits["drifted"], "n4": None,
+    # n4: node_exporter without perfgroup; n6 stops reporting once scraped. n1 has two live Slurm
+    # per-job grants.
+    files = {"n1": with_grants(audits["ok"], 2), "n2": drift(audits["ok"]), "n3": audits["drifted"], "n4": None,
              "n5": audits["ok"], "n6": audits["ok"]}
     procs = Processes()
     try:
