@@ -104,15 +104,19 @@ def run_job(command: str, args_list: list[str]) -> int:
             lines = [jobs.revoke(args.group, args.job)]
         else:
             lines = jobs.revoke_all(args.group, gone_only=args.gone)
-    except PerfgroupError as error:
-        sys.stderr.write(f"perfgroup-node {command}: {escape(str(error))}\n")
-        return errors.exit_code(command, error.outcome)
-    except OSError as error:
-        sys.stderr.write(f"perfgroup-node {command}: {escape(str(error))}\n")
-        return errors.exit_code(command, errors.FAILED)
+    except (PerfgroupError, OSError) as error:
+        return refused(command, error)
     for line in lines:
         sys.stdout.write(f"perfgroup-node {command}: {escape(line)}\n")
     return errors.exit_code(command, OK)
+
+
+def refused(command: str, error: Exception) -> int:
+    """One line on stderr and the command's exit code: the outcome a PerfgroupError carries, or
+    FAILED for an OSError."""
+    sys.stderr.write(f"perfgroup-node {command}: {escape(str(error))}\n")
+    outcome = error.outcome if isinstance(error, PerfgroupError) else errors.FAILED
+    return errors.exit_code(command, outcome)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,12 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                 errors.exit_now(code)
             return code
         return run_heal(group, if_source_changed)
-    except PerfgroupError as error:
-        sys.stderr.write(f"perfgroup-node {command}: {escape(str(error))}\n")
-        return errors.exit_code(command, error.outcome)
-    except OSError as error:
-        sys.stderr.write(f"perfgroup-node {command}: {escape(str(error))}\n")
-        return errors.exit_code(command, errors.FAILED)
+    except (PerfgroupError, OSError) as error:
+        return refused(command, error)
 
 
 if __name__ == "__main__":
