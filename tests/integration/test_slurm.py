@@ -298,13 +298,21 @@ def cluster_node_name() -> str:
     return NODE_NAME
 
 
-def test_an_epilog_that_cannot_restore_drains_the_node(cluster: Cluster) -> None:
+def granted_job(cluster: Cluster) -> str:
+    """An idle node again (resumed if an earlier test drained it), then alice's exclusive -C perf
+    batch job running with its grant; it ends when the test touches STOP."""
     node = cluster.node
     node.ok(f"scontrol update nodename={cluster_node_name()} state=resume || true; rm -f {STOP}")
     cluster.wait_for(lambda: cluster.state() == "idle", "the node idle")
     job = cluster.sbatch("alice", "-C perf --exclusive -o /dev/null", WAITS)
     cluster.wait_job(job, ("RUNNING",))
     _wait(lambda: grants(node) == [job], "the grant")
+    return job
+
+
+def test_an_epilog_that_cannot_restore_drains_the_node(cluster: Cluster) -> None:
+    node = cluster.node
+    job = granted_job(cluster)
     # Someone other than root could now have changed the record: the epilog must not trust it.
     node.ok(f"chmod 666 {GRANTS}/{job}")
     node.ok(f"touch {STOP}")
@@ -321,11 +329,7 @@ def test_an_epilog_that_cannot_restore_drains_the_node(cluster: Cluster) -> None
 
 def test_remove_revokes_every_grant_then_removes_the_scripts(cluster: Cluster) -> None:
     node = cluster.node
-    node.ok(f"scontrol update nodename={cluster_node_name()} state=resume || true; rm -f {STOP}")
-    cluster.wait_for(lambda: cluster.state() == "idle", "the node idle")
-    job = cluster.sbatch("alice", "-C perf --exclusive -o /dev/null", WAITS)
-    cluster.wait_job(job, ("RUNNING",))
-    _wait(lambda: grants(node) == [job], "the grant")
+    granted_job(cluster)
     assert not alice_refused(node)
     removed = node.run([PERFGROUP, "remove", "--group", GROUP])
     assert removed.returncode == 0, removed.stdout + removed.stderr
