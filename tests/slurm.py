@@ -22,7 +22,10 @@ CTLD_PORT, SLURMD_PORT = 16817, 16818
 ENV_DUMP_DIR = "/var/tmp/slurm-env"
 
 
-def slurm_conf(extra: str = "") -> str:
+def slurm_conf(extra: str = "", *, node: str = NODE_NAME, hostname: str | None = None, cpus: int | None = None,
+               proctrack: str = "linuxproc", prolog_flags: str = "Alloc") -> str:
+    """The one slurm.conf of the tests: the throwaway node's (defaults) and the qemu lane's
+    (tests/vm/test_slurm_kernel.py: proctrack/cgroup, Contain)."""
     return f"""ClusterName=perfgroup-test
 SlurmctldHost=localhost(127.0.0.1)
 SlurmctldPort={CTLD_PORT}
@@ -36,7 +39,7 @@ SlurmctldPidFile=/run/slurmctld.pid
 SlurmdPidFile=/run/slurmd.pid
 SlurmctldLogFile=/var/log/slurmctld.log
 SlurmdLogFile=/var/log/slurmd.log
-ProctrackType=proctrack/linuxproc
+ProctrackType=proctrack/{proctrack}
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
@@ -44,13 +47,13 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 Prolog=/etc/slurm/prolog.d/*
 Epilog=/etc/slurm/epilog.d/*
-PrologFlags=Alloc
+PrologFlags={prolog_flags}
 ReturnToService=2
 SlurmdTimeout=30
 MpiDefault=none
 {extra}
-NodeName={NODE_NAME} NodeAddr=127.0.0.1 NodeHostname={socket.gethostname()} CPUs={os.cpu_count()} RealMemory=1000 Features=perf,noperf State=UNKNOWN
-PartitionName=main Nodes={NODE_NAME} Default=YES MaxTime=10 State=UP OverSubscribe=NO
+NodeName={node} NodeAddr=127.0.0.1 NodeHostname={hostname or socket.gethostname()} CPUs={cpus or os.cpu_count()} RealMemory=1000 Features=perf,noperf State=UNKNOWN
+PartitionName=main Nodes={node} Default=YES MaxTime=10 State=UP OverSubscribe=NO
 """
 
 

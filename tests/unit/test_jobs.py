@@ -4,6 +4,8 @@ leaves, and what the audit makes of grant records (live, gone, stale)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from factsdata import DEST, acl, converged, desired
 
@@ -20,7 +22,7 @@ from perfgroup.engine.acl import (
     with_user,
     without_user,
 )
-from perfgroup.engine.job_facts import Grant, JobFacts, format_record, parse_record
+from perfgroup.engine.job_facts import Grant, JobFacts, format_record, job_alive, parse_record
 
 ALICE = 1001
 GRANT = Grant("42", "perf_users", "alice", ALICE, DEST, True)
@@ -128,3 +130,31 @@ def test_only_entries_of_live_grants_are_explained() -> None:
     assert left is not None and ENTRY not in left.entries and other in left.entries
     assert job_rules.unbacked(acl(DEST, "access", ENTRY, mask=5), jobs) is None
     assert job_rules.unbacked(copy_acl, JobFacts((GRANT,), frozenset())) == copy_acl
+
+
+@pytest.mark.parametrize(("cgroup", "events", "environ", "alive"), [
+    # cgroup v2, as 22.05 lays it out under its scope: populated decides, not the directory
+    ("system.slice/slurmstepd.scope/job_7", "populated 1\nfrozen 0\n", None, True),
+    ("system.slice/slurmstepd.scope/job_7", "populated 0\nfrozen 0\n", None, False),  # left by a crash
+    ("system.slice/slurmstepd.scope/job_7", "populated 0\nfrozen 0\n", "SLURM_JOB_ID=7", True),
+    ("system.slice/node1_slurmstepd.scope/job_7", "populated 1\n", None, True),  # Debian 12 names it so
+    ("system.slice/node1_slurmstepd.scope/job_7", "populated 0\n", None, False),
+    ("system.slice/slurmstepd.scope/job_8", "populated 1\n", None, False),  # another job's
+    # cgroup v1 has no cgroup.events: the directory is the job's
+    ("freezer/slurm/uid_1001/job_7", None, None, True),
+    (None, None, "SLURM_JOB_ID=7", True),  # proctrack/linuxproc: a process's environment
+    (None, None, "SLURM_JOB_ID=70", False),
+    (None, None, None, False),
+])
+def test_a_job_is_alive_while_its_cgroup_is_populated_or_a_process_carries_its_id(
+        tmp_path: Path, cgroup: str | None, events: str | None, environ: str | None, alive: bool) -> None:
+    root, proc = tmp_path / "cgroup", tmp_path / "proc"
+    (proc / "1").mkdir(parents=True)
+    if cgroup is not None:
+        (root / cgroup).mkdir(parents=True)
+        if events is not None:
+            (root / cgroup / "cgroup.events").write_text(events)
+    if environ is not None:
+        (proc / "4242").mkdir()
+        (proc / "4242" / "environ").write_bytes(f"HOME=/\0{environ}\0".encode())
+    assert job_alive("7", ALICE, proc=str(proc), cgroup_root=str(root)) is alive

@@ -44,6 +44,13 @@ PACKAGES = {
     "bullseye": [*_COMMON, "linux-perf-5.10", "linux-base"],
     "trixie": [*_COMMON, "linux-perf"],
 }
+# Variants: an image of its own (own recipe key, own cache entry) debootstrapped from a suite.
+# bookworm-slurm: Slurm 22.05 for per-job access with proctrack/cgroup and --job-paranoid (issue 18).
+# dbus: 22.05's cgroup/v2 asks systemd over D-Bus for slurmstepd.scope, or slurmd does not start.
+# iproute2: the guest has only lo, and Slurm resolves even "127.0.0.1" with AI_ADDRCONFIG, which
+# answers nothing until some IPv4 address other than 127.0.0.1 exists (the test adds one to lo).
+PACKAGES["bookworm-slurm"] = [*PACKAGES["bookworm"], "slurmctld", "slurmd", "slurm-client", "munge", "dbus", "iproute2"]
+DEBOOTSTRAP_SUITE = {"bookworm-slurm": "bookworm"}
 
 # Modules (with their dependencies, resolved by the script) a virtio state disk needs.
 DISK_MODULES = "virtio_pci virtio_blk ext4"
@@ -146,7 +153,7 @@ def _build(suite: str, final: Path) -> None:
     try:
         wheels = work / "wheels"
         _click_wheel(suite, wheels)
-        subprocess.run(["bash", "-c", BUILD_SCRIPT, "build", suite, str(work), ",".join(PACKAGES[suite]), MIRROR,
+        subprocess.run(["bash", "-c", BUILD_SCRIPT, "build", DEBOOTSTRAP_SUITE.get(suite, suite), str(work), ",".join(PACKAGES[suite]), MIRROR,
                         str(wheels), DISK_MODULES], check=True)
         shutil.rmtree(wheels)
         meta = {"suite": suite, "build_seconds": round(time.monotonic() - started, 1),
@@ -192,12 +199,14 @@ def _remove_tree(path: Path) -> None:
 def _prune(suite: str, keep: Path) -> None:
     # An image of an older recipe is never used again; each one is ~250 MB.
     for old in CACHE.glob(f"{suite}-*"):
-        if old != keep and (old / "meta.json").exists():
+        # bookworm-<key> only: bookworm-slurm-<key> is another image, not an older recipe.
+        key = old.name[len(suite) + 1:]
+        if old != keep and len(key) == 16 and "-" not in key and (old / "meta.json").exists():
             _remove_tree(old)
 
 
 # The guest's python3 decides which click can install (click 8.2 needs Python 3.10; bullseye has 3.9).
-_GUEST_PYTHON = {"bullseye": "3.9", "bookworm": "3.11", "trixie": "3.13"}
+_GUEST_PYTHON = {"bullseye": "3.9", "bookworm": "3.11", "trixie": "3.13", "bookworm-slurm": "3.11"}
 
 
 def _click_wheel(suite: str, dest: Path) -> None:

@@ -8,6 +8,7 @@ anything and deleted only once everything it lists is restored.
 
 from __future__ import annotations
 
+import glob
 import os
 
 from .host import read_text
@@ -19,12 +20,16 @@ TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without 
 if TYPE_CHECKING:
     from typing import Iterable
 
-# cgroup directories slurmstepd makes for a job (proctrack/cgroup): v2 under its scope, v1 per
-# controller. Present while any process of the job is (the extern step holds it with Contain).
+# cgroup directories slurmstepd makes for a job (proctrack/cgroup), below /sys/fs/cgroup (glob
+# patterns): v2 under the scope 22.05 asks systemd for over D-Bus, named NODENAME_slurmstepd.scope
+# on Debian 12 (seen in tests/vm/test_slurm_kernel.py; plain slurmstepd.scope in other builds), v1
+# per controller. A crash (the node's stepds killed, no epilog) leaves the v2 directory behind,
+# empty: only `populated 1` in its cgroup.events means a process of the job is still there.
+CGROUP_ROOT = "/sys/fs/cgroup"
 CGROUP_JOB_DIRS = (
-    "/sys/fs/cgroup/system.slice/slurmstepd.scope/job_{job}",
-    "/sys/fs/cgroup/freezer/slurm/uid_{uid}/job_{job}",
-    "/sys/fs/cgroup/cpuset/slurm/uid_{uid}/job_{job}",
+    "system.slice/*slurmstepd.scope/job_{job}",
+    "freezer/slurm/uid_{uid}/job_{job}",
+    "cpuset/slurm/uid_{uid}/job_{job}",
 )
 
 
@@ -95,12 +100,13 @@ def read_record(job: str) -> tuple[Grant | None, str | None]:
     return grant, None
 
 
-def job_alive(job: str, uid: int, proc: str = "/proc") -> bool:
-    """Whether the job still has a process on this node: its cgroup (proctrack/cgroup), else any
-    process whose environment carries SLURM_JOB_ID=job (slurmstepd sets it in every task and the
-    prolog). Environments a non-root audit cannot read count as alive: no false alarm."""
-    if any(os.path.isdir(path.format(job=job, uid=uid)) for path in CGROUP_JOB_DIRS):
-        return True
+def job_alive(job: str, uid: int, proc: str = "/proc", cgroup_root: str = CGROUP_ROOT) -> bool:
+    """Whether the job still has a process on this node: its populated cgroup (proctrack/cgroup),
+    else any process whose environment carries SLURM_JOB_ID=job (slurmstepd sets it in every task
+    and the prolog). Environments a non-root audit cannot read count as alive: no false alarm."""
+    for pattern in CGROUP_JOB_DIRS:
+        if any(_cgroup_populated(d) for d in glob.glob(os.path.join(cgroup_root, pattern.format(job=job, uid=uid)))):
+            return True
     marker = f"SLURM_JOB_ID={job}\0".encode()
     root = os.geteuid() == 0
     for pid in _pids(proc):
@@ -115,6 +121,15 @@ def job_alive(job: str, uid: int, proc: str = "/proc") -> bool:
         except OSError:
             continue
     return False
+
+
+def _cgroup_populated(directory: str) -> bool:
+    if not os.path.isdir(directory):
+        return False
+    events = read_text(os.path.join(directory, "cgroup.events"), 4096)
+    if events is None:
+        return True  # cgroup v1 has no cgroup.events: the directory is all there is to go by
+    return "populated 1" in events.splitlines()
 
 
 def _pids(proc: str) -> Iterable[str]:
