@@ -342,11 +342,43 @@ def test_remove_revokes_every_grant_then_removes_the_scripts(cluster: Cluster) -
     assert cluster.state() == "idle"  # the epilog found no record: nothing to fail on
 
 
-@pytest.mark.parametrize("args", [["--job-feature", "perf;reboot"], ["--job-feature", "perf", "--job-paranoid", "2"],
-                                  ["--job-paranoid", "0"]])
-def test_setup_refuses_bad_job_options_with_one_line_and_changes_nothing(users: Node, args: list[str]) -> None:
+@pytest.mark.parametrize(("args", "words"), [
+    (["--job-feature", "perf;reboot"], "job_feature='perf;reboot'"),
+    (["--job-feature", "perf", "--job-paranoid", "2"], "--job-paranoid must be 0 or 1, not 2"),
+    (["--job-feature", "perf", "--job-paranoid", "5"], "--job-paranoid must be 0 or 1, not 5"),
+    (["--job-feature", "perf", "--job-paranoid", "x"], "Invalid value for '--job-paranoid': 'x' is not a valid integer"),
+    (["--job-feature"], "Option '--job-feature' requires an argument"),
+    (["--job-paranoid", "0"], "--job-paranoid goes with --job-feature"),
+])
+def test_setup_refuses_bad_job_options_with_one_line_and_changes_nothing(users: Node, args: list[str],
+                                                                         words: str) -> None:
     before = users.snapshot()
     result = users.run([PERFGROUP, "setup", "--group", GROUP, "--no-verify", *args])
     assert result.returncode == 2, result.stdout + result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("perfgroup: error: ") and words in result.stderr, result.stderr
     assert users.snapshot() == before
+
+
+def test_the_role_refuses_a_bad_job_paranoid_with_the_clis_line(users: Node) -> None:
+    """The module (through the collection's action plugin, as the role runs it) refuses
+    perf_users_job_paranoid: 5 with the very line the CLI prints, before anything changes."""
+    from perfgroup import collection
+
+    cli = users.run([PERFGROUP, "setup", "--group", GROUP, "--job-feature", "perf", "--job-paranoid", "5"])
+    assert cli.returncode == 2 and cli.stderr.startswith("perfgroup: error: "), cli.stderr
+    users.ok(f"mkdir -p /tmp/collections/ansible_collections/perfgroup && "
+             f"ln -s {collection.CHECKOUT} /tmp/collections/ansible_collections/perfgroup/hpc")
+    before = users.snapshot()
+    ansible = os.path.join(os.path.dirname(PERFGROUP), "ansible")
+    result = users.run([ansible, "localhost", "-c", "local", "-m", "perfgroup.hpc.perf_users", "-a",
+                        json.dumps({"group": GROUP, "job_feature": "perf", "job_paranoid": 5})],
+                       env={"ANSIBLE_COLLECTIONS_PATH": "/tmp/collections", "ANSIBLE_LOCALHOST_WARNING": "0",
+                            "ANSIBLE_STDOUT_CALLBACK": "perfgroup.hpc.perfgroup_json", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+                            "PYTHONWARNINGS": "ignore"})
+    assert result.stdout.strip(), result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    assert answer["failed"] and answer["refused"] and not answer["changed"], answer
+    assert "perfgroup: error: " + answer["msg"] + "\n" == cli.stderr, (answer["msg"], cli.stderr)
+    ansibles_own = ("root", "root/.ansible", "root/.ansible/tmp")  # ansible's (empty) temp directory
+    assert {path: entry for path, entry in users.snapshot().items() if path not in ansibles_own} == before

@@ -64,6 +64,9 @@ BAD_COMMAND_LINES = [
     # (args, the command whose exit table applies (None: the top-level group, click's 2), words)
     (["setup", "--group", "perf_users", "--job-feature", "perf", "--job-paranoid", "x", "--dry-run"], "setup",
      "Invalid value for '--job-paranoid': 'x' is not a valid integer (try 'perfgroup setup --help')"),
+    (["setup", "--job-feature", "perf", "--job-paranoid", "5", "--dry-run"], "setup",
+     "--job-paranoid must be 0 or 1, not 5"),
+    (["setup", "--job-feature", "perf", "--job-paranoid", "-1"], "setup", "--job-paranoid must be 0 or 1, not -1"),
     (["setup", "--job-paranoid", "0"], "setup", "--job-paranoid goes with --job-feature"),
     (["setup", "--bogus"], "setup", "No such option '--bogus' (try 'perfgroup setup --help')"),
     (["setup", "--group"], "setup", "Option '--group' requires an argument (try 'perfgroup setup --help')"),
