@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import PERFGROUP, integration_possible
-from node import Node
+from node import Node, NodeOptions, SyslogReceiver
 from slurm import Cluster
 
 pytestmark = pytest.mark.integration
@@ -47,7 +47,7 @@ def cluster() -> Iterator[Cluster]:
     reason = integration_possible()
     if reason:
         pytest.fail(reason)
-    node = Node()
+    node = Node(NodeOptions(own_dev=True))  # its own /dev: a test syslog socket at /dev/log (SyslogReceiver)
     started: Cluster | None = None
     try:
         node.ok("useradd -M -s /bin/sh alice && useradd -M -s /bin/sh bob")
@@ -117,16 +117,39 @@ def test_an_exclusive_job_asking_for_perf_profiles_system_wide_then_is_refused_a
     clean_after(cluster)
 
 
-@pytest.mark.parametrize("args", ["--exclusive", "-C noperf --exclusive", "-C perf", "-C 'perf|noperf' --exclusive"])
-def test_jobs_that_are_not_eligible_run_without_a_grant(cluster: Cluster, args: str) -> None:
+@pytest.fixture
+def syslog(cluster: Cluster) -> Iterator[SyslogReceiver]:
+    """What perfgroup-node sends to syslog during one test (the node's own /dev/log)."""
+    with SyslogReceiver(cluster.node) as receiver:
+        yield receiver
+
+
+@pytest.mark.parametrize(("args", "why"), [
+    ("--exclusive", None),  # asked for nothing: the prolog exits before any Python
+    ("-C noperf --exclusive", None),  # noperf is not perf: likewise
+    ("-C perf", "the allocation is not exclusive"),
+    ("-C 'perf|noperf' --exclusive", "constraint 'perf|noperf' requests perf only as an alternative"),
+])
+def test_jobs_that_are_not_eligible_run_without_a_grant(cluster: Cluster, syslog: SyslogReceiver, args: str,
+                                                        why: str | None) -> None:
     """No feature, the feature only as a substring, a shared allocation, the feature only as an
-    alternative: the job runs (the prolog exits 0) and alice stays refused inside it."""
-    code, out = cluster.srun("alice", f"{args} sh -c '{PERF_A} >/dev/null 2>&1; echo perf=$?; "
-                                      f"ls {GRANTS} 2>/dev/null | wc -l'")
+    alternative: the job runs (the prolog exits 0) and alice stays refused inside it. A job that
+    asked for perf and is not eligible leaves one syslog line (authpriv.notice) saying why; a job
+    that did not ask leaves none."""
+    code, out = cluster.srun("alice", f"{args} sh -c 'echo job=$SLURM_JOB_ID; {PERF_A} >/dev/null 2>&1; "
+                                      f"echo perf=$?; ls {GRANTS} 2>/dev/null | wc -l'")
     assert code == 0, out + cluster.logs()
     assert "perf=0" not in out and "perf=" in out
     assert out.strip().splitlines()[-1] == "0"
+    job = next(line[4:] for line in out.splitlines() if line.startswith("job="))
     clean_after(cluster)
+    lines = [line for line in syslog.lines() if "perfgroup[" in line]
+    if why is None:
+        assert lines == [], lines
+        return
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("<85>"), lines  # authpriv.notice
+    assert f": job {job} of alice asked for perf but gets no grant: {why}" in lines[0], lines
 
 
 def test_a_member_needs_no_grant(cluster: Cluster) -> None:
