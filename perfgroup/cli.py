@@ -5,6 +5,7 @@ click and the audit, nothing else. Every rule lives in engine/."""
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import click
 
@@ -21,6 +22,23 @@ COMMANDS = {
 
 
 class LazyGroup(click.Group):
+    """The top-level group: loads each command when it runs, and is the one place click's own
+    errors (unknown option or command, bad or missing value, at any level) become perfgroup's one
+    stderr line with the same exit code (commands/common.py: one_line_errors)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        from .commands.common import one_line_errors  # with the first command module: no cost of its own
+
+        with one_line_errors():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from .commands.common import one_line_errors
+
+        with one_line_errors():
+            return super().invoke(ctx)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 

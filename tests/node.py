@@ -15,9 +15,14 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -178,6 +183,70 @@ class Node:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SyslogReceiver:
+    """A real syslog receiver for a node: an AF_UNIX datagram socket bound at the node's own /dev/log
+    (what Python's syslog module, through glibc, sends to) from this process, through the node's
+    root, and a thread that collects every datagram as text ("<85>Mon DD HH:MM:SS perfgroup[PID]: ...").
+    Only for a node with its own /dev (NodeOptions(own_dev=True)): any other node's /dev is the
+    host's, where nothing may be created. Closing it removes the socket again."""
+
+    def __init__(self, node: Node) -> None:
+        self.path = node.path("/dev/log")
+        if not node.options.own_dev or os.stat(self.path.parent).st_dev == os.stat("/dev").st_dev:
+            raise ValueError("SyslogReceiver needs a node with its own /dev (NodeOptions(own_dev=True))")
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(str(self.path))
+        os.chmod(self.path, 0o666)  # as a syslog daemon's /dev/log
+        self._sock.settimeout(0.1)
+        self._received: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._collect, daemon=True)
+        self._thread.start()
+
+    def _collect(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self._sock.recv(65536)
+            except TimeoutError:
+                continue
+            with self._lock:
+                self._received.append(data.decode(errors="replace").rstrip("\0\n"))
+
+    def lines(self, sync: bool = True) -> list[str]:
+        """Every datagram so far; with `sync`, after one of its own sent now has arrived, so every
+        line sent before this call is in (one socket, one queue: datagrams arrive in order)."""
+        if sync:
+            marker = f"perfgroup-test-sync {uuid.uuid4()}"
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+                sender.sendto(marker.encode(), str(self.path))
+            self.wait_for(lambda lines: marker in lines, f"its own marker {marker}")
+        with self._lock:
+            return [line for line in self._received if not line.startswith("perfgroup-test-sync ")]
+
+    def wait_for(self, check: Callable[[list[str]], bool], what: str, seconds: float = 10) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with self._lock:
+                if check(list(self._received)):
+                    return
+            time.sleep(0.02)
+        raise AssertionError(f"syslog: waited {seconds}s for {what}")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def __enter__(self) -> SyslogReceiver:
         return self
 
     def __exit__(self, *exc: object) -> None:

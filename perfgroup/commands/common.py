@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, NoReturn, TypeVar
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any, Callable, NoReturn, TypeVar
 
 import click
 
@@ -27,8 +29,8 @@ class Exit(Exception):
 
 
 class PerfgroupCommand(click.Command):
-    """Engine errors become one line on stderr and the exit code the command's table documents;
-    the --help epilog is generated from the same table."""
+    """Engine errors and click's usage errors become one line on stderr and the exit code the
+    command's table documents; the --help epilog is generated from the same table."""
 
     def __init__(self, *args: Any, exit_table: str, **kwargs: Any) -> None:
         kwargs.setdefault("epilog", errors.epilog(exit_table))
@@ -39,10 +41,9 @@ class PerfgroupCommand(click.Command):
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as error:
-            code = errors.exit_code(self.exit_table, errors.REFUSED)
-            if code != error.exit_code:  # audit: a bad argument is UNKNOWN (3) for monitoring
-                raise _usage_error(error, code) from None
-            raise
+            # The code the table documents for a refusal (audit: UNKNOWN, 3, for monitoring), and
+            # this command's --help in the line even where click gave the error no context.
+            raise one_line_error(error, errors.exit_code(self.exit_table, errors.REFUSED), ctx) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -55,10 +56,43 @@ class PerfgroupCommand(click.Command):
             sys.exit(errors.exit_code(self.exit_table, outcome.outcome))
 
 
-def _usage_error(error: click.UsageError, code: int) -> click.UsageError:
-    """The same usage error with another exit code (click keeps it as a class attribute)."""
-    cls = type(f"UsageError{code}", (click.UsageError,), {"exit_code": code})
-    return cls(error.message, error.ctx)  # type: ignore[no-any-return]
+class OneLineError(click.UsageError):
+    """A click error (unknown option, bad value, missing argument, unknown command) rendered as
+    every perfgroup error is: one line on stderr (click's own show() prints the usage, a hint and
+    the message on three or four), naming the command's --help."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        message = self.format_message()
+        if self.ctx is not None:
+            message = f"{message[:-1] if message.endswith('.') else message} (try '{self.ctx.command_path} --help')"
+        output.error(message)
+
+
+def one_line_error(error: click.ClickException, code: int | None = None,
+                   ctx: click.Context | None = None) -> OneLineError:
+    """`error` as a OneLineError: click's message (with its option names and suggestions), the
+    context it names (else `ctx`) and its exit code or `code` (click keeps it as a class attribute)."""
+    code = error.exit_code if code is None else code
+    cls = type(f"OneLineError{code}", (OneLineError,), {"exit_code": code})
+    return cls(error.format_message(), getattr(error, "ctx", None) or ctx)  # type: ignore[no-any-return]
+
+
+# Not an error to put on one line: a group given no command prints its help (click >= 8.2: on
+# stderr, exit 2), as `perfgroup members` does.
+_SHOWN_AS_CLICK_DOES: tuple[type[Exception], ...] = tuple(
+    cls for cls in (getattr(click.exceptions, "NoArgsIsHelpError", None),) if cls is not None)
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Every click error raised inside becomes a OneLineError (the top-level group wraps its own
+    parsing and everything it invokes in this: every command and subcommand)."""
+    try:
+        yield
+    except click.ClickException as error:
+        if isinstance(error, (OneLineError, *_SHOWN_AS_CLICK_DOES)):
+            raise
+        raise one_line_error(error) from None
 
 
 def command(exit_table: str, **kwargs: Any) -> Callable[[F], click.Command]:

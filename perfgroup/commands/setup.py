@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import output
 from ..engine.errors import ConvergeError, PerfgroupError, RefusedError, converge_failure
-from ..engine.validate import desired_from_input
+from ..engine.validate import check_job_options, desired_from_input
 from .common import LOCK_WAIT, Exit, command, dry_run_option, engine_options, json_option, on_wait, require_root
 
 
@@ -65,6 +65,7 @@ def setup(root: str | None, verify: bool, dry_run: bool, as_json: bool, textfile
     from ..engine import converge
 
     desired = desired_from_input(**given)
+    check_job_options(job_feature, job_paranoid)
     image_dir = _image_dir(root)
     desired = desired._replace(artifacts=rendered_artifacts(desired, textfile_dir, nhc, job_feature, job_paranoid))
     require_root("setup")

@@ -241,7 +241,10 @@ from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine.err
     RefusedError,
     converge_failure,
 )
-from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine.validate import desired_from_input
+from ansible_collections.perfgroup.hpc.plugins.module_utils.perfgroup_engine.validate import (
+    check_job_options,
+    desired_from_input,
+)
 
 # Every result carries it, failures too: `perfgroup deploy` selects results by it, not by task names.
 KIND = "converge"
@@ -261,6 +264,7 @@ def artifact_from(item: dict[str, Any]) -> NodeArtifact:
 
 def desired_from(params: dict[str, Any]) -> Desired:
     desired = desired_from_input(**options.desired_kwargs(params, "main"))
+    check_job_options(params.get("job_feature") or None, params.get("job_paranoid"))
     if params.get("artifacts_error"):
         raise RefusedError(params["artifacts_error"])
     items = tuple(artifact_from(item) for item in params.get("artifacts") or ())

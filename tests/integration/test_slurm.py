@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import PERFGROUP, integration_possible
-from node import Node
+from node import Node, NodeOptions, SyslogReceiver
 from slurm import Cluster
 
 pytestmark = pytest.mark.integration
@@ -47,7 +47,7 @@ def cluster() -> Iterator[Cluster]:
     reason = integration_possible()
     if reason:
         pytest.fail(reason)
-    node = Node()
+    node = Node(NodeOptions(own_dev=True))  # its own /dev: a test syslog socket at /dev/log (SyslogReceiver)
     started: Cluster | None = None
     try:
         node.ok("useradd -M -s /bin/sh alice && useradd -M -s /bin/sh bob")
@@ -117,16 +117,39 @@ def test_an_exclusive_job_asking_for_perf_profiles_system_wide_then_is_refused_a
     clean_after(cluster)
 
 
-@pytest.mark.parametrize("args", ["--exclusive", "-C noperf --exclusive", "-C perf", "-C 'perf|noperf' --exclusive"])
-def test_jobs_that_are_not_eligible_run_without_a_grant(cluster: Cluster, args: str) -> None:
+@pytest.fixture
+def syslog(cluster: Cluster) -> Iterator[SyslogReceiver]:
+    """What perfgroup-node sends to syslog during one test (the node's own /dev/log)."""
+    with SyslogReceiver(cluster.node) as receiver:
+        yield receiver
+
+
+@pytest.mark.parametrize(("args", "why"), [
+    ("--exclusive", None),  # asked for nothing: the prolog exits before any Python
+    ("-C noperf --exclusive", None),  # noperf is not perf: likewise
+    ("-C perf", "the allocation is not exclusive"),
+    ("-C 'perf|noperf' --exclusive", "constraint 'perf|noperf' requests perf only as an alternative"),
+])
+def test_jobs_that_are_not_eligible_run_without_a_grant(cluster: Cluster, syslog: SyslogReceiver, args: str,
+                                                        why: str | None) -> None:
     """No feature, the feature only as a substring, a shared allocation, the feature only as an
-    alternative: the job runs (the prolog exits 0) and alice stays refused inside it."""
-    code, out = cluster.srun("alice", f"{args} sh -c '{PERF_A} >/dev/null 2>&1; echo perf=$?; "
-                                      f"ls {GRANTS} 2>/dev/null | wc -l'")
+    alternative: the job runs (the prolog exits 0) and alice stays refused inside it. A job that
+    asked for perf and is not eligible leaves one syslog line (authpriv.notice) saying why; a job
+    that did not ask leaves none."""
+    code, out = cluster.srun("alice", f"{args} sh -c 'echo job=$SLURM_JOB_ID; {PERF_A} >/dev/null 2>&1; "
+                                      f"echo perf=$?; ls {GRANTS} 2>/dev/null | wc -l'")
     assert code == 0, out + cluster.logs()
     assert "perf=0" not in out and "perf=" in out
     assert out.strip().splitlines()[-1] == "0"
+    job = next(line[4:] for line in out.splitlines() if line.startswith("job="))
     clean_after(cluster)
+    lines = [line for line in syslog.lines() if "perfgroup[" in line]
+    if why is None:
+        assert lines == [], lines
+        return
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("<85>"), lines  # authpriv.notice
+    assert f": job {job} of alice asked for perf but gets no grant: {why}" in lines[0], lines
 
 
 def test_a_member_needs_no_grant(cluster: Cluster) -> None:
@@ -342,11 +365,43 @@ def test_remove_revokes_every_grant_then_removes_the_scripts(cluster: Cluster) -
     assert cluster.state() == "idle"  # the epilog found no record: nothing to fail on
 
 
-@pytest.mark.parametrize("args", [["--job-feature", "perf;reboot"], ["--job-feature", "perf", "--job-paranoid", "2"],
-                                  ["--job-paranoid", "0"]])
-def test_setup_refuses_bad_job_options_with_one_line_and_changes_nothing(users: Node, args: list[str]) -> None:
+@pytest.mark.parametrize(("args", "words"), [
+    (["--job-feature", "perf;reboot"], "job_feature='perf;reboot'"),
+    (["--job-feature", "perf", "--job-paranoid", "2"], "--job-paranoid must be 0 or 1, not 2"),
+    (["--job-feature", "perf", "--job-paranoid", "5"], "--job-paranoid must be 0 or 1, not 5"),
+    (["--job-feature", "perf", "--job-paranoid", "x"], "Invalid value for '--job-paranoid': 'x' is not a valid integer"),
+    (["--job-feature"], "Option '--job-feature' requires an argument"),
+    (["--job-paranoid", "0"], "--job-paranoid goes with --job-feature"),
+])
+def test_setup_refuses_bad_job_options_with_one_line_and_changes_nothing(users: Node, args: list[str],
+                                                                         words: str) -> None:
     before = users.snapshot()
     result = users.run([PERFGROUP, "setup", "--group", GROUP, "--no-verify", *args])
     assert result.returncode == 2, result.stdout + result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("perfgroup: error: ") and words in result.stderr, result.stderr
     assert users.snapshot() == before
+
+
+def test_the_role_refuses_a_bad_job_paranoid_with_the_clis_line(users: Node) -> None:
+    """The module (through the collection's action plugin, as the role runs it) refuses
+    perf_users_job_paranoid: 5 with the very line the CLI prints, before anything changes."""
+    from perfgroup import collection
+
+    cli = users.run([PERFGROUP, "setup", "--group", GROUP, "--job-feature", "perf", "--job-paranoid", "5"])
+    assert cli.returncode == 2 and cli.stderr.startswith("perfgroup: error: "), cli.stderr
+    users.ok(f"mkdir -p /tmp/collections/ansible_collections/perfgroup && "
+             f"ln -s {collection.CHECKOUT} /tmp/collections/ansible_collections/perfgroup/hpc")
+    before = users.snapshot()
+    ansible = os.path.join(os.path.dirname(PERFGROUP), "ansible")
+    result = users.run([ansible, "localhost", "-c", "local", "-m", "perfgroup.hpc.perf_users", "-a",
+                        json.dumps({"group": GROUP, "job_feature": "perf", "job_paranoid": 5})],
+                       env={"ANSIBLE_COLLECTIONS_PATH": "/tmp/collections", "ANSIBLE_LOCALHOST_WARNING": "0",
+                            "ANSIBLE_STDOUT_CALLBACK": "perfgroup.hpc.perfgroup_json", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+                            "PYTHONWARNINGS": "ignore"})
+    assert result.stdout.strip(), result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    assert answer["failed"] and answer["refused"] and not answer["changed"], answer
+    assert "perfgroup: error: " + answer["msg"] + "\n" == cli.stderr, (answer["msg"], cli.stderr)
+    ansibles_own = ("root", "root/.ansible", "root/.ansible/tmp")  # ansible's (empty) temp directory
+    assert {path: entry for path, entry in users.snapshot().items() if path not in ansibles_own} == before

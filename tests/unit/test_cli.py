@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from perfgroup.cli import main
+from perfgroup.engine import errors
 
 
 @pytest.fixture
@@ -54,6 +55,74 @@ def test_fleet_audit_refuses_single_node_output_options(runner: CliRunner, tmp_p
     assert result.exit_code == 3, result.output
     assert result.stdout == "" and result.stderr.count("\n") == 1
     assert f"audit -i does not take {named} " in result.stderr
+
+
+# Bad command lines click itself refuses (and one the engine refuses), on every level: one line on
+# stderr in perfgroup's own error style, naming the command's --help, and the exit code the
+# command's table (--help, README) documents for bad input: audit's is UNKNOWN (3).
+BAD_COMMAND_LINES = [
+    # (args, the command whose exit table applies (None: the top-level group, click's 2), words)
+    (["setup", "--group", "perf_users", "--job-feature", "perf", "--job-paranoid", "x", "--dry-run"], "setup",
+     "Invalid value for '--job-paranoid': 'x' is not a valid integer (try 'perfgroup setup --help')"),
+    (["setup", "--job-feature", "perf", "--job-paranoid", "5", "--dry-run"], "setup",
+     "--job-paranoid must be 0 or 1, not 5"),
+    (["setup", "--job-feature", "perf", "--job-paranoid", "-1"], "setup", "--job-paranoid must be 0 or 1, not -1"),
+    (["setup", "--job-paranoid", "0"], "setup", "--job-paranoid goes with --job-feature"),
+    (["setup", "--bogus"], "setup", "No such option '--bogus' (try 'perfgroup setup --help')"),
+    (["setup", "--group"], "setup", "Option '--group' requires an argument (try 'perfgroup setup --help')"),
+    (["setup", "--gid", "many"], "setup", "'many' is not a valid integer"),
+    (["audit", "--format", "xml"], "audit", "Invalid value for '--format': 'xml' is not one of"),
+    (["audit", "--bogus"], "audit", "No such option '--bogus'. Did you mean '--verbose'? (try 'perfgroup audit --help')"),
+    (["audit", "--group"], "audit", "Option '--group' requires an argument"),
+    (["verify", "--gid", "3"], "verify", "No such option '--gid' (try 'perfgroup verify --help')"),
+    (["verify", "--dest"], "verify", "Option '--dest' requires an argument"),
+    (["remove", "--bogus"], "remove", "No such option '--bogus' (try 'perfgroup remove --help')"),
+    (["remove", "--group"], "remove", "Option '--group' requires an argument"),
+    (["members", "add"], "members", "Missing argument 'USERS...' (try 'perfgroup members add --help')"),
+    (["members", "add", "--bogus", "alice"], "members", "No such option '--bogus' (try 'perfgroup members add --help')"),
+    (["members", "sync", "--group"], "members", "Option '--group' requires an argument"),
+    (["members", "bogus"], None, "No such command 'bogus' (try 'perfgroup members --help')"),
+    (["deploy"], "deploy", "Missing option '-i' / '--inventory' (try 'perfgroup deploy --help')"),
+    (["deploy", "-i", "hosts.ini", "--forks", "0"], "deploy", "Invalid value for '--forks': 0 is not in the range"),
+    (["bogus"], None, "No such command 'bogus' (try 'perfgroup --help')"),
+    (["--bogus"], None, "No such option '--bogus' (try 'perfgroup --help')"),
+]
+
+
+@pytest.mark.parametrize(("args", "table", "words"), BAD_COMMAND_LINES, ids=[" ".join(c[0]) for c in BAD_COMMAND_LINES])
+def test_bad_command_lines_are_one_line_with_the_documented_exit_code(runner: CliRunner, args: list[str],
+                                                                     table: str | None, words: str) -> None:
+    result = runner.invoke(main, args, prog_name="perfgroup")
+    assert result.exit_code == (errors.exit_code(table, errors.REFUSED) if table else 2), result.output
+    assert result.stdout == "", result.stdout
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("perfgroup: error: "), result.stderr
+    assert words in result.stderr, result.stderr
+    assert "Usage:" not in result.stderr and "\x1b[" not in result.stderr
+
+
+@pytest.mark.parametrize(("args", "code", "hint"), [
+    (["setup", "--job-feature", "perf", "--job-paranoid", "x"], 2, "(try 'perfgroup setup --help')"),
+    (["audit", "--format", "xml"], 3, "(try 'perfgroup audit --help')"),
+    (["members", "add"], 2, "(try 'perfgroup members add --help')"),
+    (["nonsense"], 2, "(try 'perfgroup --help')"),
+])
+def test_the_console_script_prints_click_errors_on_one_line(args: list[str], code: int, hint: str) -> None:
+    """The installed command (perfgroup.quick, then click's standalone main), as a shell runs it."""
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).with_name("perfgroup")
+    done = subprocess.run([str(script), *args], capture_output=True, text=True, env={"NO_COLOR": "1", "PATH": "/usr/bin:/bin"},
+                          check=False)
+    assert done.returncode == code, done.stderr
+    assert done.stdout == "" and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("perfgroup: error: ") and done.stderr.endswith(f"{hint}\n"), done.stderr
+
+
+def test_a_group_without_its_command_still_prints_its_help(runner: CliRunner) -> None:
+    """Not an error line: `perfgroup members` alone shows what it takes, as click does."""
+    result = runner.invoke(main, ["members"], prog_name="perfgroup")
+    assert "Commands:" in result.output and "perfgroup: error" not in result.output
 
 
 def test_refusal_is_one_line_on_stderr(runner: CliRunner) -> None:

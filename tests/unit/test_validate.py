@@ -3,7 +3,14 @@ from __future__ import annotations
 import pytest
 
 from perfgroup.engine.errors import RefusedError
-from perfgroup.engine.validate import check_abs_path, check_caps, check_dest_path, check_group, check_member
+from perfgroup.engine.validate import (
+    check_abs_path,
+    check_caps,
+    check_dest_path,
+    check_group,
+    check_job_options,
+    check_member,
+)
 
 BAD_GROUPS = [
     ("", "empty"), ("x" * 33, "longer than 32"), ("-rf", "starts with '-'"), ("perf:users", "characters"),
@@ -68,3 +75,26 @@ def test_dest_that_would_change_path_or_the_snippet_is_refused(dest: str) -> Non
 def test_paths_must_be_absolute_and_normal(path: str) -> None:
     with pytest.raises(RefusedError):
         check_abs_path("--dest", path)
+
+
+@pytest.mark.parametrize(("feature", "paranoid"), [("perf", 0), ("perf", 1), ("perf", None), (None, None)])
+def test_job_options_that_are_taken(feature: str | None, paranoid: int | None) -> None:
+    check_job_options(feature, paranoid)
+
+
+@pytest.mark.parametrize(("feature", "paranoid", "message"), [
+    ("perf", 5, "--job-paranoid must be 0 or 1, not 5: "),
+    ("perf", 2, "--job-paranoid must be 0 or 1, not 2: "),
+    ("perf", -1, "--job-paranoid must be 0 or 1, not -1: "),
+    ("perf", True, "--job-paranoid must be 0 or 1, not True: "),
+    (None, 5, "--job-paranoid must be 0 or 1, not 5: "),
+    (None, 0, "--job-paranoid goes with --job-feature"),
+    ("", 1, "--job-paranoid goes with --job-feature"),
+])
+def test_job_options_that_are_refused_say_what_is_allowed(feature: str | None, paranoid: int, message: str) -> None:
+    """One check for the CLI and the module (the role names its variable in the same line)."""
+    with pytest.raises(RefusedError) as refused:
+        check_job_options(feature, paranoid)
+    assert str(refused.value).startswith(message), refused.value
+    if "must be" in message:
+        assert "(role: perf_users_job_paranoid)" in str(refused.value) and "artifact variable" not in str(refused.value)

@@ -19,7 +19,7 @@ import sys
 from . import audit, errors
 from .errors import PerfgroupError, RefusedError
 from .finding import OK
-from .options import BY_NAME, OPTIONS, plain_args
+from .options import BY_NAME, JOB_PARANOID_VALUES, OPTIONS, plain_args
 from .report_formats import escape
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
@@ -84,7 +84,8 @@ def job_parser(command: str) -> argparse.ArgumentParser:
     top.add_argument("--group", default=DEFAULT_GROUP, help=BY_NAME["group"].help)
     if command == "job-grant":
         top.add_argument("--feature", required=True, help=BY_NAME["job_feature"].help)
-        top.add_argument("--paranoid", type=int, choices=(0, 1), default=None, help=BY_NAME["job_paranoid"].help)
+        top.add_argument("--paranoid", type=int, choices=JOB_PARANOID_VALUES, default=None,
+                         help=BY_NAME["job_paranoid"].help)
     else:
         which = top.add_mutually_exclusive_group(required=True)
         which.add_argument("--job", help="the job whose grant record to revoke (the epilog's SLURM_JOB_ID)")

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 # How long a changing command waits for another perfgroup run before giving up (exit "busy").
 LOCK_WAIT_SECONDS = 120.0
 ROLE_PREFIX = "perf_users_"
+# What --job-paranoid may lower perf_event_paranoid to for an exclusive job (validate.check_job_options;
+# the prolog's `perfgroup-node job-grant --paranoid` takes the same).
+JOB_PARANOID_VALUES = (0, 1)
 
 
 class Option(NamedTuple):

@@ -16,7 +16,7 @@ from .capabilities import (
 )
 from .desired import Desired
 from .errors import RefusedError
-from .options import OPTIONS
+from .options import BY_NAME, JOB_PARANOID_VALUES, OPTIONS
 from .paths import default_dest
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
@@ -134,6 +134,20 @@ def check_caps(text: str, allow_root_equivalent: bool) -> frozenset[str]:
             f"anything (perf script runs their code); refusing ({ROOT_EQUIVALENT_FLAG} overrides)"
         )
     return caps
+
+
+def check_job_options(job_feature: str | None, job_paranoid: int | None) -> None:
+    """--job-feature and --job-paranoid (role: perf_users_job_*), which choose the Slurm scripts
+    rather than what the node looks like, so are not desired_from_input's: the CLI and the module
+    call this before rendering or using them."""
+    if job_paranoid is None:
+        return
+    if isinstance(job_paranoid, bool) or job_paranoid not in JOB_PARANOID_VALUES:
+        allowed = " or ".join(str(value) for value in JOB_PARANOID_VALUES)
+        raise RefusedError(f"--job-paranoid must be {allowed}, not {job_paranoid!r}: the perf_event_paranoid an "
+                           f"exclusive job gets (role: {BY_NAME['job_paranoid'].role_var})")
+    if not job_feature:
+        raise RefusedError("--job-paranoid goes with --job-feature")
 
 
 def desired_from_input(**given: Any) -> Desired:
