@@ -103,7 +103,7 @@ _CHECKS: dict[str, re.Pattern[str]] = {
     "module_name": re.compile(r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_.+-]+)*\Z"),
     "tracefs_mode": re.compile(r"0?[0-7]{3}\Z"),
     "shell_caps": re.compile(r"cap_[a-z_]+(,cap_[a-z_]+)*\Z"),
-    # A Slurm feature name as the prolog's shell tokenizer reads one (job_rules.FEATURE_CHARS).
+    # validate.check_job_options refuses first (test_node_files_plan keeps the two rules equal).
     "job_feature": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z"),
     "job_paranoid": re.compile(r"[01]?\Z"),
 }

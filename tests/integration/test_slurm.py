@@ -366,7 +366,7 @@ def test_remove_revokes_every_grant_then_removes_the_scripts(cluster: Cluster) -
 
 
 @pytest.mark.parametrize(("args", "words"), [
-    (["--job-feature", "perf;reboot"], "job_feature='perf;reboot'"),
+    (["--job-feature", "perf;reboot"], "--job-feature 'perf;reboot' is not a Slurm feature name"),
     (["--job-feature", "perf", "--job-paranoid", "2"], "--job-paranoid must be 0 or 1, not 2"),
     (["--job-feature", "perf", "--job-paranoid", "5"], "--job-paranoid must be 0 or 1, not 5"),
     (["--job-feature", "perf", "--job-paranoid", "x"], "Invalid value for '--job-paranoid': 'x' is not a valid integer"),

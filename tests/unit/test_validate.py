@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from perfgroup import artifacts
 from perfgroup.engine.errors import RefusedError
 from perfgroup.engine.validate import (
     check_abs_path,
@@ -77,7 +78,8 @@ def test_paths_must_be_absolute_and_normal(path: str) -> None:
         check_abs_path("--dest", path)
 
 
-@pytest.mark.parametrize(("feature", "paranoid"), [("perf", 0), ("perf", 1), ("perf", None), (None, None)])
+@pytest.mark.parametrize(("feature", "paranoid"), [("perf", 0), ("perf", 1), ("perf", None), (None, None),
+                                                   ("hw_perf.v2-x", None), ("p" * 64, 0)])
 def test_job_options_that_are_taken(feature: str | None, paranoid: int | None) -> None:
     check_job_options(feature, paranoid)
 
@@ -90,6 +92,11 @@ def test_job_options_that_are_taken(feature: str | None, paranoid: int | None) -
     (None, 5, "--job-paranoid must be 0 or 1, not 5: "),
     (None, 0, "--job-paranoid goes with --job-feature"),
     ("", 1, "--job-paranoid goes with --job-feature"),
+    # what the prolog's tokenizer could never match, or a template could not hold unquoted
+    ("perf;reboot", None, "--job-feature 'perf;reboot' is not a Slurm feature name"),
+    ("perf&bigmem", 0, "--job-feature 'perf&bigmem' is not a Slurm feature name"),
+    ("-perf", None, "--job-feature '-perf' is not a Slurm feature name"),
+    ("p" * 65, None, f"--job-feature '{'p' * 65}' is not a Slurm feature name"),
 ])
 def test_job_options_that_are_refused_say_what_is_allowed(feature: str | None, paranoid: int, message: str) -> None:
     """One check for the CLI and the module (the role names its variable in the same line)."""
@@ -98,3 +105,16 @@ def test_job_options_that_are_refused_say_what_is_allowed(feature: str | None, p
     assert str(refused.value).startswith(message), refused.value
     if "must be" in message:
         assert "(role: perf_users_job_paranoid)" in str(refused.value) and "artifact variable" not in str(refused.value)
+
+
+@pytest.mark.parametrize("name", ["perf", "hw_perf.v2-x", "p" * 64, "perf;reboot", "-perf", ".perf", "p" * 65, "perf x",
+                                  "perf\n", "pérf"])
+def test_the_feature_rule_and_the_template_check_agree(name: str) -> None:
+    """The artifacts' own check (a second line before a value goes into a script) takes exactly
+    what check_job_options takes."""
+    try:
+        check_job_options(name, None)
+        taken = True
+    except RefusedError:
+        taken = False
+    assert taken is bool(artifacts._CHECKS["job_feature"].match(name))

@@ -8,7 +8,6 @@ anything and deleted only once everything it lists is restored.
 
 from __future__ import annotations
 
-import glob
 import os
 
 from .host import read_text
@@ -105,7 +104,7 @@ def job_alive(job: str, uid: int, proc: str = "/proc", cgroup_root: str = CGROUP
     else any process whose environment carries SLURM_JOB_ID=job (slurmstepd sets it in every task
     and the prolog). Environments a non-root audit cannot read count as alive: no false alarm."""
     for pattern in CGROUP_JOB_DIRS:
-        if any(_cgroup_populated(d) for d in glob.glob(os.path.join(cgroup_root, pattern.format(job=job, uid=uid)))):
+        if any(_cgroup_populated(d) for d in _expand(cgroup_root, pattern.format(job=job, uid=uid))):
             return True
     marker = f"SLURM_JOB_ID={job}\0".encode()
     root = os.geteuid() == 0
@@ -123,6 +122,27 @@ def job_alive(job: str, uid: int, proc: str = "/proc", cgroup_root: str = CGROUP
     return False
 
 
+def _expand(root: str, pattern: str) -> list[str]:
+    """The paths below root matching pattern, whose components may hold one `*` (no glob: it
+    imports re, which the node's audit path does without)."""
+    paths = [root]
+    for part in pattern.split("/"):
+        if "*" not in part:
+            paths = [os.path.join(path, part) for path in paths]
+            continue
+        head, tail = part.split("*", 1)
+        paths = [os.path.join(path, name) for path in paths for name in _names(path)
+                 if name.startswith(head) and name.endswith(tail) and len(name) >= len(head) + len(tail)]
+    return paths
+
+
+def _names(directory: str) -> list[str]:
+    try:
+        return os.listdir(directory)
+    except OSError:
+        return []
+
+
 def _cgroup_populated(directory: str) -> bool:
     if not os.path.isdir(directory):
         return False
@@ -133,10 +153,7 @@ def _cgroup_populated(directory: str) -> bool:
 
 
 def _pids(proc: str) -> Iterable[str]:
-    try:
-        return [name for name in os.listdir(proc) if name.isdigit()]
-    except OSError:
-        return []
+    return [name for name in _names(proc) if name.isdigit()]
 
 
 def copy_processes(copy: str, uid: int, proc: str = "/proc") -> tuple[int, ...]:

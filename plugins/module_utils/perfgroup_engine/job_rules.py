@@ -8,6 +8,7 @@ from __future__ import annotations
 from .acl import MASK, USER, Acl
 from .finding import CRITICAL, OK, WARNING, Finding
 from .job_facts import Grant, JobFacts
+from .options import JOB_FEATURE_CHARS
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
 if TYPE_CHECKING:
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
 # Characters of a Slurm feature name; everything else in a constraint expression is an operator
 # (& and , AND, | OR, [ ] matching OR, * count, ( ) grouping) or a count.
-FEATURE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+FEATURE_CHARS = JOB_FEATURE_CHARS
 OR_OPERATORS = frozenset("|[]")
 
 

@@ -22,6 +22,10 @@ ROLE_PREFIX = "perf_users_"
 # What --job-paranoid may lower perf_event_paranoid to for an exclusive job (validate.check_job_options;
 # the prolog's `perfgroup-node job-grant --paranoid` takes the same).
 JOB_PARANOID_VALUES = (0, 1)
+# A --job-feature name (validate.check_job_options): these characters, as the prolog's tokenizer
+# reads a constraint (job_rules.FEATURE_CHARS), at most 64, not starting with . or -.
+JOB_FEATURE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+JOB_FEATURE_MAX = 64
 
 
 class Option(NamedTuple):

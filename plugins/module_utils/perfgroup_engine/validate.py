@@ -16,7 +16,7 @@ from .capabilities import (
 )
 from .desired import Desired
 from .errors import RefusedError
-from .options import BY_NAME, JOB_PARANOID_VALUES, OPTIONS
+from .options import BY_NAME, JOB_FEATURE_CHARS, JOB_FEATURE_MAX, JOB_PARANOID_VALUES, OPTIONS
 from .paths import default_dest
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
@@ -136,10 +136,18 @@ def check_caps(text: str, allow_root_equivalent: bool) -> frozenset[str]:
     return caps
 
 
+def _feature_name(name: str) -> bool:
+    # no re: validate is on the node's audit path, which imports no more than it needs
+    return len(name) <= JOB_FEATURE_MAX and name[0] not in ".-" and set(name) <= JOB_FEATURE_CHARS
+
+
 def check_job_options(job_feature: str | None, job_paranoid: int | None) -> None:
     """--job-feature and --job-paranoid (role: perf_users_job_*), which choose the Slurm scripts
     rather than what the node looks like, so are not desired_from_input's: the CLI and the module
     call this before rendering or using them."""
+    if job_feature and not _feature_name(job_feature):
+        raise RefusedError(f"--job-feature {job_feature!r} is not a Slurm feature name the prolog can match: a letter, "
+                           "digit or _, then also . or -, at most 64 characters")
     if job_paranoid is None:
         return
     if isinstance(job_paranoid, bool) or job_paranoid not in JOB_PARANOID_VALUES:
