@@ -18,6 +18,8 @@ from conftest import PERFGROUP, integration_possible
 from node import Node, NodeOptions, SyslogReceiver
 from slurm import Cluster
 
+from perfgroup.engine.acl import USER, decode_acl
+
 pytestmark = pytest.mark.integration
 
 GROUP = "perf_users"
@@ -321,13 +323,13 @@ def cluster_node_name() -> str:
     return NODE_NAME
 
 
-def granted_job(cluster: Cluster) -> str:
+def granted_job(cluster: Cluster, script: str = WAITS) -> str:
     """An idle node again (resumed if an earlier test drained it), then alice's exclusive -C perf
-    batch job running with its grant; it ends when the test touches STOP."""
+    batch job running `script` with its grant (WAITS, the default, ends when the test touches STOP)."""
     node = cluster.node
     node.ok(f"scontrol update nodename={cluster_node_name()} state=resume || true; rm -f {STOP}")
     cluster.wait_for(lambda: cluster.state() == "idle", "the node idle")
-    job = cluster.sbatch("alice", "-C perf --exclusive -o /dev/null", WAITS)
+    job = cluster.sbatch("alice", "-C perf --exclusive -o /dev/null", script)
     cluster.wait_job(job, ("RUNNING",))
     _wait(lambda: grants(node) == [job], "the grant")
     return job
@@ -348,6 +350,95 @@ def test_an_epilog_that_cannot_restore_drains_the_node(cluster: Cluster) -> None
     revoked = node.run([NODE_CMD, "job-revoke", "--group", GROUP, "--job", job])
     assert revoked.returncode == 0, revoked.stderr
     clean_after(cluster)
+
+
+STOP2 = "/tmp/perfgroup-test-stop2"
+IN_JOB = "/tmp/perfgroup-in-job.out"
+# alice's job for the reinstall test: a system-wide perf started at once on the copy as it is then
+# (out of the job's process tree), one more run of the copy as it is when the test touches STOP,
+# its output in IN_JOB, then the job ends when the test touches STOP2.
+PROFILES_AFTER_STOP = f"""#!/bin/sh
+setsid nohup {DEST} stat -a -e cpu-clock -- sleep 600 >/dev/null 2>&1 < /dev/null &
+echo $! > /tmp/left.pid
+i=0
+while [ ! -e {STOP} ] && [ $i -lt 600 ]; do sleep 0.2; i=$((i+1)); done
+{PERF_A} > {IN_JOB}.part 2>&1
+echo "perf=$?" >> {IN_JOB}.part && mv {IN_JOB}.part {IN_JOB}
+i=0
+while [ ! -e {STOP2} ] && [ $i -lt 600 ]; do sleep 0.2; i=$((i+1)); done
+"""
+
+
+def alice_entry(node: Node) -> bool:
+    """The copy's access ACL has u:alice:r-x (decoded as the engine does)."""
+    raw = acl_of(node)
+    uid = int(node.ok("id -u alice"))
+    return raw is not None and any(e.tag == USER and e.id == uid and e.perm == 5 for e in decode_acl(raw))
+
+
+def drop_acl(node: Node) -> None:
+    """What the copy looked like after a reinstall before issue 18's fix: no ACL at all."""
+    node.ok(f"python3 -c \"import os; os.removexattr('{DEST}', 'system.posix_acl_access')\"")
+
+
+def test_a_copy_replaced_or_repaired_during_a_job_keeps_the_grant_and_the_epilog_leaves_nothing(
+        cluster: Cluster) -> None:
+    """Issue 18: a perf upgrade during alice's job (the package hook's `heal --if-source-changed`
+    replaces the copy) and a heal that repairs it in place both end with her entry on the copy,
+    rebuilt from the live grant record: she still profiles inside the job. An entry lost anyway is
+    `job.grant_lost` and heal puts it back. The epilog of a record whose entry is already gone
+    drains nothing, and ends the perf she started on the old copy (a deleted inode with its caps)."""
+    node = cluster.node
+    node.ok(f"rm -f {STOP2} {IN_JOB} {IN_JOB}.part /tmp/left.pid")
+    job = granted_job(cluster, PROFILES_AFTER_STOP)
+    _wait(lambda: node.path("/tmp/left.pid").exists() and node.path("/tmp/left.pid").read_text().strip(),
+          "the job's background perf")
+    pid = int(node.path("/tmp/left.pid").read_text())
+    _wait(lambda: os.readlink(f"/proc/{pid}/exe").endswith("/perf"), "perf running")
+    assert alice_entry(node)
+    inode = node.path(DEST).stat().st_ino
+    # The upgrade: a new /usr/bin/perf (another inode, one more byte), then the hook's heal.
+    node.ok("cp /usr/bin/perf /usr/bin/.perf-new && printf '\\0' >> /usr/bin/.perf-new && "
+            "mv /usr/bin/.perf-new /usr/bin/perf")
+    code, report = audit(node)
+    found = finding_ids(report)
+    assert found.get("copy.stale") == "warning" and found.get("job.grant_active") == "ok", report
+    healed = node.run([NODE_CMD, "heal", "--group", GROUP, "--if-source-changed"])
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    assert f"r-x kept for the live job grants of alice (job {job})" in healed.stdout, healed.stdout
+    assert node.path(DEST).stat().st_ino != inode
+    assert node.ok(f"sha256sum {DEST} /usr/bin/perf | cut -d' ' -f1 | uniq | wc -l").strip() == "1"
+    assert alice_entry(node) and not alice_refused(node)
+    assert os.readlink(f"/proc/{pid}/exe").endswith("/perf (deleted)")  # still running the old copy
+    code, report = audit(node)
+    assert code == 0 and finding_ids(report).get("job.grant_active") == "ok", \
+        [f for f in report["findings"] if f["severity"] != "ok"]
+    # Repaired in place (capabilities lost): the same entry, rebuilt from the record.
+    node.ok(f"setcap -r {DEST}")
+    healed = node.run([NODE_CMD, "heal", "--group", GROUP])
+    assert healed.returncode == 0 and "set " in healed.stdout, healed.stdout + healed.stderr
+    assert "cap_perfmon" in node.ok(f"getcap {DEST}") and alice_entry(node) and not alice_refused(node)
+    # Lost by other means: the audit says so, heal puts it back.
+    drop_acl(node)
+    code, report = audit(node)
+    found = finding_ids(report)
+    assert code == 1 and found.get("job.grant_lost") == "warning" and "job.grant_active" not in found, report
+    assert node.run([NODE_CMD, "heal", "--group", GROUP]).returncode == 0
+    assert alice_entry(node) and audit(node)[0] == 0
+    # Inside the job, through the copy as it is now.
+    node.ok(f"touch {STOP}")
+    _wait(lambda: node.path(IN_JOB).exists(), "the job's perf run")
+    out = node.path(IN_JOB).read_text()
+    assert "perf=0" in out and "cpu-clock" in out, out
+    # The epilog of a record whose entry is already gone: nothing to fail on, nothing left.
+    drop_acl(node)
+    node.ok(f"touch {STOP2}")
+    cluster.wait_job(job, ("COMPLETED",))
+    cluster.wait_for(lambda: not grants(node), "the epilog")
+    clean_after(cluster)
+    assert not _alive(pid)
+    assert cluster.state() == "idle", node.ok(f"scontrol show node {cluster_node_name()}")
+    node.ok(f"rm -f {STOP} {STOP2}")
 
 
 def test_remove_revokes_every_grant_then_removes_the_scripts(cluster: Cluster) -> None:

@@ -4,12 +4,15 @@ leaves, and what the audit makes of grant records (live, gone, stale)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
-from factsdata import DEST, acl, converged, desired
+from factsdata import DEST, acl, converged, desired, with_copy
 
-from perfgroup.engine import findings, job_rules, report_formats
+from perfgroup.engine import facts as facts_mod
+from perfgroup.engine import findings, job_rules, plan, report_formats
 from perfgroup.engine.acl import (
     GROUP_OBJ,
     MASK,
@@ -82,8 +85,8 @@ def test_a_grant_adds_one_user_entry_and_a_revoke_takes_exactly_that_away() -> N
 
 
 def _facts(grants: tuple[Grant, ...], alive: frozenset[str], named: tuple[AclEntry, ...] = (),
-           paranoid: int = 2) -> object:
-    copy_acl = acl(DEST, "access", *named, mask=5) if named else None
+           paranoid: int = 2, mask: int = 5) -> Any:
+    copy_acl = acl(DEST, "access", *named, mask=mask) if named else None
     base = converged(paranoid=paranoid)
     return base._replace(jobs=JobFacts(grants, alive), access=base.access._replace(copy_acl=copy_acl))
 
@@ -106,6 +109,11 @@ ENTRY = AclEntry(USER, 5, ALICE)
     ((GRANT,), set(), (), 2, {"job.record_gone": "warning"}),
     # no record at all: the entry is what it always was
     ((), set(), (ENTRY,), 2, {"copy.acl": "critical"}),
+    # the job runs but its entry is gone (the copy replaced under it by something else): no perf in the job
+    ((GRANT,), {"42"}, (), 2, {"job.grant_lost": "warning"}),
+    ((GRANT._replace(acl_added=False),), {"42"}, (), 2, {"job.grant_lost": "warning"}),
+    # a live record naming another copy (the destination moved) explains no entry on this one
+    ((GRANT._replace(copy="/opt/old/perf"),), {"42"}, (ENTRY,), 2, {"job.grant_active": "ok", "copy.acl": "critical"}),
 ])
 def test_the_audit_judges_grants_by_their_record_and_whether_the_job_runs(
         grants: tuple[Grant, ...], alive: set[str], named: tuple[AclEntry, ...], paranoid: int,
@@ -116,7 +124,7 @@ def test_the_audit_judges_grants_by_their_record_and_whether_the_job_runs(
                 if f.id.startswith(("job.", "copy.acl", "paranoid.low", "process.lingering"))}
     assert relevant == expect
     report = findings.report(facts, desired(), found)  # type: ignore[arg-type]
-    live = 1 if "job.grant_active" in expect else 0
+    live = len(alive)  # live records, whatever their ACL entry
     assert report["job_grants_active"] == live
     assert f'perfgroup_job_grants_active{{group="perf_users"}} {live}' in report_formats.prometheus(report, 0)
     assert f"'job_grants'={live};;;0" in report_formats.nagios(report)
@@ -158,3 +166,91 @@ def test_a_job_is_alive_while_its_cgroup_is_populated_or_a_process_carries_its_i
         (proc / "4242").mkdir()
         (proc / "4242" / "environ").write_bytes(f"HOME=/\0{environ}\0".encode())
     assert job_alive("7", ALICE, proc=str(proc), cgroup_root=str(root)) is alive
+
+
+def test_an_entry_the_mask_blocks_is_a_lost_grant() -> None:
+    jobs = JobFacts((GRANT,), frozenset({"42"}))
+    assert job_rules.lost_grants(acl(DEST, "access", ENTRY, mask=5), jobs, DEST) == ()
+    assert job_rules.lost_grants(acl(DEST, "access", ENTRY, mask=4), jobs, DEST) == (GRANT,)
+    assert job_rules.lost_grants(None, jobs, DEST) == (GRANT,)
+    assert job_rules.lost_grants(None, JobFacts((GRANT,), frozenset()), DEST) == ()  # the job is gone
+
+
+CAROL = 1003
+CAROLS = Grant("43", "perf_users", "carol", CAROL, DEST, True)
+BOB = AclEntry(USER, 5, 1002)  # no record backs it
+
+
+def _named(entries: tuple[AclEntry, ...]) -> dict[int | None, int]:
+    return {e.id: e.perm for e in entries if e.tag == USER}
+
+
+@pytest.mark.parametrize(("copy", "grants", "alive", "named", "kind", "carried"), [
+    # a converged copy with its live grant: nothing to do
+    ({}, (GRANT,), {"42"}, (ENTRY,), None, {}),
+    # a perf upgrade made the copy stale while alice's job runs: the new copy carries her entry
+    ({"sha256": "6" * 64}, (GRANT,), {"42"}, (ENTRY,), "install_copy", {ALICE: 5}),
+    # ... also when the entry was already lost (an earlier replacement)
+    ({"sha256": "6" * 64}, (GRANT,), {"42"}, (), "install_copy", {ALICE: 5}),
+    # ... and for every live grant, one entry per user
+    ({"sha256": "6" * 64}, (GRANT, CAROLS), {"42", "43"}, (ENTRY,), "install_copy", {ALICE: 5, CAROL: 5}),
+    ({"sha256": "6" * 64}, (GRANT, GRANT._replace(job="44", acl_added=False)), {"42", "44"}, (ENTRY,), "install_copy",
+     {ALICE: 5}),
+    # the job is gone (its record not yet revoked): its entry is a stale grant, not carried over
+    ({"sha256": "6" * 64}, (GRANT,), set(), (ENTRY,), "install_copy", {}),
+    # an entry no record backs is not carried over either; a live one is
+    ({"sha256": "6" * 64}, (), set(), (BOB,), "install_copy", {}),
+    ({"sha256": "6" * 64}, (GRANT,), {"42"}, (ENTRY, BOB), "install_copy", {ALICE: 5}),
+    # a record naming another copy (the destination moved) grants nothing on this one
+    ({"sha256": "6" * 64}, (GRANT._replace(copy="/opt/old/perf"),), {"42"}, (), "install_copy", {}),
+    # the copy repaired in place (setup again, heal after lost capabilities): the live entry stays
+    ({"caps": None}, (GRANT,), {"42"}, (ENTRY,), "fix_copy", {ALICE: 5}),
+    ({"mode": 0o751}, (GRANT,), {"42"}, (ENTRY, BOB), "fix_copy", {ALICE: 5}),
+    # a live grant whose entry is gone: setup and heal put it back from the record
+    ({}, (GRANT,), {"42"}, (), "fix_copy", {ALICE: 5}),
+    ({}, (GRANT, CAROLS), {"42", "43"}, (ENTRY,), "fix_copy", {ALICE: 5, CAROL: 5}),
+    # an unbacked entry alone: stripped, nothing carried
+    ({}, (GRANT,), set(), (ENTRY,), "fix_copy", {}),
+])
+def test_a_copy_setup_or_heal_installs_or_repairs_carries_exactly_the_live_grants(
+        copy: dict[str, Any], grants: tuple[Grant, ...], alive: set[str], named: tuple[AclEntry, ...],
+        kind: str | None, carried: dict[int, int]) -> None:
+    facts = with_copy(_facts(grants, frozenset(alive), named), **copy)
+    actions = [a for a in plan.make(facts, desired()).actions if a.kind in ("install_copy", "fix_copy")]
+    assert [a.kind for a in actions] == ([kind] if kind else [])
+    if not actions:
+        return
+    entries = actions[0].acl  # type: ignore[attr-defined]
+    assert _named(entries) == carried
+    if carried:
+        # what the prolog writes: owner rwx, group r-x, other none, mask r-x (the mode stays 0750)
+        assert {(e.tag, e.perm) for e in entries if e.tag != USER} == {(USER_OBJ, 7), (GROUP_OBJ, 5), (OTHER, 0),
+                                                                        (MASK, 5)}
+        assert "live job grants of alice (job 42)" in actions[0].summary
+        assert set(decode_acl(encode_acl(entries))) == set(entries)
+    else:
+        assert entries == () and "job grants" not in actions[0].summary
+
+
+def test_grant_acl_is_the_prologs_entry_for_one_grant() -> None:
+    jobs = JobFacts((GRANT,), frozenset({"42"}))
+    assert job_rules.grant_acl(jobs, DEST, 0o750) == with_user((), 0o750, ALICE, 5)
+    assert job_rules.grant_acl(JobFacts((GRANT,), frozenset()), DEST, 0o750) == ()
+
+
+def test_a_grant_or_revoke_while_setup_waits_for_the_lock_makes_it_read_the_node_again(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """setup plans before the node lock and re-reads under it only when the fingerprint changed:
+    a prolog's or epilog's record (even one that changes no ACL: acl_added=0) must count."""
+    grants = tmp_path / "grants"
+    grants.mkdir()
+    monkeypatch.setattr(facts_mod, "GRANTS_DIR", str(grants))
+    want = desired(dest=str(tmp_path / "perf"))
+    os.utime(grants, ns=(0, 0))  # timestamps tick coarsely: a change must not fall in the same tick
+    before = facts_mod.fingerprint(want)
+    (grants / "42").write_text(format_record(GRANT))
+    assert facts_mod.fingerprint(want) != before
+    os.utime(grants, ns=(0, 0))
+    before = facts_mod.fingerprint(want)
+    (grants / "42").unlink()
+    assert facts_mod.fingerprint(want) != before

@@ -11,16 +11,19 @@ from .actions import Action, DeleteCopy, DeleteDir, LockGroupPassword, RepairDir
 from .desired import Desired
 from .errors import RefusedError
 from .facts import NodeFacts
-from .job_rules import unbacked
+from .job_rules import lost_grants, unbacked
 from .paths import LIBEXEC_ROOT, STATE_DIR
 from .policy import managed_dir
 from .trust import state_problem
 
 
-def copy_problems(facts: NodeFacts) -> list[str]:
-    """For plan_copy: an ACL on the copy is repaired like a wrong mode."""
+def copy_problems(facts: NodeFacts, dest: str) -> list[str]:
+    """For plan_copy: an ACL on the copy is repaired like a wrong mode, both ways: an entry no
+    live grant record backs goes, a live grant's missing entry comes back (job_rules.grant_acl)."""
     acl = unbacked(facts.access.copy_acl, facts.jobs)  # heal keeps a running job's grant
-    return [f"ACL {acl.text() or 'extended'}"] if acl is not None else []
+    lost = lost_grants(facts.access.copy_acl, facts.jobs, dest)
+    return ([f"ACL {acl.text() or 'extended'}"] if acl is not None else []) + (
+        [f"no ACL entry for the live grant of {', '.join(f'{g.user} (job {g.job})' for g in lost)}"] if lost else [])
 
 
 def new_gid(access: AccessFacts, asked: int | None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .acl import AclEntry
 from .fstab import edit_line
 from .policy import COPY_MODE, DIR_MODE, FILE_MODE
 from .state import StatKey
@@ -103,6 +104,10 @@ class InstallCopy(Action):
     # inode, size and times) and only if its bytes have that sha256 (security review finding 4).
     source_sha256: str = ""
     source_key: StatKey | None = None
+    # The access ACL the new copy gets before it is renamed into place: the live job grants'
+    # entries (job_rules.grant_acl), () for none; acl_for names them ("alice (job 42)").
+    acl: tuple[AclEntry, ...] = ()
+    acl_for: tuple[str, ...] = ()
     kind = "install_copy"
 
     @property
@@ -115,7 +120,7 @@ class InstallCopy(Action):
 
     @property
     def after(self) -> str:
-        return f"root:{self.group} {COPY_MODE:04o} {','.join(self.caps)}=ep"
+        return copy_after(self.group, self.caps, self.acl_for)
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,8 @@ class FixCopy(Action):
     caps: tuple[str, ...] = ()
     group: str = ""
     problems: str = ""
+    acl: tuple[AclEntry, ...] = ()  # as InstallCopy's: what the copy's access ACL is set to
+    acl_for: tuple[str, ...] = ()
     kind = "fix_copy"
 
     @property
@@ -135,7 +142,12 @@ class FixCopy(Action):
 
     @property
     def after(self) -> str:
-        return f"root:{self.group} {COPY_MODE:04o} {','.join(self.caps)}=ep"
+        return copy_after(self.group, self.caps, self.acl_for)
+
+
+def copy_after(group: str, caps: tuple[str, ...], acl_for: tuple[str, ...]) -> str:
+    grants = f", r-x kept for the live job grants of {', '.join(acl_for)}" if acl_for else ""
+    return f"root:{group} {COPY_MODE:04o} {','.join(caps)}=ep{grants}"
 
 
 @dataclass(frozen=True)

@@ -292,7 +292,7 @@ def clean_leftovers(directory: str) -> list[str]:
     return removed
 
 
-def _set_copy_metadata(fd: int, gid: int, caps: list[str]) -> None:
+def _set_copy_metadata(fd: int, gid: int, caps: list[str], acl: tuple[AclEntry, ...] = ()) -> None:
     checkpoint("chmod_private")
     strip_acls(fd)  # inherited from the directory's default ACL, or added by hand
     os.fchmod(fd, 0o700)  # no group/other access while the owner changes
@@ -300,6 +300,8 @@ def _set_copy_metadata(fd: int, gid: int, caps: list[str]) -> None:
     os.fchown(fd, 0, gid)  # clears capabilities and setuid bits, so it comes first
     checkpoint("chmod_copy")
     os.fchmod(fd, COPY_MODE)
+    if acl:  # the live job grants' entries, as the plan built them from their records
+        os.setxattr(fd, ACL_ACCESS, encode_acl(acl))
     checkpoint("setcap_copy")
     os.setxattr(fd, XATTR_NAME, encode(frozenset(caps)))
 
@@ -342,7 +344,7 @@ def _install_from(src: int, action: act.InstallCopy, directory: str, name: str, 
             _copy_checked(src, fd, action)
             checkpoint("fsync_copy")
             os.fsync(fd)
-            _set_copy_metadata(fd, gid, caps)
+            _set_copy_metadata(fd, gid, caps, action.acl)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -383,7 +385,7 @@ def fix_copy(action: act.FixCopy) -> None:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_uid != 0 or info.st_nlink != 1:
             raise ConvergeError("fix_copy", f"{action.target} changed while setup ran; run setup again")
-        _set_copy_metadata(fd, gid, caps)
+        _set_copy_metadata(fd, gid, caps, action.acl)
         os.fsync(fd)
     except OSError as error:
         raise ConvergeError("fix_copy", f"{action.target}: {error.strerror}") from None

@@ -30,7 +30,17 @@ from .desired import Desired
 from .errors import RefusedError
 from .host import digest, key_of, load_state, read_caps, read_int, read_text, sha256_fd, sha256_text
 from .intent_facts import Intent
-from .paths import DROPIN_PATH, ENGINE_DIR, LAUNCHER, MOUNTINFO, STATE_DIR, TMP_PREFIX, default_dest, state_path
+from .paths import (
+    DROPIN_PATH,
+    ENGINE_DIR,
+    GRANTS_DIR,
+    LAUNCHER,
+    MOUNTINFO,
+    STATE_DIR,
+    TMP_PREFIX,
+    default_dest,
+    state_path,
+)
 from .state import State, StatKey
 from .tuples import NamedTuple
 from .validate import check_abs_path, check_group
@@ -501,5 +511,7 @@ def unsafe_targets(desired: Desired) -> tuple[tuple[str, str], ...]:
 def fingerprint(desired: Desired) -> tuple[object, ...]:
     """Cheap identity of everything another perfgroup run could have changed: compared after
     taking the node lock, so facts read before it are re-read only when someone else acted."""
-    paths = (desired.state_path, desired.dest, desired.profile_path, desired.sysctl_path, "/etc/group", "/etc/gshadow")
+    # GRANTS_DIR: a prolog's or epilog's record (the copy's ACL follows the live ones, plan_copy)
+    paths = (desired.state_path, desired.dest, desired.profile_path, desired.sysctl_path, "/etc/group", "/etc/gshadow",
+             GRANTS_DIR)
     return (*tuple(path_facts(path).key for path in paths), read_text(sysctl.PROC_PATH, 64))

@@ -405,7 +405,7 @@ def rule_shell(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
 
 
 def rule_jobs(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:
-    yield from job_rules.findings(facts.jobs, facts.access.copy_acl, facts.paranoid, desired.group)
+    yield from job_rules.findings(facts.jobs, desired.dest, facts.access.copy_acl, facts.paranoid, desired.group)
 
 
 RULES: tuple[Rule, ...] = (

@@ -5,7 +5,7 @@ audit's findings about grants. Facts in job_facts.py, the grant and revoke flows
 
 from __future__ import annotations
 
-from .acl import MASK, USER, Acl
+from .acl import MASK, USER, Acl, AclEntry, R, X, with_user
 from .finding import CRITICAL, OK, WARNING, Finding
 from .job_facts import Grant, JobFacts
 from .options import JOB_FEATURE_CHARS
@@ -51,20 +51,41 @@ def exclusive(job_record: str) -> bool:
     return "OverSubscribe=NO" in fields
 
 
-def granted_uids(jobs: JobFacts) -> frozenset[int]:
-    return frozenset(g.uid for g in jobs.grants if g.job in jobs.alive)
+def live_grants(jobs: JobFacts, copy: str) -> tuple[Grant, ...]:
+    """The grants whose job still runs and whose record names this copy: the only named-user
+    entries the copy may carry (the epilog revokes on the record's copy, so an entry on any other
+    path would outlive the job)."""
+    return tuple(g for g in jobs.grants if g.job in jobs.alive and g.copy == copy)
 
 
 def granted_users(jobs: JobFacts) -> set[str]:
     return {g.user for g in jobs.grants if g.job in jobs.alive}
 
 
+def grant_acl(jobs: JobFacts, copy: str, mode: int) -> tuple[AclEntry, ...]:
+    """The access ACL a copy (re)installed or repaired at `copy` with `mode` gets: `u:USER:r-x`
+    for each live grant of it, as the prolog added it; () when there is none (the mode bits
+    alone). Built from the records only, so an entry no live record backs is never carried over."""
+    entries: tuple[AclEntry, ...] = ()
+    for uid in sorted({g.uid for g in live_grants(jobs, copy)}):
+        entries = with_user(entries, mode, uid, R | X)
+    return entries
+
+
+def lost_grants(acl: Acl | None, jobs: JobFacts, copy: str) -> tuple[Grant, ...]:
+    """Live grants of `copy` whose user its ACL no longer lets run it: the copy was replaced (a
+    perf upgrade's heal, setup) or the entry removed by hand while the job ran."""
+    allowed = set() if acl is None or acl.kind != "access" else {
+        e.id for e in acl.entries if e.tag == USER and (acl.effective(e) & (R | X)) == R | X}
+    return tuple(g for g in live_grants(jobs, copy) if g.uid not in allowed)
+
+
 def unbacked(acl: Acl | None, jobs: JobFacts) -> Acl | None:
-    """The copy's ACL without the user entries live grants explain; None when nothing else is
-    left (the mask that comes with a named entry is not access)."""
+    """The copy's ACL without the user entries live grants of it explain; None when nothing else
+    is left (the mask that comes with a named entry is not access)."""
     if acl is None or acl.kind != "access":
         return acl
-    live = granted_uids(jobs)
+    live = {g.uid for g in live_grants(jobs, acl.path)}
     rest = tuple(e for e in acl.entries if not (e.tag == USER and e.id in live))
     if len(rest) == len(acl.entries):
         return acl
@@ -77,10 +98,17 @@ def live_paranoid(jobs: JobFacts) -> frozenset[int]:
     return frozenset(g.paranoid for g in jobs.grants if g.job in jobs.alive and g.paranoid is not None)
 
 
-def findings(jobs: JobFacts, copy_acl: Acl | None, paranoid: int | None, group: str) -> Iterator[Finding]:
+def findings(jobs: JobFacts, copy: str, copy_acl: Acl | None, paranoid: int | None, group: str) -> Iterator[Finding]:
     named_users = {e.id for e in (copy_acl.entries if copy_acl is not None else ()) if e.tag == USER}
+    lost = lost_grants(copy_acl, jobs, copy)
     for grant in jobs.grants:
         where = f"job {grant.job}, user {grant.user}"
+        if grant in lost:
+            yield Finding("job.grant_lost", WARNING,
+                          f"{where}: the grant record lets {grant.user} run {copy} for the job, but its ACL has "
+                          f"no u:{grant.user}:r-x (replaced or changed while the job runs): the job has no perf",
+                          f"perfgroup-node heal --group {group}")
+            continue
         if grant.job in jobs.alive:
             lowered = f" and perf_event_paranoid={grant.paranoid}" if grant.paranoid is not None else ""
             what = "the privileged perf" + lowered

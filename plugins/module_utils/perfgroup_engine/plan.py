@@ -27,6 +27,7 @@ from .desired import Desired
 from .errors import RefusedError
 from .facts import NodeFacts
 from .host import sha256_text
+from .job_rules import grant_acl, live_grants
 from .paths import DROPIN_PATH, SYSCTL_DIR, WRAPPER_PATH
 from .policy import (
     COPY_MODE,
@@ -184,12 +185,18 @@ def copy_needs_reinstall(facts: NodeFacts) -> str | None:
 
 
 def plan_copy(facts: NodeFacts, desired: Desired, choice: CapChoice) -> list[Action]:
+    """Install or repair the copy. Either way it ends with the ACL the live grant records ask for
+    (job_rules.grant_acl): a running job keeps its perf when the copy is replaced under it, and
+    an entry no live record backs is not carried over."""
     caps = tuple(sort_caps(choice.caps))
     source = facts.source.path or ""
+    acl = grant_acl(facts.jobs, desired.dest, COPY_MODE)
+    acl_for = tuple(f"{g.user} (job {g.job})" for g in live_grants(facts.jobs, desired.dest))
     reason = copy_needs_reinstall(facts)
     if reason is not None:
         return [InstallCopy(desired.dest, f"copy {reason}", source=source, caps=caps, group=desired.group, reason=reason,
-                            source_sha256=facts.source.sha256 or "", source_key=facts.source.key)]
+                            source_sha256=facts.source.sha256 or "", source_key=facts.source.key, acl=acl,
+                            acl_for=acl_for)]
     node = facts.copy.node
     problems = []
     if facts.group.gid is None or node.gid != facts.group.gid:
@@ -198,11 +205,11 @@ def plan_copy(facts: NodeFacts, desired: Desired, choice: CapChoice) -> list[Act
         problems.append(f"mode {node.mode:04o}")
     if not caps_match(facts.copy.caps, choice):
         problems.append(f"caps {facts.copy.caps.text() if facts.copy.caps else 'none'}")
-    problems += access_plan.copy_problems(facts)
+    problems += access_plan.copy_problems(facts, desired.dest)
     if not problems:
         return []
     return [FixCopy(desired.dest, "; ".join(problems) + " differ", caps=caps, group=desired.group,
-                    problems=", ".join(problems))]
+                    problems=", ".join(problems), acl=acl, acl_for=acl_for)]
 
 
 def plan_paranoid(facts: NodeFacts, desired: Desired) -> tuple[list[Action], list[str]]:
