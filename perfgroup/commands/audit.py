@@ -14,6 +14,8 @@ from ..engine.errors import RefusedError
 from ..engine.validate import check_group
 from .common import Exit, command, engine_options, json_option, verbose_option
 
+STALE_AFTER = int(prometheus_audit.Settings._field_defaults["stale_after"])
+
 
 @command("audit")
 @engine_options("audit")
@@ -34,12 +36,16 @@ from .common import Exit, command, engine_options, json_option, verbose_option
               help="With --prometheus: per query.")
 @click.option("--max-named", type=click.IntRange(1, 1000), default=20, show_default=True, metavar="N",
               help="With --prometheus: name at most N nodes per finding (the others are counted).")
+@click.option("--stale-after", type=click.IntRange(60, 7 * 86400), default=STALE_AFTER, show_default=True,
+              metavar="SECONDS", help="With --prometheus: a node whose last audit is older is fleet.stale. The "
+              "default is three runs of the 5-minute textfile timer, as the PerfgroupTextfileStale alert "
+              "(monitoring/prometheus/perfgroup-rules.yml); a site that changes one changes both.")
 @json_option
 @verbose_option("With -i: passed to ansible-playbook (-vv for more); Ansible's messages and Python warnings on stderr.")
 def audit(group: str, dest: str | None, format: str, textfile_dir: str | None, root: str | None, functional: bool,
           inventory: str | None, limit: str | None, prometheus: str | None, selector: str,
           bearer_token_file: str | None, basic_auth_file: str | None, ca_file: str | None, timeout: float,
-          max_named: int, as_json: bool, verbose: int) -> None:
+          max_named: int, stale_after: int, as_json: bool, verbose: int) -> None:
     """Check this node, read-only: group, copy, mode, capabilities, paths, sysctls.
 
     Each finding has a stable id, a severity (ok/warning/critical), a message and the command that
@@ -64,11 +70,12 @@ def audit(group: str, dest: str | None, format: str, textfile_dir: str | None, r
         if unused:
             raise RefusedError(f"audit --prometheus does not take {', '.join(unused)} (it reads what the nodes' "
                                "textfile timers exported; --functional runs perf, which needs -i over SSH)")
-        _prometheus_audit(group, prometheus, selector, bearer_token_file, basic_auth_file, ca_file, timeout,
-                          max_named, as_json)
+        settings = prometheus_audit.Settings(group, selector, stale_after=float(stale_after), cap=max_named)
+        _prometheus_audit(settings, prometheus, bearer_token_file, basic_auth_file, ca_file, timeout, as_json)
     stray = [name for name, given in (("--selector", selector != "{}"), ("--bearer-token-file", bearer_token_file),
                                       ("--basic-auth-file", basic_auth_file), ("--ca-file", ca_file),
-                                      ("--timeout", timeout != 30.0), ("--max-named", max_named != 20)) if given]
+                                      ("--timeout", timeout != 30.0), ("--max-named", max_named != 20),
+                                      ("--stale-after", stale_after != STALE_AFTER)) if given]
     if stray:
         raise RefusedError(f"{', '.join(stray)}: only with --prometheus URL")
     if inventory is not None:
@@ -143,12 +150,11 @@ def _fleet_audit(group: str, inventory: str, limit: str | None, as_json: bool, d
                  [f.severity for f in fleet_found] + [r["status"] for r in reports.values() if r], as_json)
 
 
-def _prometheus_audit(group: str, url: str, selector: str, token_file: str | None, basic_file: str | None,
-                      ca_file: str | None, timeout: float, max_named: int, as_json: bool) -> NoReturn:
-    check_group(group, allow_privileged=True)
+def _prometheus_audit(settings: prometheus_audit.Settings, url: str, token_file: str | None, basic_file: str | None,
+                      ca_file: str | None, timeout: float, as_json: bool) -> NoReturn:
+    check_group(settings.group, allow_privileged=True)
     auth = prometheus_audit.authorization(token_file, basic_file, os.environ)
     client = prometheus_audit.Client(url, auth, ca_file, timeout)
-    settings = prometheus_audit.Settings(group, selector, cap=max_named)
     report, _ = prometheus_audit.run(settings, client.query)
     nodes = report["nodes"]
     _print_fleet(report["fleet"], report["hosts"], [report["status"]], as_json, {"nodes": nodes, "source": url},

@@ -140,6 +140,9 @@ def test_2_drift_staleness_and_a_vanished_node_are_reported_by_alerts_and_audit(
     assert report["hosts"][instance["n2"]]["status"] == "critical"
     assert any(f["id"] == "caps.missing" and f["fix"] for f in report["hosts"][instance["n2"]]["findings"])
     assert set(report["hosts"]) == {instance["n2"]}
+    # n3's audit is an hour old: a site whose timer runs every two hours says so
+    _, relaxed = audit_json(fleet.port, "--stale-after", "7200")
+    assert "fleet.stale" not in fleet_findings(relaxed) and "fleet.gid_mismatch" in fleet_findings(relaxed)
 
     text = audit(fleet.port)
     assert text.returncode == 2 and text.stderr == ""

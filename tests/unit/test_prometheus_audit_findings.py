@@ -3,6 +3,7 @@ plain data) and the client's argument checks. The real Prometheus: tests/integra
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -167,6 +168,12 @@ def test_a_selector_that_is_no_matcher_list_is_refused(selector: str) -> None:
         Queries(Settings("g", selector))
 
 
+def test_stale_means_older_than_stale_after_and_its_default_is_the_alerts() -> None:
+    assert "> 1800.0 or" in Queries(Settings("g", stale_after=1800.0)).first()["stale"]
+    rules = (Path(__file__).parents[2] / "monitoring/prometheus/perfgroup-rules.yml").read_text()
+    assert f"expr: perfgroup:textfile_age:seconds > {Settings('g').stale_after:g}\n" in rules
+
+
 def test_every_answer_is_bounded() -> None:
     """Only aggregations (count ...) or topk of at most --max-named: no query lists every node."""
     queries = Queries(Settings("g", cap=7))
@@ -244,6 +251,8 @@ def test_a_missing_ca_file_is_refused(tmp_path: Any) -> None:
     (["--prometheus", "http://127.0.0.1:9", "-i", "inv"], "audit --prometheus does not take -i"),
     (["--prometheus", "http://127.0.0.1:9", "--format", "nagios"], "does not take --format"),
     (["--prometheus", "http://u:p@127.0.0.1:9"], "must not carry credentials"),
+    (["--stale-after", "1800"], "--stale-after: only with --prometheus URL"),
+    (["--prometheus", "http://127.0.0.1:9", "--stale-after", "30"], "is not in the range 60<=x<=604800"),
 ])
 def test_the_cli_refuses_options_that_do_not_fit(args: list[str], message: str) -> None:
     from click.testing import CliRunner
