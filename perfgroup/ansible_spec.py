@@ -84,11 +84,21 @@ def documentation_options(entry_point: str) -> str:
     return "\n".join([*lines, END])
 
 
+def _module_value(option: options.Option) -> str:
+    """A role variable as the module gets it: unset (null, '') means the module's default. Not
+    `default(omit, true)` for a number: 0 is falsy to it, and --job-paranoid 0 a value."""
+    if option.ansible_default not in (None, ""):
+        return option.role_var
+    if option.kind == "int":
+        return f"omit if {option.role_var} in [none, ''] else {option.role_var}"
+    return f"{option.role_var} | default(omit, true)"
+
+
 def module_call(entry_point: str) -> str:
     """The role's call of a module: every option passed from its role variable."""
     lines = [f"    {BEGIN}"]
     for option in options.for_module(entry_point):
-        value = f"{option.role_var} | default(omit, true)" if option.ansible_default in (None, "") else option.role_var
+        value = _module_value(option)
         lines.append(f'    {option.name}: "{{{{ {value} }}}}"')
     return "\n".join([*lines, f"    {END}"])
 

@@ -61,7 +61,8 @@ def cluster() -> Iterator[Cluster]:
     host_vars = {name: f"ansible_python_interpreter={node_python(version)}" for name, version in PYTHON_OF.items()}
     host_vars["old"] += " perf_users_allow_root_equivalent=true"
     host_vars["nosuid"] = "perf_users_shell=true"  # file capabilities cannot work there: members use perf-shell
-    host_vars["std2"] += " perf_users_job_feature=perf"  # the Slurm prolog/epilog, by the role (docs/slurm.md)
+    # the Slurm prolog/epilog, by the role (docs/slurm.md); 0 is a value, not "unset"
+    host_vars["std2"] += " perf_users_job_feature=perf perf_users_job_paranoid=0"
     made = Cluster(variants, group_of={"login": "login_nodes", "fresh1": "spare", "fresh2": "spare"}, host_vars=host_vars)
     try:
         for ssh in made.nodes.values():
@@ -137,6 +138,9 @@ def test_deploy_converges_standard_nodes_and_fails_clearly_elsewhere(cluster: Cl
         assert node.sh("test -e /etc/nhc/scripts/perfgroup.nhc").returncode != 0  # only when asked
         slurm = "test -x /etc/slurm/prolog.d/50-perfgroup-perf_users -a -x /etc/slurm/epilog.d/50-perfgroup-perf_users"
         assert (node.sh(slurm).returncode == 0) is (name == "std2"), name
+        if name == "std2":
+            assert "job-grant --group 'perf_users' --feature 'perf' --paranoid 0 " in node.ok(
+                "cat /etc/slurm/prolog.d/50-perfgroup-perf_users")
     login = cluster.nodes["login"].node
     assert login.sh(f"test -e {DEST}").returncode != 0
     post = task_results(report, AUDIT, handler=True)  # the handler, on changed hosts only

@@ -56,6 +56,11 @@ def test_only_a_whole_token_of_an_and_expression_asks_for_the_feature(constraint
     ("JobId=3 OverSubscribe=USER", False),
     ("JobId=4 OverSubscribe=YES", False),
     ("JobId=5 Comment=OverSubscribe=NO OverSubscribe=OK", False),
+    # the user's own words, printed unquoted: a job name, a command, a working directory
+    ("JobId=6 JobName=x OverSubscribe=NO UserId=alice(1000) Features=perf OverSubscribe=OK", False),
+    ("JobId=7 Features=perf OverSubscribe=OK Command=/tmp/a OverSubscribe=NO", False),
+    ("JobId=8 JobName=x\tOverSubscribe=NO Features=perf OverSubscribe=OK", False),
+    ("JobId=9 JobName=x OverSubscribe=NO Features=perf OverSubscribe=NO", False),  # cannot tell: no grant
     ("", False),
 ])
 def test_exclusive_is_what_scontrol_shows_for_oversubscribe(shown: str, exclusive: bool) -> None:
@@ -254,3 +259,14 @@ def test_a_grant_or_revoke_while_setup_waits_for_the_lock_makes_it_read_the_node
     before = facts_mod.fingerprint(want)
     (grants / "42").unlink()
     assert facts_mod.fingerprint(want) != before
+
+
+@pytest.mark.parametrize(("alive", "paranoid", "lowered"), [
+    ({"42"}, 0, False),  # the running job's value: left to its epilog
+    (set(), 0, True),  # its job is gone: setup's 2 again
+    ({"42"}, 1, True),  # not the value the grant set
+])
+def test_setup_leaves_a_running_jobs_paranoid_alone(alive: set[str], paranoid: int, lowered: bool) -> None:
+    facts = _facts((GRANT._replace(paranoid_before=2, paranoid=0),), frozenset(alive), (ENTRY,), paranoid)
+    raised = [a for a in plan.make(facts, desired()).actions if a.kind == "set_paranoid"]
+    assert bool(raised) is lowered, raised

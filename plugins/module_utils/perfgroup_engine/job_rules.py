@@ -46,9 +46,11 @@ def requested(constraints: str, feature: str) -> str | None:
 def exclusive(job_record: str) -> bool:
     """Whether `scontrol show job -o JOB` says the job has its nodes to itself. Slurm 22.05 gives
     the prolog no variable for it (no SLURM_JOB_OVERSUBSCRIBE); `--exclusive` and a partition's
-    OverSubscribe=EXCLUSIVE show as OverSubscribe=NO, a shared allocation as OK, YES, USER or MCS."""
-    fields = job_record.split()
-    return "OverSubscribe=NO" in fields
+    OverSubscribe=EXCLUSIVE show as OverSubscribe=NO, a shared allocation as OK, YES, USER or MCS.
+    scontrol prints JobName, Command, WorkDir and StdOut unquoted: `sbatch -J 'x OverSubscribe=NO'`
+    adds a second such word, so anything but exactly one, NO, is not exclusive."""
+    values = [word[len("OverSubscribe="):] for word in job_record.split() if word.startswith("OverSubscribe=")]
+    return values == ["NO"]
 
 
 def live_grants(jobs: JobFacts, copy: str) -> tuple[Grant, ...]:

@@ -27,7 +27,7 @@ from .desired import Desired
 from .errors import RefusedError
 from .facts import NodeFacts
 from .host import sha256_text
-from .job_rules import grant_acl, live_grants
+from .job_rules import grant_acl, live_grants, live_paranoid
 from .paths import DROPIN_PATH, SYSCTL_DIR, WRAPPER_PATH
 from .policy import (
     COPY_MODE,
@@ -230,7 +230,11 @@ def plan_paranoid(facts: NodeFacts, desired: Desired) -> tuple[list[Action], lis
     actions: list[Action] = []
     notes: list[str] = []
     live = facts.paranoid
-    if live is None or live < MIN_PARANOID:
+    if live is not None and live in live_paranoid(facts.jobs):
+        # A heal (a perf upgrade's hook) during a --job-paranoid job must not take the job's value
+        # away; its epilog restores the recorded one, and the audit says job.grant_active.
+        notes.append(f"perf_event_paranoid {live} belongs to a running job (--job-paranoid): left to its epilog")
+    elif live is None or live < MIN_PARANOID:
         actions.append(SetParanoid(sysctl.PROC_PATH, "below 2 every user can profile beyond their own processes",
                                    value=TARGET_PARANOID, was=live))
     elif blocked is not False and live != TARGET_PARANOID:
