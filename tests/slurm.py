@@ -14,22 +14,25 @@ import socket
 import time
 from pathlib import Path
 
+from cluster import free_port
 from node import Node
 
 NODE_NAME = "pgnode"
-CTLD_PORT, SLURMD_PORT = 16817, 16818
+# Slurm's own ports (6817, 6818) in a VM; on this machine, two free ones per cluster, so that two
+# test runs side by side (CI and a worktree) never talk to each other's daemons.
+PORTS = (6817, 6818)
 # What the prolog/epilog saw: a harmless site script of ours dumps its environment per job.
 ENV_DUMP_DIR = "/var/tmp/slurm-env"
 
 
 def slurm_conf(extra: str = "", *, node: str = NODE_NAME, hostname: str | None = None, cpus: int | None = None,
-               proctrack: str = "linuxproc", prolog_flags: str = "Alloc") -> str:
+               proctrack: str = "linuxproc", prolog_flags: str = "Alloc", ports: tuple[int, int] = PORTS) -> str:
     """The one slurm.conf of the tests: the throwaway node's (defaults) and the qemu lane's
     (tests/vm/test_slurm_kernel.py: proctrack/cgroup, Contain)."""
     return f"""ClusterName=perfgroup-test
 SlurmctldHost=localhost(127.0.0.1)
-SlurmctldPort={CTLD_PORT}
-SlurmdPort={SLURMD_PORT}
+SlurmctldPort={ports[0]}
+SlurmdPort={ports[1]}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -65,12 +68,20 @@ exit 0
 """
 
 
+def two_free_ports() -> tuple[int, int]:
+    first = free_port()
+    second = free_port()
+    while second == first:
+        second = free_port()
+    return first, second
+
+
 class Cluster:
     def __init__(self, node: Node, extra_conf: str = "") -> None:
         self.node = node
         node.ok("mkdir -p /etc/slurm/prolog.d /etc/slurm/epilog.d /var/spool/slurmctld /var/spool/slurmd "
                 "/run/munge && chown munge:munge /run/munge")
-        self.write("/etc/slurm/slurm.conf", slurm_conf(extra_conf))
+        self.write("/etc/slurm/slurm.conf", slurm_conf(extra_conf, ports=two_free_ports()))
         for where in ("prolog.d/00-site-env", "epilog.d/00-site-env"):
             self.write(f"/etc/slurm/{where}", ENV_SCRIPT, mode="755")
         node.ok("runuser -u munge -- /usr/sbin/munged")
