@@ -20,6 +20,14 @@ def verify(group: str, dest: str | None, as_json: bool) -> None:
     call graphs, kernel symbols in the report, a tracepoint, a large ring buffer (record -m 2048).
     A workload the node cannot support (no tracefs, kptr_restrict=2, lockdown) is "unavailable",
     not a failure. Fails only when a supported workload does not behave as expected.
+
+    \b
+    With perf-shell (setup --shell), a session as its helper makes it (capsh: sudo needs a passwd
+    entry the fresh uids lack) counts system-wide. On a node without a copy (its directory nosuid,
+    or on a filesystem without xattrs; setup --shell installed only perf-shell) verify says there is
+    no copy to probe and checks perf-shell instead: the member's session counts system-wide and its
+    command, helper and sudoers drop-in are as setup wrote them; the drop-in lets only the group run
+    the helper, and the helper run by the non-member without sudo gives nothing.
     """
     from ..engine import converge, members
     from ..engine import facts as facts_mod

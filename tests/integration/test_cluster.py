@@ -358,9 +358,10 @@ def test_deploy_check_on_a_drifted_host_would_change_and_does_not_fail(cluster: 
 
 
 def test_fleet_audit_passes_dest_and_functional_through(cluster: Cluster) -> None:
-    functional = perfgroup_cli(cluster, "audit", "-i", str(cluster.inventory), "--limit", "std1,std2", "--functional", "--json")
+    functional = perfgroup_cli(cluster, "audit", "-i", str(cluster.inventory), "--limit", "std1,std2,nosuid", "--functional",
+                               "--json")
     hosts = json.loads(functional.stdout)["hosts"]
-    for name in ("std1", "std2"):
+    for name in ("std1", "std2", "nosuid"):  # nosuid: no copy; verify checks perf-shell instead
         ids = {f["id"]: f["severity"] for f in hosts[name]["findings"]}
         assert ids["verify.member"] == "ok" and ids["verify.non_member"] == "ok", ids
         cli = json.loads(cluster.nodes[name].node.run([PERFGROUP, "audit", "--functional", "--json"]).stdout)

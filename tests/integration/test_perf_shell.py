@@ -244,3 +244,80 @@ def test_a_run_killed_around_the_drop_in_leaves_sudo_working(make_node: Any, ste
     assert setup(node, "--shell").returncode == 0
     assert node.ok("ls -A /etc/sudoers.d").split() == ["README", "perfgroup-perf_users"]
     assert as_alice(node, "perf-shell", "true").returncode == 0
+
+
+def shell_only_node(make_node: Any) -> Node:
+    """A node where the copy's directory is nosuid, set up with perf-shell only (no copy)."""
+    node = make_node(nosuid_dirs=(f"/usr/local/libexec/perfgroup/{GROUP}",))
+    node.ok("useradd -M -s /bin/sh alice && useradd -M -s /bin/sh bob")
+    result = node.run([PERFGROUP, "setup", "--group", GROUP, "--member", "alice", "--shell"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not node.path(DEST).exists()
+    return node
+
+
+def functional(node: Node) -> tuple[int, dict[str, dict[str, str]]]:
+    result = node.run([PERFGROUP, "audit", "--functional", "--json", "--group", GROUP])
+    return result.returncode, {f["id"]: f for f in json.loads(result.stdout)["findings"]}
+
+
+NO_COPY = (f"no copy to probe on this node: file capabilities do not work on this mount "
+           f"(/usr/local/libexec/perfgroup/{GROUP} is on a nosuid mount); members use perf-shell")
+
+
+def test_verify_on_a_shell_only_node_proves_perf_shell_and_says_there_is_no_copy(make_node: Any) -> None:
+    node = shell_only_node(make_node)
+    result = node.run([PERFGROUP, "verify", "--group", GROUP])
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == ("member (a fresh uid + group): profiled system-wide in a perf-shell session; perf-shell's "
+                        "command, helper and sudoers drop-in are as setup wrote them")
+    assert lines[1].startswith(f"non-member (a fresh uid): refused: {SUDOERS} lets only %{GROUP} run {HELPER} through "
+                               "sudo, and run without sudo it gave nothing ("), lines[1]
+    assert NO_COPY in lines and any(line.startswith("not run: sudo:") for line in lines)
+    assert "FAILED" not in result.stdout and "NOT AS EXPECTED" not in result.stdout
+
+    as_json = node.run([PERFGROUP, "verify", "--group", GROUP, "--json"])
+    assert as_json.returncode == 0, as_json.stdout + as_json.stderr
+    doc = json.loads(as_json.stdout)
+    assert (doc["ok"], doc["member_ok"], doc["non_member_refused"], doc["copy_probed"]) == (True, True, True, False)
+    assert doc["member"]["returncode"] == 0 and doc["non_member"]["returncode"] not in (0, None)
+    assert doc["shell_only"]["reason"] == "a nosuid mount" and doc["shell_only"]["member_problems"] == []
+    rows = {row["id"]: row for row in doc["workloads"]}
+    for name in ("shell_perf_stat", "shell_counter"):
+        assert rows[name]["member"]["outcome"] == "allowed" and rows[name]["non_member"]["outcome"] == "refused", rows[name]
+    assert rows["count_system"]["unavailable"].startswith("no copy on this node (a nosuid mount)")
+
+    code, found = functional(node)
+    assert code == 0, found
+    assert found["verify.member"]["severity"] == found["verify.non_member"]["severity"] == "ok"
+    assert found["verify.member"]["message"] == lines[0] and found["copy.shell_only"]["severity"] == "ok"
+    assert all(f["severity"] == "ok" for f in found.values()), [f for f in found.values() if f["severity"] != "ok"]
+
+
+def test_verify_on_a_shell_only_node_fails_when_perf_shell_is_broken(make_node: Any) -> None:
+    node = shell_only_node(make_node)
+    node.ok(f"rm {HELPER}")
+    assert as_alice(node, "perf-shell", "true").returncode != 0  # members really cannot start it
+    result = node.run([PERFGROUP, "verify", "--group", GROUP])
+    assert result.returncode == 1 and "verification failed" in result.stderr, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"member (a fresh uid + group): FAILED: {HELPER} is missing: members cannot start perf-shell"
+    assert lines[1].startswith("non-member (a fresh uid): refused") and NO_COPY in lines
+    code, found = functional(node)
+    assert code == 2 and found["verify.member"]["severity"] == "critical" and HELPER in found["verify.member"]["message"]
+    assert found["verify.member"]["fix"] == f"perfgroup setup --group {GROUP} --shell"
+
+    assert node.run([PERFGROUP, "setup", "--group", GROUP, "--shell", "--no-verify"]).returncode == 0
+    assert node.run([PERFGROUP, "verify", "--group", GROUP]).returncode == 0
+    # A drop-in that lets everyone start the helper: bob (no member) really gets a session, and verify says so.
+    node.ok(f"echo 'ALL ALL=(root) NOPASSWD: {HELPER}' >> {SUDOERS} && visudo -c")
+    assert node.run(["sudo", "-n", HELPER, "-c", "true"], user="bob").returncode == 0
+    result = node.run([PERFGROUP, "verify", "--group", GROUP])
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1] == (f"non-member (a fresh uid): MAY START perf-shell: {SUDOERS} holds more than the rule for "
+                        f"%{GROUP}: ALL ALL=(root) NOPASSWD: {HELPER}")
+    assert lines[0].startswith(f"member (a fresh uid + group): FAILED: {SUDOERS} was edited since setup wrote it")
+    code, found = functional(node)
+    assert code == 2 and found["verify.non_member"]["severity"] == "critical"

@@ -11,6 +11,7 @@ from typing import Any, Callable
 from . import (
     access_rules,
     apply,
+    findings,
     fstab,
     host,
     intent_facts,
@@ -43,7 +44,7 @@ from .finding import CRITICAL, OK, UNKNOWN, WARNING, Finding
 from .paths import DROPIN_PATH, artifact_paths
 from .perfsource import SYSTEM_DIRS
 from .plan import Plan, machine_wide
-from .policy import dir_is_safe
+from .policy import caps_blocked, dir_is_safe
 from .state import State
 
 
@@ -222,7 +223,17 @@ def run_verify(desired: Desired, facts: NodeFacts | None = None) -> verify.Verif
     facts = facts if facts is not None else facts_mod.read(desired)
     if facts.group.gid is None:
         raise ConvergeError("verify", f"group {desired.group} does not exist")
-    return verify.run(desired.dest, facts.group.gid, stock_perf(facts), verify_node(facts), shell_session(desired, facts))
+    return verify.run(desired.dest, facts.group.gid, stock_perf(facts), verify_node(facts), shell_session(desired, facts),
+                      shell_only(desired, facts))
+
+
+def shell_only(desired: Desired, facts: NodeFacts) -> verify.ShellOnly | None:
+    """Where the node has no copy and members use perf-shell (audit's copy.shell_only): what
+    verify checks instead of the copy."""
+    if not findings.shell_only(facts):
+        return None
+    members, others = findings.shell_only_problems(facts, desired)
+    return verify.ShellOnly(desired.dest, caps_blocked(facts), desired.group, members, others)
 
 
 def shell_session(desired: Desired, facts: NodeFacts) -> verify.Session | None:
@@ -352,9 +363,12 @@ def functional_findings(desired: Desired) -> list[Finding]:
     except PerfgroupError as error:
         return [Finding("verify.member", CRITICAL, str(error), fix)]
     lines = result.lines()
+    # No copy (perf-shell only): setup --shell writes perf-shell's files back as it made them.
+    fix = f"{fix} --shell" if result.shell_only is not None else fix
     found = [
         Finding("verify.member", OK if result.member_ok else CRITICAL, lines[0], fix),
-        Finding("verify.non_member", OK if result.non_member_refused else CRITICAL, lines[1], f"chmod o-rwx {desired.dest}"),
+        Finding("verify.non_member", OK if result.non_member_refused else CRITICAL, lines[1],
+                fix if result.shell_only is not None else f"chmod o-rwx {desired.dest}"),
     ]
     for row in result.rows:
         severity = OK if row.ok else WARNING

@@ -475,7 +475,8 @@ def read(desired: Desired, known_source: SourceFacts | None = None) -> NodeFacts
         other_groups=other_groups(desired.group),
         # An audit (nothing rendered) of a recorded shell also asks whether sudoers still parses.
         shell=shell_facts.read(desired.shell or (state is not None and state.shell),
-                               check_sudoers=state is not None and state.shell and not desired.artifacts),
+                               check_sudoers=state is not None and state.shell and not desired.artifacts,
+                               group=desired.group),
         jobs=job_facts.JobFacts() if image else job_facts.read(desired.group),
     )
 

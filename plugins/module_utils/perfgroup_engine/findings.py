@@ -14,7 +14,7 @@ from .desired import Desired
 from .facts import NodeFacts, PathFacts
 from .finding import CRITICAL, OK, WARNING, Finding
 from .finding import worst as worst_severity
-from .paths import SHELL_COMMAND, intent_path, shell_helper_path, sudoers_path
+from .paths import SHELL_COMMAND, intent_path, shell_helper_path, shell_paths, sudoers_path
 from .perfsource import os_label
 from .policy import (
     COPY_MODE,
@@ -420,6 +420,27 @@ def shell_only(facts: NodeFacts) -> bool:
     """A node where file capabilities cannot work (nosuid, no xattrs) whose setup installed
     perf-shell instead of a copy: the copy's own rules do not apply there."""
     return bool(caps_blocked(facts)) and facts.state is not None and facts.state.shell and not facts.copy.node.exists
+
+
+def shell_only_problems(facts: NodeFacts, desired: Desired) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What verify on a shell-only node cannot prove by running a session, judged from the facts
+    (sudo will not start the helper for its fresh uids: they have no passwd entry).
+    First: what keeps members from starting perf-shell: its command, helper or drop-in missing or
+    changed since setup wrote them, sudo or a capsh with --iab missing, sudoers not parsing.
+    Second: what could let someone outside the group start it: the drop-in holding more than the
+    group's rule, the helper set-id, any of the three (or a directory above) changeable by others."""
+    ours = shell_paths(desired.group)
+    recorded = {path for path, _ in facts.state.files} if facts.state is not None else set()
+    members = [f"{path} is not in the setup record: nothing says what setup wrote there" for path in ours
+               if path not in recorded]
+    members += [f.message for f in rule_files(facts, desired) if f.id.split(".")[0] in ("shell", "sudoers")]
+    members += [f.message for f in shell_rules.findings(facts.shell, desired.group) if f.severity != OK]
+    others = [problem for path, problem in facts.unsafe_files if path in ours]
+    for problem in (shell_rules.dropin_problem(facts.shell.dropin, desired.group),
+                    shell_rules.helper_problem(facts.shell.helper_mode, desired.group)):
+        if problem is not None:
+            others.append(problem)
+    return tuple(members), tuple(others)
 
 
 def rule_shell_only(facts: NodeFacts, desired: Desired) -> Iterator[Finding]:

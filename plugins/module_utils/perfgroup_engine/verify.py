@@ -19,6 +19,14 @@ stock perf counting system-wide, and a program that calls perf_event_open itself
 starts the helper for real members, needs a passwd entry that a fresh uid never has: verify starts
 capsh itself, and tests/integration/test_perf_shell.py proves the sudo path.
 
+On a shell-only node (file capabilities cannot work where the copy would be: nosuid, no xattrs;
+setup installed perf-shell and no copy) there is no copy to probe, and verify says so. The member
+check is then a session's system-wide count (as above) and perf-shell's command, helper and drop-in
+as setup wrote them, with sudo and capsh present; the non-member check is what can be shown without
+sudo: the drop-in holds only the group's rule, the helper is no set-id file and only root can change
+it, and the helper run directly by the non-member (no sudo) gives nothing. ShellOnly carries the
+judgments (findings.shell_only_problems); the copy's workloads are "unavailable: no copy".
+
 Workloads: system-wide counting, counting another user's process, system-wide sampling with call
 graphs, kernel symbols in its report, a tracepoint, a large ring buffer. A workload the node cannot
 support (no tracefs, kptr_restrict=2, lockdown) is "unavailable" with the reason, never a failure
@@ -44,6 +52,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator
 
 from .errors import VerifyError
+from .paths import shell_helper_path, sudoers_path
 from .tuples import NamedTuple
 
 OTHER_UID = 1  # daemon: the "other user" whose process members count (it holds nothing)
@@ -147,20 +156,50 @@ def _probe_dict(probe: Probe | None) -> dict[str, object] | None:
     return {**asdict(probe), "outcome": "allowed" if probe.allowed else "refused"}
 
 
+NOT_RUN = "sudo: the fresh uids have no passwd entry, which sudo needs; the session was started with capsh, as the helper starts it"
+
+
+@dataclass(frozen=True)
+class ShellOnly:
+    """A node without a copy: where it would be, file capabilities cannot work, and setup installed
+    perf-shell instead (findings.shell_only). What verify checks there without running a process,
+    judged by findings.shell_only_problems."""
+
+    dest: str
+    reason: str  # policy.caps_blocked: "a nosuid mount", "nfs4, which cannot hold file capabilities"
+    group: str
+    member_problems: tuple[str, ...] = ()  # what keeps members from starting perf-shell
+    non_member_problems: tuple[str, ...] = ()  # what could let someone outside the group start it
+
+    @property
+    def no_copy(self) -> str:
+        return f"file capabilities do not work on this mount ({os.path.dirname(self.dest)} is on {self.reason})"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "dest": self.dest, "reason": self.reason, "no_copy": self.no_copy,
+            "member_probe": "the stock perf stat -a (or a program's own perf_event_open) in a perf-shell session",
+            "non_member_probe": f"{shell_helper_path(self.group)} run by the non-member without sudo",
+            "member_problems": list(self.member_problems), "non_member_problems": list(self.non_member_problems),
+            "not_run": NOT_RUN,
+        }
+
+
 @dataclass(frozen=True)
 class VerifyResult:
-    member: Probe
-    non_member: Probe
+    member: Probe  # the copy as the member; on a shell-only node, a perf-shell session
+    non_member: Probe  # the copy as the non-member; on a shell-only node, the helper without sudo
     stock: Probe | None  # the distribution's perf for the member, if there is one
     rows: tuple[Row, ...] = field(default=())
+    shell_only: ShellOnly | None = None  # no copy on this node: what was checked instead
 
     @property
     def member_ok(self) -> bool:
-        return self.member.ran and self.member.returncode == 0
+        return self.member.allowed and not (self.shell_only is not None and self.shell_only.member_problems)
 
     @property
     def non_member_refused(self) -> bool:
-        return not self.non_member.ran or self.non_member.returncode != 0
+        return not self.non_member.allowed and not (self.shell_only is not None and self.shell_only.non_member_problems)
 
     @property
     def workloads_ok(self) -> bool:
@@ -177,13 +216,18 @@ class VerifyResult:
             "member": asdict(self.member), "non_member": asdict(self.non_member),
             "stock": asdict(self.stock) if self.stock else None,
             "workloads": [row.as_dict() for row in self.rows],
+            "copy_probed": self.shell_only is None,
+            "shell_only": self.shell_only.as_dict() if self.shell_only is not None else None,
         }
 
     def lines(self) -> list[str]:
-        out = [
-            ("member (a fresh uid + group): " + ("profiled system-wide" if self.member_ok else f"FAILED: {self.member.detail}")),
-            ("non-member (a fresh uid): " + ("refused" if self.non_member_refused else "ALLOWED: the copy is open to everyone")),
-        ]
+        if self.shell_only is not None:
+            out = self.shell_only_lines(self.shell_only)
+        else:
+            out = [
+                ("member (a fresh uid + group): " + ("profiled system-wide" if self.member_ok else f"FAILED: {self.member.detail}")),
+                ("non-member (a fresh uid): " + ("refused" if self.non_member_refused else "ALLOWED: the copy is open to everyone")),
+            ]
         if self.stock is not None:
             refused = not self.stock.ran or self.stock.returncode != 0
             out.append("stock perf for the member: " + ("refused -a, as expected" if refused else "allowed -a (perf_event_paranoid is low)"))
@@ -193,6 +237,26 @@ class VerifyResult:
                 f"{row.workload.id} (member: {row.member.detail if row.member else '-'}; "
                 f"non-member: {row.non_member.detail if row.non_member else '-'})" for row in failed))
         return out
+
+    def shell_only_lines(self, only: ShellOnly) -> list[str]:
+        """The member's and the non-member's lines on a node without a copy, what stands in for
+        the copy's probes, and what was not run."""
+        helper = shell_helper_path(only.group)
+        if self.member_ok:
+            member = ("profiled system-wide in a perf-shell session; perf-shell's command, helper and sudoers "
+                      "drop-in are as setup wrote them")
+        else:
+            member = "FAILED: " + "; ".join(
+                [*only.member_problems, *([] if self.member.allowed else [f"perf-shell session: {self.member.detail}"])])
+        if self.non_member_refused:
+            other = (f"refused: {sudoers_path(only.group)} lets only %{only.group} run {helper} through sudo, "
+                     f"and run without sudo it gave nothing ({self.non_member.detail})")
+        elif self.non_member.allowed:
+            other = "; ".join((f"ALLOWED: {helper}, run without sudo, counted system-wide", *only.non_member_problems))
+        else:
+            other = "MAY START perf-shell: " + "; ".join(only.non_member_problems)
+        return [f"member (a fresh uid + group): {member}", f"non-member (a fresh uid): {other}",
+                f"no copy to probe on this node: {only.no_copy}; members use perf-shell", f"not run: {NOT_RUN}"]
 
     def matrix(self) -> list[str]:
         def cell(probe: Probe | None, unavailable: str) -> str:
@@ -445,15 +509,16 @@ class Started(NamedTuple):
 
 
 def start(executable: str, identity: Identity, args: tuple[str, ...] = PERF_ARGS,
-          check: Callable[[str], bool] | None = None, drop: bool = True) -> Started:
+          check: Callable[[str], bool] | None = None, drop: bool = True, env: dict[str, str] | None = None) -> Started:
     """Start one probe as identity, in its own directory and session; output goes to a temp file,
     so many can run at once (no pipes to fill, no threads: preexec_fn is only safe without them).
-    drop=False: the executable switches to identity itself (capsh, for a perf-shell session)."""
+    drop=False: the executable switches to identity itself (capsh, for a perf-shell session).
+    env: more environment variables for it."""
     output = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 -- closed by finish(), after the process ends
     try:
         process = subprocess.Popen(
             [executable, *args], preexec_fn=drop_to(identity.uid, identity.gid, list(identity.groups)) if drop else None,
-            env={"PATH": "/usr/bin:/bin", "LC_ALL": "C", "HOME": identity.home}, cwd=identity.home,
+            env={**(env or {}), "PATH": "/usr/bin:/bin", "LC_ALL": "C", "HOME": identity.home}, cwd=identity.home,
             stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )
     except PermissionError:
@@ -596,14 +661,21 @@ def session_args(session: Session, identity: Identity, argv: tuple[str, ...]) ->
             "--", "-c", 'exec "$@"', "perf-shell", *argv)
 
 
-def session_rows(session: Session, stock: str | None, identities: Identities, paranoid: int | None) -> tuple[Row, ...]:
-    """Inside a session the member counts system-wide, with the stock perf and with a program of
-    its own; the non-member runs the same without a session and must be refused."""
+def session_programs(stock: str | None) -> list[tuple[Workload, tuple[str, ...]]]:
+    """What runs in a session: the stock perf counting system-wide (where there is one), and a
+    program that calls perf_event_open itself."""
     python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
     counter = Workload("shell_counter", "perf-shell: a program's own perf_event_open -a", ())
     programs: list[tuple[Workload, tuple[str, ...]]] = [(counter, (python, "-I", "-c", COUNTER))]
     if stock:
         programs.insert(0, (Workload("shell_perf_stat", "perf-shell: stock perf stat -a", ()), (stock, *PERF_ARGS)))
+    return programs
+
+
+def session_rows(session: Session, stock: str | None, identities: Identities, paranoid: int | None) -> tuple[Row, ...]:
+    """Inside a session the member counts system-wide, with the stock perf and with a program of
+    its own; the non-member runs the same without a session and must be refused."""
+    programs = session_programs(stock)
     expected = "refused" if paranoid is None or paranoid >= 2 else "either (perf_event_paranoid < 2)"
     rows = []
     for workload, argv in programs:
@@ -613,8 +685,37 @@ def session_rows(session: Session, stock: str | None, identities: Identities, pa
     return tuple(rows)
 
 
-def run(dest: str, gid: int, stock: str | None, node: Node | None = None, session: Session | None = None) -> VerifyResult:
+def sudo_user_stand_in() -> dict[str, str]:
+    """SUDO_USER naming an account that exists (daemon), as sudo would set it: the helper, run
+    without sudo, then goes on to capsh as it would for a member (and capsh cannot switch users
+    or set capabilities for anyone but root). Without such an account it stops at its own check."""
+    try:
+        return {"SUDO_USER": pwd.getpwuid(OTHER_UID).pw_name}
+    except KeyError:
+        return {}
+
+
+def run_shell_only(only: ShellOnly, stock: str | None, session: Session | None, identities: Identities,
+                   paranoid: int | None) -> VerifyResult:
+    """No copy: the member counts in a perf-shell session, the non-member runs the helper without
+    sudo (it must give nothing); the copy's workloads are unavailable."""
+    rows = tuple(Row(w, None, None, unavailable=f"no copy on this node ({only.reason}): members use perf-shell")
+                 for w in WORKLOADS)
+    sessions = session_rows(session, stock, identities, paranoid) if session is not None else ()
+    member = sessions[0].member if sessions and sessions[0].member is not None else \
+        Probe(ran=False, returncode=None, detail="perf-shell cannot start a session here (no capsh with --iab)")
+    argv = session_programs(stock)[0][1]
+    non_member = finish(start(shell_helper_path(only.group), identities.non_member, ("-c", 'exec "$@"', "perf-shell", *argv),
+                              env=sudo_user_stand_in()))
+    stock_probe = probe(stock, identities.member) if stock else None
+    return VerifyResult(member=member, non_member=non_member, stock=stock_probe, rows=rows + sessions, shell_only=only)
+
+
+def run(dest: str, gid: int, stock: str | None, node: Node | None = None, session: Session | None = None,
+        shell_only: ShellOnly | None = None) -> VerifyResult:
     with Identities(gid) as identities:
+        if shell_only is not None:
+            return run_shell_only(shell_only, stock, session, identities, node.paranoid if node is not None else None)
         member = probe(dest, identities.member)
         non_member = probe(dest, identities.non_member)
         stock_probe = probe(stock, identities.member) if stock else None
