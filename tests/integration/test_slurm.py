@@ -276,44 +276,76 @@ def test_the_job_submit_lua_snippet_in_the_real_slurmctld(cluster: Cluster) -> N
 
 
 def _job_pids(node: Node, job: str) -> list[int]:
-    marker = f"SLURM_JOB_ID={job}\0".encode()
+    """The job's processes in the node: its slurmstepds (title `slurmstepd: [JOB.STEP]`) and
+    whatever carries its id in the environment (its tasks)."""
+    marker, title = f"SLURM_JOB_ID={job}\0".encode(), f"slurmstepd: [{job}.".encode()
     out = []
     for pid in node.processes():
         try:
             with open(f"/proc/{pid}/environ", "rb") as handle:
                 environ = b"\0" + handle.read()
-            with open(f"/proc/{pid}/comm") as handle:
-                comm = handle.read().strip()
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                cmdline = handle.read()
         except OSError:
             continue
-        if marker in environ or comm == "slurmstepd":
+        if marker in environ or cmdline.startswith(title):
             out.append(pid)
     return out
 
 
+def _uid_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            return next(int(line.split()[1]) for line in handle if line.startswith("Uid:"))
+    except (OSError, StopIteration):
+        return None
+
+
 def test_a_grant_left_by_a_dead_slurmd_is_critical_and_heal_revokes_it(cluster: Cluster) -> None:
+    """A crash (slurmd, the job's slurmstepds and tasks killed, no epilog) leaves the record and
+    alice's entry: the audit calls it stale, also while bob runs processes carrying the job's id in
+    their environment or titled as its stepd (anyone can; only a root stepd or the job's populated
+    cgroup says the job runs), and heal revokes it."""
     node = cluster.node
     node.ok(f"rm -f {STOP}")
     job = cluster.sbatch("alice", "-C perf --exclusive -o /dev/null", WAITS)
     cluster.wait_job(job, ("RUNNING",))
     _wait(lambda: grants(node) == [job], "the grant")
-    # The node crashes: slurmd and the job die, no epilog runs.
+    _wait(lambda: any(_uid_of(pid) == 0 for pid in _job_pids(node, job)), "the job's slurmstepd")
+    stepds = [pid for pid in _job_pids(node, job) if _uid_of(pid) == 0]
+    code, report = audit(node)
+    assert finding_ids(report).get("job.grant_active") == "ok", report  # by its root slurmstepd alone
+    # The node crashes: slurmd and the job die (its stepds too), no epilog runs.
     cluster.kill_slurmd()
     for pid in _job_pids(node, job):
         os.kill(pid, signal.SIGKILL)
-    _wait(lambda: not _job_pids(node, job), "the job's processes gone")
-    code, report = audit(node)
-    found = finding_ids(report)
-    assert code == 2 and found.get("job.grant_stale") == "critical" and found.get("job.record_gone") == "warning", \
-        [f for f in report["findings"] if f["severity"] != "ok" or f["id"].startswith("job.")]
-    assert found.get("copy.acl") == "critical"
-    assert not alice_refused(node)
-    healed = node.run([NODE_CMD, "heal", "--group", GROUP])
-    assert healed.returncode == 0, healed.stderr
-    assert f"job {job}: revoked alice" in healed.stdout
-    assert grants(node) == [] and acl_of(node) is None and alice_refused(node)
-    code, report = audit(node)
-    assert code == 0 and not [f for f in finding_ids(report) if f.startswith("job.")], report
+    _wait(lambda: not _job_pids(node, job) and not any(_alive(pid) for pid in stepds), "the job's processes gone")
+    # bob forges what used to count as the job running, and what a stepd looks like to others.
+    node.ok(f"setpriv --reuid=bob --regid=bob --init-groups -- sh -c '"
+            f"env SLURM_JOB_ID={job} sleep 600 >/dev/null 2>&1 & "
+            f"bash -c \"exec -a \\\"slurmstepd: [{job}.batch]\\\" sleep 600\" >/dev/null 2>&1 &'")
+    bob = int(node.ok("id -u bob"))
+    _wait(lambda: len(_job_pids(node, job)) == 2, "bob's forgeries")
+    forged = _job_pids(node, job)
+    assert {_uid_of(pid) for pid in forged} == {bob}
+    try:
+        code, report = audit(node)
+        found = finding_ids(report)
+        assert code == 2 and found.get("job.grant_stale") == "critical" and found.get("job.record_gone") == "warning", \
+            [f for f in report["findings"] if f["severity"] != "ok" or f["id"].startswith("job.")]
+        assert found.get("copy.acl") == "critical" and "job.grant_active" not in found
+        assert report["job_grants_active"] == 0
+        assert not alice_refused(node)
+        healed = node.run([NODE_CMD, "heal", "--group", GROUP])
+        assert healed.returncode == 0, healed.stderr
+        assert f"job {job}: revoked alice" in healed.stdout
+        assert grants(node) == [] and acl_of(node) is None and alice_refused(node)
+        code, report = audit(node)
+        assert code == 0 and not [f for f in finding_ids(report) if f.startswith("job.")], report
+    finally:
+        for pid in forged:
+            os.kill(pid, signal.SIGKILL)
+    _wait(lambda: not any(_alive(pid) for pid in forged), "bob's forgeries gone")
     node.ok(f"touch {STOP}; scancel {job}; /usr/sbin/slurmd -N {cluster_node_name()}")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from factsdata import DEST, acl, converged, desired, with_copy
@@ -140,32 +140,85 @@ def test_only_entries_of_live_grants_are_explained() -> None:
     assert job_rules.unbacked(copy_acl, JobFacts((GRANT,), frozenset())) == copy_acl
 
 
-@pytest.mark.parametrize(("cgroup", "events", "environ", "alive"), [
+V2 = "system.slice/slurmstepd.scope/job_7"
+V1 = "freezer/slurm/uid_1001/job_7"
+ROOT = "Uid:\t0\t0\t0\t0"
+BOBS = "Uid:\t1002\t1002\t1002\t1002"
+SETUID = "Uid:\t1001\t0\t0\t0"  # sudo, su, passwd at their prompt: the caller's real uid (seen)
+STEPD = "/usr/sbin/slurmstepd-wlm"  # Debian 12's (/usr/sbin/slurmstepd is an alternatives link to it)
+FORGED = b"HOME=/\0SLURM_JOB_ID=7\0"
+
+
+class Proc(NamedTuple):
+    cmdline: bytes
+    status: str = ROOT
+    exe: str | None = None  # None: not readable (a non-root audit)
+    environ: bytes = b""
+
+
+@pytest.mark.parametrize(("files", "procs", "alive"), [
     # cgroup v2, as 22.05 lays it out under its scope: populated decides, not the directory
-    ("system.slice/slurmstepd.scope/job_7", "populated 1\nfrozen 0\n", None, True),
-    ("system.slice/slurmstepd.scope/job_7", "populated 0\nfrozen 0\n", None, False),  # left by a crash
-    ("system.slice/slurmstepd.scope/job_7", "populated 0\nfrozen 0\n", "SLURM_JOB_ID=7", True),
-    ("system.slice/node1_slurmstepd.scope/job_7", "populated 1\n", None, True),  # Debian 12 names it so
-    ("system.slice/node1_slurmstepd.scope/job_7", "populated 0\n", None, False),
-    ("system.slice/slurmstepd.scope/job_8", "populated 1\n", None, False),  # another job's
-    # cgroup v1 has no cgroup.events: the directory is the job's
-    ("freezer/slurm/uid_1001/job_7", None, None, True),
-    (None, None, "SLURM_JOB_ID=7", True),  # proctrack/linuxproc: a process's environment
-    (None, None, "SLURM_JOB_ID=70", False),
-    (None, None, None, False),
+    ({f"{V2}/cgroup.events": "populated 1\nfrozen 0\n"}, (), True),
+    ({f"{V2}/cgroup.events": "populated 0\nfrozen 0\n"}, (), False),  # left by a crash
+    ({"system.slice/node1_slurmstepd.scope/job_7/cgroup.events": "populated 1\n"}, (), True),  # Debian 12's name
+    ({"system.slice/node1_slurmstepd.scope/job_7/cgroup.events": "populated 0\n"}, (), False),
+    ({"system.slice/slurmstepd.scope/job_8/cgroup.events": "populated 1\n"}, (), False),  # another job's
+    ({f"{V2}/cgroup.type": "domain\n"}, (), False),  # no cgroup.events: nothing says a process is there
+    # an environment proves nothing, whoever's: `env SLURM_JOB_ID=7 sleep infinity`
+    ({f"{V2}/cgroup.events": "populated 0\n"}, (Proc(b"sleep\0infinity\0", BOBS, environ=FORGED),), False),
+    ({}, (Proc(b"sleep\0infinity\0", ROOT, "/usr/bin/sleep", FORGED),), False),
+    # cgroup v1 (no cgroup.events): a cgroup.procs listing a process, in the job's cgroup or below
+    ({f"{V1}/cgroup.procs": "", f"{V1}/step_batch/cgroup.procs": ""}, (), False),  # left by a crash
+    ({f"{V1}/cgroup.procs": "", f"{V1}/step_batch/cgroup.procs": "4242\n"}, (), True),
+    ({"cpuset/slurm/uid_1001/job_7/cgroup.procs": "4242\n"}, (), True),
+    ({"freezer/slurm_node1/uid_1001/job_7/step_0/cgroup.procs": "4242\n"}, (), True),  # multiple-slurmd
+    ({"freezer/slurm_node1/uid_1001/job_7/step_0/cgroup.procs": ""}, (), False),
+    ({"freezer/slurm/uid_1002/job_7/cgroup.procs": "4242\n"}, (), False),  # not the record's uid
+    ({"freezer/slurm/uid_1001/job_70/cgroup.procs": "4242\n"}, (), False),
+    # no cgroup (proctrack/linuxproc): a root process titled as one of the job's slurmstepds
+    ({}, (Proc(b"slurmstepd: [7.batch]\0"),), True),
+    ({}, (Proc(b"slurmstepd: [7.extern]\0"),), True),  # PrologFlags=Contain: the whole job
+    ({}, (Proc(b"slurmstepd: [7.0]\0", exe=STEPD),), True),
+    ({}, (Proc(b"slurmstepd: [7.1+0]\0", exe=STEPD),), True),  # a heterogeneous job's component
+    ({}, (Proc(b"slurmstepd: [7.batch]\0", exe=f"{STEPD} (deleted)"),), True),  # Slurm upgraded under it
+    ({}, (Proc(b"slurmstepd: [70.batch]\0", exe=STEPD), Proc(b"slurmstepd: [17.0]\0", exe=STEPD)), False),
+    ({}, (Proc(b"slurmstepd: [7.batch]\0", BOBS),), False),  # anyone can title a process so
+    ({}, (Proc(b"slurmstepd: [7.batch]\0-S\0true\0", SETUID),), False),  # a setuid program's forged argv[0]
+    ({}, (Proc(b"slurmstepd: [7.batch]\0", ROOT, "/usr/bin/sudo"),), False),  # root audits check the executable
+    ({}, (Proc(b"slurmstepd:\0[7.batch]\0"),), False),
+    ({}, (), False),
 ])
-def test_a_job_is_alive_while_its_cgroup_is_populated_or_a_process_carries_its_id(
-        tmp_path: Path, cgroup: str | None, events: str | None, environ: str | None, alive: bool) -> None:
+def test_a_job_is_alive_only_by_what_a_user_cannot_forge(
+        tmp_path: Path, files: dict[str, str], procs: tuple[Proc, ...], alive: bool) -> None:
     root, proc = tmp_path / "cgroup", tmp_path / "proc"
+    root.mkdir()
     (proc / "1").mkdir(parents=True)
-    if cgroup is not None:
-        (root / cgroup).mkdir(parents=True)
-        if events is not None:
-            (root / cgroup / "cgroup.events").write_text(events)
-    if environ is not None:
-        (proc / "4242").mkdir()
-        (proc / "4242" / "environ").write_bytes(f"HOME=/\0{environ}\0".encode())
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    for pid, made in enumerate(procs, 4242):
+        (proc / str(pid)).mkdir()
+        (proc / str(pid) / "cmdline").write_bytes(made.cmdline)
+        (proc / str(pid) / "status").write_text(f"Name:\tx\nPid:\t{pid}\n{made.status}\n")
+        (proc / str(pid) / "environ").write_bytes(made.environ)
+        if made.exe is not None:
+            (proc / str(pid) / "exe").symlink_to(made.exe)
     assert job_alive("7", ALICE, proc=str(proc), cgroup_root=str(root)) is alive
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown: the cgroup the job's user made must be theirs")
+def test_a_v1_cgroup_the_jobs_user_made_in_their_step_cgroup_proves_nothing(tmp_path: Path) -> None:
+    """22.05 gives a v1 step cgroup to the job's user: they can make one below it (its files are
+    theirs) and move their own processes there after a crash; only cgroups root made count."""
+    root, proc = tmp_path / "cgroup", tmp_path / "proc"
+    mine = root / V1 / "step_batch" / "mine"
+    mine.mkdir(parents=True)
+    proc.mkdir()
+    (mine / "cgroup.procs").write_text("4242\n")
+    os.chown(mine / "cgroup.procs", ALICE, ALICE)
+    assert not job_alive("7", ALICE, proc=str(proc), cgroup_root=str(root))
+    os.chown(mine / "cgroup.procs", 0, 0)
+    assert job_alive("7", ALICE, proc=str(proc), cgroup_root=str(root))
 
 
 def test_an_entry_the_mask_blocks_is_a_lost_grant() -> None:
