@@ -9,13 +9,14 @@ import errno
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from conftest import PERFGROUP, integration_possible
-from node import Node, NodeOptions, SyslogReceiver
+from node import ENV, Node, NodeOptions, SyslogReceiver
 from slurm import Cluster
 
 from perfgroup.engine.acl import USER, decode_acl
@@ -382,6 +383,55 @@ def test_an_epilog_that_cannot_restore_drains_the_node(cluster: Cluster) -> None
     revoked = node.run([NODE_CMD, "job-revoke", "--group", GROUP, "--job", job])
     assert revoked.returncode == 0, revoked.stderr
     clean_after(cluster)
+
+
+PAUSED = "/run/perfgroup-test-paused"
+
+
+def test_a_revoke_killed_half_way_is_critical_and_nothing_puts_the_entry_back(cluster: Cluster) -> None:
+    """A revoke of a running job's grant (`job-revoke` by hand, `perfgroup remove`) killed after
+    it took alice's entry away and before it deleted the record (the pause hook holds it there; an
+    epilog over PrologEpilogTimeout or the OOM killer would do the same): the record says
+    revoking=1, the audit calls it job.revoke_incomplete (critical), not a lost grant to put back;
+    setup leaves the entry away while the job runs; heal finishes the revoke; the job's own
+    epilog then has nothing left to do."""
+    node = cluster.node
+    job = granted_job(cluster)
+    assert alice_entry(node)
+    node.ok(f"rm -f {PAUSED}")
+    env = {**ENV, "PERFGROUP_TEST_PAUSE_AT": "delete_grant_record", "PERFGROUP_TEST_PAUSE_FILE": PAUSED}
+    revoke = subprocess.Popen(node.argv([NODE_CMD, "job-revoke", "--group", GROUP, "--job", job]), env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait(lambda: revoke.poll() is not None or (node.path(PAUSED).exists() and node.path(PAUSED).read_text()),
+          "the revoke paused")
+    assert revoke.poll() is None, revoke.communicate()
+    os.kill(int(node.path(PAUSED).read_text().split()[0]), signal.SIGKILL)
+    revoke.communicate(timeout=30)
+    assert revoke.returncode != 0
+    node.ok(f"rm -f {PAUSED}")
+    assert "revoking=1" in node.path(f"{GRANTS}/{job}").read_text()
+    assert not alice_entry(node) and alice_refused(node)
+    code, report = audit(node)
+    found = finding_ids(report)
+    assert code == 2 and found.get("job.revoke_incomplete") == "critical", report
+    assert not {"job.grant_lost", "job.grant_active"} & set(found) and report["job_grants_active"] == 0, found
+    incomplete = next(f for f in report["findings"] if f["id"] == "job.revoke_incomplete")
+    assert incomplete["fix"] == f"perfgroup-node job-revoke --group {GROUP} --job {job}", incomplete
+    again = node.run([PERFGROUP, "setup", "--group", GROUP, "--member", "bob", "--job-feature", "perf", "--shell",
+                      "--no-verify"])
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert not alice_entry(node) and alice_refused(node)
+    healed = node.run([NODE_CMD, "heal", "--group", GROUP])
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    assert f"job {job}: revoked alice" in healed.stdout, healed.stdout
+    assert grants(node) == [] and acl_of(node) is None and alice_refused(node)
+    code, report = audit(node)
+    assert code == 0 and not [f for f in finding_ids(report) if f.startswith("job.")], report
+    node.ok(f"touch {STOP}")
+    cluster.wait_job(job, ("COMPLETED",))
+    clean_after(cluster)
+    assert cluster.state() == "idle", node.ok(f"scontrol show node {cluster_node_name()}")
+    node.ok(f"rm -f {STOP}")
 
 
 STOP2 = "/tmp/perfgroup-test-stop2"

@@ -12,7 +12,7 @@ import pytest
 from factsdata import DEST, acl, converged, desired, with_copy
 
 from perfgroup.engine import facts as facts_mod
-from perfgroup.engine import findings, job_rules, plan, report_formats
+from perfgroup.engine import findings, job_rules, jobs, plan, report_formats
 from perfgroup.engine.acl import (
     GROUP_OBJ,
     MASK,
@@ -25,10 +25,14 @@ from perfgroup.engine.acl import (
     with_user,
     without_user,
 )
+from perfgroup.engine.errors import ConvergeError
 from perfgroup.engine.job_facts import Grant, JobFacts, format_record, job_alive, parse_record
 
 ALICE = 1001
 GRANT = Grant("42", "perf_users", "alice", ALICE, DEST, True)
+REVOKING = GRANT._replace(revoking=True)  # the epilog marked it and did not finish
+CAROL = 1003
+CAROLS = Grant("43", "perf_users", "carol", CAROL, DEST, True)
 
 
 @pytest.mark.parametrize(("constraints", "asks"), [
@@ -62,11 +66,30 @@ def test_exclusive_is_what_scontrol_shows_for_oversubscribe(shown: str, exclusiv
     assert job_rules.exclusive(shown) is exclusive
 
 
+# A record as the prolog wrote it before the epilog marked records it revokes.
+BEFORE_REVOKING = """job=42
+group=perf_users
+user=alice
+uid=1001
+copy=/usr/local/libexec/perfgroup/perf_users/perf
+acl_added=1
+paranoid_before=2
+paranoid=0
+"""
+
+
 def test_grant_record_round_trips_and_refuses_what_perfgroup_did_not_write() -> None:
     full = GRANT._replace(paranoid_before=2, paranoid=0)
-    for grant in (GRANT, full):
+    for grant in (GRANT, full, full._replace(revoking=True)):
         assert parse_record(format_record(grant)) == grant
     text = format_record(GRANT)
+    assert "revoking" not in text  # a grant the epilog has not touched: the record reads as before
+    assert format_record(full) == BEFORE_REVOKING and parse_record(BEFORE_REVOKING) == full
+    assert format_record(GRANT._replace(revoking=True)) == text + "revoking=1\n"
+    assert parse_record(text + "revoking=0\n") == GRANT
+    assert parse_record(text + "revoking=yes\n") is None
+    assert parse_record(text + "revoking=1\nrevoking=1\n") is None
+    assert parse_record(text + "revoked=1\n") is None  # a field perfgroup does not write
     assert parse_record(text.replace("uid=1001", "uid=x")) is None
     assert parse_record(text.replace("job=42", "job=4 2")) is None
     assert parse_record(text + "user=root\n") is None  # a field twice
@@ -114,6 +137,15 @@ ENTRY = AclEntry(USER, 5, ALICE)
     ((GRANT._replace(acl_added=False),), {"42"}, (), 2, {"job.grant_lost": "warning"}),
     # a live record naming another copy (the destination moved) explains no entry on this one
     ((GRANT._replace(copy="/opt/old/perf"),), {"42"}, (ENTRY,), 2, {"job.grant_active": "ok", "copy.acl": "critical"}),
+    # an epilog that could not finish (a step failed after it marked the record): critical, the job
+    # running or not; its entry is not lost (heal must not put it back) and explains nothing
+    ((REVOKING,), {"42"}, (), 2, {"job.revoke_incomplete": "critical"}),
+    ((REVOKING,), {"42"}, (ENTRY,), 2, {"job.revoke_incomplete": "critical", "copy.acl": "critical"}),
+    ((REVOKING._replace(paranoid_before=2, paranoid=0),), set(), (), 0,
+     {"job.revoke_incomplete": "critical", "paranoid.low": "critical"}),
+    ((REVOKING,), set(), (), 2, {"job.revoke_incomplete": "critical"}),
+    ((REVOKING, CAROLS), {"42", "43"}, (AclEntry(USER, 5, CAROL),), 2,
+     {"job.revoke_incomplete": "critical", "job.grant_active": "ok"}),
 ])
 def test_the_audit_judges_grants_by_their_record_and_whether_the_job_runs(
         grants: tuple[Grant, ...], alive: set[str], named: tuple[AclEntry, ...], paranoid: int,
@@ -124,7 +156,7 @@ def test_the_audit_judges_grants_by_their_record_and_whether_the_job_runs(
                 if f.id.startswith(("job.", "copy.acl", "paranoid.low", "process.lingering"))}
     assert relevant == expect
     report = findings.report(facts, desired(), found)  # type: ignore[arg-type]
-    live = len(alive)  # live records, whatever their ACL entry
+    live = sum(1 for g in grants if g.job in alive and not g.revoking)  # live records, whatever their ACL entry
     assert report["job_grants_active"] == live
     assert f'perfgroup_job_grants_active{{group="perf_users"}} {live}' in report_formats.prometheus(report, 0)
     assert f"'job_grants'={live};;;0" in report_formats.nagios(report)
@@ -227,10 +259,9 @@ def test_an_entry_the_mask_blocks_is_a_lost_grant() -> None:
     assert job_rules.lost_grants(acl(DEST, "access", ENTRY, mask=4), jobs, DEST) == (GRANT,)
     assert job_rules.lost_grants(None, jobs, DEST) == (GRANT,)
     assert job_rules.lost_grants(None, JobFacts((GRANT,), frozenset()), DEST) == ()  # the job is gone
+    assert job_rules.lost_grants(None, JobFacts((REVOKING,), frozenset({"42"})), DEST) == ()  # being revoked
 
 
-CAROL = 1003
-CAROLS = Grant("43", "perf_users", "carol", CAROL, DEST, True)
 BOB = AclEntry(USER, 5, 1002)  # no record backs it
 
 
@@ -264,6 +295,12 @@ def _named(entries: tuple[AclEntry, ...]) -> dict[int | None, int]:
     ({}, (GRANT, CAROLS), {"42", "43"}, (ENTRY,), "fix_copy", {ALICE: 5, CAROL: 5}),
     # an unbacked entry alone: stripped, nothing carried
     ({}, (GRANT,), set(), (ENTRY,), "fix_copy", {}),
+    # a record the epilog could not finish revoking, its job still running: its entry is neither
+    # carried nor put back (the epilog took it away), and one still there goes
+    ({"sha256": "6" * 64}, (REVOKING,), {"42"}, (ENTRY,), "install_copy", {}),
+    ({"sha256": "6" * 64}, (REVOKING, CAROLS), {"42", "43"}, (ENTRY,), "install_copy", {CAROL: 5}),
+    ({}, (REVOKING,), {"42"}, (), None, {}),
+    ({}, (REVOKING,), {"42"}, (ENTRY,), "fix_copy", {}),
 ])
 def test_a_copy_setup_or_heal_installs_or_repairs_carries_exactly_the_live_grants(
         copy: dict[str, Any], grants: tuple[Grant, ...], alive: set[str], named: tuple[AclEntry, ...],
@@ -279,7 +316,10 @@ def test_a_copy_setup_or_heal_installs_or_repairs_carries_exactly_the_live_grant
         # what the prolog writes: owner rwx, group r-x, other none, mask r-x (the mode stays 0750)
         assert {(e.tag, e.perm) for e in entries if e.tag != USER} == {(USER_OBJ, 7), (GROUP_OBJ, 5), (OTHER, 0),
                                                                         (MASK, 5)}
-        assert "live job grants of alice (job 42)" in actions[0].summary
+        summary = actions[0].summary
+        assert "live job grants of " in summary
+        for uid, who in ((ALICE, "alice (job 42)"), (CAROL, "carol (job 43)")):
+            assert (who in summary) is (uid in carried), summary
         assert set(decode_acl(encode_acl(entries))) == set(entries)
     else:
         assert entries == () and "job grants" not in actions[0].summary
@@ -289,6 +329,7 @@ def test_grant_acl_is_the_prologs_entry_for_one_grant() -> None:
     jobs = JobFacts((GRANT,), frozenset({"42"}))
     assert job_rules.grant_acl(jobs, DEST, 0o750) == with_user((), 0o750, ALICE, 5)
     assert job_rules.grant_acl(JobFacts((GRANT,), frozenset()), DEST, 0o750) == ()
+    assert job_rules.grant_acl(JobFacts((REVOKING,), frozenset({"42"})), DEST, 0o750) == ()
 
 
 def test_a_grant_or_revoke_while_setup_waits_for_the_lock_makes_it_read_the_node_again(
@@ -307,3 +348,79 @@ def test_a_grant_or_revoke_while_setup_waits_for_the_lock_makes_it_read_the_node
     before = facts_mod.fingerprint(want)
     (grants / "42").unlink()
     assert facts_mod.fingerprint(want) != before
+
+
+def test_an_unfinished_revoke_names_what_is_still_open_and_the_epilogs_own_fix() -> None:
+    facts = _facts((REVOKING._replace(paranoid_before=2, paranoid=0),), frozenset({"42"}), (ENTRY,), 0)
+    found = [f for f in findings.audit(facts, desired()) if f.id == "job.revoke_incomplete"]  # type: ignore[arg-type]
+    assert [(f.severity, f.fix) for f in found] == [
+        ("critical", "perfgroup-node job-revoke --group perf_users --job 42")]
+    assert found[0].message == (f"the epilog of job 42 could not finish revoking the grant of alice (its ACL entry on "
+                                f"{DEST} and perf_event_paranoid=0 still there); heal retries it")
+
+
+WITH_ALICE = with_user((), 0o750, ALICE, 5)
+
+
+def test_heal_revokes_the_grants_of_gone_jobs_and_retries_unfinished_revokes(monkeypatch: pytest.MonkeyPatch) -> None:
+    records = {"41": GRANT._replace(job="41"), "42": GRANT, "43": CAROLS, "44": REVOKING._replace(job="44"),
+               "45": GRANT._replace(job="45", group="other")}
+    alive = {"41", "44", "45"}
+    monkeypatch.setattr(jobs, "record_jobs", lambda: tuple(sorted(records)))
+    monkeypatch.setattr(jobs, "read_record", lambda job: (records[job], None))
+    monkeypatch.setattr(jobs, "job_alive", lambda job, uid: job in alive)
+    monkeypatch.setattr(jobs, "revoke", lambda group, job: job)
+    assert jobs.revoke_all("perf_users", gone_only=True) == ["42", "43", "44"]
+    assert jobs.revoke_all("perf_users", gone_only=False) == ["41", "42", "43", "44"]
+
+
+class FakeNode:
+    """The copy's ACL and the steps jobs._undo takes, in order; `fail_at` raises there."""
+
+    def __init__(self, entries: tuple[AclEntry, ...], fail_at: str | None = None) -> None:
+        self.entries, self.fail_at = entries, fail_at
+        self.steps: list[str] = []
+
+    def step(self, name: str) -> None:
+        self.steps.append(name)
+        if name == self.fail_at:
+            raise ConvergeError(name, "refused")
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        def write_file(path: str, content: str, step: str, mode: int) -> None:
+            assert path.endswith("/42") and mode == 0o644
+            self.step(f"{step}: {parse_record(content)}")
+
+        def set_copy_acl(path: str, entries: tuple[AclEntry, ...], step: str, old: str, new: str) -> None:
+            self.step(step)
+            self.entries = entries
+
+        monkeypatch.setattr(jobs, "_others", lambda grant: [])
+        monkeypatch.setattr(jobs, "read_acl", lambda path, kind: acl(path, kind, *(
+            e for e in self.entries if e.tag == USER), mask=5) if self.entries else None)
+        monkeypatch.setattr(jobs, "copy_processes", lambda copy, uid: ())
+        monkeypatch.setattr(jobs.apply, "write_file", write_file)
+        monkeypatch.setattr(jobs.apply, "set_copy_acl", set_copy_acl)
+        monkeypatch.setattr(jobs.apply, "remove_path", lambda path, step: self.step(step))
+
+
+@pytest.mark.parametrize(("grant", "fail_at", "steps"), [
+    # the record is marked before anything changes, deleted once everything is restored
+    (GRANT, None, [f"mark_grant_revoking: {REVOKING}", "revoke_acl", "delete_grant_record"]),
+    # a step that fails leaves the record marked: the audit says job.revoke_incomplete, heal retries
+    (GRANT, "revoke_acl", [f"mark_grant_revoking: {REVOKING}", "revoke_acl"]),
+    (GRANT, "delete_grant_record", [f"mark_grant_revoking: {REVOKING}", "revoke_acl", "delete_grant_record"]),
+    # the retry of a marked record marks nothing again
+    (REVOKING, None, ["revoke_acl", "delete_grant_record"]),
+])
+def test_the_epilog_marks_the_record_revoking_before_it_changes_anything(
+        monkeypatch: pytest.MonkeyPatch, grant: Grant, fail_at: str | None, steps: list[str]) -> None:
+    node = FakeNode(WITH_ALICE, fail_at)
+    node.install(monkeypatch)
+    if fail_at is None:
+        jobs._undo(grant)
+    else:
+        with pytest.raises(ConvergeError):
+            jobs._undo(grant)
+    assert node.steps == steps
+

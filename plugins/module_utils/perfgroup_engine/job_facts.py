@@ -54,11 +54,19 @@ class Grant(NamedTuple):
     acl_added: bool  # False: the user already had an entry (not this grant's to remove)
     paranoid_before: int | None = None  # None: the grant did not touch perf_event_paranoid
     paranoid: int | None = None  # what the grant set it to
+    # The epilog marks the record before it changes anything: a revoke that did not finish (a
+    # step failed, the epilog was killed) is never taken for a live grant to keep or rebuild.
+    revoking: bool = False
+
+
+# Fields a record may lack: written only when set, so a record of a grant the epilog has not
+# touched reads the same as before the field existed (older records, older perfgroup-node).
+OPTIONAL_FIELDS = frozenset({"revoking"})
 
 
 def format_record(grant: Grant) -> str:
     lines = [f"{name}={'' if value is None else int(value) if isinstance(value, bool) else value}"
-             for name, value in zip(Grant._fields, grant)]
+             for name, value in zip(Grant._fields, grant) if value or name not in OPTIONAL_FIELDS]
     return "\n".join(lines) + "\n"
 
 
@@ -70,7 +78,7 @@ def parse_record(text: str) -> Grant | None:
         if not sep or name in values:
             return None
         values[name] = value
-    if set(values) != set(Grant._fields):
+    if not set(Grant._fields) - OPTIONAL_FIELDS <= set(values) <= set(Grant._fields):
         return None
 
     def number(name: str) -> int | None:
@@ -83,10 +91,11 @@ def parse_record(text: str) -> Grant | None:
 
     try:
         uid = number("uid")
-        if uid is None or values["acl_added"] not in ("0", "1") or not values["job"].isdigit():
+        revoking = values.get("revoking", "0")
+        if uid is None or values["acl_added"] not in ("0", "1") or revoking not in ("0", "1") or not values["job"].isdigit():
             return None
         return Grant(values["job"], values["group"], values["user"], uid, values["copy"], values["acl_added"] == "1",
-                     number("paranoid_before"), number("paranoid"))
+                     number("paranoid_before"), number("paranoid"), revoking == "1")
     except ValueError:
         return None
 

@@ -152,27 +152,36 @@ def revoke(group: str, job: str) -> str:
 
 
 def revoke_all(group: str, gone_only: bool) -> list[str]:
-    """Revoke every grant record of the group (remove), or those whose job is gone (heal)."""
+    """Revoke every grant record of the group (remove), or those whose job is gone or whose revoke
+    did not finish (heal)."""
     done = []
     for job in record_jobs():
         grant, _ = read_record(job)
-        if grant is None or grant.group != group or (gone_only and job_alive(grant.job, grant.uid)):
-            continue
+        if grant is None or grant.group != group or (
+                gone_only and not grant.revoking and job_alive(grant.job, grant.uid)):
+            continue  # heal: a live grant stays; one whose revoke did not finish is retried
         done.append(revoke(group, job))
     return done
 
 
 def _others(grant: Grant) -> list[Grant]:
-    """Live grants of other jobs (a uid's entry or a paranoid value they still need)."""
+    """Live grants of other jobs (a uid's entry or a paranoid value they still need); one whose
+    revoke did not finish needs nothing kept."""
     out = []
     for job in record_jobs():
         other, _ = read_record(job)
-        if other is not None and job != grant.job and job_alive(job, other.uid):
+        if other is not None and job != grant.job and not other.revoking and job_alive(job, other.uid):
             out.append(other)
     return out
 
 
 def _undo(grant: Grant) -> None:
+    if not grant.revoking:
+        # Before anything changes: a revoke that stops half way (a step fails, the epilog is
+        # killed) leaves a record the audit reports (job.revoke_incomplete) and heal retries,
+        # never one whose entry heal or setup would put back while the job still counts alive.
+        apply.write_file(grant_path(grant.job), format_record(grant._replace(revoking=True)),
+                         step="mark_grant_revoking", mode=0o644)
     others = _others(grant)
     keep_user = any(o.uid == grant.uid and o.copy == grant.copy for o in others)
     acl = read_acl(grant.copy, "access")
