@@ -120,6 +120,18 @@ def test_an_exclusive_job_asking_for_perf_profiles_system_wide_then_is_refused_a
     clean_after(cluster)
 
 
+def test_an_entry_left_on_the_copy_for_the_jobs_user_is_the_grants_and_goes_with_the_job(cluster: Cluster) -> None:
+    """An entry for alice that no other live grant backs (set by hand, left by a crash) is the
+    prolog's own (acl_added=1): the epilog takes it away, instead of leaving it for good."""
+    node = cluster.node
+    node.ok(f"setfacl -m u:alice:r-x {DEST}")
+    assert not alice_refused(node)
+    code, out = cluster.srun("alice", f"-C perf --exclusive sh -c '{PERF_A} && cat {GRANTS}/$SLURM_JOB_ID'")
+    assert code == 0, out + cluster.logs()
+    assert "cpu-clock" in out and "user=alice" in out and "acl_added=1" in out, out
+    clean_after(cluster)  # no record, no ACL, alice refused
+
+
 @pytest.fixture
 def syslog(cluster: Cluster) -> Iterator[SyslogReceiver]:
     """What perfgroup-node sends to syslog during one test (the node's own /dev/log)."""

@@ -424,3 +424,25 @@ def test_the_epilog_marks_the_record_revoking_before_it_changes_anything(
             jobs._undo(grant)
     assert node.steps == steps
 
+
+@pytest.mark.parametrize(("entries", "others", "added", "written"), [
+    # the usual: no entry yet, the grant adds it and its epilog takes it away
+    ((), (), True, WITH_ALICE),
+    # an entry nothing backs (set by hand, left by a crash): the grant's now, gone after the job
+    (WITH_ALICE, (), True, None),
+    (with_user((), 0o750, ALICE, 7), (), True, WITH_ALICE),  # made exactly r-x
+    (with_user((), 0o750, 1002, 5), (), True, with_user(with_user((), 0o750, 1002, 5), 0o750, ALICE, 5)),
+    # another live grant of alice on this copy backs it: that grant's epilog decides
+    (WITH_ALICE, (GRANT._replace(job="41"),), False, None),
+    # ... but only if the entry is there, the grant is alice's, on this copy, and not being revoked
+    ((), (GRANT._replace(job="41"),), True, WITH_ALICE),
+    (WITH_ALICE, (CAROLS,), True, None),
+    (WITH_ALICE, (GRANT._replace(job="41", copy="/opt/old/perf"),), True, None),
+    (WITH_ALICE, (REVOKING._replace(job="41"),), True, None),
+])
+def test_the_prolog_owns_every_entry_of_its_user_no_other_live_grant_backs(
+        entries: tuple[AclEntry, ...], others: tuple[Grant, ...], added: bool,
+        written: tuple[AclEntry, ...] | None) -> None:
+    got_added, got_written = job_rules.prolog_acl(entries, 0o750, GRANT._replace(acl_added=False), others)
+    assert got_added is added
+    assert (set(got_written) if got_written is not None else None) == (set(written) if written is not None else None)

@@ -12,7 +12,7 @@ from .options import JOB_FEATURE_CHARS
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
 if TYPE_CHECKING:
-    from typing import Iterator
+    from typing import Iterable, Iterator
 
 # Characters of a Slurm feature name; everything else in a constraint expression is an operator
 # (& and , AND, | OR, [ ] matching OR, * count, ( ) grouping) or a count.
@@ -156,3 +156,18 @@ def _revoke_incomplete(grant: Grant, named_users: set[int | None], paranoid: int
     return Finding("job.revoke_incomplete", CRITICAL,
                    f"the epilog of job {grant.job} could not finish revoking the grant of {grant.user}{left}; "
                    "heal retries it", f"perfgroup-node job-revoke --group {group} --job {grant.job}")
+
+
+def prolog_acl(entries: tuple[AclEntry, ...], mode: int, grant: Grant,
+               others: Iterable[Grant]) -> tuple[bool, tuple[AclEntry, ...] | None]:
+    """What the prolog does to the copy's access ACL (`entries`, () for the mode bits alone) for
+    `grant`: (acl_added: the epilog removes the user's entry, the ACL to write or None). An entry
+    of the user that another live grant of theirs on this copy (`others`: live records of other
+    jobs) backs is that grant's; any other, added now or found there (set by hand, left by a
+    crash), is this grant's: made `u:USER:r-x` and gone after the job."""
+    backed = any(e.tag == USER and e.id == grant.uid for e in entries) and any(
+        o.uid == grant.uid and o.copy == grant.copy and not o.revoking for o in others)
+    if backed:
+        return False, None
+    wanted = with_user(entries, mode, grant.uid, R | X)
+    return True, (wanted if set(wanted) != set(entries) else None)

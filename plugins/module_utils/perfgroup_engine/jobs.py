@@ -19,12 +19,12 @@ import subprocess
 import time
 
 from . import apply, log
-from .acl import USER, R, X, read_acl, with_user, without_user
+from .acl import USER, read_acl, without_user
 from .actions import SetParanoid
 from .errors import ConvergeError, PerfgroupError, RefusedError
 from .host import load_state, read_int
 from .job_facts import Grant, copy_processes, format_record, job_alive, read_record, record_jobs
-from .job_rules import exclusive, requested
+from .job_rules import exclusive, prolog_acl, requested
 from .options import LOCK_WAIT_SECONDS
 from .paths import SCONTROL, grant_path, state_path
 from .sysctl import PROC_PATH
@@ -112,18 +112,18 @@ def _grant(planned: Grant, paranoid: int | None) -> str:
         raise RefusedError(f"{problem}: not granting access to {copy}")
     acl = read_acl(copy, "access")
     entries = acl.entries if acl is not None else ()
-    had = any(e.tag == USER and e.id == planned.uid for e in entries)
+    added, wanted = prolog_acl(entries, os.stat(copy).st_mode, planned, _others(planned))
     before = read_int(PROC_PATH) if paranoid is not None else None
     if paranoid is not None and before is None:
         raise RefusedError(f"cannot read {PROC_PATH}: --job-paranoid cannot be recorded")
     lower = paranoid is not None and before is not None and before > paranoid
-    record = planned._replace(acl_added=not had, paranoid_before=before if lower else None,
+    record = planned._replace(acl_added=added, paranoid_before=before if lower else None,
                               paranoid=paranoid if lower else None)
     apply.write_file(grant_path(record.job), format_record(record), step="write_grant_record", mode=0o644)
     try:
-        if not had:
-            apply.set_copy_acl(copy, with_user(entries, os.stat(copy).st_mode, record.uid, R | X), "grant_acl",
-                               acl.text() if acl is not None else "", f"u:{record.user}:r-x for job {record.job}")
+        if wanted is not None:
+            apply.set_copy_acl(copy, wanted, "grant_acl", acl.text() if acl is not None else "",
+                               f"u:{record.user}:r-x for job {record.job}")
         if lower:
             apply.set_paranoid(SetParanoid(PROC_PATH, f"job {record.job}", value=int(paranoid or 0), was=before))
     except PerfgroupError:
