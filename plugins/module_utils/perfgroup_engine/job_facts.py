@@ -51,7 +51,7 @@ class Grant(NamedTuple):
     user: str
     uid: int
     copy: str  # the privileged copy the ACL entry is on
-    acl_added: bool  # False: the user already had an entry (not this grant's to remove)
+    acl_added: bool  # False: another live grant of the user backed the entry it found (that grant's to remove)
     paranoid_before: int | None = None  # None: the grant did not touch perf_event_paranoid
     paranoid: int | None = None  # what the grant set it to
     # The epilog marks the record before it changes anything: a revoke that did not finish (a
