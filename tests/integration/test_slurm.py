@@ -9,13 +9,14 @@ import errno
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from conftest import PERFGROUP, integration_possible
-from node import Node, NodeOptions, SyslogReceiver
+from node import ENV, Node, NodeOptions, SyslogReceiver
 from slurm import Cluster
 
 from perfgroup.engine.acl import USER, decode_acl
@@ -117,6 +118,18 @@ def test_an_exclusive_job_asking_for_perf_profiles_system_wide_then_is_refused_a
     assert code == 0, out + cluster.logs()
     assert "cpu-clock" in out and "user=alice" in out and "acl_added=1" in out
     clean_after(cluster)
+
+
+def test_an_entry_left_on_the_copy_for_the_jobs_user_is_the_grants_and_goes_with_the_job(cluster: Cluster) -> None:
+    """An entry for alice that no other live grant backs (set by hand, left by a crash) is the
+    prolog's own (acl_added=1): the epilog takes it away, instead of leaving it for good."""
+    node = cluster.node
+    node.ok(f"setfacl -m u:alice:r-x {DEST}")
+    assert not alice_refused(node)
+    code, out = cluster.srun("alice", f"-C perf --exclusive sh -c '{PERF_A} && cat {GRANTS}/$SLURM_JOB_ID'")
+    assert code == 0, out + cluster.logs()
+    assert "cpu-clock" in out and "user=alice" in out and "acl_added=1" in out, out
+    clean_after(cluster)  # no record, no ACL, alice refused
 
 
 @pytest.fixture
@@ -276,44 +289,76 @@ def test_the_job_submit_lua_snippet_in_the_real_slurmctld(cluster: Cluster) -> N
 
 
 def _job_pids(node: Node, job: str) -> list[int]:
-    marker = f"SLURM_JOB_ID={job}\0".encode()
+    """The job's processes in the node: its slurmstepds (title `slurmstepd: [JOB.STEP]`) and
+    whatever carries its id in the environment (its tasks)."""
+    marker, title = f"SLURM_JOB_ID={job}\0".encode(), f"slurmstepd: [{job}.".encode()
     out = []
     for pid in node.processes():
         try:
             with open(f"/proc/{pid}/environ", "rb") as handle:
                 environ = b"\0" + handle.read()
-            with open(f"/proc/{pid}/comm") as handle:
-                comm = handle.read().strip()
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                cmdline = handle.read()
         except OSError:
             continue
-        if marker in environ or comm == "slurmstepd":
+        if marker in environ or cmdline.startswith(title):
             out.append(pid)
     return out
 
 
+def _uid_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            return next(int(line.split()[1]) for line in handle if line.startswith("Uid:"))
+    except (OSError, StopIteration):
+        return None
+
+
 def test_a_grant_left_by_a_dead_slurmd_is_critical_and_heal_revokes_it(cluster: Cluster) -> None:
+    """A crash (slurmd, the job's slurmstepds and tasks killed, no epilog) leaves the record and
+    alice's entry: the audit calls it stale, also while bob runs processes carrying the job's id in
+    their environment or titled as its stepd (anyone can; only a root stepd or the job's populated
+    cgroup says the job runs), and heal revokes it."""
     node = cluster.node
     node.ok(f"rm -f {STOP}")
     job = cluster.sbatch("alice", "-C perf --exclusive -o /dev/null", WAITS)
     cluster.wait_job(job, ("RUNNING",))
     _wait(lambda: grants(node) == [job], "the grant")
-    # The node crashes: slurmd and the job die, no epilog runs.
+    _wait(lambda: any(_uid_of(pid) == 0 for pid in _job_pids(node, job)), "the job's slurmstepd")
+    stepds = [pid for pid in _job_pids(node, job) if _uid_of(pid) == 0]
+    code, report = audit(node)
+    assert finding_ids(report).get("job.grant_active") == "ok", report  # by its root slurmstepd alone
+    # The node crashes: slurmd and the job die (its stepds too), no epilog runs.
     cluster.kill_slurmd()
     for pid in _job_pids(node, job):
         os.kill(pid, signal.SIGKILL)
-    _wait(lambda: not _job_pids(node, job), "the job's processes gone")
-    code, report = audit(node)
-    found = finding_ids(report)
-    assert code == 2 and found.get("job.grant_stale") == "critical" and found.get("job.record_gone") == "warning", \
-        [f for f in report["findings"] if f["severity"] != "ok" or f["id"].startswith("job.")]
-    assert found.get("copy.acl") == "critical"
-    assert not alice_refused(node)
-    healed = node.run([NODE_CMD, "heal", "--group", GROUP])
-    assert healed.returncode == 0, healed.stderr
-    assert f"job {job}: revoked alice" in healed.stdout
-    assert grants(node) == [] and acl_of(node) is None and alice_refused(node)
-    code, report = audit(node)
-    assert code == 0 and not [f for f in finding_ids(report) if f.startswith("job.")], report
+    _wait(lambda: not _job_pids(node, job) and not any(_alive(pid) for pid in stepds), "the job's processes gone")
+    # bob forges what used to count as the job running, and what a stepd looks like to others.
+    node.ok(f"setpriv --reuid=bob --regid=bob --init-groups -- sh -c '"
+            f"env SLURM_JOB_ID={job} sleep 600 >/dev/null 2>&1 & "
+            f"bash -c \"exec -a \\\"slurmstepd: [{job}.batch]\\\" sleep 600\" >/dev/null 2>&1 &'")
+    bob = int(node.ok("id -u bob"))
+    _wait(lambda: len(_job_pids(node, job)) == 2, "bob's forgeries")
+    forged = _job_pids(node, job)
+    assert {_uid_of(pid) for pid in forged} == {bob}
+    try:
+        code, report = audit(node)
+        found = finding_ids(report)
+        assert code == 2 and found.get("job.grant_stale") == "critical" and found.get("job.record_gone") == "warning", \
+            [f for f in report["findings"] if f["severity"] != "ok" or f["id"].startswith("job.")]
+        assert found.get("copy.acl") == "critical" and "job.grant_active" not in found
+        assert report["job_grants_active"] == 0
+        assert not alice_refused(node)
+        healed = node.run([NODE_CMD, "heal", "--group", GROUP])
+        assert healed.returncode == 0, healed.stderr
+        assert f"job {job}: revoked alice" in healed.stdout
+        assert grants(node) == [] and acl_of(node) is None and alice_refused(node)
+        code, report = audit(node)
+        assert code == 0 and not [f for f in finding_ids(report) if f.startswith("job.")], report
+    finally:
+        for pid in forged:
+            os.kill(pid, signal.SIGKILL)
+    _wait(lambda: not any(_alive(pid) for pid in forged), "bob's forgeries gone")
     node.ok(f"touch {STOP}; scancel {job}; /usr/sbin/slurmd -N {cluster_node_name()}")
 
 
@@ -350,6 +395,55 @@ def test_an_epilog_that_cannot_restore_drains_the_node(cluster: Cluster) -> None
     revoked = node.run([NODE_CMD, "job-revoke", "--group", GROUP, "--job", job])
     assert revoked.returncode == 0, revoked.stderr
     clean_after(cluster)
+
+
+PAUSED = "/run/perfgroup-test-paused"
+
+
+def test_a_revoke_killed_half_way_is_critical_and_nothing_puts_the_entry_back(cluster: Cluster) -> None:
+    """A revoke of a running job's grant (`job-revoke` by hand, `perfgroup remove`) killed after
+    it took alice's entry away and before it deleted the record (the pause hook holds it there; an
+    epilog over PrologEpilogTimeout or the OOM killer would do the same): the record says
+    revoking=1, the audit calls it job.revoke_incomplete (critical), not a lost grant to put back;
+    setup leaves the entry away while the job runs; heal finishes the revoke; the job's own
+    epilog then has nothing left to do."""
+    node = cluster.node
+    job = granted_job(cluster)
+    assert alice_entry(node)
+    node.ok(f"rm -f {PAUSED}")
+    env = {**ENV, "PERFGROUP_TEST_PAUSE_AT": "delete_grant_record", "PERFGROUP_TEST_PAUSE_FILE": PAUSED}
+    revoke = subprocess.Popen(node.argv([NODE_CMD, "job-revoke", "--group", GROUP, "--job", job]), env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait(lambda: revoke.poll() is not None or (node.path(PAUSED).exists() and node.path(PAUSED).read_text()),
+          "the revoke paused")
+    assert revoke.poll() is None, revoke.communicate()
+    os.kill(int(node.path(PAUSED).read_text().split()[0]), signal.SIGKILL)
+    revoke.communicate(timeout=30)
+    assert revoke.returncode != 0
+    node.ok(f"rm -f {PAUSED}")
+    assert "revoking=1" in node.path(f"{GRANTS}/{job}").read_text()
+    assert not alice_entry(node) and alice_refused(node)
+    code, report = audit(node)
+    found = finding_ids(report)
+    assert code == 2 and found.get("job.revoke_incomplete") == "critical", report
+    assert not {"job.grant_lost", "job.grant_active"} & set(found) and report["job_grants_active"] == 0, found
+    incomplete = next(f for f in report["findings"] if f["id"] == "job.revoke_incomplete")
+    assert incomplete["fix"] == f"perfgroup-node job-revoke --group {GROUP} --job {job}", incomplete
+    again = node.run([PERFGROUP, "setup", "--group", GROUP, "--member", "bob", "--job-feature", "perf", "--shell",
+                      "--no-verify"])
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert not alice_entry(node) and alice_refused(node)
+    healed = node.run([NODE_CMD, "heal", "--group", GROUP])
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    assert f"job {job}: revoked alice" in healed.stdout, healed.stdout
+    assert grants(node) == [] and acl_of(node) is None and alice_refused(node)
+    code, report = audit(node)
+    assert code == 0 and not [f for f in finding_ids(report) if f.startswith("job.")], report
+    node.ok(f"touch {STOP}")
+    cluster.wait_job(job, ("COMPLETED",))
+    clean_after(cluster)
+    assert cluster.state() == "idle", node.ok(f"scontrol show node {cluster_node_name()}")
+    node.ok(f"rm -f {STOP}")
 
 
 STOP2 = "/tmp/perfgroup-test-stop2"

@@ -19,17 +19,30 @@ TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without 
 if TYPE_CHECKING:
     from typing import Iterable
 
-# cgroup directories slurmstepd makes for a job (proctrack/cgroup), below /sys/fs/cgroup (glob
-# patterns): v2 under the scope 22.05 asks systemd for over D-Bus, named NODENAME_slurmstepd.scope
-# on Debian 12 (seen in tests/vm/test_slurm_kernel.py; plain slurmstepd.scope in other builds), v1
-# per controller. A crash (the node's stepds killed, no epilog) leaves the v2 directory behind,
-# empty: only `populated 1` in its cgroup.events means a process of the job is still there.
+# Whether a job still runs on this node comes only from what a user other than root cannot make:
+# its cgroup (proctrack/cgroup, below /sys/fs/cgroup; patterns with at most one `*` per component)
+# holding a process, or a root process titled as the job's slurmstepd. Never from environments
+# (anyone can start `env SLURM_JOB_ID=N sleep infinity`) nor from a cgroup directory alone (a crash
+# leaves them behind).
 CGROUP_ROOT = "/sys/fs/cgroup"
-CGROUP_JOB_DIRS = (
-    "system.slice/*slurmstepd.scope/job_{job}",
-    "freezer/slurm/uid_{uid}/job_{job}",
-    "cpuset/slurm/uid_{uid}/job_{job}",
+# v2: under the scope 22.05 asks systemd for over D-Bus, named NODENAME_slurmstepd.scope on Debian
+# 12 (seen in tests/vm/test_slurm_kernel.py; plain slurmstepd.scope in other builds). `populated 1`
+# in its cgroup.events says a process is in it; no user can move one in (that needs write access
+# to the cgroup.procs of the common ancestor with the user's own cgroup: the root's).
+CGROUP_V2_JOB_DIRS = ("system.slice/*slurmstepd.scope/job_{job}",)
+# v1, per controller: slurm/uid_U/job_N, slurm_NODENAME/... in builds with multiple-slurmd. A
+# non-empty cgroup.procs somewhere below counts, if root made it: 22.05 gives the step cgroups to
+# the job's user (xcgroup_create_hierarchy), who can make cgroups of their own in them and move
+# their processes there (v1 asks only for the same uid and write access to the target file).
+CGROUP_V1_JOB_DIRS = (
+    "freezer/slurm*/uid_{uid}/job_{job}",
+    "cpuset/slurm*/uid_{uid}/job_{job}",
 )
+# slurmstepd (root) rewrites its title to `slurmstepd: [JOB.STEP]`: [5.batch], [5.extern] (with
+# PrologFlags=Contain, for the whole job), [5.0] (seen with Debian 12's Slurm 22.05.8, whose
+# executable is /usr/sbin/slurmstepd-wlm). A step of a heterogeneous job adds `+COMPONENT`.
+STEPD_TITLE = "slurmstepd: ["
+STEPD_EXE = "slurmstepd"  # the start of its executable's name
 
 
 class Grant(NamedTuple):
@@ -38,14 +51,22 @@ class Grant(NamedTuple):
     user: str
     uid: int
     copy: str  # the privileged copy the ACL entry is on
-    acl_added: bool  # False: the user already had an entry (not this grant's to remove)
+    acl_added: bool  # False: another live grant of the user backed the entry it found (that grant's to remove)
     paranoid_before: int | None = None  # None: the grant did not touch perf_event_paranoid
     paranoid: int | None = None  # what the grant set it to
+    # The epilog marks the record before it changes anything: a revoke that did not finish (a
+    # step failed, the epilog was killed) is never taken for a live grant to keep or rebuild.
+    revoking: bool = False
+
+
+# Fields a record may lack: written only when set, so a record of a grant the epilog has not
+# touched reads the same as before the field existed (older records, older perfgroup-node).
+OPTIONAL_FIELDS = frozenset({"revoking"})
 
 
 def format_record(grant: Grant) -> str:
     lines = [f"{name}={'' if value is None else int(value) if isinstance(value, bool) else value}"
-             for name, value in zip(Grant._fields, grant)]
+             for name, value in zip(Grant._fields, grant) if value or name not in OPTIONAL_FIELDS]
     return "\n".join(lines) + "\n"
 
 
@@ -57,7 +78,7 @@ def parse_record(text: str) -> Grant | None:
         if not sep or name in values:
             return None
         values[name] = value
-    if set(values) != set(Grant._fields):
+    if not set(Grant._fields) - OPTIONAL_FIELDS <= set(values) <= set(Grant._fields):
         return None
 
     def number(name: str) -> int | None:
@@ -70,10 +91,11 @@ def parse_record(text: str) -> Grant | None:
 
     try:
         uid = number("uid")
-        if uid is None or values["acl_added"] not in ("0", "1") or not values["job"].isdigit():
+        revoking = values.get("revoking", "0")
+        if uid is None or values["acl_added"] not in ("0", "1") or revoking not in ("0", "1") or not values["job"].isdigit():
             return None
         return Grant(values["job"], values["group"], values["user"], uid, values["copy"], values["acl_added"] == "1",
-                     number("paranoid_before"), number("paranoid"))
+                     number("paranoid_before"), number("paranoid"), revoking == "1")
     except ValueError:
         return None
 
@@ -100,26 +122,45 @@ def read_record(job: str) -> tuple[Grant | None, str | None]:
 
 
 def job_alive(job: str, uid: int, proc: str = "/proc", cgroup_root: str = CGROUP_ROOT) -> bool:
-    """Whether the job still has a process on this node: its populated cgroup (proctrack/cgroup),
-    else any process whose environment carries SLURM_JOB_ID=job (slurmstepd sets it in every task
-    and the prolog). Environments a non-root audit cannot read count as alive: no false alarm."""
-    for pattern in CGROUP_JOB_DIRS:
+    """Whether the job still has a process on this node: its cgroup holds one (proctrack/cgroup),
+    or a root process (real uid 0) is one of its slurmstepds (every other proctrack: a step runs
+    under its stepd). Nothing a user other than root can start or change counts."""
+    for pattern in CGROUP_V2_JOB_DIRS:
         if any(_cgroup_populated(d) for d in _expand(cgroup_root, pattern.format(job=job, uid=uid))):
             return True
-    marker = f"SLURM_JOB_ID={job}\0".encode()
-    root = os.geteuid() == 0
-    for pid in _pids(proc):
-        try:
-            with open(f"{proc}/{pid}/environ", "rb") as handle:
-                if marker in b"\0" + handle.read():
-                    return True
-        except PermissionError:
-            if not root:
-                return True
-            # root too is refused by a container's init: never a job's process (slurmd is a child)
-        except OSError:
-            continue
-    return False
+    try:
+        owner = os.stat(cgroup_root).st_uid  # root (/sys/fs/cgroup's owner)
+    except OSError:
+        owner = None
+    for pattern in CGROUP_V1_JOB_DIRS:
+        if owner is not None and any(_v1_holds_process(d, owner)
+                                     for d in _expand(cgroup_root, pattern.format(job=job, uid=uid))):
+            return True
+    return any(_stepd_of(pid, job, proc) for pid in _pids(proc))
+
+
+def _stepd_of(pid: str, job: str, proc: str) -> bool:
+    """Whether the process is a slurmstepd of the job: its title (cmdline and status are world-
+    readable), real uid 0 (a setuid program started with a forged argv[0], e.g. sudo at its
+    password prompt, keeps its caller's real uid), and, where this audit may read it (root), an
+    executable named slurmstepd*."""
+    title = f"{STEPD_TITLE}{job}.".encode()
+    try:
+        with open(f"{proc}/{pid}/cmdline", "rb") as handle:
+            if handle.read(len(title)) != title:
+                return False
+    except OSError:
+        return False
+    status = read_text(f"{proc}/{pid}/status") or ""
+    if not any(line.startswith("Uid:") and line.split()[1:2] == ["0"] for line in status.splitlines()):
+        return False
+    try:
+        exe = os.readlink(f"{proc}/{pid}/exe")
+    except OSError:
+        return True  # a non-root audit may not read root's: title and uid are what it can check
+    if exe.endswith(" (deleted)"):
+        exe = exe[:-len(" (deleted)")]  # a stepd of the Slurm installed before an upgrade
+    return os.path.basename(exe).startswith(STEPD_EXE)
 
 
 def _expand(root: str, pattern: str) -> list[str]:
@@ -144,12 +185,26 @@ def _names(directory: str) -> list[str]:
 
 
 def _cgroup_populated(directory: str) -> bool:
-    if not os.path.isdir(directory):
-        return False
+    """cgroup v2: `populated 1` in cgroup.events (the directory alone is left by a crash)."""
     events = read_text(os.path.join(directory, "cgroup.events"), 4096)
-    if events is None:
-        return True  # cgroup v1 has no cgroup.events: the directory is all there is to go by
-    return "populated 1" in events.splitlines()
+    return events is not None and "populated 1" in events.splitlines()
+
+
+def _v1_holds_process(directory: str, owner: int) -> bool:
+    """cgroup v1 has no cgroup.events: a cgroup.procs that lists a process, in the job's cgroup or
+    below, and that `owner` (root) made, not the job's user in a step cgroup Slurm gave them."""
+    for path, _dirs, files in os.walk(directory):
+        if "cgroup.procs" not in files:
+            continue
+        procs = os.path.join(path, "cgroup.procs")
+        try:
+            if os.stat(procs).st_uid != owner:
+                continue
+        except OSError:
+            continue
+        if (read_text(procs, 64) or "").strip():
+            return True
+    return False
 
 
 def _pids(proc: str) -> Iterable[str]:

@@ -12,7 +12,7 @@ from .options import JOB_FEATURE_CHARS
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING (mypy knows the name), without importing typing at run time
 if TYPE_CHECKING:
-    from typing import Iterator
+    from typing import Iterable, Iterator
 
 # Characters of a Slurm feature name; everything else in a constraint expression is an operator
 # (& and , AND, | OR, [ ] matching OR, * count, ( ) grouping) or a count.
@@ -56,12 +56,12 @@ def exclusive(job_record: str) -> bool:
 def live_grants(jobs: JobFacts, copy: str) -> tuple[Grant, ...]:
     """The grants whose job still runs and whose record names this copy: the only named-user
     entries the copy may carry (the epilog revokes on the record's copy, so an entry on any other
-    path would outlive the job)."""
-    return tuple(g for g in jobs.grants if g.job in jobs.alive and g.copy == copy)
+    path would outlive the job). A record whose revoke did not finish backs nothing."""
+    return tuple(g for g in jobs.grants if g.job in jobs.alive and g.copy == copy and not g.revoking)
 
 
 def granted_users(jobs: JobFacts) -> set[str]:
-    return {g.user for g in jobs.grants if g.job in jobs.alive}
+    return {g.user for g in jobs.grants if g.job in jobs.alive and not g.revoking}
 
 
 def grant_acl(jobs: JobFacts, copy: str, mode: int) -> tuple[AclEntry, ...]:
@@ -97,7 +97,8 @@ def unbacked(acl: Acl | None, jobs: JobFacts) -> Acl | None:
 
 
 def live_paranoid(jobs: JobFacts) -> frozenset[int]:
-    return frozenset(g.paranoid for g in jobs.grants if g.job in jobs.alive and g.paranoid is not None)
+    return frozenset(g.paranoid for g in jobs.grants if g.job in jobs.alive and g.paranoid is not None
+                     and not g.revoking)
 
 
 def findings(jobs: JobFacts, copy: str, copy_acl: Acl | None, paranoid: int | None, group: str) -> Iterator[Finding]:
@@ -105,6 +106,9 @@ def findings(jobs: JobFacts, copy: str, copy_acl: Acl | None, paranoid: int | No
     lost = lost_grants(copy_acl, jobs, copy)
     for grant in jobs.grants:
         where = f"job {grant.job}, user {grant.user}"
+        if grant.revoking:
+            yield _revoke_incomplete(grant, named_users, paranoid, group)
+            continue
         if grant in lost:
             yield Finding("job.grant_lost", WARNING,
                           f"{where}: the grant record lets {grant.user} run {copy} for the job, but its ACL has "
@@ -143,4 +147,29 @@ def _what(grant: Grant, named_users: set[int | None], paranoid: int | None) -> s
 
 def active_count(jobs: JobFacts) -> int:
     """The number of live grant records (the textfile's perfgroup_job_grants_active)."""
-    return sum(1 for g in jobs.grants if g.job in jobs.alive)
+    return sum(1 for g in jobs.grants if g.job in jobs.alive and not g.revoking)
+
+
+def _revoke_incomplete(grant: Grant, named_users: set[int | None], paranoid: int | None, group: str) -> Finding:
+    """A record the epilog marked and could not delete: a step of its revoke failed (a perf that
+    outlived SIGKILL, a sysctl write refused) or it was killed; whatever it had not restored yet is
+    still open, the job running or not."""
+    left = f" ({_what(grant, named_users, paranoid)} still there)" if _still_open(grant, named_users, paranoid) else ""
+    return Finding("job.revoke_incomplete", CRITICAL,
+                   f"the epilog of job {grant.job} could not finish revoking the grant of {grant.user}{left}; "
+                   "heal retries it", f"perfgroup-node job-revoke --group {group} --job {grant.job}")
+
+
+def prolog_acl(entries: tuple[AclEntry, ...], mode: int, grant: Grant,
+               others: Iterable[Grant]) -> tuple[bool, tuple[AclEntry, ...] | None]:
+    """What the prolog does to the copy's access ACL (`entries`, () for the mode bits alone) for
+    `grant`: (acl_added: the epilog removes the user's entry, the ACL to write or None). An entry
+    of the user that another live grant of theirs on this copy (`others`: live records of other
+    jobs) backs is that grant's; any other, added now or found there (set by hand, left by a
+    crash), is this grant's: made `u:USER:r-x` and gone after the job."""
+    backed = any(e.tag == USER and e.id == grant.uid for e in entries) and any(
+        o.uid == grant.uid and o.copy == grant.copy and not o.revoking for o in others)
+    if backed:
+        return False, None
+    wanted = with_user(entries, mode, grant.uid, R | X)
+    return True, (wanted if set(wanted) != set(entries) else None)

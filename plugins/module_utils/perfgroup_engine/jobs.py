@@ -19,12 +19,12 @@ import subprocess
 import time
 
 from . import apply, log
-from .acl import USER, R, X, read_acl, with_user, without_user
+from .acl import USER, read_acl, without_user
 from .actions import SetParanoid
 from .errors import ConvergeError, PerfgroupError, RefusedError
 from .host import load_state, read_int
 from .job_facts import Grant, copy_processes, format_record, job_alive, read_record, record_jobs
-from .job_rules import exclusive, requested
+from .job_rules import exclusive, prolog_acl, requested
 from .options import LOCK_WAIT_SECONDS
 from .paths import SCONTROL, grant_path, state_path
 from .sysctl import PROC_PATH
@@ -112,18 +112,18 @@ def _grant(planned: Grant, paranoid: int | None) -> str:
         raise RefusedError(f"{problem}: not granting access to {copy}")
     acl = read_acl(copy, "access")
     entries = acl.entries if acl is not None else ()
-    had = any(e.tag == USER and e.id == planned.uid for e in entries)
+    added, wanted = prolog_acl(entries, os.stat(copy).st_mode, planned, _others(planned))
     before = read_int(PROC_PATH) if paranoid is not None else None
     if paranoid is not None and before is None:
         raise RefusedError(f"cannot read {PROC_PATH}: --job-paranoid cannot be recorded")
     lower = paranoid is not None and before is not None and before > paranoid
-    record = planned._replace(acl_added=not had, paranoid_before=before if lower else None,
+    record = planned._replace(acl_added=added, paranoid_before=before if lower else None,
                               paranoid=paranoid if lower else None)
     apply.write_file(grant_path(record.job), format_record(record), step="write_grant_record", mode=0o644)
     try:
-        if not had:
-            apply.set_copy_acl(copy, with_user(entries, os.stat(copy).st_mode, record.uid, R | X), "grant_acl",
-                               acl.text() if acl is not None else "", f"u:{record.user}:r-x for job {record.job}")
+        if wanted is not None:
+            apply.set_copy_acl(copy, wanted, "grant_acl", acl.text() if acl is not None else "",
+                               f"u:{record.user}:r-x for job {record.job}")
         if lower:
             apply.set_paranoid(SetParanoid(PROC_PATH, f"job {record.job}", value=int(paranoid or 0), was=before))
     except PerfgroupError:
@@ -152,27 +152,36 @@ def revoke(group: str, job: str) -> str:
 
 
 def revoke_all(group: str, gone_only: bool) -> list[str]:
-    """Revoke every grant record of the group (remove), or those whose job is gone (heal)."""
+    """Revoke every grant record of the group (remove), or those whose job is gone or whose revoke
+    did not finish (heal)."""
     done = []
     for job in record_jobs():
         grant, _ = read_record(job)
-        if grant is None or grant.group != group or (gone_only and job_alive(grant.job, grant.uid)):
-            continue
+        if grant is None or grant.group != group or (
+                gone_only and not grant.revoking and job_alive(grant.job, grant.uid)):
+            continue  # heal: a live grant stays; one whose revoke did not finish is retried
         done.append(revoke(group, job))
     return done
 
 
 def _others(grant: Grant) -> list[Grant]:
-    """Live grants of other jobs (a uid's entry or a paranoid value they still need)."""
+    """Live grants of other jobs (a uid's entry or a paranoid value they still need); one whose
+    revoke did not finish needs nothing kept."""
     out = []
     for job in record_jobs():
         other, _ = read_record(job)
-        if other is not None and job != grant.job and job_alive(job, other.uid):
+        if other is not None and job != grant.job and not other.revoking and job_alive(job, other.uid):
             out.append(other)
     return out
 
 
 def _undo(grant: Grant) -> None:
+    if not grant.revoking:
+        # Before anything changes: a revoke that stops half way (a step fails, the epilog is
+        # killed) leaves a record the audit reports (job.revoke_incomplete) and heal retries,
+        # never one whose entry heal or setup would put back while the job still counts alive.
+        apply.write_file(grant_path(grant.job), format_record(grant._replace(revoking=True)),
+                         step="mark_grant_revoking", mode=0o644)
     others = _others(grant)
     keep_user = any(o.uid == grant.uid and o.copy == grant.copy for o in others)
     acl = read_acl(grant.copy, "access")

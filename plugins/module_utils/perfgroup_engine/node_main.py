@@ -89,7 +89,8 @@ def job_parser(command: str) -> argparse.ArgumentParser:
     else:
         which = top.add_mutually_exclusive_group(required=True)
         which.add_argument("--job", help="the job whose grant record to revoke (the epilog's SLURM_JOB_ID)")
-        which.add_argument("--gone", action="store_true", help="every grant whose job has no process here")
+        which.add_argument("--gone", action="store_true",
+                           help="every grant whose job has no process here or whose revoke did not finish")
         which.add_argument("--all", action="store_true", help="every grant of the group")
     return top
 
