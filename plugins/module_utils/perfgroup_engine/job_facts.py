@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from .access_facts import parse_status
 from .host import read_text
 from .paths import GRANTS_DIR, grant_path
 from .trust import path_problem
@@ -151,8 +152,7 @@ def _stepd_of(pid: str, job: str, proc: str) -> bool:
                 return False
     except OSError:
         return False
-    status = read_text(f"{proc}/{pid}/status") or ""
-    if not any(line.startswith("Uid:") and line.split()[1:2] == ["0"] for line in status.splitlines()):
+    if _real_uid(proc, pid) != 0:
         return False
     try:
         exe = os.readlink(f"{proc}/{pid}/exe")
@@ -220,13 +220,15 @@ def copy_processes(copy: str, uid: int, proc: str = "/proc") -> tuple[int, ...]:
         try:
             if os.readlink(f"{proc}/{pid}/exe") not in names:
                 continue
-            status = read_text(f"{proc}/{pid}/status") or ""
         except OSError:
             continue
-        for line in status.splitlines():
-            if line.startswith("Uid:") and line.split()[1:2] == [str(uid)]:
-                found.append(int(pid))
+        if _real_uid(proc, pid) == uid:
+            found.append(int(pid))
     return tuple(found)
+
+
+def _real_uid(proc: str, pid: str) -> int | None:
+    return parse_status(read_text(f"{proc}/{pid}/status") or "")[0]
 
 
 def record_jobs() -> tuple[str, ...]:
